@@ -1,0 +1,23 @@
+//! The worker protocol: the only types that cross the supervisor/worker process boundary.
+//!
+//! A frame is a 4-byte big-endian payload length followed by a bincode 2 payload. Frames larger
+//! than [`MAX_FRAME_LEN`] are refused before anything is allocated for them, and the bincode
+//! decoder runs with the same limit, so a hostile length field inside a payload cannot make the
+//! reader allocate more than one frame's worth either.
+//!
+//! The first frame on every connection is the worker's [`Hello`]; the supervisor answers
+//! [`SupervisorMessage::Welcome`] or [`SupervisorMessage::VersionMismatch`]. Bincode does not
+//! describe its fields, so any change to a message type must bump [`PROTOCOL_VERSION`].
+#![deny(missing_docs)]
+
+mod codec;
+mod messages;
+
+pub use codec::{
+    FrameHeader, HEADER_LEN, MAX_FRAME_LEN, ProtocolError, decode_payload, encode_frame,
+    read_frame, write_frame,
+};
+pub use messages::{
+    ChatMessage, ChatRole, CompletionFailure, CompletionRequest, CompletionResponse, Hello, Job,
+    JobAgent, JobInput, PROTOCOL_VERSION, SupervisorMessage, TEMPLATE_VARIABLES, WorkerMessage,
+};

@@ -1,0 +1,159 @@
+//! The message enums, one per direction, and the records they carry.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the wire format; bump it on any change to a type in this module.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Variables every prompt template may use besides the agent's own `[parameters]` keys.
+///
+/// `request` is the user's text; `context` and `requirements` are optional request fields that
+/// default to the empty string; `agent` is the agent's name; `parameters` is the whole table.
+pub const TEMPLATE_VARIABLES: &[&str] =
+    &["request", "context", "requirements", "agent", "parameters"];
+
+/// The worker's first frame: who it is and which protocol it speaks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The worker's [`PROTOCOL_VERSION`].
+    pub protocol_version: u32,
+    /// The worker binary's package version, for error messages.
+    pub worker_version: String,
+    /// The worker's own PID as it sees it.
+    pub pid: u32,
+}
+
+/// Frames a worker sends to the supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkerMessage {
+    /// The handshake; always the first frame.
+    Hello(Hello),
+    /// Ask the supervisor for an LLM completion; answered by `Completion` with the same `call_id`.
+    Complete {
+        /// Chosen by the worker, echoed in the answer.
+        call_id: u32,
+        /// The conversation so far.
+        request: CompletionRequest,
+    },
+    /// The agent produced its answer; the worker exits 0 after sending this.
+    Finished {
+        /// Must match the job's execution id.
+        execution_id: String,
+        /// The text returned to the user.
+        answer: String,
+    },
+    /// The agent could not answer; the worker exits non-zero after sending this.
+    Failed {
+        /// Must match the job's execution id.
+        execution_id: String,
+        /// What went wrong, for the user.
+        error: String,
+    },
+}
+
+/// Frames the supervisor sends to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SupervisorMessage {
+    /// The handshake was accepted; the job follows.
+    Welcome,
+    /// The worker speaks another protocol version; the connection is closed after this frame.
+    VersionMismatch {
+        /// The supervisor's [`PROTOCOL_VERSION`].
+        supervisor: u32,
+        /// The version the worker announced.
+        worker: u32,
+    },
+    /// The one job this worker runs.
+    Job(Job),
+    /// The answer to a `Complete` request.
+    Completion {
+        /// The `call_id` of the request being answered.
+        call_id: u32,
+        /// The completion, or why there is none.
+        result: Result<CompletionResponse, CompletionFailure>,
+    },
+}
+
+/// Everything a worker needs to run one agent request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique id of this execution.
+    pub execution_id: String,
+    /// The agent definition, as the supervisor validated it.
+    pub agent: JobAgent,
+    /// The user's request.
+    pub input: JobInput,
+}
+
+/// The parts of an agent definition the worker uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobAgent {
+    /// Normalised agent name.
+    pub name: String,
+    /// The agent's version string.
+    pub version: String,
+    /// Template for the system message.
+    pub system_prompt: String,
+    /// Template for the user message.
+    pub user_prompt_template: String,
+    /// The `[parameters]` table as JSON text (bincode cannot carry self-describing values).
+    pub parameters_json: String,
+}
+
+/// The user's request and its optional fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobInput {
+    /// The request text.
+    pub request: String,
+    /// Extra data the caller supplies.
+    pub context: String,
+    /// What the caller wants from the answer.
+    pub requirements: String,
+}
+
+/// Who said a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatRole {
+    /// Instructions for the model.
+    System,
+    /// The user's turn.
+    User,
+    /// The model's turn.
+    Assistant,
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Who said it.
+    pub role: ChatRole,
+    /// What was said.
+    pub content: String,
+}
+
+/// A completion the worker asks for; the supervisor applies the agent's `[llm]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    /// The conversation, oldest first.
+    pub messages: Vec<ChatMessage>,
+}
+
+/// A completion the supervisor obtained from a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionResponse {
+    /// The model's answer.
+    pub content: String,
+    /// The provider's name for the model that answered.
+    pub model: String,
+    /// Tokens in the prompt, as the provider counted them.
+    pub prompt_tokens: u32,
+    /// Tokens in the answer, as the provider counted them.
+    pub completion_tokens: u32,
+}
+
+/// Why a completion failed, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionFailure {
+    /// The message shown to the user.
+    pub message: String,
+}

@@ -1,0 +1,107 @@
+//! A small HTTP/1.1 client for the management API over its Unix socket.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// Why a request to the daemon failed before it produced an API answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon listens on the socket.
+    #[error("no caxton daemon is running on {} (start one with `caxton serve`)", .0.display())]
+    NotRunning(PathBuf),
+    /// Connecting failed for another reason (permissions, ...).
+    #[error("cannot connect to the daemon at {}: {}", .0.display(), .1)]
+    Connect(PathBuf, std::io::Error),
+    /// The HTTP exchange failed.
+    #[error("talking to the daemon: {0}")]
+    Http(String),
+}
+
+/// An API answer: status and JSON body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The API's error message, if this is an error.
+    pub fn error_message(&self) -> Option<String> {
+        if self.status.is_success() {
+            return None;
+        }
+        Some(
+            self.body
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("the daemon answered HTTP {}", self.status)),
+        )
+    }
+}
+
+/// Client bound to one socket path.
+pub struct ApiClient {
+    socket: PathBuf,
+}
+
+impl ApiClient {
+    pub fn new(socket: &Path) -> Self {
+        Self {
+            socket: socket.to_owned(),
+        }
+    }
+
+    /// Send one request; `NotRunning` when nobody listens.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ClientError> {
+        let stream = match tokio::net::UnixStream::connect(&self.socket).await {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(ClientError::NotRunning(self.socket.clone()));
+            }
+            Err(e) => return Err(ClientError::Connect(self.socket.clone(), e)),
+        };
+        let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| http(&e))?;
+        tokio::spawn(connection);
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "caxton")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(payload)))
+            .map_err(|e| http(&e))?;
+        let response = sender.send_request(request).await.map_err(|e| http(&e))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| http(&e))?
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(Answer { status, body })
+    }
+}

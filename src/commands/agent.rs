@@ -1,0 +1,330 @@
+//! `caxton agent ...`. With a daemon running these go through its API; without one, `deploy`,
+//! `list`, `show`, `remove` work on the agents directory and `run` starts an in-process
+//! supervisor for the one request (it still forks a worker).
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use caxton_ipc_protocol::JobInput;
+use caxton_supervisor::Supervisor;
+use caxton_supervisor::agent::{AgentRegistry, parse_agent};
+use caxton_supervisor::config::Config;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::cli::AgentCommand;
+use crate::client::{Answer, ApiClient, ClientError};
+use crate::output;
+
+pub async fn run(
+    cmd: AgentCommand,
+    config: &Config,
+    client: &ApiClient,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AgentCommand::Deploy { file } => deploy(&file, config, client).await,
+        AgentCommand::Validate { file } => validate(&file, config),
+        AgentCommand::List { json } => list(config, client, json).await,
+        AgentCommand::Show { name, json } => show(&name, config, client, json).await,
+        AgentCommand::Remove { name } => remove(&name, config, client).await,
+        AgentCommand::Run {
+            name,
+            text,
+            context,
+            requirements,
+            json,
+            verbose,
+        } => {
+            let request = read_request(text)?;
+            let input = JobInput {
+                request,
+                context,
+                requirements,
+            };
+            run_agent(&name, input, config, client, json, verbose).await
+        }
+    }
+}
+
+/// Call the daemon; `Ok(None)` when no daemon is running, so the caller can work offline.
+async fn try_daemon(
+    client: &ApiClient,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Option<Answer>> {
+    match client.call(method, path, body).await {
+        Ok(answer) => Ok(Some(answer)),
+        Err(ClientError::NotRunning(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn read_file(file: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+fn print_warnings(warnings: impl IntoIterator<Item = String>) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+fn check_provider_offline(
+    config: &Config,
+    provider: Option<&str>,
+    file: &Path,
+) -> anyhow::Result<()> {
+    if let Some(p) = provider
+        && !config.providers.contains_key(p)
+    {
+        let known: Vec<_> = config.providers.keys().cloned().collect();
+        bail!(
+            "{}: [llm] provider {p:?} is not configured; configured providers: {}",
+            file.display(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
+async fn deploy(file: &Path, config: &Config, client: &ApiClient) -> anyhow::Result<ExitCode> {
+    let source = read_file(file)?;
+    let body = json!({"source": source, "file": file.display().to_string()});
+    if let Some(answer) = try_daemon(client, Method::POST, "/api/v1/agents", Some(&body)).await? {
+        if let Some(message) = answer.error_message() {
+            bail!(message);
+        }
+        let warnings = answer
+            .body
+            .get("warnings")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        print_warnings(
+            warnings
+                .iter()
+                .filter_map(|w| w.as_str().map(str::to_owned)),
+        );
+        let name = answer
+            .body
+            .pointer("/agent/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let version = answer
+            .body
+            .pointer("/agent/version")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let replaced = answer
+            .body
+            .get("replaced")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        println!(
+            "{} agent {name} {version}",
+            if replaced { "updated" } else { "deployed" }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // No daemon: validate and write into the agents directory; a daemon started later loads it.
+    let parsed = parse_agent(file, &source)?;
+    check_provider_offline(config, parsed.llm.provider.as_deref(), file)?;
+    let registry = AgentRegistry::new(&config.agents_dir);
+    registry.reload()?;
+    let out = registry.deploy(file, &source)?;
+    print_warnings(out.agent.warnings.iter().cloned());
+    println!(
+        "{} agent {} {} in {} (no daemon running)",
+        if out.replaced { "updated" } else { "deployed" },
+        out.agent.name,
+        out.agent.version,
+        out.path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
+    let source = read_file(file)?;
+    let agent = parse_agent(file, &source)?;
+    check_provider_offline(config, agent.llm.provider.as_deref(), file)?;
+    print_warnings(agent.warnings.iter().cloned());
+    println!(
+        "{}: valid agent {} {}",
+        file.display(),
+        agent.name,
+        agent.version
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn offline_registry(config: &Config) -> anyhow::Result<AgentRegistry> {
+    let registry = AgentRegistry::new(&config.agents_dir);
+    let report = registry.reload()?;
+    for e in report.errors {
+        eprintln!("warning: {e}");
+    }
+    Ok(registry)
+}
+
+async fn list(config: &Config, client: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {
+    let body = match try_daemon(client, Method::GET, "/api/v1/agents", None).await? {
+        Some(answer) => {
+            if let Some(message) = answer.error_message() {
+                bail!(message);
+            }
+            answer.body
+        }
+        None => {
+            let agents: Vec<Value> = offline_registry(config)?
+                .list()
+                .iter()
+                .map(|a| json!({"name": a.name, "version": a.version, "description": a.description, "capabilities": a.capabilities, "tools": a.tools}))
+                .collect();
+            json!({"agents": agents})
+        }
+    };
+    if json {
+        output::print_json(&body);
+    } else {
+        output::print_agents(&body);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(
+    name: &str,
+    config: &Config,
+    client: &ApiClient,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let body =
+        match try_daemon(client, Method::GET, &format!("/api/v1/agents/{name}"), None).await? {
+            Some(answer) => {
+                if let Some(message) = answer.error_message() {
+                    bail!(message);
+                }
+                answer.body
+            }
+            None => {
+                let agent = offline_registry(config)?
+                    .get(name)
+                    .with_context(|| format!("no agent named {name:?} is deployed"))?;
+                let mut v = serde_json::to_value(&*agent)?;
+                v["source"] = agent.source.clone().into();
+                v
+            }
+        };
+    if json {
+        output::print_json(&body);
+    } else {
+        output::print_agent(&body);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remove(name: &str, config: &Config, client: &ApiClient) -> anyhow::Result<ExitCode> {
+    match try_daemon(
+        client,
+        Method::DELETE,
+        &format!("/api/v1/agents/{name}"),
+        None,
+    )
+    .await?
+    {
+        Some(answer) => {
+            if let Some(message) = answer.error_message() {
+                bail!(message);
+            }
+        }
+        None => {
+            offline_registry(config)?.remove(name)?;
+        }
+    }
+    println!("removed agent {name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_request(text: Option<String>) -> anyhow::Result<String> {
+    match text.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the request from standard input")?;
+            Ok(s)
+        }
+        Some(t) => Ok(t.to_owned()),
+        None => Ok(String::new()),
+    }
+}
+
+async fn run_agent(
+    name: &str,
+    input: JobInput,
+    config: &Config,
+    client: &ApiClient,
+    json: bool,
+    verbose: bool,
+) -> anyhow::Result<ExitCode> {
+    let body = json!({"request": input.request, "context": input.context, "requirements": input.requirements});
+    let report: Value = match try_daemon(
+        client,
+        Method::POST,
+        &format!("/api/v1/agents/{name}/run"),
+        Some(&body),
+    )
+    .await?
+    {
+        Some(answer) => {
+            if let Some(message) = answer.error_message() {
+                if json && let Some(exec) = answer.body.get("execution") {
+                    output::print_json(exec);
+                }
+                if verbose && let Some(exec) = answer.body.get("execution") {
+                    output::print_run_details(exec);
+                }
+                bail!(message);
+            }
+            answer.body
+        }
+        None => {
+            // No daemon: one supervisor in this process, the same code path, still one worker.
+            let supervisor =
+                Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
+            let report = supervisor.run_agent(name, input).await?;
+            let value = serde_json::to_value(&report)?;
+            if let Some(message) = report.error {
+                if json {
+                    output::print_json(&value);
+                }
+                if verbose {
+                    output::print_run_details(&value);
+                }
+                bail!(message);
+            }
+            value
+        }
+    };
+    if json {
+        output::print_json(&report);
+    } else {
+        println!(
+            "{}",
+            report
+                .get("answer")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        );
+        if verbose {
+            output::print_run_details(&report);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

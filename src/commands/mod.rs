@@ -1,0 +1,32 @@
+//! One function per command. Each returns the process exit code; errors bubble up as `anyhow`.
+
+mod agent;
+mod daemon;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use caxton_supervisor::config::{Config, ConfigSources};
+
+use crate::cli::{Cli, Command};
+use crate::client::ApiClient;
+
+/// Exit code when the daemon is not running or not ready (`caxton health`, `caxton status`).
+pub const EXIT_UNAVAILABLE: u8 = 3;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let sources = ConfigSources {
+        config_file: cli.global.config.clone(),
+        data_dir: cli.global.data_dir.clone(),
+        socket: cli.global.socket.clone(),
+    };
+    let config = Config::load(&sources).context("loading configuration")?;
+    let client = ApiClient::new(&config.socket);
+    match cli.command {
+        Command::Serve => daemon::serve(config).await,
+        Command::Agent(cmd) => agent::run(cmd, &config, &client).await,
+        Command::Status { json } => daemon::status(&client, json).await,
+        Command::Health => daemon::health(&client).await,
+        Command::Worker(cmd) => daemon::worker(cmd, &client).await,
+    }
+}

@@ -1,0 +1,475 @@
+//! One agent file: strict TOML parsing, the seed's `[parameters]` layout pitfall, template checks.
+//!
+//! Every error names the file, the line and the reason. Warnings (accepted but suspicious layouts)
+//! are kept with the definition so `deploy` and `validate` can show them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use caxton_ipc_protocol::TEMPLATE_VARIABLES;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::name::AgentName;
+use crate::config::{line_of, parse_duration, parse_size};
+
+/// An agent file that cannot be used, with where and why.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[error("{file}:{line}: {reason}")]
+pub struct AgentFileError {
+    /// The file (or the name the source was given).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Memory scope of an agent's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryScope {
+    /// Private to the agent.
+    #[default]
+    Agent,
+    /// Shared by agents in a workspace.
+    Workspace,
+    /// Shared by all agents.
+    Global,
+}
+
+/// `[memory]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySettings {
+    /// Whether the agent uses memory at all.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Which memory it sees.
+    #[serde(default)]
+    pub scope: MemoryScope,
+}
+
+/// `[llm]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    /// A `[providers.NAME]` of the supervisor configuration; default: `[defaults] provider`.
+    pub provider: Option<String>,
+    /// Model override.
+    pub model: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    pub temperature: Option<f32>,
+    /// Most tokens in the answer.
+    pub max_tokens: Option<u32>,
+    /// Nucleus sampling, 0 to 1.
+    pub top_p: Option<f32>,
+}
+
+/// A validated agent definition.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentDefinition {
+    /// Normalised name.
+    pub name: AgentName,
+    /// The name as written in the file.
+    pub declared_name: String,
+    /// Version string.
+    pub version: String,
+    /// One-line description.
+    pub description: Option<String>,
+    /// What the agent can do.
+    pub capabilities: Vec<String>,
+    /// MCP tools it may call.
+    pub tools: Vec<String>,
+    /// Memory use.
+    pub memory: MemorySettings,
+    /// Free-form parameters, also visible to templates.
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// System prompt template.
+    pub system_prompt: String,
+    /// User prompt template.
+    pub user_prompt_template: String,
+    /// Markdown documentation.
+    pub documentation: Option<String>,
+    /// Model choice.
+    pub llm: LlmSettings,
+    /// Per-request deadline, if the agent sets one.
+    #[serde(with = "opt_secs")]
+    pub timeout: Option<Duration>,
+    /// Address-space limit in bytes, if the agent sets one.
+    pub memory_limit: Option<u64>,
+    /// Accepted but suspicious layouts.
+    pub warnings: Vec<String>,
+    /// The TOML source, kept so `show` can print what was deployed.
+    #[serde(skip)]
+    pub source: String,
+}
+
+mod opt_secs {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: Spanned<String>,
+    version: Spanned<String>,
+    description: Option<String>,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    #[serde(default)]
+    tools: Vec<String>,
+    system_prompt: Option<Spanned<String>>,
+    user_prompt_template: Option<Spanned<String>>,
+    documentation: Option<String>,
+    memory: Option<MemorySettings>,
+    parameters: Option<BTreeMap<String, Spanned<toml::Value>>>,
+    llm: Option<Spanned<LlmSettings>>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    timeout: Option<Spanned<DurationValue>>,
+    memory: Option<Spanned<SizeValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Keys that belong at the top level but that the seed's example places after `[parameters]`.
+const LIFTABLE: [&str; 3] = ["system_prompt", "user_prompt_template", "documentation"];
+
+/// Parse and validate one agent file. `file` names it in errors.
+pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFileError> {
+    let file_name = file.display().to_string();
+    let err_at = |offset: usize, reason: String| AgentFileError {
+        file: file_name.clone(),
+        line: line_of(source, offset),
+        reason,
+    };
+    let raw: RawAgent = toml::from_str(source).map_err(|e| {
+        err_at(
+            e.span().map(|s| s.start).unwrap_or(0),
+            e.message().trim().to_owned(),
+        )
+    })?;
+
+    let name = AgentName::parse(raw.name.get_ref())
+        .map_err(|e| err_at(raw.name.span().start, e.to_string()))?;
+    let mut warnings = Vec::new();
+    if name.as_str() != raw.name.get_ref() {
+        warnings.push(format!(
+            "name {:?} is known to Caxton as {:?}",
+            raw.name.get_ref(),
+            name.as_str()
+        ));
+    }
+    if raw.version.get_ref().trim().is_empty() {
+        return Err(err_at(
+            raw.version.span().start,
+            "version must not be empty".into(),
+        ));
+    }
+
+    // TOML puts every key after a `[table]` header into that table; the seed's DataAnalyzer has
+    // its prompts after `[parameters]`. Accept them from there, loudly.
+    let mut parameters = raw.parameters.unwrap_or_default();
+    let mut system_prompt = raw.system_prompt;
+    let mut user_prompt_template = raw.user_prompt_template;
+    let mut documentation = raw.documentation;
+    for key in LIFTABLE {
+        let Some(value) = parameters.remove(key) else {
+            continue;
+        };
+        let offset = value.span().start;
+        let toml::Value::String(text) = value.into_inner() else {
+            return Err(err_at(offset, format!("parameters.{key} must be a string")));
+        };
+        let already = match key {
+            "system_prompt" => system_prompt.is_some(),
+            "user_prompt_template" => user_prompt_template.is_some(),
+            _ => documentation.is_some(),
+        };
+        if already {
+            return Err(err_at(
+                offset,
+                format!(
+                    "{key} is given twice: at the top level and under [parameters]; keep the top-level one"
+                ),
+            ));
+        }
+        warnings.push(format!(
+            "{file_name}:{}: {key} follows the [parameters] header, so TOML reads it as parameters.{key}; \
+             Caxton uses it as the agent's {key}, but move it above the first [table] header to make that explicit",
+            line_of(source, offset)
+        ));
+        let spanned = Spanned::new(offset..offset, text);
+        match key {
+            "system_prompt" => system_prompt = Some(spanned),
+            "user_prompt_template" => user_prompt_template = Some(spanned),
+            _ => documentation = Some(spanned.into_inner()),
+        }
+    }
+
+    let Some(user_prompt_template) = user_prompt_template else {
+        return Err(AgentFileError {
+            file: file_name,
+            line: 1,
+            reason: "missing field `user_prompt_template`".into(),
+        });
+    };
+    let system_prompt = system_prompt.unwrap_or_else(|| Spanned::new(0..0, String::new()));
+
+    let mut known: Vec<&str> = TEMPLATE_VARIABLES.to_vec();
+    known.extend(parameters.keys().map(String::as_str));
+    for (field, template) in [
+        ("system_prompt", &system_prompt),
+        ("user_prompt_template", &user_prompt_template),
+    ] {
+        check_template(field, template.get_ref(), &known)
+            .map_err(|reason| err_at(template.span().start, reason))?;
+    }
+
+    let parameters_json = parameters
+        .into_iter()
+        .map(|(k, v)| Ok((k, toml_to_json(v.into_inner()))))
+        .collect::<Result<serde_json::Map<_, _>, AgentFileError>>()?;
+
+    let llm = match raw.llm {
+        Some(llm) => {
+            let offset = llm.span().start;
+            let llm = llm.into_inner();
+            if let Some(t) = llm.temperature
+                && !(0.0..=2.0).contains(&t)
+            {
+                return Err(err_at(
+                    offset,
+                    format!("llm.temperature = {t}: must be between 0 and 2"),
+                ));
+            }
+            if let Some(p) = llm.top_p
+                && !(0.0..=1.0).contains(&p)
+            {
+                return Err(err_at(
+                    offset,
+                    format!("llm.top_p = {p}: must be between 0 and 1"),
+                ));
+            }
+            if llm.max_tokens == Some(0) {
+                return Err(err_at(offset, "llm.max_tokens must be at least 1".into()));
+            }
+            llm
+        }
+        None => LlmSettings::default(),
+    };
+
+    let (timeout, memory_limit) = match raw.limits {
+        None => (None, None),
+        Some(limits) => {
+            let timeout = match limits.timeout {
+                None => None,
+                Some(t) => {
+                    let offset = t.span().start;
+                    let d = match t.into_inner() {
+                        DurationValue::Seconds(s) => Duration::from_secs(s),
+                        DurationValue::Text(text) => parse_duration("limits.timeout", &text)
+                            .map_err(|e| err_at(offset, e.to_string()))?,
+                    };
+                    if d.is_zero() {
+                        return Err(err_at(
+                            offset,
+                            "limits.timeout must be more than zero".into(),
+                        ));
+                    }
+                    Some(d)
+                }
+            };
+            let memory = match limits.memory {
+                None => None,
+                Some(m) => {
+                    let offset = m.span().start;
+                    let bytes = match m.into_inner() {
+                        SizeValue::Bytes(b) => b,
+                        SizeValue::Text(text) => parse_size("limits.memory", &text)
+                            .map_err(|e| err_at(offset, e.to_string()))?,
+                    };
+                    // The worker binary alone maps a few MB; less than this cannot run anything.
+                    if bytes < 16 * 1024 * 1024 {
+                        return Err(err_at(offset, "limits.memory must be at least 16MB".into()));
+                    }
+                    Some(bytes)
+                }
+            };
+            (timeout, memory)
+        }
+    };
+
+    Ok(AgentDefinition {
+        name,
+        declared_name: raw.name.into_inner(),
+        version: raw.version.into_inner(),
+        description: raw.description,
+        capabilities: raw.capabilities,
+        tools: raw.tools,
+        memory: raw.memory.unwrap_or_default(),
+        parameters: parameters_json,
+        system_prompt: system_prompt.into_inner(),
+        user_prompt_template: user_prompt_template.into_inner(),
+        documentation,
+        llm,
+        timeout,
+        memory_limit,
+        warnings,
+        source: source.to_owned(),
+    })
+}
+
+/// Syntax-check a template and refuse variables that no request can supply.
+fn check_template(field: &str, source: &str, known: &[&str]) -> Result<(), String> {
+    let env = minijinja::Environment::new();
+    let template = env
+        .template_from_str(source)
+        .map_err(|e| format!("{field}: template error: {e}"))?;
+    let mut unknown: Vec<String> = template
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !known.contains(&v.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    Err(format!(
+        "{field} uses unknown variable{} {}; templates may use {} and the keys of [parameters]",
+        if unknown.len() > 1 { "s" } else { "" },
+        unknown.join(", "),
+        TEMPLATE_VARIABLES.join(", "),
+    ))
+}
+
+fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => s.into(),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+        }
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => a.into_iter().map(toml_to_json).collect(),
+        toml::Value::Table(t) => t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_DATA_ANALYZER: &str = include_str!("../../../examples/agents/data-analyzer.toml");
+
+    fn parse(src: &str) -> Result<AgentDefinition, AgentFileError> {
+        parse_agent(Path::new("agents/test.toml"), src)
+    }
+
+    #[test]
+    fn the_seed_example_deploys_as_printed_with_warnings() {
+        let agent = parse(SEED_DATA_ANALYZER).unwrap();
+        assert_eq!(agent.name.as_str(), "data-analyzer");
+        assert!(agent.system_prompt.contains("data analysis expert"));
+        assert!(agent.user_prompt_template.contains("{{request}}"));
+        assert!(
+            agent
+                .documentation
+                .as_deref()
+                .unwrap_or("")
+                .contains("# DataAnalyzer Agent")
+        );
+        assert!(!agent.parameters.contains_key("system_prompt"));
+        assert_eq!(agent.parameters["max_file_size"], "10MB");
+        let pitfall: Vec<_> = agent
+            .warnings
+            .iter()
+            .filter(|w| w.contains("follows the [parameters] header"))
+            .collect();
+        assert_eq!(pitfall.len(), 3, "{:?}", agent.warnings);
+    }
+
+    #[test]
+    fn unknown_fields_name_file_line_and_field() {
+        let err = parse(
+            "name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\nmodle = \"gpt\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.line, 4, "{err}");
+        assert!(err.reason.contains("modle"), "{err}");
+        assert!(err.to_string().starts_with("agents/test.toml:4:"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_are_refused() {
+        let err = parse(
+            "name = \"hi\"\nversion = \"1\"\ntools = \"csv\"\nuser_prompt_template = \"x\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+    }
+
+    #[test]
+    fn bad_names_are_refused_on_their_line() {
+        let err = parse("version = \"1\"\nname = \"bad_name\"\nuser_prompt_template = \"x\"\n")
+            .unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(err.reason.contains("bad_name"), "{err}");
+    }
+
+    #[test]
+    fn unknown_template_variables_are_named() {
+        let src = "name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"\"\"\nHello {{ customer }}\n\"\"\"\n";
+        let err = parse(src).unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.reason.contains("customer"), "{err}");
+    }
+
+    #[test]
+    fn parameters_are_template_variables() {
+        let src = "name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"{{ tone }} {{ request }}\"\n[parameters]\ntone = \"dry\"\n";
+        assert!(parse(src).is_ok());
+    }
+
+    #[test]
+    fn template_syntax_errors_are_refused() {
+        let err = parse("name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"{{ request \"\n")
+            .unwrap_err();
+        assert!(err.reason.contains("template error"), "{err}");
+    }
+
+    #[test]
+    fn limits_accept_text_and_numbers() {
+        let src = "name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\n[limits]\ntimeout = \"1500ms\"\nmemory = \"256MB\"\n";
+        let agent = parse(src).unwrap();
+        assert_eq!(agent.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(agent.memory_limit, Some(256_000_000));
+        let err = parse("name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\n[limits]\ntimeout = \"soon\"\n").unwrap_err();
+        assert_eq!(err.line, 5, "{err}");
+    }
+}

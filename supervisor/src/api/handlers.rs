@@ -1,0 +1,325 @@
+//! Route handlers. Each one is a thin translation between HTTP/JSON and a [`Supervisor`] call.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use caxton_ipc_protocol::JobInput;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use crate::agent::{AgentDefinition, RegistryError};
+use crate::worker_pool::{KillError, KillTarget, Outcome};
+use crate::{DeployError, RunError, Supervisor};
+
+type Shared = State<Arc<Supervisor>>;
+type ApiResult = Result<Response, ApiError>;
+
+pub async fn health(State(sup): Shared) -> Response {
+    if sup.is_ready() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        )
+            .into_response()
+    }
+}
+
+pub async fn status(State(sup): Shared) -> Response {
+    Json(sup.status()).into_response()
+}
+
+fn summary(agent: &AgentDefinition) -> Value {
+    json!({
+        "name": agent.name,
+        "declared_name": agent.declared_name,
+        "version": agent.version,
+        "description": agent.description,
+        "capabilities": agent.capabilities,
+        "tools": agent.tools,
+        "llm": agent.llm,
+    })
+}
+
+pub async fn list_agents(State(sup): Shared) -> Response {
+    let agents: Vec<Value> = sup.registry().list().iter().map(|a| summary(a)).collect();
+    Json(json!({"agents": agents})).into_response()
+}
+
+pub async fn show_agent(State(sup): Shared, Path(name): Path<String>) -> ApiResult {
+    let agent = sup
+        .registry()
+        .get(&name)
+        .ok_or_else(|| not_deployed(&name))?;
+    let mut body = serde_json::to_value(&*agent).unwrap_or_default();
+    body["source"] = agent.source.clone().into();
+    Ok(Json(body).into_response())
+}
+
+/// Body of deploy and validate: the file's contents and, for messages, its name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSource {
+    source: String,
+    file: Option<String>,
+}
+
+fn origin(body: &AgentSource) -> PathBuf {
+    PathBuf::from(body.file.clone().unwrap_or_else(|| "<request>".into()))
+}
+
+pub async fn deploy_agent(
+    State(sup): Shared,
+    body: Result<Json<AgentSource>, JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body?;
+    let out = sup
+        .deploy(&origin(&body), &body.source)
+        .map_err(deploy_error)?;
+    let status = if out.replaced {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(json!({
+            "agent": summary(&out.agent),
+            "path": out.path,
+            "replaced": out.replaced,
+            "warnings": out.agent.warnings,
+        })),
+    )
+        .into_response())
+}
+
+pub async fn validate_agent(
+    State(sup): Shared,
+    body: Result<Json<AgentSource>, JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body?;
+    let agent = sup
+        .validate(&origin(&body), &body.source)
+        .map_err(deploy_error)?;
+    Ok(
+        Json(json!({"valid": true, "agent": summary(&agent), "warnings": agent.warnings}))
+            .into_response(),
+    )
+}
+
+pub async fn reload_agents(State(sup): Shared) -> ApiResult {
+    let report = sup.reload().map_err(registry_error)?;
+    Ok(Json(report).into_response())
+}
+
+pub async fn remove_agent(State(sup): Shared, Path(name): Path<String>) -> ApiResult {
+    let removed = sup.remove(&name).map_err(registry_error)?;
+    Ok(Json(json!({"removed": removed.name})).into_response())
+}
+
+/// Body of a run request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    request: String,
+    #[serde(default)]
+    context: String,
+    #[serde(default)]
+    requirements: String,
+}
+
+pub async fn run_agent(
+    State(sup): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<RunBody>, JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body?;
+    let input = JobInput {
+        request: body.request,
+        context: body.context,
+        requirements: body.requirements,
+    };
+    let report = sup.run_agent(&name, input).await.map_err(|e| match e {
+        RunError::UnknownAgent(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_agent", e.to_string())
+        }
+        RunError::Provider(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "provider_not_configured",
+            e.to_string(),
+        ),
+        RunError::ShuttingDown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            e.to_string(),
+        ),
+    })?;
+    if report.outcome == Outcome::Succeeded {
+        return Ok(Json(report).into_response());
+    }
+    let status = match report.outcome {
+        Outcome::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Outcome::AgentFailed { .. } => StatusCode::BAD_GATEWAY,
+        Outcome::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Err(ApiError {
+        status,
+        kind: report.outcome.label(),
+        message: report.error.clone().unwrap_or_default(),
+        extra: Some(json!({"execution": report})),
+    })
+}
+
+/// `?limit=N`
+#[derive(Deserialize)]
+pub struct Limit {
+    limit: Option<usize>,
+}
+
+pub async fn list_executions(State(sup): Shared, Query(q): Query<Limit>) -> ApiResult {
+    let store = sup.store().clone();
+    let limit = q.limit.unwrap_or(20).min(1000);
+    let rows = tokio::task::spawn_blocking(move || store.recent(limit))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))?;
+    Ok(Json(json!({"executions": rows})).into_response())
+}
+
+pub async fn show_execution(State(sup): Shared, Path(id): Path<String>) -> ApiResult {
+    let store = sup.store().clone();
+    let lookup = id.clone();
+    let row = tokio::task::spawn_blocking(move || store.get(&lookup))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))?;
+    match row {
+        Some(r) => Ok(Json(r).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_execution",
+            format!("no execution with id {id:?}"),
+        )),
+    }
+}
+
+pub async fn list_workers(State(sup): Shared) -> Response {
+    Json(json!({"workers": sup.status().workers})).into_response()
+}
+
+/// Body of a kill request.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KillBody {
+    signal: Option<String>,
+}
+
+pub async fn kill_worker(
+    State(sup): Shared,
+    Path(target): Path<String>,
+    body: Option<Json<KillBody>>,
+) -> ApiResult {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let signal_text = body.signal.unwrap_or_else(|| "TERM".into());
+    let signal = crate::worker_pool::parse_signal(&signal_text).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_signal",
+            format!("unknown signal {signal_text:?}; use a name like TERM or a number"),
+        )
+    })?;
+    let target = KillTarget::parse(&target);
+    let worker = sup.kill_worker(&target, signal).map_err(|e| match e {
+        KillError::NotFound(_) | KillError::AlreadyExited(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "no_such_worker", e.to_string())
+        }
+        KillError::Os { .. } => internal(e.to_string()),
+    })?;
+    Ok(Json(json!({"signalled": worker, "signal": crate::signal_name(signal)})).into_response())
+}
+
+pub async fn metrics(State(sup): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        sup.metrics().render(),
+    )
+        .into_response()
+}
+
+pub async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+}
+
+/// Refuse TCP requests without `Authorization: Bearer <token>`.
+pub async fn require_token(token: &str, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => next.run(request).await,
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn not_deployed(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_agent",
+        format!("no agent named {name:?} is deployed"),
+    )
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+}
+
+fn registry_error(e: RegistryError) -> ApiError {
+    match &e {
+        RegistryError::Invalid(file_err) => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_agent",
+            message: e.to_string(),
+            extra: Some(
+                json!({"file": file_err.file, "line": file_err.line, "reason": file_err.reason}),
+            ),
+        },
+        RegistryError::NotFound(name) => not_deployed(name),
+        RegistryError::Io { .. } => internal(e.to_string()),
+    }
+}
+
+fn deploy_error(e: DeployError) -> ApiError {
+    match e {
+        DeployError::Registry(r) => registry_error(r),
+        DeployError::UnknownProvider { .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, "unknown_provider", e.to_string())
+        }
+    }
+}

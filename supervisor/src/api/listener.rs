@@ -1,0 +1,99 @@
+//! The Unix-socket listener: created with mode 0660, refuses a socket another daemon is serving,
+//! and checks each peer's credentials.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
+
+/// Why the socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// Another process answers on the socket.
+    #[error("another caxton daemon is already serving on {0}")]
+    InUse(PathBuf),
+    /// The OS refused.
+    #[error("cannot listen on {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// Bind the API socket, replacing a stale socket file left by a crashed daemon.
+pub async fn bind_unix_socket(path: &Path) -> Result<CheckedUnixListener, BindError> {
+    let io_err = |source| BindError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(BindError::InUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io_err)?;
+    }
+    let inner = UnixListener::bind(path).map_err(io_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io_err)?;
+    let socket_gid = std::fs::metadata(path).map_err(io_err)?.gid();
+    Ok(CheckedUnixListener {
+        inner,
+        // SAFETY: geteuid has no preconditions.
+        own_uid: unsafe { libc::geteuid() },
+        socket_gid,
+    })
+}
+
+/// A Unix listener that accepts only root, our own user and the socket's group.
+pub struct CheckedUnixListener {
+    inner: UnixListener,
+    own_uid: u32,
+    socket_gid: u32,
+}
+
+impl axum::serve::Listener for CheckedUnixListener {
+    type Io = UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => match stream.peer_cred() {
+                    Ok(cred)
+                        if cred.uid() == 0
+                            || cred.uid() == self.own_uid
+                            || cred.gid() == self.socket_gid =>
+                    {
+                        return (stream, addr);
+                    }
+                    Ok(cred) => {
+                        tracing::warn!(
+                            uid = cred.uid(),
+                            gid = cred.gid(),
+                            pid = cred.pid(),
+                            "API connection refused: peer not allowed"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "API connection refused: no peer credentials")
+                    }
+                },
+                // Out of file descriptors and the like: back off rather than spin.
+                Err(e) => {
+                    tracing::error!(error = %e, "accept failed on the API socket");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}

@@ -1,0 +1,56 @@
+//! The management API: HTTP/JSON over the Unix socket (peer credentials checked) and, when
+//! configured, over TCP with a bearer token. The `caxton` CLI is a client of this API only.
+
+mod error;
+mod handlers;
+pub(crate) mod listener;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+pub use listener::{CheckedUnixListener, bind_unix_socket};
+
+use crate::Supervisor;
+
+/// Current API prefix.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// The routes, shared by both listeners.
+pub fn router(supervisor: Arc<Supervisor>) -> Router {
+    let max_body = supervisor.config().max_body_bytes;
+    Router::new()
+        .route("/api/v1/health", get(handlers::health))
+        .route("/api/v1/status", get(handlers::status))
+        .route(
+            "/api/v1/agents",
+            get(handlers::list_agents).post(handlers::deploy_agent),
+        )
+        .route("/api/v1/agents/validate", post(handlers::validate_agent))
+        .route("/api/v1/agents/reload", post(handlers::reload_agents))
+        .route(
+            "/api/v1/agents/{name}",
+            get(handlers::show_agent).delete(handlers::remove_agent),
+        )
+        .route("/api/v1/agents/{name}/run", post(handlers::run_agent))
+        .route("/api/v1/executions", get(handlers::list_executions))
+        .route("/api/v1/executions/{id}", get(handlers::show_execution))
+        .route("/api/v1/workers", get(handlers::list_workers))
+        .route("/api/v1/workers/{target}/kill", post(handlers::kill_worker))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(supervisor)
+}
+
+/// The same routes behind a bearer-token check, for the TCP listener.
+pub fn router_with_token(supervisor: Arc<Supervisor>, token: String) -> Router {
+    let token = Arc::new(token);
+    router(supervisor).layer(axum::middleware::from_fn(move |req, next| {
+        let token = token.clone();
+        async move { handlers::require_token(&token, req, next).await }
+    }))
+}

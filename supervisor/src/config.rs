@@ -1,0 +1,562 @@
+//! Supervisor configuration: the TOML file, `CAXTON_*` environment overrides, and the defaults
+//! that depend on who runs the daemon (systemd or root versus a user session).
+//!
+//! Raw inputs ([`ConfigFile`], [`ConfigSources`]) are resolved once into [`Config`]; nothing else
+//! reads the environment or guesses paths.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("{path}:{line}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending item.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An environment override has a bad value.
+    #[error("environment variable {var}={value:?}: {reason}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The settings contradict each other.
+    #[error("configuration: {0}")]
+    Inconsistent(String),
+}
+
+/// The config file as written by the operator. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Where the database, agents and (by default) the socket live.
+    pub data_dir: Option<PathBuf>,
+    /// Directory of agent TOML files.
+    pub agents_dir: Option<PathBuf>,
+    /// Management API Unix socket.
+    pub socket: Option<PathBuf>,
+    /// Management API over TCP.
+    #[serde(default)]
+    pub api: ApiSection,
+    /// Worker processes.
+    #[serde(default)]
+    pub worker: WorkerSection,
+    /// Shutdown behaviour.
+    #[serde(default)]
+    pub shutdown: ShutdownSection,
+    /// Named LLM providers.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Defaults for agents that do not choose.
+    #[serde(default)]
+    pub defaults: DefaultsSection,
+}
+
+/// `[api]`: the optional TCP listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address to listen on, e.g. `127.0.0.1:8080`. Requires a token.
+    pub tcp_listen: Option<SocketAddr>,
+    /// Environment variable holding the bearer token.
+    pub token_env: Option<String>,
+    /// File holding the bearer token.
+    pub token_file: Option<PathBuf>,
+    /// Largest accepted request body, e.g. "1MB".
+    pub max_body: Option<String>,
+}
+
+/// `[worker]`: how agent requests are run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    /// The `caxton-worker` binary; default: next to the running executable.
+    pub path: Option<PathBuf>,
+    /// Default per-request deadline, e.g. "60s".
+    pub timeout: Option<String>,
+    /// Time between TERM and KILL when a worker must stop, e.g. "2s".
+    pub grace_period: Option<String>,
+    /// Most workers alive at once; more requests wait.
+    pub max_concurrent: Option<usize>,
+    /// Default address-space limit, e.g. "512MB".
+    pub memory: Option<String>,
+    /// CPU seconds a worker may use.
+    pub cpu_seconds: Option<u64>,
+    /// Open file descriptors a worker may hold.
+    pub open_files: Option<u64>,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSection {
+    /// How long in-flight requests may run after SIGTERM, e.g. "10s".
+    pub grace_period: Option<String>,
+}
+
+/// `[defaults]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsSection {
+    /// Provider used by agents whose `[llm]` names none.
+    pub provider: Option<String>,
+}
+
+/// What kind of server a provider talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible chat-completions server.
+    Openai,
+}
+
+/// `[providers.NAME]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Protocol spoken by the server.
+    pub kind: ProviderKind,
+    /// Base URL, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// Model used when the agent names none.
+    pub model: String,
+    /// Environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// File holding the API key.
+    pub api_key_file: Option<PathBuf>,
+    /// Whole-request timeout, e.g. "60s".
+    pub timeout: Option<String>,
+}
+
+/// Operator inputs that come from the command line (or their `CAXTON_*` variables).
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSources {
+    /// `--config FILE` / `CAXTON_CONFIG`.
+    pub config_file: Option<PathBuf>,
+    /// `--data-dir DIR` / `CAXTON_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--socket PATH` / `CAXTON_SOCKET`.
+    pub socket: Option<PathBuf>,
+}
+
+/// Resource limits applied to every worker process.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerLimits {
+    /// `RLIMIT_AS` in bytes.
+    pub address_space: u64,
+    /// `RLIMIT_CPU` in seconds.
+    pub cpu_seconds: u64,
+    /// `RLIMIT_NOFILE`.
+    pub open_files: u64,
+}
+
+/// Resolved configuration; every path is absolute and every default applied.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub config_file: Option<PathBuf>,
+    /// State directory.
+    pub data_dir: PathBuf,
+    /// Agent files.
+    pub agents_dir: PathBuf,
+    /// SQLite database file.
+    pub database: PathBuf,
+    /// Management API socket.
+    pub socket: PathBuf,
+    /// Optional TCP listener and its token.
+    pub tcp: Option<TcpApi>,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// The worker binary.
+    pub worker_path: PathBuf,
+    /// Default per-request deadline.
+    pub default_timeout: Duration,
+    /// TERM-to-KILL grace for workers.
+    pub kill_grace: Duration,
+    /// Concurrency cap.
+    pub max_concurrent_workers: usize,
+    /// Default rlimits.
+    pub worker_limits: WorkerLimits,
+    /// Drain time on SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Named providers.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Default provider name.
+    pub default_provider: Option<String>,
+}
+
+/// TCP listener settings.
+#[derive(Debug, Clone)]
+pub struct TcpApi {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// The bearer token clients must present.
+    pub token: String,
+}
+
+impl Config {
+    /// Load the config file (if any), apply environment overrides and resolve defaults.
+    pub fn load(sources: &ConfigSources) -> Result<Self, ConfigError> {
+        let file = match &sources.config_file {
+            Some(path) => read_config_file(path)?,
+            None => ConfigFile::default(),
+        };
+        Self::resolve(sources, file, &|name| std::env::var_os(name))
+    }
+
+    /// Resolve with an explicit environment (tests pass their own).
+    pub fn resolve(
+        sources: &ConfigSources,
+        file: ConfigFile,
+        env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, ConfigError> {
+        let env_path = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let system_mode = is_system_instance(env);
+
+        let explicit_data_dir = sources
+            .data_dir
+            .clone()
+            .or(env_path("CAXTON_DATA_DIR"))
+            .or(file.data_dir.clone());
+        let data_dir = match &explicit_data_dir {
+            Some(dir) => dir.clone(),
+            None => default_data_dir(system_mode, env)?,
+        };
+        let data_dir = absolute(&data_dir)?;
+        let agents_dir = absolute(
+            &env_path("CAXTON_AGENTS_DIR")
+                .or(file.agents_dir.clone())
+                .unwrap_or_else(|| data_dir.join("agents")),
+        )?;
+        let socket = sources
+            .socket
+            .clone()
+            .or(env_path("CAXTON_SOCKET"))
+            .or(file.socket.clone());
+        let socket = match socket {
+            Some(path) => absolute(&path)?,
+            None if explicit_data_dir.is_some() => data_dir.join("caxton.sock"),
+            None => default_socket(system_mode, env, &data_dir),
+        };
+
+        let tcp = match file.api.tcp_listen {
+            None => None,
+            Some(listen) => Some(TcpApi {
+                listen,
+                token: read_token(&file.api, env)?,
+            }),
+        };
+        let max_body_bytes = match &file.api.max_body {
+            Some(s) => parse_size("api.max_body", s)? as usize,
+            None => 1024 * 1024,
+        };
+
+        let worker_path = match env_path("CAXTON_WORKER_PATH").or(file.worker.path.clone()) {
+            Some(p) => absolute(&p)?,
+            None => default_worker_path(),
+        };
+        let default_timeout = parse_duration_opt(
+            "worker.timeout",
+            &file.worker.timeout,
+            Duration::from_secs(120),
+        )?;
+        let kill_grace = parse_duration_opt(
+            "worker.grace_period",
+            &file.worker.grace_period,
+            Duration::from_secs(2),
+        )?;
+        let shutdown_grace = parse_duration_opt(
+            "shutdown.grace_period",
+            &file.shutdown.grace_period,
+            Duration::from_secs(10),
+        )?;
+        let address_space = match &file.worker.memory {
+            Some(s) => parse_size("worker.memory", s)?,
+            None => 1024 * 1024 * 1024,
+        };
+        let worker_limits = WorkerLimits {
+            address_space,
+            cpu_seconds: file.worker.cpu_seconds.unwrap_or(300),
+            open_files: file.worker.open_files.unwrap_or(64),
+        };
+        let max_concurrent_workers = file.worker.max_concurrent.unwrap_or(64).max(1);
+
+        if let Some(default) = &file.defaults.provider
+            && !file.providers.contains_key(default)
+        {
+            return Err(ConfigError::Inconsistent(format!(
+                "[defaults] provider = {default:?} names no [providers.{default}] table"
+            )));
+        }
+        // With exactly one provider configured, it is the obvious default.
+        let default_provider = file.defaults.provider.clone().or_else(|| {
+            (file.providers.len() == 1)
+                .then(|| file.providers.keys().next().cloned())
+                .flatten()
+        });
+
+        Ok(Self {
+            config_file: sources.config_file.clone(),
+            database: data_dir.join("caxton.db"),
+            data_dir,
+            agents_dir,
+            socket,
+            tcp,
+            max_body_bytes,
+            worker_path,
+            default_timeout,
+            kill_grace,
+            max_concurrent_workers,
+            worker_limits,
+            shutdown_grace,
+            providers: file.providers,
+            default_provider,
+        })
+    }
+}
+
+/// Read and parse a config file, naming the line of any error.
+pub fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: e.span().map(|s| line_of(&text, s.start)).unwrap_or(1),
+        reason: e.message().to_owned(),
+    })
+}
+
+/// 1-based line number of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parse "30s", "500ms", "2m" and the like.
+pub fn parse_duration(field: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value)
+        .map_err(|e| ConfigError::Inconsistent(format!("{field} = {value:?}: {e}")))
+}
+
+fn parse_duration_opt(
+    field: &str,
+    value: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    value
+        .as_deref()
+        .map_or(Ok(default), |v| parse_duration(field, v))
+}
+
+/// Parse "512MB", "1GiB" and the like into bytes.
+pub fn parse_size(field: &str, value: &str) -> Result<u64, ConfigError> {
+    value
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| ConfigError::Inconsistent(format!("{field} = {value:?}: {e}")))
+}
+
+/// Run by systemd (it sets `INVOCATION_ID`) or as root: use the system paths.
+fn is_system_instance(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    env("INVOCATION_ID").is_some() || unsafe { libc::geteuid() } == 0
+}
+
+fn default_data_dir(
+    system: bool,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<PathBuf, ConfigError> {
+    // systemd's StateDirectory= tells us exactly where our state goes.
+    if let Some(dir) = env("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        return Ok(PathBuf::from(first));
+    }
+    if system {
+        return Ok(PathBuf::from("/var/lib/caxton"));
+    }
+    if let Some(xdg) = env("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("caxton"));
+    }
+    match env("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/caxton")),
+        None => Err(ConfigError::Inconsistent(
+            "cannot choose a data directory: HOME is not set; pass --data-dir".into(),
+        )),
+    }
+}
+
+fn default_socket(
+    system: bool,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    data_dir: &Path,
+) -> PathBuf {
+    if let Some(dir) = env("RUNTIME_DIRECTORY").filter(|v| !v.is_empty()) {
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        return PathBuf::from(first).join("caxton.sock");
+    }
+    if system {
+        return PathBuf::from("/run/caxton/caxton.sock");
+    }
+    match env("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("caxton/caxton.sock"),
+        None => data_dir.join("caxton.sock"),
+    }
+}
+
+/// `caxton-worker` installed beside the running binary (the .deb and `cargo build` both do this).
+fn default_worker_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("caxton-worker")))
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/caxton/caxton-worker"))
+}
+
+fn read_token(
+    api: &ApiSection,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<String, ConfigError> {
+    let token = if let Some(var) = &api.token_env {
+        env(var)
+            .map(|v| v.to_string_lossy().trim().to_owned())
+            .ok_or_else(|| {
+                ConfigError::Inconsistent(format!("api.token_env names {var}, which is not set"))
+            })?
+    } else if let Some(path) = &api.token_file {
+        std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?
+            .trim()
+            .to_owned()
+    } else {
+        return Err(ConfigError::Inconsistent(
+            "api.tcp_listen is set but no token: set api.token_env or api.token_file".into(),
+        ));
+    };
+    if token.len() < 16 {
+        return Err(ConfigError::Inconsistent(
+            "the API token must be at least 16 characters".into(),
+        ));
+    }
+    Ok(token)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(path)
+        .map_err(|e| ConfigError::Inconsistent(format!("path {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<std::ffi::OsString> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.into())
+        }
+    }
+
+    #[test]
+    fn data_dir_puts_database_agents_and_socket_under_it() {
+        let sources = ConfigSources {
+            data_dir: Some("/srv/cx".into()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(
+            &sources,
+            ConfigFile::default(),
+            &env_of(&[("HOME", "/home/u")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.database, PathBuf::from("/srv/cx/caxton.db"));
+        assert_eq!(cfg.agents_dir, PathBuf::from("/srv/cx/agents"));
+        assert_eq!(cfg.socket, PathBuf::from("/srv/cx/caxton.sock"));
+    }
+
+    #[test]
+    fn systemd_directories_win_when_nothing_is_configured() {
+        let env = env_of(&[
+            ("INVOCATION_ID", "x"),
+            ("STATE_DIRECTORY", "/var/lib/caxton"),
+            ("RUNTIME_DIRECTORY", "/run/caxton"),
+        ]);
+        let cfg = Config::resolve(&ConfigSources::default(), ConfigFile::default(), &env).unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/caxton"));
+        assert_eq!(cfg.socket, PathBuf::from("/run/caxton/caxton.sock"));
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_and_flags_override_the_environment() {
+        let file: ConfigFile = toml::from_str("socket = \"/file.sock\"").unwrap();
+        let env = env_of(&[("CAXTON_SOCKET", "/env.sock"), ("HOME", "/h")]);
+        let cfg = Config::resolve(&ConfigSources::default(), file, &env).unwrap();
+        assert_eq!(cfg.socket, PathBuf::from("/env.sock"));
+        let flags = ConfigSources {
+            socket: Some("/flag.sock".into()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&flags, ConfigFile::default(), &env).unwrap();
+        assert_eq!(cfg.socket, PathBuf::from("/flag.sock"));
+    }
+
+    #[test]
+    fn a_default_provider_must_exist() {
+        let file: ConfigFile = toml::from_str("[defaults]\nprovider = \"nope\"").unwrap();
+        let err = Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[worker]\ntimeout = \"5s\"\ntimout = 3\n").unwrap();
+        let err = read_config_file(&path).unwrap_err().to_string();
+        assert!(err.contains("c.toml:3"), "{err}");
+        assert!(err.contains("timout"), "{err}");
+    }
+}

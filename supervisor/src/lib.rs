@@ -1,0 +1,385 @@
+//! The Caxton supervisor as a library: everything `caxton serve` does, and what `caxton agent run`
+//! uses in-process when no daemon is running.
+//!
+//! [`Supervisor`] owns the agent registry, the LLM providers, the worker pool, the execution
+//! database and the metrics; [`daemon::serve`] puts the management API and signal handling
+//! around it.
+#![deny(missing_docs)]
+
+pub mod agent;
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod metrics;
+pub mod provider;
+pub mod store;
+pub mod worker_pool;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use caxton_ipc_protocol::{CompletionFailure, CompletionRequest, CompletionResponse, JobInput};
+use serde::Serialize;
+
+use agent::{AgentDefinition, AgentRegistry, DeployOutcome, RegistryError, ReloadReport};
+use config::Config;
+use metrics::Metrics;
+use provider::{ProviderError, ProviderRequest, Providers};
+use store::ExecutionStore;
+use worker_pool::{ExecutionReport, LiveWorker, PoolSettings, WorkerPool, WorkerServices};
+
+pub use worker_pool::{KillError, KillTarget, signal_name};
+
+/// Failures while starting the supervisor.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The agents directory could not be read.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A provider is misconfigured.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The worker pool could not start.
+    #[error("cannot start the worker pool: {0}")]
+    Pool(std::io::Error),
+    /// The worker binary is missing.
+    #[error(
+        "worker binary {0} not found: build it with `cargo build --release` or set [worker] path"
+    )]
+    WorkerMissing(String),
+}
+
+/// Why an agent request could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No such agent.
+    #[error("no agent named {0:?} is deployed (see `caxton agent list`)")]
+    UnknownAgent(String),
+    /// Its provider cannot be used.
+    #[error(transparent)]
+    Provider(ProviderError),
+    /// The supervisor is draining.
+    #[error("the supervisor is shutting down and accepts no new requests")]
+    ShuttingDown,
+}
+
+/// Why a deploy was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The file is invalid or could not be written.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// It names a provider that does not exist.
+    #[error("{file}: [llm] provider {provider:?} is not configured; configured providers: {known}")]
+    UnknownProvider {
+        /// The file.
+        file: String,
+        /// The provider it names.
+        provider: String,
+        /// What exists.
+        known: String,
+    },
+}
+
+/// What `caxton status` shows.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// Package version.
+    pub version: String,
+    /// Supervisor PID.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_seconds: f64,
+    /// Whether new requests are accepted.
+    pub ready: bool,
+    /// Deployed agents.
+    pub agents: usize,
+    /// Live workers.
+    pub workers: Vec<LiveWorker>,
+}
+
+/// The daemon's state.
+pub struct Supervisor {
+    config: Config,
+    registry: AgentRegistry,
+    providers: Providers,
+    pool: WorkerPool,
+    store: ExecutionStore,
+    metrics: Arc<Metrics>,
+    started: Instant,
+    draining: AtomicBool,
+}
+
+impl Supervisor {
+    /// Open the database, load the agents and start the worker pool.
+    pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
+        Self::with_providers(config, None)
+    }
+
+    /// As [`open`](Self::open), with providers supplied by the caller instead of the config.
+    pub fn with_providers(
+        config: Config,
+        providers: Option<Providers>,
+    ) -> Result<Arc<Self>, StartError> {
+        if !config.worker_path.is_file() {
+            return Err(StartError::WorkerMissing(
+                config.worker_path.display().to_string(),
+            ));
+        }
+        let providers = match providers {
+            Some(p) => p,
+            None => Providers::from_config(&config)?,
+        };
+        let store = ExecutionStore::open(&config.database)?;
+        let registry = AgentRegistry::new(&config.agents_dir);
+        let report = registry.reload()?;
+        for e in &report.errors {
+            tracing::warn!(file = %e.file, line = e.line, reason = %e.reason, "agent file not loaded");
+        }
+        let metrics = Arc::new(Metrics::new());
+        metrics.agents_deployed.set(registry.len() as i64);
+        let pool = WorkerPool::new(PoolSettings::from(&config), metrics.clone())
+            .map_err(StartError::Pool)?;
+        tracing::info!(agents = registry.len(), data_dir = %config.data_dir.display(), "supervisor ready");
+        Ok(Arc::new(Self {
+            config,
+            registry,
+            providers,
+            pool,
+            store,
+            metrics,
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Deployed agents.
+    pub fn registry(&self) -> &AgentRegistry {
+        &self.registry
+    }
+
+    /// The execution database.
+    pub fn store(&self) -> &ExecutionStore {
+        &self.store
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Run one request for `agent_name` in a fresh worker.
+    pub async fn run_agent(
+        &self,
+        agent_name: &str,
+        input: JobInput,
+    ) -> Result<ExecutionReport, RunError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(RunError::ShuttingDown);
+        }
+        let agent = self
+            .registry
+            .get(agent_name)
+            .ok_or_else(|| RunError::UnknownAgent(agent_name.to_owned()))?;
+        // Fail before spawning anything if the agent's model cannot be reached by name.
+        self.providers
+            .resolve(&agent.llm)
+            .map_err(RunError::Provider)?;
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        let started_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.store_write({
+            let (id, name, version) = (
+                execution_id.clone(),
+                agent.name.to_string(),
+                agent.version.clone(),
+            );
+            move |s| s.record_start(&id, &name, &version, started_at)
+        })
+        .await;
+        let services = ProviderServices {
+            providers: &self.providers,
+        };
+        let report = self
+            .pool
+            .execute(agent, input, execution_id, &services)
+            .await;
+        self.metrics.record_execution(
+            &report.agent,
+            report.outcome.label(),
+            report.duration_ms / 1000.0,
+        );
+        self.store_write({
+            let report = report.clone();
+            move |s| s.record_finish(&report)
+        })
+        .await;
+        Ok(report)
+    }
+
+    /// Database writes run on the blocking pool; a failure is logged, never lost silently, and
+    /// never turns a finished request into a failed one.
+    async fn store_write(
+        &self,
+        f: impl FnOnce(&ExecutionStore) -> Result<(), store::StoreError> + Send + 'static,
+    ) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot record execution"),
+            Err(e) => tracing::error!(error = %e, "execution record task failed"),
+        }
+    }
+
+    /// Validate and deploy an agent file's contents.
+    pub fn deploy(&self, origin: &Path, source: &str) -> Result<DeployOutcome, DeployError> {
+        let parsed = agent::parse_agent(origin, source).map_err(RegistryError::from)?;
+        self.check_provider(&parsed, origin)?;
+        let outcome = self.registry.deploy(origin, source)?;
+        self.metrics.agents_deployed.set(self.registry.len() as i64);
+        tracing::info!(agent = %outcome.agent.name, version = %outcome.agent.version, "agent deployed");
+        Ok(outcome)
+    }
+
+    /// Validate an agent file without deploying it.
+    pub fn validate(&self, origin: &Path, source: &str) -> Result<AgentDefinition, DeployError> {
+        let parsed = agent::parse_agent(origin, source).map_err(RegistryError::from)?;
+        self.check_provider(&parsed, origin)?;
+        Ok(parsed)
+    }
+
+    fn check_provider(&self, agent: &AgentDefinition, origin: &Path) -> Result<(), DeployError> {
+        match &agent.llm.provider {
+            Some(p) if !self.providers.contains(p) => Err(DeployError::UnknownProvider {
+                file: origin.display().to_string(),
+                provider: p.clone(),
+                known: if self.providers.names().is_empty() {
+                    "none".into()
+                } else {
+                    self.providers.names().join(", ")
+                },
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-read the agents directory (SIGHUP and `POST /api/v1/agents/reload`).
+    pub fn reload(&self) -> Result<ReloadReport, RegistryError> {
+        let report = self.registry.reload()?;
+        self.metrics.agents_deployed.set(self.registry.len() as i64);
+        tracing::info!(
+            loaded = report.loaded,
+            errors = report.errors.len(),
+            "agents reloaded"
+        );
+        Ok(report)
+    }
+
+    /// Remove an agent.
+    pub fn remove(&self, name: &str) -> Result<Arc<AgentDefinition>, RegistryError> {
+        let removed = self.registry.remove(name)?;
+        self.metrics.agents_deployed.set(self.registry.len() as i64);
+        Ok(removed)
+    }
+
+    /// Signal a live worker.
+    pub fn kill_worker(&self, target: &KillTarget, signal: i32) -> Result<LiveWorker, KillError> {
+        self.pool.kill(target, signal)
+    }
+
+    /// Uptime, agents and live workers.
+    pub fn status(&self) -> StatusReport {
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            ready: !self.draining.load(Ordering::SeqCst),
+            agents: self.registry.len(),
+            workers: self.pool.live_workers(),
+        }
+    }
+
+    /// Whether the supervisor accepts requests.
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Stop accepting requests; those running continue.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Requests still running.
+    pub fn in_flight(&self) -> usize {
+        self.pool.in_flight()
+    }
+
+    /// Terminate every running worker.
+    pub fn terminate_all(&self) {
+        self.pool.terminate_all();
+    }
+}
+
+/// The supervisor's answers to worker requests.
+struct ProviderServices<'a> {
+    providers: &'a Providers,
+}
+
+#[async_trait::async_trait]
+impl WorkerServices for ProviderServices<'_> {
+    async fn complete(
+        &self,
+        agent: &AgentDefinition,
+        request: CompletionRequest,
+    ) -> Result<(CompletionResponse, String), CompletionFailure> {
+        let fail = |e: ProviderError| CompletionFailure {
+            message: e.to_string(),
+        };
+        let provider = self.providers.resolve(&agent.llm).map_err(fail)?;
+        let span = tracing::info_span!(
+            "completion",
+            provider = provider.name(),
+            model = agent
+                .llm
+                .model
+                .as_deref()
+                .unwrap_or(provider.default_model())
+        );
+        let started = Instant::now();
+        let result = tracing::Instrument::instrument(
+            provider.complete(ProviderRequest {
+                messages: request.messages,
+                model: agent.llm.model.clone(),
+                temperature: agent.llm.temperature,
+                max_tokens: agent.llm.max_tokens,
+                top_p: agent.llm.top_p,
+            }),
+            span,
+        )
+        .await;
+        match &result {
+            Ok(r) => tracing::debug!(
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                prompt_tokens = r.prompt_tokens,
+                completion_tokens = r.completion_tokens,
+                "completion"
+            ),
+            Err(e) => tracing::warn!(error = %e, "completion failed"),
+        }
+        result
+            .map(|r| (r, provider.name().to_owned()))
+            .map_err(fail)
+    }
+}

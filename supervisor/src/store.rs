@@ -1,0 +1,245 @@
+//! The supervisor's SQLite database: one row per execution, written when it starts and again
+//! when it ends, so a crash leaves a row marked `abandoned` rather than no trace.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::worker_pool::ExecutionReport;
+
+/// Database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Opening or migrating the database failed.
+    #[error("database {path}: {detail}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// A query failed.
+    #[error("database: {0}")]
+    Query(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Query(e.to_string())
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        Self::Query(e.to_string())
+    }
+}
+
+/// A stored execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionRecord {
+    /// Execution id.
+    pub execution_id: String,
+    /// Agent name.
+    pub agent: String,
+    /// Agent version.
+    pub agent_version: String,
+    /// `running`, `finished` or `abandoned`.
+    pub status: String,
+    /// Outcome label once finished.
+    pub outcome: Option<String>,
+    /// The error shown to the user.
+    pub error: Option<String>,
+    /// Worker PID.
+    pub worker_pid: Option<u32>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Terminating signal.
+    pub exit_signal: Option<i32>,
+    /// Seconds since the epoch.
+    pub started_at: f64,
+    /// Milliseconds.
+    pub duration_ms: Option<f64>,
+    /// Provider that answered.
+    pub provider: Option<String>,
+    /// Model that answered.
+    pub model: Option<String>,
+    /// Prompt tokens.
+    pub prompt_tokens: Option<u32>,
+    /// Completion tokens.
+    pub completion_tokens: Option<u32>,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct ExecutionStore {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS executions (
+    execution_id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    agent_version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT,
+    error TEXT,
+    worker_pid INTEGER,
+    exit_code INTEGER,
+    exit_signal INTEGER,
+    started_at REAL NOT NULL,
+    duration_ms REAL,
+    provider TEXT,
+    model TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER
+);
+CREATE INDEX IF NOT EXISTS executions_by_agent ON executions(agent, started_at);
+";
+
+impl ExecutionStore {
+    /// Open (creating if needed) the database, and mark executions a previous crash left
+    /// `running` as `abandoned`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |detail: String| StoreError::Open {
+            path: path.to_owned(),
+            detail,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            c.busy_timeout(Duration::from_secs(5))?;
+            c.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+            )
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(4)
+            .build(manager)
+            .map_err(|e| open_err(e.to_string()))?;
+        let conn = pool.get().map_err(|e| open_err(e.to_string()))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| open_err(e.to_string()))?;
+        let abandoned = conn
+            .execute(
+                "UPDATE executions SET status = 'abandoned', outcome = 'abandoned', \
+                 error = 'the supervisor stopped while this execution was running' WHERE status = 'running'",
+                [],
+            )
+            .map_err(|e| open_err(e.to_string()))?;
+        if abandoned > 0 {
+            tracing::warn!(
+                abandoned,
+                "executions left running by a previous supervisor marked abandoned"
+            );
+        }
+        Ok(Self { pool })
+    }
+
+    /// Record that an execution started.
+    pub fn record_start(
+        &self,
+        execution_id: &str,
+        agent: &str,
+        version: &str,
+        started_at: f64,
+    ) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "INSERT INTO executions (execution_id, agent, agent_version, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
+            params![execution_id, agent, version, started_at],
+        )?;
+        Ok(())
+    }
+
+    /// Record how an execution ended.
+    pub fn record_finish(&self, r: &ExecutionReport) -> Result<(), StoreError> {
+        let usage = r.usage.as_ref();
+        self.pool.get()?.execute(
+            "INSERT INTO executions (execution_id, agent, agent_version, status, outcome, error, worker_pid, exit_code, \
+             exit_signal, started_at, duration_ms, provider, model, prompt_tokens, completion_tokens) \
+             VALUES (?1, ?2, ?3, 'finished', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT(execution_id) DO UPDATE SET status = 'finished', outcome = ?4, error = ?5, worker_pid = ?6, \
+             exit_code = ?7, exit_signal = ?8, duration_ms = ?10, provider = ?11, model = ?12, prompt_tokens = ?13, \
+             completion_tokens = ?14",
+            params![
+                r.execution_id,
+                r.agent,
+                r.agent_version,
+                r.outcome.label(),
+                r.error,
+                r.worker_pid,
+                r.exit_code,
+                r.exit_signal,
+                r.started_at,
+                r.duration_ms,
+                usage.map(|u| u.provider.as_str()),
+                usage.map(|u| u.model.as_str()),
+                usage.map(|u| u.prompt_tokens),
+                usage.map(|u| u.completion_tokens),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// One execution by id.
+    pub fn get(&self, execution_id: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE execution_id = ?1"))?;
+        Ok(stmt.query_row([execution_id], row_to_record).optional()?)
+    }
+
+    /// The most recent executions, newest first.
+    pub fn recent(&self, limit: usize) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt =
+            conn.prepare_cached(&format!("{SELECT} ORDER BY started_at DESC LIMIT ?1"))?;
+        let rows = stmt.query_map([limit as i64], row_to_record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+const SELECT: &str = "SELECT execution_id, agent, agent_version, status, outcome, error, worker_pid, exit_code, \
+    exit_signal, started_at, duration_ms, provider, model, prompt_tokens, completion_tokens FROM executions";
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+    Ok(ExecutionRecord {
+        execution_id: row.get(0)?,
+        agent: row.get(1)?,
+        agent_version: row.get(2)?,
+        status: row.get(3)?,
+        outcome: row.get(4)?,
+        error: row.get(5)?,
+        worker_pid: row.get(6)?,
+        exit_code: row.get(7)?,
+        exit_signal: row.get(8)?,
+        started_at: row.get(9)?,
+        duration_ms: row.get(10)?,
+        provider: row.get(11)?,
+        model: row.get(12)?,
+        prompt_tokens: row.get(13)?,
+        completion_tokens: row.get(14)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_leaves_running_rows_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let store = ExecutionStore::open(&db).unwrap();
+        store.record_start("e1", "hello", "1", 1.0).unwrap();
+        drop(store);
+        let store = ExecutionStore::open(&db).unwrap();
+        let rec = store.get("e1").unwrap().unwrap();
+        assert_eq!(rec.status, "abandoned");
+        assert!(rec.error.unwrap().contains("supervisor stopped"));
+    }
+}

@@ -1,0 +1,790 @@
+//! One execution: spawn a worker, hold the conversation, enforce the deadline, reap, classify.
+
+use std::future::Future;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::pin::Pin;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use caxton_ipc_protocol::{
+    CompletionFailure, CompletionRequest, CompletionResponse, Job, JobAgent, JobInput,
+    MAX_FRAME_LEN, PROTOCOL_VERSION, SupervisorMessage, WorkerMessage, decode_payload,
+    encode_frame,
+};
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tracing::Instrument;
+
+use super::live::{Entry, WorkerState};
+use super::{WorkerPool, os};
+use crate::agent::AgentDefinition;
+
+/// What the supervisor does for a worker on request. Implemented by the supervisor, which checks
+/// each request against the agent's allowlists.
+#[async_trait::async_trait]
+pub trait WorkerServices: Send + Sync {
+    /// Produce an LLM completion for `agent`.
+    async fn complete(
+        &self,
+        agent: &AgentDefinition,
+        request: CompletionRequest,
+    ) -> Result<(CompletionResponse, String), CompletionFailure>;
+}
+
+/// Tokens and model of the completions an execution used.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Usage {
+    /// Provider name.
+    pub provider: String,
+    /// Model that answered.
+    pub model: String,
+    /// Prompt tokens, summed over completions.
+    pub prompt_tokens: u32,
+    /// Completion tokens, summed over completions.
+    pub completion_tokens: u32,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The agent answered.
+    Succeeded,
+    /// The agent reported a failure (bad input, provider error).
+    AgentFailed {
+        /// The agent's message.
+        message: String,
+    },
+    /// The deadline passed; the worker was terminated.
+    DeadlineExceeded {
+        /// The deadline in milliseconds.
+        after_ms: u64,
+        /// A signal an operator had sent, e.g. SIGSTOP.
+        operator_signal: Option<i32>,
+    },
+    /// The worker died by a signal it did not get from us.
+    Killed {
+        /// The signal.
+        signal: i32,
+        /// Whether it came through `caxton worker kill`.
+        by_operator: bool,
+    },
+    /// The worker exited without replying.
+    WorkerExited {
+        /// Its exit code.
+        code: i32,
+        /// The end of what it wrote to stderr.
+        stderr: String,
+    },
+    /// The worker sent something the protocol does not allow.
+    ProtocolViolation {
+        /// What it was.
+        detail: String,
+    },
+    /// No worker could be started.
+    SpawnFailed {
+        /// Why.
+        detail: String,
+    },
+    /// The supervisor was shutting down and stopped the worker.
+    ShutDown,
+}
+
+impl Outcome {
+    /// Short label for metrics and the database.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::AgentFailed { .. } => "agent_failed",
+            Self::DeadlineExceeded { .. } => "deadline_exceeded",
+            Self::Killed { .. } => "killed",
+            Self::WorkerExited { .. } => "worker_exited",
+            Self::ProtocolViolation { .. } => "protocol_violation",
+            Self::SpawnFailed { .. } => "spawn_failed",
+            Self::ShutDown => "shut_down",
+        }
+    }
+
+    /// The error a user sees, or `None` on success.
+    pub fn error_message(&self, pid: Option<u32>) -> Option<String> {
+        let worker = pid.map_or_else(|| "the worker".to_owned(), |p| format!("worker {p}"));
+        Some(match self {
+            Self::Succeeded => return None,
+            Self::AgentFailed { message } => message.clone(),
+            Self::DeadlineExceeded {
+                after_ms,
+                operator_signal,
+            } => {
+                let mut m = format!(
+                    "deadline exceeded: no answer within {}; {worker} was terminated",
+                    human_ms(*after_ms)
+                );
+                if let Some(sig) = operator_signal {
+                    m.push_str(&format!(
+                        " (an operator had sent it {})",
+                        os::signal_name(*sig)
+                    ));
+                }
+                m
+            }
+            Self::Killed {
+                signal,
+                by_operator,
+            } => format!(
+                "{worker} was killed by signal {signal} ({}){}",
+                os::signal_name(*signal),
+                if *by_operator {
+                    " sent by an operator"
+                } else {
+                    ""
+                }
+            ),
+            Self::WorkerExited { code, stderr } if stderr.is_empty() => {
+                format!("{worker} exited with status {code} without replying")
+            }
+            Self::WorkerExited { code, stderr } => {
+                format!(
+                    "{worker} exited with status {code} without replying: {}",
+                    stderr.trim()
+                )
+            }
+            Self::ProtocolViolation { detail } => {
+                format!("{worker} broke the worker protocol: {detail}")
+            }
+            Self::SpawnFailed { detail } => format!("cannot start a worker: {detail}"),
+            Self::ShutDown => format!("the supervisor is shutting down; {worker} was stopped"),
+        })
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// Everything known about one finished execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionReport {
+    /// Unique id.
+    pub execution_id: String,
+    /// Agent name.
+    pub agent: String,
+    /// Agent version the request ran with.
+    pub agent_version: String,
+    /// The worker's PID, if one was spawned.
+    pub worker_pid: Option<u32>,
+    /// Wall-clock start, seconds since the epoch.
+    pub started_at: f64,
+    /// Total time, milliseconds.
+    pub duration_ms: f64,
+    /// Spawn to completed handshake, milliseconds.
+    pub startup_ms: Option<f64>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The user-facing error, if it failed.
+    pub error: Option<String>,
+    /// The answer, if it succeeded.
+    pub answer: Option<String>,
+    /// Model usage.
+    pub usage: Option<Usage>,
+    /// The worker's exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the worker, if any.
+    pub exit_signal: Option<i32>,
+}
+
+/// How the conversation ended, before the worker's exit status is known.
+enum Verdict {
+    Answered(String),
+    AgentFailed(String),
+    Protocol(String),
+    Deadline,
+    ShutDown,
+    /// The socket closed or the process exited without a reply.
+    Gone,
+}
+
+/// A pidfd shared with the live table, pollable for exit.
+struct PidFd(Arc<OwnedFd>);
+
+impl AsRawFd for PidFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+type PendingCompletion<'a> = Pin<
+    Box<dyn Future<Output = Result<(CompletionResponse, String), CompletionFailure>> + Send + 'a>,
+>;
+
+/// Bytes of a worker's stderr kept for error messages.
+const STDERR_TAIL: usize = 2048;
+
+impl WorkerPool {
+    /// Run `input` through a fresh worker for `agent`.
+    pub async fn execute(
+        &self,
+        agent: Arc<AgentDefinition>,
+        input: JobInput,
+        execution_id: String,
+        services: &dyn WorkerServices,
+    ) -> ExecutionReport {
+        let span = tracing::info_span!("execution", execution_id = %execution_id, agent = %agent.name, worker_pid = tracing::field::Empty);
+        self.execute_inner(agent, input, execution_id, services)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_inner(
+        &self,
+        agent: Arc<AgentDefinition>,
+        input: JobInput,
+        execution_id: String,
+        services: &dyn WorkerServices,
+    ) -> ExecutionReport {
+        let started = Instant::now();
+        let started_at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let mut report = ExecutionReport {
+            execution_id: execution_id.clone(),
+            agent: agent.name.to_string(),
+            agent_version: agent.version.clone(),
+            worker_pid: None,
+            started_at,
+            duration_ms: 0.0,
+            startup_ms: None,
+            outcome: Outcome::Succeeded,
+            error: None,
+            answer: None,
+            usage: None,
+            exit_code: None,
+            exit_signal: None,
+        };
+        let finish = |mut report: ExecutionReport, outcome: Outcome| {
+            report.error = outcome.error_message(report.worker_pid);
+            report.outcome = outcome;
+            report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            report
+        };
+
+        let Ok(_permit) = self.permits.acquire().await else {
+            return finish(report, Outcome::ShutDown);
+        };
+        let timeout = agent.timeout.unwrap_or(self.settings.default_timeout);
+        let deadline = tokio::time::Instant::from_std(started + timeout);
+
+        let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                return finish(
+                    report,
+                    Outcome::SpawnFailed {
+                        detail: format!("socketpair: {e}"),
+                    },
+                );
+            }
+        };
+        let mut command = Command::new(&self.settings.worker_path);
+        command
+            .arg("--supervisor-pid")
+            .arg(std::process::id().to_string())
+            // Nothing of ours (NOTIFY_SOCKET, API keys, tokens) reaches a worker.
+            .env_clear()
+            .process_group(0)
+            .current_dir("/")
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let address_space = agent
+            .memory_limit
+            .unwrap_or(self.settings.limits.address_space);
+        let spawned = match self
+            .spawner
+            .spawn(command, self.settings.limits, address_space)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let detail = format!("{}: {e}", self.settings.worker_path.display());
+                tracing::error!(error = %detail, "worker spawn failed");
+                return finish(report, Outcome::SpawnFailed { detail });
+            }
+        };
+        self.metrics
+            .worker_spawn_duration
+            .observe(spawned.spawn_time.as_secs_f64());
+        let mut child = spawned.child;
+        let pid = child.id();
+        report.worker_pid = Some(pid);
+        tracing::Span::current().record("worker_pid", pid);
+        let pidfd = Arc::new(spawned.pidfd);
+        self.live.insert(
+            &execution_id,
+            Entry {
+                pid,
+                agent: agent.name.to_string(),
+                started_at: SystemTime::now(),
+                started: Instant::now(),
+                state: WorkerState::Starting,
+                pidfd: pidfd.clone(),
+                operator_signal: None,
+            },
+        );
+        self.metrics.live_workers.inc();
+        let stderr_tail = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(drain_stderr(OwnedFd::from(s), pid)));
+
+        // SAFETY: PidFd holds an Arc of the OwnedFd, so the fd stays open and refers to this
+        // pidfd for as long as the AsyncFd lives.
+        let exit_fd = match unsafe {
+            AsyncFd::register_with_interest(PidFd(pidfd), tokio::io::Interest::READABLE)
+        } {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                tracing::error!(error = ?e, "cannot watch worker pidfd; relying on the socket");
+                None
+            }
+        };
+
+        let verdict = match prepare_socket(ours) {
+            Ok((reader, writer)) => {
+                let mut conversation = Conversation {
+                    pool: self,
+                    agent: &agent,
+                    execution_id: &execution_id,
+                    reader,
+                    writer,
+                    services,
+                    usage: None,
+                    started,
+                    startup: None,
+                };
+                let v = conversation.run(&input, deadline, exit_fd.as_ref()).await;
+                report.usage = conversation.usage;
+                report.startup_ms = conversation.startup.map(|d| d.as_secs_f64() * 1000.0);
+                v
+            }
+            Err(e) => Verdict::Protocol(format!("socket setup: {e}")),
+        };
+
+        // Let a worker that is done exit by itself; stop any other.
+        let polite = matches!(
+            verdict,
+            Verdict::Answered(_) | Verdict::AgentFailed(_) | Verdict::Gone
+        );
+        let status = self
+            .stop_and_reap(&execution_id, &mut child, exit_fd.as_ref(), polite)
+            .await;
+        let operator_signal = self.live.remove(&execution_id);
+        self.metrics.live_workers.dec();
+        let stderr = match stderr_tail {
+            Some(task) => tokio::time::timeout(Duration::from_millis(200), task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        report.exit_code = status.and_then(|s| s.code());
+        report.exit_signal = status.and_then(|s| s.signal());
+
+        let killed = report.exit_signal.map(|signal| Outcome::Killed {
+            signal,
+            by_operator: operator_signal == Some(signal),
+        });
+        let outcome = match verdict {
+            Verdict::Answered(answer) => {
+                report.answer = Some(answer);
+                Outcome::Succeeded
+            }
+            Verdict::AgentFailed(message) => Outcome::AgentFailed { message },
+            Verdict::Deadline => Outcome::DeadlineExceeded {
+                after_ms: timeout.as_millis() as u64,
+                operator_signal,
+            },
+            Verdict::ShutDown => Outcome::ShutDown,
+            Verdict::Protocol(detail) => match killed {
+                Some(
+                    k @ Outcome::Killed {
+                        by_operator: true, ..
+                    },
+                ) => k,
+                _ => Outcome::ProtocolViolation { detail },
+            },
+            Verdict::Gone => match killed {
+                Some(k) => k,
+                None => Outcome::WorkerExited {
+                    code: report.exit_code.unwrap_or(-1),
+                    stderr,
+                },
+            },
+        };
+        tracing::info!(
+            outcome = outcome.label(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "execution finished"
+        );
+        finish(report, outcome)
+    }
+
+    /// Wait for the worker to exit (TERM, CONT, grace, KILL unless `polite`), sweep its process
+    /// group while the leader is still an unreaped zombie, then reap it.
+    async fn stop_and_reap(
+        &self,
+        execution_id: &str,
+        child: &mut std::process::Child,
+        exit_fd: Option<&AsyncFd<PidFd>>,
+        polite: bool,
+    ) -> Option<ExitStatus> {
+        let pid = child.id();
+        let grace = self.settings.kill_grace;
+        let mut exited = if polite {
+            wait_exit(exit_fd, grace).await
+        } else {
+            false
+        };
+        if !exited {
+            self.live.set_state(execution_id, WorkerState::Terminating);
+            let _ = os::signal_group(pid, libc::SIGTERM);
+            // A stopped worker cannot act on TERM until it is continued.
+            let _ = os::signal_group(pid, libc::SIGCONT);
+            exited = wait_exit(exit_fd, grace).await;
+        }
+        // The leader may be gone already, but its unreaped zombie keeps the group id ours, so this
+        // also kills any grandchild it left behind.
+        let _ = os::signal_group(pid, libc::SIGKILL);
+        if !exited {
+            wait_exit(exit_fd, grace).await;
+        }
+        match tokio::task::block_in_place(|| child.wait()) {
+            Ok(status) => Some(status),
+            Err(e) => {
+                tracing::error!(pid, error = %e, "cannot reap worker");
+                None
+            }
+        }
+    }
+}
+
+/// Wait until the pidfd says the process has exited, up to `limit`.
+async fn wait_exit(exit_fd: Option<&AsyncFd<PidFd>>, limit: Duration) -> bool {
+    match exit_fd {
+        Some(fd) => tokio::time::timeout(limit, fd.readable())
+            .await
+            .is_ok_and(|r| r.is_ok()),
+        None => {
+            tokio::time::sleep(limit).await;
+            false
+        }
+    }
+}
+
+fn prepare_socket(
+    ours: std::os::unix::net::UnixStream,
+) -> std::io::Result<(
+    FramedRead<tokio::net::unix::OwnedReadHalf, LengthDelimitedCodec>,
+    OwnedWriteHalf,
+)> {
+    ours.set_nonblocking(true)?;
+    let (read, write) = tokio::net::UnixStream::from_std(ours)?.into_split();
+    // Same framing as ipc-protocol: 4-byte big-endian length, capped at MAX_FRAME_LEN.
+    let codec = LengthDelimitedCodec::builder()
+        .length_field_type::<u32>()
+        .max_frame_length(MAX_FRAME_LEN)
+        .new_codec();
+    Ok((FramedRead::new(read, codec), write))
+}
+
+async fn drain_stderr(fd: OwnedFd, pid: u32) -> String {
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return String::new();
+    };
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tracing::debug!(pid, stderr = %String::from_utf8_lossy(&buf[..n]).trim_end(), "worker stderr");
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&tail).into_owned()
+}
+
+struct Conversation<'a> {
+    pool: &'a WorkerPool,
+    agent: &'a AgentDefinition,
+    execution_id: &'a str,
+    reader: FramedRead<tokio::net::unix::OwnedReadHalf, LengthDelimitedCodec>,
+    writer: OwnedWriteHalf,
+    services: &'a dyn WorkerServices,
+    usage: Option<Usage>,
+    started: Instant,
+    startup: Option<Duration>,
+}
+
+enum Step {
+    Continue,
+    Done(Verdict),
+}
+
+impl<'a> Conversation<'a> {
+    async fn run(
+        &mut self,
+        input: &JobInput,
+        deadline: tokio::time::Instant,
+        exit_fd: Option<&AsyncFd<PidFd>>,
+    ) -> Verdict {
+        let shutdown = self.pool.shutdown.clone();
+        let mut handshaken = false;
+        let mut pending: Option<(u32, PendingCompletion<'a>)> = None;
+        let mut exited = false;
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(deadline) => Step::Done(Verdict::Deadline),
+                _ = shutdown.cancelled() => Step::Done(Verdict::ShutDown),
+                result = async { pending.as_mut().map(|(_, f)| f.as_mut()).expect("guarded by pending.is_some()").await }, if pending.is_some() => {
+                    let Some((call_id, _)) = pending.take() else { continue };
+                    self.finish_completion(call_id, result).await
+                }
+                frame = self.reader.next() => match frame {
+                    None => Step::Done(Verdict::Gone),
+                    Some(Err(e)) => Step::Done(frame_error(e)),
+                    Some(Ok(bytes)) => match decode_payload::<WorkerMessage>(&bytes) {
+                        Err(e) => Step::Done(Verdict::Protocol(e.to_string())),
+                        Ok(message) => self.handle(message, &mut handshaken, &mut pending, input).await,
+                    },
+                },
+                _ = async { exit_fd.expect("guarded by exit_fd.is_some()").readable().await }, if exit_fd.is_some() && !exited => {
+                    // The process is gone; whatever it wrote before dying is still in the socket.
+                    exited = true;
+                    Step::Continue
+                }
+            };
+            match step {
+                Step::Continue if exited && pending.is_none() => {
+                    return match tokio::time::timeout(
+                        Duration::from_millis(100),
+                        self.drain_after_exit(&mut handshaken, input),
+                    )
+                    .await
+                    {
+                        Ok(v) => v,
+                        Err(_) => Verdict::Gone,
+                    };
+                }
+                Step::Continue => {}
+                Step::Done(v) => return v,
+            }
+        }
+    }
+
+    /// Read what a dead worker left in the socket: it may have answered just before exiting.
+    async fn drain_after_exit(&mut self, handshaken: &mut bool, input: &JobInput) -> Verdict {
+        let mut pending = None;
+        loop {
+            match self.reader.next().await {
+                None => return Verdict::Gone,
+                Some(Err(e)) => return frame_error(e),
+                Some(Ok(bytes)) => match decode_payload::<WorkerMessage>(&bytes) {
+                    Err(e) => return Verdict::Protocol(e.to_string()),
+                    Ok(message) => {
+                        match self.handle(message, handshaken, &mut pending, input).await {
+                            Step::Done(v) => return v,
+                            Step::Continue if pending.is_some() => return Verdict::Gone,
+                            Step::Continue => {}
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        message: WorkerMessage,
+        handshaken: &mut bool,
+        pending: &mut Option<(u32, PendingCompletion<'a>)>,
+        input: &JobInput,
+    ) -> Step {
+        match (message, *handshaken) {
+            (WorkerMessage::Hello(hello), false) => {
+                if hello.protocol_version != PROTOCOL_VERSION {
+                    let _ = self
+                        .send(&SupervisorMessage::VersionMismatch {
+                            supervisor: PROTOCOL_VERSION,
+                            worker: hello.protocol_version,
+                        })
+                        .await;
+                    return Step::Done(Verdict::Protocol(format!(
+                        "protocol version mismatch: supervisor speaks v{PROTOCOL_VERSION}, worker {} speaks v{}",
+                        hello.worker_version, hello.protocol_version
+                    )));
+                }
+                *handshaken = true;
+                self.startup = Some(self.started.elapsed());
+                self.pool
+                    .metrics
+                    .worker_startup_duration
+                    .observe(self.started.elapsed().as_secs_f64());
+                let job = Job {
+                    execution_id: self.execution_id.to_owned(),
+                    agent: JobAgent {
+                        name: self.agent.name.to_string(),
+                        version: self.agent.version.clone(),
+                        system_prompt: self.agent.system_prompt.clone(),
+                        user_prompt_template: self.agent.user_prompt_template.clone(),
+                        parameters_json: serde_json::Value::Object(self.agent.parameters.clone())
+                            .to_string(),
+                    },
+                    input: input.clone(),
+                };
+                if let Err(v) = self.send(&SupervisorMessage::Welcome).await {
+                    return Step::Done(v);
+                }
+                if let Err(v) = self.send(&SupervisorMessage::Job(job)).await {
+                    return Step::Done(v);
+                }
+                self.pool
+                    .live
+                    .set_state(self.execution_id, WorkerState::Running);
+                Step::Continue
+            }
+            (other, false) => Step::Done(Verdict::Protocol(format!(
+                "expected Hello as the first frame, received {}",
+                name_of(&other)
+            ))),
+            (WorkerMessage::Hello(_), true) => Step::Done(Verdict::Protocol(
+                "a second Hello after the handshake".into(),
+            )),
+            (WorkerMessage::Complete { call_id, request }, true) => {
+                if pending.is_some() {
+                    return Step::Done(Verdict::Protocol(
+                        "a second completion request while one is pending".into(),
+                    ));
+                }
+                self.pool
+                    .live
+                    .set_state(self.execution_id, WorkerState::AwaitingModel);
+                let services = self.services;
+                let agent = self.agent;
+                *pending = Some((
+                    call_id,
+                    Box::pin(async move { services.complete(agent, request).await }),
+                ));
+                Step::Continue
+            }
+            (
+                WorkerMessage::Finished {
+                    execution_id,
+                    answer,
+                },
+                true,
+            ) => match self.check_id(&execution_id) {
+                Some(v) => Step::Done(v),
+                None => {
+                    self.pool
+                        .live
+                        .set_state(self.execution_id, WorkerState::Finishing);
+                    Step::Done(Verdict::Answered(answer))
+                }
+            },
+            (
+                WorkerMessage::Failed {
+                    execution_id,
+                    error,
+                },
+                true,
+            ) => match self.check_id(&execution_id) {
+                Some(v) => Step::Done(v),
+                None => {
+                    self.pool
+                        .live
+                        .set_state(self.execution_id, WorkerState::Finishing);
+                    Step::Done(Verdict::AgentFailed(error))
+                }
+            },
+        }
+    }
+
+    fn check_id(&self, got: &str) -> Option<Verdict> {
+        (got != self.execution_id).then(|| {
+            Verdict::Protocol(format!(
+                "reply for execution {got:?}, but this worker runs {:?}",
+                self.execution_id
+            ))
+        })
+    }
+
+    async fn finish_completion(
+        &mut self,
+        call_id: u32,
+        result: Result<(CompletionResponse, String), CompletionFailure>,
+    ) -> Step {
+        let result = result.map(|(response, provider)| {
+            let usage = self.usage.get_or_insert_with(Usage::default);
+            usage.provider = provider;
+            usage.model = response.model.clone();
+            usage.prompt_tokens += response.prompt_tokens;
+            usage.completion_tokens += response.completion_tokens;
+            response
+        });
+        self.pool
+            .live
+            .set_state(self.execution_id, WorkerState::Running);
+        match self
+            .send(&SupervisorMessage::Completion { call_id, result })
+            .await
+        {
+            Ok(()) => Step::Continue,
+            Err(v) => Step::Done(v),
+        }
+    }
+
+    async fn send(&mut self, message: &SupervisorMessage) -> Result<(), Verdict> {
+        let frame = encode_frame(message).map_err(|e| Verdict::Protocol(e.to_string()))?;
+        // A worker that stopped reading is handled by the deadline; a closed socket means it left.
+        self.writer
+            .write_all(&frame)
+            .await
+            .map_err(|_| Verdict::Gone)
+    }
+}
+
+fn frame_error(e: std::io::Error) -> Verdict {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        Verdict::Protocol(format!("frame larger than the {MAX_FRAME_LEN}-byte limit"))
+    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        Verdict::Gone
+    } else {
+        Verdict::Protocol(format!("socket error: {e}"))
+    }
+}
+
+fn name_of(message: &WorkerMessage) -> &'static str {
+    match message {
+        WorkerMessage::Hello(_) => "Hello",
+        WorkerMessage::Complete { .. } => "Complete",
+        WorkerMessage::Finished { .. } => "Finished",
+        WorkerMessage::Failed { .. } => "Failed",
+    }
+}

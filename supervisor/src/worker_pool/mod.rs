@@ -1,0 +1,98 @@
+//! Worker processes: spawning one `caxton-worker` per request, talking to it, bounding it in time
+//! and resources, and reaping it.
+//!
+//! Architecture invariants:
+//! - every worker is its own process group, and the group is swept with SIGKILL before the
+//!   worker is reaped, so no grandchild outlives its request;
+//! - a worker is signalled only through its pidfd (or its unreaped group), never by a bare PID,
+//!   so an operator's kill can never hit a recycled PID;
+//! - workers are spawned by one dedicated thread that lives as long as the pool, because the
+//!   parent-death signal fires when the spawning *thread* exits;
+//! - a worker's misbehaviour becomes the [`Outcome`] of its own execution and nothing else.
+
+mod execution;
+mod live;
+mod os;
+mod spawner;
+
+pub use execution::{ExecutionReport, Outcome, Usage, WorkerServices};
+pub use live::{KillError, KillTarget, LiveWorker, WorkerState};
+pub use os::{parse_signal, signal_name};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, WorkerLimits};
+use crate::metrics::Metrics;
+
+/// Settings of the pool, resolved from [`Config`].
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// The worker binary.
+    pub worker_path: PathBuf,
+    /// Deadline for agents that set none.
+    pub default_timeout: Duration,
+    /// Time between TERM and KILL.
+    pub kill_grace: Duration,
+    /// Default rlimits.
+    pub limits: WorkerLimits,
+    /// Concurrency cap.
+    pub max_concurrent: usize,
+}
+
+impl From<&Config> for PoolSettings {
+    fn from(c: &Config) -> Self {
+        Self {
+            worker_path: c.worker_path.clone(),
+            default_timeout: c.default_timeout,
+            kill_grace: c.kill_grace,
+            limits: c.worker_limits,
+            max_concurrent: c.max_concurrent_workers,
+        }
+    }
+}
+
+/// Runs agent requests in worker processes.
+pub struct WorkerPool {
+    settings: PoolSettings,
+    spawner: spawner::Spawner,
+    live: live::LiveTable,
+    permits: tokio::sync::Semaphore,
+    metrics: Arc<Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl WorkerPool {
+    /// Start the spawner thread.
+    pub fn new(settings: PoolSettings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        Ok(Self {
+            permits: tokio::sync::Semaphore::new(settings.max_concurrent),
+            spawner: spawner::Spawner::start()?,
+            live: live::LiveTable::default(),
+            settings,
+            metrics,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+
+    /// The live workers, oldest first.
+    pub fn live_workers(&self) -> Vec<LiveWorker> {
+        self.live.snapshot()
+    }
+
+    /// Number of requests currently running (or waiting for a worker slot).
+    pub fn in_flight(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Send a signal to a live worker, chosen by PID or execution id.
+    pub fn kill(&self, target: &KillTarget, signal: i32) -> Result<LiveWorker, KillError> {
+        self.live.signal(target, signal)
+    }
+
+    /// Stop every running worker now (TERM, grace, KILL); used when draining times out.
+    pub fn terminate_all(&self) {
+        self.shutdown.cancel();
+    }
+}
