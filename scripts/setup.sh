@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One command for everything a fresh Debian machine with the Rust toolchain needs:
+# system packages, then the build of every binary and test the suite runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    else
+        echo "setup: please install: ${need_apt[*]} (sudo apt-get install ${need_apt[*]})" >&2
+        exit 1
+    fi
+fi
+
+echo "setup: building caxton, caxton-worker and the test fixtures (target: ${CARGO_TARGET_DIR:-target})"
+cargo build --locked --workspace
+cargo test --locked --workspace --no-run
+echo "setup: done. Next: scripts/test.sh, then see README.md for a first agent."

@@ -1,0 +1,206 @@
+//! The management API directly: errors, limits, metrics, TCP with a token, socket permissions.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::*;
+
+#[test]
+fn llm_server_failures_fail_only_that_request_with_a_clear_error() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy("echo", &echo_agent("echo", ""));
+    let (code, body) = daemon.run("echo", "[500]");
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("answered HTTP 500: boom"),
+        "{body}"
+    );
+    let (code, body) = daemon.run("echo", "[garbage]");
+    assert_eq!(code, 502);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed answer"),
+        "{body}"
+    );
+    let (code, body) = daemon.run("echo", "[401]");
+    assert_eq!(code, 502);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the API key"),
+        "{body}"
+    );
+    let (code, body) = daemon.run("echo", "fine");
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn an_unreachable_llm_server_is_named_in_the_error() {
+    // Bind and drop a port so nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.llm_url = format!("http://127.0.0.1:{port}/v1");
+    let daemon = Daemon::start(opts);
+    daemon.deploy("echo", &echo_agent("echo", ""));
+    let (code, body) = daemon.run("echo", "hello");
+    assert_eq!(code, 502);
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!(
+            "unreachable at http://127.0.0.1:{port}/v1/chat/completions"
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn oversized_and_malformed_bodies_are_refused() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy("echo", &echo_agent("echo", ""));
+    let huge = serde_json::json!({"request": "x".repeat(2 * 1024 * 1024)}).to_string();
+    let (code, body) = http(
+        &daemon.env.socket,
+        "POST",
+        "/api/v1/agents/echo/run",
+        Some(&huge),
+    )
+    .unwrap();
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(body["error"]["kind"], "body_too_large");
+    let (code, body) = http(
+        &daemon.env.socket,
+        "POST",
+        "/api/v1/agents/echo/run",
+        Some("{\"request\": "),
+    )
+    .unwrap();
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = http(
+        &daemon.env.socket,
+        "POST",
+        "/api/v1/agents/echo/run",
+        Some("{\"text\": \"hi\"}"),
+    )
+    .unwrap();
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `text`"),
+        "{body}"
+    );
+}
+
+#[test]
+fn metrics_count_executions_by_agent_and_outcome() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy("echo", &echo_agent("echo", ""));
+    daemon.run("echo", "one");
+    daemon.run("echo", "[500]");
+    let mut stream = std::os::unix::net::UnixStream::connect(&daemon.env.socket).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (code, body) = read_response(&mut stream).unwrap();
+    assert_eq!(code, 200);
+    let text = body.as_str().unwrap();
+    assert!(
+        text.contains("caxton_executions_total{agent=\"echo\",outcome=\"succeeded\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("caxton_executions_total{agent=\"echo\",outcome=\"agent_failed\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("caxton_worker_spawn_duration_seconds_count 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("caxton_execution_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("caxton_live_workers 0"), "{text}");
+}
+
+#[test]
+fn the_socket_is_group_accessible_only() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    let mode = std::fs::metadata(&daemon.env.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_socket_is_refused() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    let out = std::process::Command::new(caxton_bin())
+        .arg("--config")
+        .arg(&daemon.env.config)
+        .arg("--data-dir")
+        .arg(daemon.env.data_dir())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already serving"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(daemon.cli(&["health"]).status.success());
+}
+
+#[test]
+fn tcp_requires_the_bearer_token() {
+    let llm = FakeLlm::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.extra_config =
+        format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");
+    opts.env.push((
+        "CAXTON_TEST_TOKEN".into(),
+        "s3cret-token-of-sufficient-length".into(),
+    ));
+    let daemon = Daemon::start(opts);
+    let get = |auth: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET /api/v1/status HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut s).unwrap()
+    };
+    assert_eq!(get("").0, 401);
+    assert_eq!(get("Authorization: Bearer wrong\r\n").0, 401);
+    let (code, body) = get("Authorization: Bearer s3cret-token-of-sufficient-length\r\n");
+    assert_eq!(code, 200);
+    assert_eq!(body["pid"], daemon.pid());
+}

@@ -1,0 +1,204 @@
+//! The CLI as a newcomer uses it: deploy, validate, list, show, run, status, health.
+
+use std::path::Path;
+
+use crate::support::*;
+
+fn examples() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agents"))
+}
+
+#[test]
+fn deploy_and_run_the_hello_example_through_the_daemon() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    let hello = examples().join("hello.toml");
+    let out = daemon.cli(&["agent", "deploy", hello.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "deployed agent hello 1.0.0");
+
+    let out = daemon.cli(&["agent", "run", "hello", "What is the capital of France?"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "echo: What is the capital of France?"
+    );
+
+    let out = daemon.env.cli_with_stdin(
+        &["agent", "run", "hello", "-", "--verbose"],
+        Some("from stdin"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "echo: from stdin");
+    let details = text(&out.stderr);
+    assert!(details.contains("worker:    pid "), "{details}");
+    assert!(
+        details.contains("fake-model via fake (5 prompt + 2 completion tokens)"),
+        "{details}"
+    );
+
+    let out = daemon.cli(&["agent", "list"]);
+    assert!(text(&out.stdout).contains("hello"), "{}", text(&out.stdout));
+    let out = daemon.cli(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["agents"], 1);
+    assert_eq!(status["ready"], true);
+    assert_eq!(daemon.cli(&["health"]).status.code(), Some(0));
+}
+
+#[test]
+fn the_seed_data_analyzer_deploys_as_printed_with_a_warning_about_the_pitfall() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    let file = examples().join("data-analyzer.toml");
+    let out = daemon.cli(&["agent", "deploy", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("system_prompt follows the [parameters] header"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Both spellings of the name reach the same agent.
+    let out = daemon.cli(&[
+        "agent",
+        "run",
+        "DataAnalyzer",
+        "sales by region",
+        "--context",
+        "q3.csv",
+        "--requirements",
+        "brief",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer = text(&out.stdout);
+    assert!(
+        answer.contains("Analyze the following data request: sales by region"),
+        "{answer}"
+    );
+    assert!(answer.contains("Available data: q3.csv"), "{answer}");
+    assert!(answer.contains("User requirements: brief"), "{answer}");
+    let out = daemon.cli(&["agent", "show", "data-analyzer"]);
+    assert!(
+        text(&out.stdout).contains("# DataAnalyzer Agent"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_malformed_agent_file_is_refused_with_file_line_and_reason_and_the_running_version_stays() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy("greeter", &echo_agent("greeter", ""));
+    let bad = daemon.env.agent_file("bad", "name = \"greeter\"\nversion = \"2.0.0\"\nuser_prompt_template = \"{{ request }}\"\nmodle = \"x\"\n");
+    let out = daemon.cli(&["agent", "deploy", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.src.toml:4:"), "{err}");
+    assert!(err.contains("modle"), "{err}");
+    let (code, body) = daemon.run("greeter", "still here?");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["agent_version"], "1.0.0");
+}
+
+#[test]
+fn validate_names_unknown_template_variables_and_unknown_providers() {
+    let llm = FakeLlm::start();
+    let env = Env::new(&DaemonOptions::new(&llm));
+    let file = env.agent_file(
+        "t",
+        "name = \"tt\"\nversion = \"1\"\nuser_prompt_template = \"Dear {{ customer_name }}\"\n",
+    );
+    let out = env.cli(&["agent", "validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("t.src.toml:3:") && err.contains("customer_name"),
+        "{err}"
+    );
+
+    let file = env.agent_file("p", &echo_agent("pp", "[llm]\nprovider = \"nowhere\"\n"));
+    let out = env.cli(&["agent", "validate", file.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("provider \"nowhere\" is not configured") && err.contains("fake"),
+        "{err}"
+    );
+}
+
+#[test]
+fn agent_run_without_a_daemon_starts_a_supervisor_for_the_one_request() {
+    let llm = FakeLlm::start();
+    let env = Env::new(&DaemonOptions::new(&llm));
+    let file = env.agent_file("solo", &echo_agent("solo", ""));
+    let out = env.cli(&["agent", "deploy", file.to_str().unwrap()]);
+    assert!(
+        text(&out.stdout).contains("no daemon running"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = env.cli(&["agent", "run", "solo", "offline please", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["answer"], "echo: offline please");
+    // A real worker process ran it, not the CLI itself.
+    let worker = report["worker_pid"].as_u64().unwrap();
+    assert_ne!(worker, 0);
+    assert!(report["startup_ms"].as_f64().unwrap() > 0.0);
+    // The execution is in the database a daemon started later will serve.
+    let daemon = Daemon::start_in(env, &[]);
+    let exec = report["execution_id"].as_str().unwrap();
+    let (code, body) = http(
+        &daemon.env.socket,
+        "GET",
+        &format!("/api/v1/executions/{exec}"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(body["outcome"], "succeeded");
+    assert_eq!(body["worker_pid"].as_u64(), Some(worker));
+}
+
+#[test]
+fn health_and_status_fail_clearly_without_a_daemon() {
+    let llm = FakeLlm::start();
+    let env = Env::new(&DaemonOptions::new(&llm));
+    let out = env.cli(&["health"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("no caxton daemon is running"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(env.cli(&["status"]).status.code(), Some(3));
+}
+
+#[test]
+fn unknown_agents_get_a_clear_error() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    let out = daemon.cli(&["agent", "run", "nobody", "hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no agent named \"nobody\" is deployed"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn remove_takes_the_agent_away() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy("tmp-agent", &echo_agent("tmp-agent", ""));
+    assert!(
+        daemon
+            .cli(&["agent", "remove", "tmp-agent"])
+            .status
+            .success()
+    );
+    assert!(!daemon.env.data_dir().join("agents/tmp-agent.toml").exists());
+    let (code, _) = daemon.run("tmp-agent", "x");
+    assert_eq!(code, 404);
+}

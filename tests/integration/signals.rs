@@ -1,0 +1,226 @@
+//! Operators and signals: killing workers by PID, draining on SIGTERM, SIGKILL of the supervisor,
+//! reloading on SIGHUP.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn daemon_with_agent(timeout: &str) -> (FakeLlm, Daemon) {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy(
+        "slowpoke",
+        &echo_agent("slowpoke", &format!("[limits]\ntimeout = \"{timeout}\"\n")),
+    );
+    (llm, daemon)
+}
+
+/// Start a request that waits on the hung LLM, in a thread; returns its join handle and PID.
+fn start_stuck_request(
+    daemon: &Daemon,
+) -> (std::thread::JoinHandle<(u16, serde_json::Value)>, u32) {
+    let socket = daemon.env.socket.clone();
+    let handle = std::thread::spawn(move || {
+        http(
+            &socket,
+            "POST",
+            "/api/v1/agents/slowpoke/run",
+            Some(r#"{"request":"[hang]"}"#),
+        )
+        .unwrap()
+    });
+    let pid = daemon.wait_for_worker("slowpoke");
+    (handle, pid)
+}
+
+#[test]
+fn kill_9_on_a_worker_fails_only_its_request() {
+    let (_llm, daemon) = daemon_with_agent("30s");
+    let (stuck, pid) = start_stuck_request(&daemon);
+    // Another request runs fine meanwhile.
+    let (code, _) = daemon.run("slowpoke", "[slow] meanwhile");
+    assert_eq!(code, 200);
+    // SAFETY: sending a signal to a PID the daemon just reported.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let (code, body) = stuck.join().unwrap();
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        format!("worker {pid} was killed by signal 9 (SIGKILL)")
+    );
+    assert!(daemon.cli(&["health"]).status.success());
+}
+
+#[test]
+fn caxton_worker_kill_by_pid_names_the_operator() {
+    let (_llm, daemon) = daemon_with_agent("30s");
+    let (stuck, pid) = start_stuck_request(&daemon);
+    let out = daemon.cli(&["status"]);
+    assert!(
+        text(&out.stdout).contains(&pid.to_string()),
+        "status lists the worker: {}",
+        text(&out.stdout)
+    );
+    let out = daemon.cli(&["worker", "kill", &pid.to_string(), "--signal", "TERM"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("sent SIGTERM to worker {pid}")));
+    let (code, body) = stuck.join().unwrap();
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        format!("worker {pid} was killed by signal 15 (SIGTERM) sent by an operator")
+    );
+    // The PID is gone; killing it again is refused instead of hitting a recycled process.
+    let out = daemon.cli(&["worker", "kill", &pid.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no live worker"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn caxton_worker_kill_by_execution_id() {
+    let (_llm, daemon) = daemon_with_agent("30s");
+    let (stuck, pid) = start_stuck_request(&daemon);
+    let (_, workers) = http(&daemon.env.socket, "GET", "/api/v1/workers", None).unwrap();
+    let exec = workers["workers"][0]["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = daemon.cli(&["worker", "kill", &exec, "--signal", "KILL"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, body) = stuck.join().unwrap();
+    assert_eq!(body["execution"]["execution_id"], exec.as_str());
+    assert_eq!(
+        body["error"]["message"],
+        format!("worker {pid} was killed by signal 9 (SIGKILL) sent by an operator")
+    );
+}
+
+#[test]
+fn a_stopped_worker_fails_at_its_deadline() {
+    let (_llm, daemon) = daemon_with_agent("1500ms");
+    let (stuck, pid) = start_stuck_request(&daemon);
+    let out = daemon.cli(&["worker", "kill", &pid.to_string(), "--signal", "STOP"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, body) = stuck.join().unwrap();
+    assert_eq!(code, 504, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("deadline exceeded: no answer within 1500ms"),
+        "{message}"
+    );
+    assert!(
+        message.contains("an operator had sent it SIGSTOP"),
+        "{message}"
+    );
+    assert!(wait_gone(pid, Duration::from_secs(5)));
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_0() {
+    let (_llm, mut daemon) = daemon_with_agent("30s");
+    let socket = daemon.env.socket.clone();
+    let inflight = std::thread::spawn(move || {
+        http(
+            &socket,
+            "POST",
+            "/api/v1/agents/slowpoke/run",
+            Some(r#"{"request":"[slow] finish me"}"#),
+        )
+        .unwrap()
+    });
+    daemon.wait_for_worker("slowpoke");
+    let status = daemon.signal_and_wait(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    let (code, body) = inflight.join().unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["answer"], "echo: [slow] finish me");
+    assert!(!daemon.env.socket.exists(), "socket file removed on exit");
+}
+
+#[test]
+fn sigterm_past_the_grace_period_terminates_the_remaining_workers() {
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.extra_config = String::new();
+    let env = Env::new(&opts);
+    let config = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("grace_period = \"5s\"", "grace_period = \"500ms\"");
+    std::fs::write(&env.config, config).unwrap();
+    let mut daemon = Daemon::start_in(env, &[]);
+    daemon.deploy("slowpoke", &echo_agent("slowpoke", ""));
+    let (stuck, pid) = start_stuck_request(&daemon);
+    let status = daemon.signal_and_wait(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    let (code, body) = stuck.join().unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{body}"
+    );
+    assert!(!process_alive(pid));
+}
+
+#[test]
+fn sigkill_of_the_supervisor_leaves_no_worker_behind() {
+    let (_llm, mut daemon) = daemon_with_agent("30s");
+    let (_stuck, pid) = start_stuck_request(&daemon);
+    daemon.signal_and_wait(libc::SIGKILL);
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "worker {pid} outlived its supervisor"
+    );
+    // The next supervisor starts on the same state and marks the lost execution abandoned.
+    let Daemon { env, .. } = daemon;
+    let restarted = Daemon::start_in(env, &[]);
+    let (_, body) = http(&restarted.env.socket, "GET", "/api/v1/executions", None).unwrap();
+    assert_eq!(body["executions"][0]["status"], "abandoned", "{body}");
+    let (code, _) = restarted.run("slowpoke", "again");
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn sighup_reloads_the_agents_directory_and_keeps_good_versions_of_bad_files() {
+    let (_llm, daemon) = daemon_with_agent("30s");
+    let agents = daemon.env.data_dir().join("agents");
+    std::fs::write(agents.join("fresh.toml"), echo_agent("fresh", "")).unwrap();
+    std::fs::write(
+        agents.join("slowpoke.toml"),
+        "name = \"slowpoke\"\nversion = 2\n",
+    )
+    .unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
+    let start = std::time::Instant::now();
+    loop {
+        let (_, list) = http(&daemon.env.socket, "GET", "/api/v1/agents", None).unwrap();
+        if list["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "fresh")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "SIGHUP did not reload: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (code, body) = daemon.run("slowpoke", "still v1");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["agent_version"], "1.0.0");
+    assert!(
+        daemon.log().contains("previous version kept"),
+        "{}",
+        daemon.log()
+    );
+}

@@ -1,0 +1,441 @@
+//! Shared test machinery: a daemon under test, the fake LLM server, a raw HTTP client.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where cargo put the binaries of this workspace.
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_caxton"))
+        .parent()
+        .expect("binary has a directory")
+        .to_owned()
+}
+
+pub fn caxton_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_caxton"))
+}
+
+/// The misbehaving worker, optionally under another name (its pre-handshake mode).
+pub fn fixture_worker(dir: &Path, mode: &str) -> PathBuf {
+    let real = bin_dir().join("caxton-fixture-worker");
+    assert!(
+        real.exists(),
+        "{} missing: run `cargo test --workspace` (it builds the fixtures)",
+        real.display()
+    );
+    if mode.is_empty() {
+        return real;
+    }
+    let link = dir.join(format!("{mode}-worker"));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&real, &link).expect("symlink fixture");
+    link
+}
+
+/// The fake OpenAI-compatible server. Its answer depends on the last user message:
+/// `[slow]` waits 300 ms, `[hang]` never answers, `[500]` fails, `[garbage]` is not JSON,
+/// `[401]` refuses the key; anything else is echoed back as `echo: <message>`.
+pub struct FakeLlm {
+    pub addr: SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeLlm {
+    pub fn start() -> Self {
+        use axum::Json;
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind fake llm");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(|Json(body): Json<Value>| async move {
+                let last = body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
+                if last.contains("[hang]") {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                if last.contains("[slow]") {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                if last.contains("[500]") {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": {"message": "boom"}}))).into_response();
+                }
+                if last.contains("[401]") {
+                    return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": {"message": "bad key"}}))).into_response();
+                }
+                if last.contains("[garbage]") {
+                    return (StatusCode::OK, "this is not json").into_response();
+                }
+                Json(serde_json::json!({
+                    "model": body["model"],
+                    "choices": [{"message": {"role": "assistant", "content": format!("echo: {last}")}}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 2}
+                }))
+                .into_response()
+            }),
+        );
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+/// Options for a daemon under test.
+pub struct DaemonOptions {
+    pub llm_url: String,
+    pub worker_path: Option<PathBuf>,
+    pub extra_config: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl DaemonOptions {
+    pub fn new(llm: &FakeLlm) -> Self {
+        Self {
+            llm_url: llm.base_url(),
+            worker_path: None,
+            extra_config: String::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A data directory with a config file; a daemon may or may not be running on it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Env {
+    pub fn new(opts: &DaemonOptions) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("caxton.toml");
+        let worker = opts
+            .worker_path
+            .as_ref()
+            .map(|p| format!("path = \"{}\"\n", p.display()))
+            .unwrap_or_default();
+        let text = format!(
+            "[worker]\n{worker}grace_period = \"300ms\"\n\n[shutdown]\ngrace_period = \"5s\"\n\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake-model\"\ntimeout = \"20s\"\n\n{}",
+            opts.llm_url, opts.extra_config
+        );
+        std::fs::write(&config, text).expect("write config");
+        let socket = dir.path().join("caxton.sock");
+        Self {
+            dir,
+            config,
+            socket,
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Run the CLI against this environment.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_stdin(args, None)
+    }
+
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(caxton_bin());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args);
+        cmd.env_remove("CAXTON_SOCKET")
+            .env_remove("CAXTON_CONFIG")
+            .env_remove("CAXTON_DATA_DIR")
+            .env_remove("NOTIFY_SOCKET");
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn caxton");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("caxton output")
+    }
+
+    /// Write an agent file straight into the agents directory.
+    pub fn agent_file(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.src.toml"));
+        std::fs::write(&path, body).expect("write agent");
+        path
+    }
+
+    /// Deploy an agent through the CLI and assert it worked.
+    pub fn deploy(&self, name: &str, body: &str) {
+        let file = self.agent_file(name, body);
+        let out = self.cli(&["agent", "deploy", file.to_str().expect("utf8 path")]);
+        assert!(out.status.success(), "deploy {name}: {}", text(&out.stderr));
+    }
+}
+
+/// A minimal agent whose prompt is the request itself.
+pub fn echo_agent(name: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"1.0.0\"\nuser_prompt_template = \"{{{{ request }}}}\"\n{extra}"
+    )
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A child process killed (and reaped) on drop, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `caxton serve`.
+pub struct Daemon {
+    pub env: Env,
+    pub child: KillOnDrop,
+    stderr_path: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(opts: DaemonOptions) -> Self {
+        let env = Env::new(&opts);
+        Self::start_in(env, &opts.env)
+    }
+
+    pub fn start_in(env: Env, extra_env: &[(String, String)]) -> Self {
+        let stderr_path = env.data_dir().join("serve.log");
+        let log = std::fs::File::create(&stderr_path).expect("log file");
+        let mut cmd = Command::new(caxton_bin());
+        cmd.arg("--config")
+            .arg(&env.config)
+            .arg("--data-dir")
+            .arg(env.data_dir())
+            .arg("serve");
+        cmd.env_remove("NOTIFY_SOCKET")
+            .env("CAXTON_LOG", "info,caxton_supervisor=debug");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        let child = KillOnDrop(cmd.spawn().expect("spawn caxton serve"));
+        let mut daemon = Self {
+            env,
+            child,
+            stderr_path,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("caxton serve exited early with {status}: {}", self.log());
+            }
+            if let Ok((200, _)) = http(&self.env.socket, "GET", "/api/v1/health", None) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("caxton serve did not become ready: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.env.cli(args)
+    }
+
+    pub fn deploy(&self, name: &str, body: &str) {
+        self.env.deploy(name, body);
+    }
+
+    /// `POST /api/v1/agents/NAME/run` with this request text.
+    pub fn run(&self, agent: &str, request: &str) -> (u16, Value) {
+        http(
+            &self.env.socket,
+            "POST",
+            &format!("/api/v1/agents/{agent}/run"),
+            Some(&serde_json::json!({"request": request}).to_string()),
+        )
+        .expect("run request")
+    }
+
+    /// Poll the live table until a worker for `agent` shows up; returns its PID.
+    pub fn wait_for_worker(&self, agent: &str) -> u32 {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok((200, body)) = http(&self.env.socket, "GET", "/api/v1/workers", None)
+                && let Some(pid) = body["workers"]
+                    .as_array()
+                    .and_then(|w| {
+                        w.iter().find(|w| {
+                            w["agent"] == agent && w["state"] == "awaiting_model"
+                                || w["agent"] == agent && w["state"] == "running"
+                        })
+                    })
+                    .and_then(|w| w["pid"].as_u64())
+            {
+                return pid as u32;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no worker for {agent} appeared");
+    }
+
+    /// Send a signal to the daemon and wait for it to exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid(), signal) };
+        wait_child(&mut self.child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("daemon did not exit: {}", self.log()))
+    }
+}
+
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Wait until a process is gone.
+pub fn wait_gone(pid: u32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if !process_alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// One HTTP/1.1 request over a Unix socket; returns status and JSON body.
+pub fn http(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, Value)> {
+    let mut stream = UnixStream::connect(socket)?;
+    let body = body.unwrap_or("");
+    let sent = write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: caxton\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    match sent {
+        // The server may answer (413) and close before it has read an oversized body.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    read_response(&mut stream)
+}
+
+pub fn read_response(stream: &mut impl Read) -> std::io::Result<(u16, Value)> {
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    Ok((status, value))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
