@@ -2,6 +2,11 @@
 //! frame limit. A counting global allocator records the largest single allocation made while
 //! decoding, so "never allocates past the limit" is measured, not assumed.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot set up should fail loudly"
+)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,6 +1,11 @@
 //! End-to-end tests: real `caxton` and `caxton-worker` processes, real Unix sockets, a real
 //! SQLite file, and a loopback HTTP server that speaks the OpenAI chat-completions protocol.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot set up should fail loudly"
+)]
+
 mod api;
 mod cli;
 mod faults;

@@ -316,7 +316,7 @@ impl Daemon {
         .expect("run request")
     }
 
-    /// Poll the live table until a worker for `agent` shows up; returns its PID.
+    /// Poll the live table until a worker for `agent` waits on the model; returns its PID.
     pub fn wait_for_worker(&self, agent: &str) -> u32 {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
@@ -324,10 +324,8 @@ impl Daemon {
                 && let Some(pid) = body["workers"]
                     .as_array()
                     .and_then(|w| {
-                        w.iter().find(|w| {
-                            w["agent"] == agent && w["state"] == "awaiting_model"
-                                || w["agent"] == agent && w["state"] == "running"
-                        })
+                        w.iter()
+                            .find(|w| w["agent"] == agent && w["state"] == "awaiting_model")
                     })
                     .and_then(|w| w["pid"].as_u64())
             {
