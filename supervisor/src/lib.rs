@@ -248,7 +248,10 @@ impl Supervisor {
         let parsed = agent::parse_agent(origin, source).map_err(RegistryError::from)?;
         self.check_provider(&parsed, origin)?;
         let outcome = self.registry.deploy(origin, source)?;
-        self.metrics.agents_deployed.set(self.registry.len() as i64);
+        // A deploy also picks up files an operator changed by hand, as SIGHUP does.
+        if let Err(e) = self.reload() {
+            tracing::warn!(error = %e, "agents directory not re-read after deploy");
+        }
         tracing::info!(agent = %outcome.agent.name, version = %outcome.agent.version, "agent deployed");
         Ok(outcome)
     }

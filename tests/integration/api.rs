@@ -42,6 +42,35 @@ fn llm_server_failures_fail_only_that_request_with_a_clear_error() {
 }
 
 #[test]
+fn an_llm_server_that_answers_nothing_times_out_or_is_reported_malformed() {
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.extra_config = format!(
+        "[providers.impatient]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\ntimeout = \"1s\"\n",
+        llm.base_url()
+    );
+    let daemon = Daemon::start(opts);
+    daemon.deploy(
+        "waiter",
+        &echo_agent("waiter", "[llm]\nprovider = \"impatient\"\n"),
+    );
+    let (code, body) = daemon.run("waiter", "[hang]");
+    assert_eq!(code, 502, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("did not answer within 1s"), "{message}");
+    let (code, body) = daemon.run("waiter", "[empty]");
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed answer"),
+        "{body}"
+    );
+    assert_eq!(daemon.run("waiter", "ok").0, 200);
+}
+
+#[test]
 fn an_unreachable_llm_server_is_named_in_the_error() {
     // Bind and drop a port so nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -203,4 +232,46 @@ fn tcp_requires_the_bearer_token() {
     let (code, body) = get("Authorization: Bearer s3cret-token-of-sufficient-length\r\n");
     assert_eq!(code, 200);
     assert_eq!(body["pid"], daemon.pid());
+}
+
+#[test]
+fn peers_outside_the_daemons_user_and_group_are_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to connect as another user");
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    // Open the file permissions wide so that only the peer-credential check stands in the way.
+    std::fs::set_permissions(
+        daemon.env.data_dir(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(&daemon.env.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let probe = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.settimeout(5)\n\
+                 s.sendall(b'GET /api/v1/health HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n\
+                 try:\n    print(len(s.recv(100)))\nexcept Exception as e:\n    print(0)\n";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(probe)
+        .arg(&daemon.env.socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "0",
+        "nobody got an answer: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        daemon.log().contains("peer not allowed"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.cli(&["health"]).status.success());
 }

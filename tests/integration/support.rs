@@ -40,7 +40,7 @@ pub fn fixture_worker(dir: &Path, mode: &str) -> PathBuf {
 
 /// The fake OpenAI-compatible server. Its answer depends on the last user message:
 /// `[slow]` waits 300 ms, `[hang]` never answers, `[500]` fails, `[garbage]` is not JSON,
-/// `[401]` refuses the key; anything else is echoed back as `echo: <message>`.
+/// `[401]` refuses the key, `[empty]` answers 200 with no body; anything else is echoed back as `echo: <message>`.
 pub struct FakeLlm {
     pub addr: SocketAddr,
     _runtime: tokio::runtime::Runtime,
@@ -75,6 +75,9 @@ impl FakeLlm {
                 }
                 if last.contains("[401]") {
                     return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": {"message": "bad key"}}))).into_response();
+                }
+                if last.contains("[empty]") {
+                    return (StatusCode::OK, "").into_response();
                 }
                 if last.contains("[garbage]") {
                     return (StatusCode::OK, "this is not json").into_response();

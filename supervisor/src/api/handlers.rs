@@ -266,6 +266,23 @@ pub async fn not_found(request: Request) -> ApiError {
     )
 }
 
+/// One span per API request, with method, path and the final status as structured fields; the
+/// execution span of a run nests inside it.
+pub async fn trace_request(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "api_request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        status = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    tracing::debug!(parent: &span, latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request handled");
+    response
+}
+
 /// Refuse TCP requests without `Authorization: Bearer <token>`.
 pub async fn require_token(token: &str, request: Request, next: Next) -> Response {
     let presented = request

@@ -386,7 +386,7 @@ impl WorkerPool {
             Verdict::Answered(_) | Verdict::AgentFailed(_) | Verdict::Gone
         );
         let status = self
-            .stop_and_reap(&execution_id, &mut child, exit_fd.as_ref(), polite)
+            .stop_and_reap(&execution_id, child, exit_fd.as_ref(), polite)
             .await;
         let operator_signal = self.live.remove(&execution_id);
         self.metrics.live_workers.dec();
@@ -445,7 +445,7 @@ impl WorkerPool {
     async fn stop_and_reap(
         &self,
         execution_id: &str,
-        child: &mut std::process::Child,
+        mut child: std::process::Child,
         exit_fd: Option<&AsyncFd<PidFd>>,
         polite: bool,
     ) -> Option<ExitStatus> {
@@ -469,8 +469,15 @@ impl WorkerPool {
         if !exited {
             wait_exit(exit_fd, grace).await;
         }
-        match tokio::task::block_in_place(|| child.wait()) {
-            Ok(status) => Some(status),
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status),
+            Ok(None) => {
+                // Still not gone after SIGKILL (stuck in the kernel): reap it whenever it dies,
+                // without holding up this request.
+                tracing::error!(pid, "worker survived SIGKILL; reaping it in the background");
+                std::thread::spawn(move || child.wait());
+                None
+            }
             Err(e) => {
                 tracing::error!(pid, error = %e, "cannot reap worker");
                 None
