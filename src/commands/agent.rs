@@ -62,6 +62,27 @@ async fn try_daemon(
     }
 }
 
+/// Offline commands write into the data directory themselves. Doing that as another user than
+/// its owner (typically root on a system whose daemon runs as `caxton`) would leave files the
+/// daemon cannot open, so refuse and say what to do instead.
+fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(&config.data_dir) else {
+        return Ok(());
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        bail!(
+            "no daemon is running, and {} belongs to uid {} (you are uid {me}): start the daemon \
+             (`systemctl start caxton`) or run this command as the directory's owner",
+            config.data_dir.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
+}
+
 fn read_file(file: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
@@ -134,6 +155,7 @@ async fn deploy(file: &Path, config: &Config, client: &ApiClient) -> anyhow::Res
         return Ok(ExitCode::SUCCESS);
     }
     // No daemon: validate and write into the agents directory; a daemon started later loads it.
+    ensure_data_dir_owner(config)?;
     let parsed = parse_agent(file, &source)?;
     check_provider_offline(config, parsed.llm.provider.as_deref(), file)?;
     let registry = AgentRegistry::new(&config.agents_dir);
@@ -244,6 +266,7 @@ async fn remove(name: &str, config: &Config, client: &ApiClient) -> anyhow::Resu
             }
         }
         None => {
+            ensure_data_dir_owner(config)?;
             offline_registry(config)?.remove(name)?;
         }
     }
@@ -296,6 +319,7 @@ async fn run_agent(
         }
         None => {
             // No daemon: one supervisor in this process, the same code path, still one worker.
+            ensure_data_dir_owner(config)?;
             let supervisor =
                 Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
             let report = supervisor.run_agent(name, input).await?;

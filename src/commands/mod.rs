@@ -6,13 +6,23 @@ mod daemon;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use caxton_supervisor::config::{Config, ConfigSources};
+use caxton_supervisor::config::{self, Config, ConfigSources};
 
 use crate::cli::{Cli, Command};
 use crate::client::ApiClient;
 
 /// Exit code when the daemon is not running or not ready (`caxton health`, `caxton status`).
 pub const EXIT_UNAVAILABLE: u8 = 3;
+
+/// A user's CLI defaults to a per-user socket; when none is there but the system daemon's is,
+/// talk to the system daemon (access is then decided by the socket's group).
+fn client_socket(config: &Config) -> std::path::PathBuf {
+    let system = std::path::Path::new(config::SYSTEM_SOCKET);
+    if !config.socket_explicit && !config.socket.exists() && system.exists() {
+        return system.to_owned();
+    }
+    config.socket.clone()
+}
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let sources = ConfigSources {
@@ -21,7 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         socket: cli.global.socket.clone(),
     };
     let config = Config::load(&sources).context("loading configuration")?;
-    let client = ApiClient::new(&config.socket);
+    let client = ApiClient::new(&client_socket(&config));
     match cli.command {
         Command::Serve => daemon::serve(config).await,
         Command::Agent(cmd) => agent::run(cmd, &config, &client).await,

@@ -11,16 +11,19 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Where the systemd unit's daemon listens (`RuntimeDirectory=caxton`).
+pub const SYSTEM_SOCKET: &str = "/run/caxton/caxton.sock";
+
 /// Why configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// The config file is not valid.
     #[error("{path}:{line}: {reason}")]
@@ -185,6 +188,9 @@ pub struct Config {
     pub database: PathBuf,
     /// Management API socket.
     pub socket: PathBuf,
+    /// Whether the socket (or the data directory holding it) was chosen by the operator rather
+    /// than defaulted; clients only look elsewhere for a daemon when it was not.
+    pub socket_explicit: bool,
     /// Optional TCP listener and its token.
     pub tcp: Option<TcpApi>,
     /// Largest accepted request body in bytes.
@@ -207,13 +213,49 @@ pub struct Config {
     pub default_provider: Option<String>,
 }
 
-/// TCP listener settings.
+/// TCP listener settings. The token is read only by the daemon when it starts listening, so
+/// CLI commands (which load the same configuration) need no access to it.
 #[derive(Debug, Clone)]
 pub struct TcpApi {
     /// Address to bind.
     pub listen: SocketAddr,
-    /// The bearer token clients must present.
-    pub token: String,
+    token: TokenSource,
+}
+
+#[derive(Debug, Clone)]
+enum TokenSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl TcpApi {
+    /// Read the bearer token clients must present.
+    pub fn read_token(&self) -> Result<String, ConfigError> {
+        let token = match &self.token {
+            TokenSource::Env(var) => {
+                std::env::var(var)
+                    .map(|v| v.trim().to_owned())
+                    .map_err(|_| {
+                        ConfigError::Inconsistent(format!(
+                            "api.token_env names {var}, which is not set"
+                        ))
+                    })?
+            }
+            TokenSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|error| ConfigError::Read {
+                    path: path.clone(),
+                    error,
+                })?
+                .trim()
+                .to_owned(),
+        };
+        if token.len() < 16 {
+            return Err(ConfigError::Inconsistent(
+                "the API token must be at least 16 characters".into(),
+            ));
+        }
+        Ok(token)
+    }
 }
 
 impl Config {
@@ -255,6 +297,7 @@ impl Config {
             .clone()
             .or(env_path("CAXTON_SOCKET"))
             .or(file.socket.clone());
+        let socket_explicit = socket.is_some() || explicit_data_dir.is_some();
         let socket = match socket {
             Some(path) => absolute(&path)?,
             None if explicit_data_dir.is_some() => data_dir.join("caxton.sock"),
@@ -265,7 +308,7 @@ impl Config {
             None => None,
             Some(listen) => Some(TcpApi {
                 listen,
-                token: read_token(&file.api, env)?,
+                token: token_source(&file.api)?,
             }),
         };
         let max_body_bytes = match &file.api.max_body {
@@ -318,6 +361,7 @@ impl Config {
         });
 
         Ok(Self {
+            socket_explicit,
             config_file: sources.config_file.clone(),
             database: data_dir.join("caxton.db"),
             data_dir,
@@ -339,9 +383,9 @@ impl Config {
 
 /// Read and parse a config file, naming the line of any error.
 pub fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     toml::from_str(&text).map_err(|e| ConfigError::Invalid {
         path: path.to_owned(),
@@ -432,7 +476,7 @@ fn default_socket(
         return PathBuf::from(first).join("caxton.sock");
     }
     if system {
-        return PathBuf::from("/run/caxton/caxton.sock");
+        return PathBuf::from(SYSTEM_SOCKET);
     }
     match env("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("caxton/caxton.sock"),
@@ -448,35 +492,17 @@ fn default_worker_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/caxton/caxton-worker"))
 }
 
-fn read_token(
-    api: &ApiSection,
-    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
-) -> Result<String, ConfigError> {
-    let token = if let Some(var) = &api.token_env {
-        env(var)
-            .map(|v| v.to_string_lossy().trim().to_owned())
-            .ok_or_else(|| {
-                ConfigError::Inconsistent(format!("api.token_env names {var}, which is not set"))
-            })?
-    } else if let Some(path) = &api.token_file {
-        std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?
-            .trim()
-            .to_owned()
-    } else {
-        return Err(ConfigError::Inconsistent(
+fn token_source(api: &ApiSection) -> Result<TokenSource, ConfigError> {
+    match (&api.token_env, &api.token_file) {
+        (Some(var), None) => Ok(TokenSource::Env(var.clone())),
+        (None, Some(path)) => Ok(TokenSource::File(path.clone())),
+        (Some(_), Some(_)) => Err(ConfigError::Inconsistent(
+            "set api.token_env or api.token_file, not both".into(),
+        )),
+        (None, None) => Err(ConfigError::Inconsistent(
             "api.tcp_listen is set but no token: set api.token_env or api.token_file".into(),
-        ));
-    };
-    if token.len() < 16 {
-        return Err(ConfigError::Inconsistent(
-            "the API token must be at least 16 characters".into(),
-        ));
+        )),
     }
-    Ok(token)
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {

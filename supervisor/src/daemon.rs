@@ -26,13 +26,16 @@ pub enum ServeError {
     #[error(transparent)]
     Bind(#[from] api::listener::BindError),
     /// The TCP listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Tcp {
         /// The address.
         addr: std::net::SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
+    /// The TCP API token could not be read.
+    #[error(transparent)]
+    Token(crate::config::ConfigError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -57,20 +60,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let tcp_server = match &config.tcp {
         None => None,
         Some(tcp) => {
+            let token = tcp.read_token().map_err(ServeError::Token)?;
             let listener = tokio::net::TcpListener::bind(tcp.listen)
                 .await
-                .map_err(|source| ServeError::Tcp {
+                .map_err(|error| ServeError::Tcp {
                     addr: tcp.listen,
-                    source,
+                    error,
                 })?;
             tracing::info!(addr = %tcp.listen, "management API listening on TCP (bearer token required)");
             Some(tokio::spawn(
-                axum::serve(
-                    listener,
-                    api::router_with_token(supervisor.clone(), tcp.token.clone()),
-                )
-                .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-                .into_future(),
+                axum::serve(listener, api::router_with_token(supervisor.clone(), token))
+                    .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+                    .into_future(),
             ))
         }
     };

@@ -112,11 +112,20 @@ impl ExecutionStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
         }
+        // Switch to WAL and create the schema on one connection before the pool opens several:
+        // concurrent journal-mode changes on a fresh file fail with "database is locked".
+        {
+            let conn = rusqlite::Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+            conn.busy_timeout(Duration::from_secs(5))
+                .map_err(|e| open_err(e.to_string()))?;
+            conn.execute_batch("PRAGMA journal_mode=WAL;")
+                .map_err(|e| open_err(e.to_string()))?;
+            conn.execute_batch(SCHEMA)
+                .map_err(|e| open_err(e.to_string()))?;
+        }
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.busy_timeout(Duration::from_secs(5))?;
-            c.execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-            )
+            c.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
         });
         let pool = r2d2::Pool::builder()
             .max_size(4)

@@ -241,7 +241,7 @@ fn peers_outside_the_daemons_user_and_group_are_refused() {
         eprintln!("skipped: needs root to connect as another user");
         return;
     }
-    use std::os::unix::process::CommandExt;
+    use std::os::unix::process::CommandExt as _;
     let llm = FakeLlm::start();
     let daemon = Daemon::start(DaemonOptions::new(&llm));
     // Open the file permissions wide so that only the peer-credential check stands in the way.
@@ -251,27 +251,44 @@ fn peers_outside_the_daemons_user_and_group_are_refused() {
     )
     .unwrap();
     std::fs::set_permissions(&daemon.env.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let probe = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.settimeout(5)\n\
-                 s.sendall(b'GET /api/v1/health HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n\
-                 try:\n    print(len(s.recv(100)))\nexcept Exception as e:\n    print(0)\n";
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(probe)
-        .arg(&daemon.env.socket)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    assert_eq!(
-        text(&out.stdout).trim(),
-        "0",
-        "nobody got an answer: {}",
-        text(&out.stderr)
-    );
+    // Prints how many bytes of answer came back (0 when the daemon hung up on us).
+    let probe = "import socket,sys\ntry:\n    s=socket.socket(socket.AF_UNIX)\n    s.connect(sys.argv[1])\n    \
+                 s.settimeout(5)\n    s.sendall(b'GET /api/v1/health HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n    \
+                 print(len(s.recv(100)))\nexcept Exception:\n    print(0)\n";
+    let probe_as = |supplementary: &'static [libc::gid_t]| {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg("-c").arg(probe).arg(&daemon.env.socket);
+        // SAFETY: only async-signal-safe calls between fork and exec; groups first, while root.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(supplementary.len(), supplementary.as_ptr()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(probe_as(&[]), "0", "nobody got an answer");
     assert!(
         daemon.log().contains("peer not allowed"),
         "{}",
         daemon.log()
+    );
+    // A member of the socket's group (root's group 0 here, as a supplementary group only, the
+    // way `usermod -aG` grants it) is let in.
+    let socket_gid =
+        std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&daemon.env.socket).unwrap());
+    assert_eq!(socket_gid, 0, "the test expects a root-owned socket");
+    assert_ne!(
+        probe_as(&[0]),
+        "0",
+        "a member of the socket's group was refused"
     );
     assert!(daemon.cli(&["health"]).status.success());
 }

@@ -22,12 +22,12 @@ pub enum RegistryError {
     #[error("no agent named {0:?} is deployed")]
     NotFound(String),
     /// The agents directory could not be read or written.
-    #[error("agents directory {path}: {source}")]
+    #[error("agents directory {path}: {error}")]
     Io {
         /// The path involved.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
 }
 
@@ -83,9 +83,9 @@ impl AgentRegistry {
     /// Re-read every `*.toml` in the directory. Good files replace their agents; bad files are
     /// reported and leave the previous version of their agent in place.
     pub fn reload(&self) -> Result<ReloadReport, RegistryError> {
-        let io = |source| RegistryError::Io {
+        let io = |error| RegistryError::Io {
             path: self.dir.clone(),
-            source,
+            error,
         };
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
@@ -157,9 +157,9 @@ impl AgentRegistry {
             .get(&agent.name)
             .cloned()
             .unwrap_or_else(|| self.dir.join(format!("{}.toml", agent.name)));
-        write_atomically(&path, source).map_err(|source| RegistryError::Io {
+        write_atomically(&path, source).map_err(|error| RegistryError::Io {
             path: path.clone(),
-            source,
+            error,
         })?;
         let agent = Arc::new(agent);
         let replaced = state
@@ -186,11 +186,11 @@ impl AgentRegistry {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
+                Err(error) => {
                     // Put it back: memory and disk must agree.
                     state.by_name.insert(key.clone(), agent);
                     state.file_of.insert(key, path.clone());
-                    return Err(RegistryError::Io { path, source });
+                    return Err(RegistryError::Io { path, error });
                 }
             }
         }

@@ -15,20 +15,20 @@ pub enum BindError {
     #[error("another caxton daemon is already serving on {0}")]
     InUse(PathBuf),
     /// The OS refused.
-    #[error("cannot listen on {path}: {source}")]
+    #[error("cannot listen on {path}: {error}")]
     Io {
         /// The socket path.
         path: PathBuf,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        error: io::Error,
     },
 }
 
 /// Bind the API socket, replacing a stale socket file left by a crashed daemon.
 pub async fn bind_unix_socket(path: &Path) -> Result<CheckedUnixListener, BindError> {
-    let io_err = |source| BindError::Io {
+    let io_err = |error| BindError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err)?;
@@ -57,6 +57,34 @@ pub struct CheckedUnixListener {
     socket_gid: u32,
 }
 
+impl CheckedUnixListener {
+    /// Root, our own user, and members of the socket's group (primary or supplementary: an
+    /// operator added with `usermod -aG caxton` has it only as a supplementary group).
+    fn allows(&self, uid: u32, gid: u32, pid: Option<i32>) -> bool {
+        uid == 0
+            || uid == self.own_uid
+            || gid == self.socket_gid
+            || pid.is_some_and(|p| in_group(p, self.socket_gid))
+    }
+}
+
+/// Whether a process has `gid` among its supplementary groups (`Groups:` in /proc/PID/status).
+fn in_group(pid: i32, gid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|groups| {
+                    groups
+                        .split_whitespace()
+                        .any(|g| g.parse::<u32>() == Ok(gid))
+                })
+        })
+        .unwrap_or(false)
+}
+
 impl axum::serve::Listener for CheckedUnixListener {
     type Io = UnixStream;
     type Addr = tokio::net::unix::SocketAddr;
@@ -65,11 +93,7 @@ impl axum::serve::Listener for CheckedUnixListener {
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => match stream.peer_cred() {
-                    Ok(cred)
-                        if cred.uid() == 0
-                            || cred.uid() == self.own_uid
-                            || cred.gid() == self.socket_gid =>
-                    {
+                    Ok(cred) if self.allows(cred.uid(), cred.gid(), cred.pid()) => {
                         return (stream, addr);
                     }
                     Ok(cred) => {

@@ -72,12 +72,12 @@ pub enum KillError {
     #[error("worker {0} has already exited")]
     AlreadyExited(u32),
     /// The kernel refused.
-    #[error("cannot signal worker {pid}: {source}")]
+    #[error("cannot signal worker {pid}: {error}")]
     Os {
         /// The worker.
         pid: u32,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
 }
 
@@ -174,9 +174,9 @@ impl LiveTable {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                 Err(KillError::AlreadyExited(row.pid))
             }
-            Err(source) => Err(KillError::Os {
+            Err(error) => Err(KillError::Os {
                 pid: row.pid,
-                source,
+                error,
             }),
         }
     }
