@@ -109,6 +109,13 @@ fn oversized_and_malformed_bodies_are_refused() {
     .unwrap();
     assert_eq!(code, 413, "{body}");
     assert_eq!(body["error"]["kind"], "body_too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the 1048576-byte limit"),
+        "{body}"
+    );
     let (code, body) = http(
         &daemon.env.socket,
         "POST",

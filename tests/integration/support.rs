@@ -393,16 +393,28 @@ pub fn http(
 ) -> std::io::Result<(u16, Value)> {
     let mut stream = UnixStream::connect(socket)?;
     let body = body.unwrap_or("");
-    let sent = write!(
+    // Large bodies ask first (as curl does), so a refusal (413) arrives before the body is sent
+    // rather than racing a connection the server has already closed.
+    let expect = if body.len() > 64 * 1024 {
+        "Expect: 100-continue\r\n"
+    } else {
+        ""
+    };
+    write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: caxton\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: caxton\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{expect}Connection: close\r\n\r\n",
         body.len()
-    );
-    match sent {
-        // The server may answer (413) and close before it has read an oversized body.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other?,
+    )?;
+    if !expect.is_empty() {
+        let mut first = [0u8; 25];
+        let n = stream.read(&mut first)?;
+        if !first[..n].starts_with(b"HTTP/1.1 100") {
+            let mut rest = first[..n].to_vec();
+            stream.read_to_end(&mut rest)?;
+            return read_response(&mut &rest[..]);
+        }
     }
+    stream.write_all(body.as_bytes())?;
     read_response(&mut stream)
 }
 

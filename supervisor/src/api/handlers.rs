@@ -266,6 +266,27 @@ pub async fn not_found(request: Request) -> ApiError {
     )
 }
 
+/// Refuse a body whose declared length is over the limit before reading any of it, so a client
+/// that sent `Expect: 100-continue` gets the 413 instead of uploading megabytes first.
+pub async fn refuse_oversized(max_body: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max_body as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "request body of {len} bytes exceeds the {max_body}-byte limit ([api] max_body)"
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
 /// One span per API request, with method, path and the final status as structured fields; the
 /// execution span of a run nests inside it.
 pub async fn trace_request(request: Request, next: Next) -> Response {

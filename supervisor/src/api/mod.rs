@@ -43,6 +43,9 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            handlers::refuse_oversized(max_body, req, next)
+        }))
         .layer(axum::middleware::from_fn(handlers::trace_request))
         .with_state(supervisor)
 }
