@@ -60,6 +60,8 @@ pub struct ConfigFile {
     pub agents_dir: Option<PathBuf>,
     /// Management API Unix socket.
     pub socket: Option<PathBuf>,
+    /// Where local model files are looked for.
+    pub models_dir: Option<PathBuf>,
     /// Management API over TCP.
     #[serde(default)]
     pub api: ApiSection,
@@ -131,6 +133,8 @@ pub struct DefaultsSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
+    /// The offline model run inside the supervisor.
+    Local,
     /// Any OpenAI-compatible chat-completions server.
     Openai,
 }
@@ -141,10 +145,14 @@ pub enum ProviderKind {
 pub struct ProviderConfig {
     /// Protocol spoken by the server.
     pub kind: ProviderKind,
-    /// Base URL, e.g. `https://api.openai.com/v1`.
-    pub base_url: String,
-    /// Model used when the agent names none.
-    pub model: String,
+    /// Base URL, e.g. `https://api.openai.com/v1` (HTTP providers).
+    pub base_url: Option<String>,
+    /// Model used when the agent names none (HTTP providers).
+    pub model: Option<String>,
+    /// GGUF file of a `local` provider, absolute or relative to `models_dir`.
+    pub model_file: Option<PathBuf>,
+    /// Load a `local` model when the daemon starts instead of on first use.
+    pub preload: Option<bool>,
     /// Environment variable holding the API key.
     pub api_key_env: Option<String>,
     /// File holding the API key.
@@ -207,8 +215,12 @@ pub struct Config {
     pub worker_limits: WorkerLimits,
     /// Drain time on SIGTERM.
     pub shutdown_grace: Duration,
-    /// Named providers.
+    /// Named providers; always includes a `local` one.
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Where local model files live.
+    pub models_dir: PathBuf,
+    /// Derived files (the requantised model) live here.
+    pub cache_dir: PathBuf,
     /// Default provider name.
     pub default_provider: Option<String>,
 }
@@ -348,22 +360,34 @@ impl Config {
 
         if let Some(default) = &file.defaults.provider
             && !file.providers.contains_key(default)
+            && default != LOCAL_PROVIDER
         {
             return Err(ConfigError::Inconsistent(format!(
                 "[defaults] provider = {default:?} names no [providers.{default}] table"
             )));
         }
-        // With exactly one provider configured, it is the obvious default.
+        // With exactly one provider configured, it is the obvious default; otherwise the
+        // offline model is.
         let default_provider = file.defaults.provider.clone().or_else(|| {
             (file.providers.len() == 1)
                 .then(|| file.providers.keys().next().cloned())
                 .flatten()
         });
+        let mut providers = file.providers;
+        providers
+            .entry(LOCAL_PROVIDER.to_owned())
+            .or_insert_with(ProviderConfig::local);
+        let default_provider = default_provider.or_else(|| Some(LOCAL_PROVIDER.to_owned()));
+        let models_dir = match env_path("CAXTON_MODELS_DIR").or(file.models_dir.clone()) {
+            Some(dir) => absolute(&dir)?,
+            None => default_models_dir(&data_dir),
+        };
 
         Ok(Self {
             socket_explicit,
             config_file: sources.config_file.clone(),
             database: data_dir.join("caxton.db"),
+            cache_dir: data_dir.join("cache"),
             data_dir,
             agents_dir,
             socket,
@@ -375,10 +399,55 @@ impl Config {
             max_concurrent_workers,
             worker_limits,
             shutdown_grace,
-            providers: file.providers,
+            providers,
+            models_dir,
             default_provider,
         })
     }
+}
+
+/// Name of the built-in offline provider.
+pub const LOCAL_PROVIDER: &str = "local";
+
+/// The GGUF file the built-in `local` provider loads.
+pub const DEFAULT_LOCAL_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+impl ProviderConfig {
+    /// The built-in offline provider's settings.
+    pub fn local() -> Self {
+        Self {
+            kind: ProviderKind::Local,
+            base_url: None,
+            model: None,
+            model_file: None,
+            preload: None,
+            api_key_env: None,
+            api_key_file: None,
+            timeout: None,
+        }
+    }
+}
+
+/// The first models directory that exists among the data directory's, the system one and the
+/// one beside a cargo build tree (where `scripts/setup.sh` puts the weights); else the data
+/// directory's, which the error for a missing model then names.
+fn default_models_dir(data_dir: &Path) -> PathBuf {
+    let mut candidates = vec![
+        data_dir.join("models"),
+        PathBuf::from("/usr/share/caxton/models"),
+    ];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_owned))
+    {
+        // target/{debug,release}/caxton → the repository's models/
+        candidates.push(dir.join("../../models"));
+    }
+    candidates
+        .into_iter()
+        .find(|d| d.join(DEFAULT_LOCAL_MODEL_FILE).is_file())
+        .map(|d| std::path::absolute(&d).unwrap_or(d))
+        .unwrap_or_else(|| data_dir.join("models"))
 }
 
 /// Read and parse a config file, naming the line of any error.
@@ -574,6 +643,26 @@ mod tests {
         let err = Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")]))
             .unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn the_local_model_is_always_there_and_the_default_when_nothing_else_is_configured() {
+        let cfg = Config::resolve(
+            &ConfigSources::default(),
+            ConfigFile::default(),
+            &env_of(&[("HOME", "/h")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.default_provider.as_deref(), Some(LOCAL_PROVIDER));
+        assert_eq!(cfg.providers[LOCAL_PROVIDER].kind, ProviderKind::Local);
+        let file: ConfigFile = toml::from_str(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nmodel = \"m\"\n",
+        )
+        .unwrap();
+        let cfg =
+            Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")])).unwrap();
+        assert_eq!(cfg.default_provider.as_deref(), Some("a"));
+        assert!(cfg.providers.contains_key(LOCAL_PROVIDER));
     }
 
     #[test]

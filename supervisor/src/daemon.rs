@@ -77,6 +77,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     };
     tracing::info!(socket = %config.socket.display(), pid = std::process::id(), "management API listening");
     notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    // Models load after READY: a missing or slow model must not hold up the API.
+    tokio::spawn({
+        let sup = supervisor.clone();
+        async move { sup.preload_models().await }
+    });
 
     let watchdog = sd_notify::watchdog_enabled().map(|period| {
         let beat = period / 2;

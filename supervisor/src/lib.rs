@@ -178,6 +178,11 @@ impl Supervisor {
         &self.metrics
     }
 
+    /// Load the local models configured with `preload = true`.
+    pub async fn preload_models(&self) {
+        self.providers.preload().await;
+    }
+
     /// Run one request for `agent_name` in a fresh worker.
     pub async fn run_agent(
         &self,

@@ -9,6 +9,7 @@
 mod api;
 mod cli;
 mod faults;
+mod local_model;
 mod signals;
 mod support;
 mod systemd;

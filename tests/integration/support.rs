@@ -121,6 +121,23 @@ impl DaemonOptions {
             env: Vec::new(),
         }
     }
+
+    /// No HTTP provider at all: the built-in offline model is the default, read from `models`.
+    pub fn offline(models: &Path) -> Self {
+        Self {
+            llm_url: String::new(),
+            worker_path: None,
+            extra_config: String::new(),
+            env: vec![("CAXTON_MODELS_DIR".into(), models.display().to_string())],
+        }
+    }
+}
+
+/// Where `scripts/fetch-models.sh` puts the weights (overridden by `CAXTON_MODELS_DIR`).
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("CAXTON_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models")))
 }
 
 /// A data directory with a config file; a daemon may or may not be running on it.
@@ -139,9 +156,17 @@ impl Env {
             .as_ref()
             .map(|p| format!("path = \"{}\"\n", p.display()))
             .unwrap_or_default();
+        let fake = if opts.llm_url.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake-model\"\ntimeout = \"20s\"\n\n",
+                opts.llm_url
+            )
+        };
         let text = format!(
-            "[worker]\n{worker}grace_period = \"300ms\"\n\n[shutdown]\ngrace_period = \"5s\"\n\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake-model\"\ntimeout = \"20s\"\n\n{}",
-            opts.llm_url, opts.extra_config
+            "[worker]\n{worker}grace_period = \"300ms\"\n\n[shutdown]\ngrace_period = \"5s\"\n\n{fake}{}",
+            opts.extra_config
         );
         std::fs::write(&config, text).expect("write config");
         let socket = dir.path().join("caxton.sock");

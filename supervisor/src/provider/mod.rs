@@ -4,6 +4,7 @@
 //! The [`Provider`] trait is what every backend implements (the OpenAI-compatible HTTP client
 //! today; the local model and Anthropic later), so the worker protocol does not change.
 
+mod local;
 mod openai;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use caxton_ipc_protocol::{ChatMessage, CompletionResponse};
 
 use crate::agent::LlmSettings;
 use crate::config::{Config, ProviderKind};
+pub use local::LocalProvider;
 pub use openai::OpenAiProvider;
 
 /// One completion as a provider receives it: the conversation plus the agent's settings.
@@ -81,6 +83,14 @@ pub enum ProviderError {
         /// What was wrong.
         detail: String,
     },
+    /// The local model could not load or answer.
+    #[error("provider {provider:?}: {detail}")]
+    Local {
+        /// The provider's name.
+        provider: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// The provider's credentials could not be read.
     #[error("provider {provider:?}: {detail}")]
     Credentials {
@@ -108,6 +118,8 @@ pub trait Provider: Send + Sync {
 pub struct Providers {
     by_name: BTreeMap<String, Arc<dyn Provider>>,
     default: Option<String>,
+    /// Local models configured with `preload = true`.
+    preload: Vec<Arc<LocalProvider>>,
 }
 
 impl Providers {
@@ -115,16 +127,35 @@ impl Providers {
     /// missing key fails the requests that need it rather than the daemon.
     pub fn from_config(config: &Config) -> Result<Self, ProviderError> {
         let mut by_name: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        let mut preload = Vec::new();
         for (name, cfg) in &config.providers {
             let provider: Arc<dyn Provider> = match cfg.kind {
                 ProviderKind::Openai => Arc::new(OpenAiProvider::new(name, cfg)?),
+                ProviderKind::Local => {
+                    let local = Arc::new(LocalProvider::new(name, cfg, config));
+                    if cfg.preload == Some(true) {
+                        preload.push(local.clone());
+                    }
+                    local
+                }
             };
             by_name.insert(name.clone(), provider);
         }
         Ok(Self {
             by_name,
             default: config.default_provider.clone(),
+            preload,
         })
+    }
+
+    /// Load the models configured with `preload = true`; failures are logged, and the requests
+    /// that need the model report them.
+    pub async fn preload(&self) {
+        for local in &self.preload {
+            if let Err(e) = local.preload().await {
+                tracing::error!(provider = local.name(), error = %e, "local model preload failed");
+            }
+        }
     }
 
     /// Register a provider by hand (used by tests and embedders).

@@ -37,11 +37,18 @@ impl OpenAiProvider {
             Some(t) => parse_duration("timeout", t).map_err(|e| not_configured(e.to_string()))?,
             None => Duration::from_secs(120),
         };
-        let base = cfg.base_url.trim_end_matches('/');
+        let base_url = cfg
+            .base_url
+            .as_deref()
+            .ok_or_else(|| not_configured("base_url is required".into()))?;
+        let model = cfg
+            .model
+            .clone()
+            .ok_or_else(|| not_configured("model is required".into()))?;
+        let base = base_url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(not_configured(format!(
-                "base_url {:?} is not an http(s) URL",
-                cfg.base_url
+                "base_url {base_url:?} is not an http(s) URL"
             )));
         }
         let key = match (&cfg.api_key_env, &cfg.api_key_file) {
@@ -63,7 +70,7 @@ impl OpenAiProvider {
         Ok(Self {
             name: name.to_owned(),
             url: format!("{base}/chat/completions"),
-            model: cfg.model.clone(),
+            model,
             key,
             timeout,
             http,

