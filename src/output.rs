@@ -126,8 +126,9 @@ pub fn print_run_details(r: &Value) {
     }
     if let Some(ms) = f("duration_ms") {
         eprintln!(
-            "duration:  {ms:.1} ms (worker start-up {:.1} ms)",
-            f("startup_ms").unwrap_or(0.0)
+            "duration:  {ms:.1} ms (worker start-up {:.1} ms, model {:.1} ms)",
+            f("startup_ms").unwrap_or(0.0),
+            f("llm_ms").unwrap_or(0.0)
         );
     }
     if let Some(u) = r.get("usage").filter(|u| !u.is_null()) {

@@ -188,6 +188,9 @@ pub struct ExecutionReport {
     pub duration_ms: f64,
     /// Spawn to completed handshake, milliseconds.
     pub startup_ms: Option<f64>,
+    /// Time the worker waited for completions: from its request frame arriving to the answer
+    /// frame being written, summed over calls, milliseconds.
+    pub llm_ms: Option<f64>,
     /// How it ended.
     pub outcome: Outcome,
     /// The user-facing error, if it failed.
@@ -264,6 +267,7 @@ impl WorkerPool {
             started_at,
             duration_ms: 0.0,
             startup_ms: None,
+            llm_ms: None,
             outcome: Outcome::Succeeded,
             error: None,
             answer: None,
@@ -371,10 +375,13 @@ impl WorkerPool {
                     usage: None,
                     started,
                     startup: None,
+                    llm_started: None,
+                    llm_time: None,
                 };
                 let v = conversation.run(&input, deadline, exit_fd.as_ref()).await;
                 report.usage = conversation.usage;
                 report.startup_ms = conversation.startup.map(|d| d.as_secs_f64() * 1000.0);
+                report.llm_ms = conversation.llm_time.map(|d| d.as_secs_f64() * 1000.0);
                 v
             }
             Err(e) => Verdict::Protocol(format!("socket setup: {e}")),
@@ -546,6 +553,8 @@ struct Conversation<'a> {
     usage: Option<Usage>,
     started: Instant,
     startup: Option<Duration>,
+    llm_started: Option<Instant>,
+    llm_time: Option<Duration>,
 }
 
 enum Step {
@@ -694,6 +703,7 @@ impl<'a> Conversation<'a> {
                     .set_state(self.execution_id, WorkerState::AwaitingModel);
                 let services = self.services;
                 let agent = self.agent;
+                self.llm_started = Some(Instant::now());
                 *pending = Some((
                     call_id,
                     Box::pin(async move { services.complete(agent, request).await }),
@@ -758,10 +768,13 @@ impl<'a> Conversation<'a> {
         self.pool
             .live
             .set_state(self.execution_id, WorkerState::Running);
-        match self
+        let sent = self
             .send(&SupervisorMessage::Completion { call_id, result })
-            .await
-        {
+            .await;
+        if let Some(started) = self.llm_started.take() {
+            *self.llm_time.get_or_insert(Duration::ZERO) += started.elapsed();
+        }
+        match sent {
             Ok(()) => Step::Continue,
             Err(v) => Step::Done(v),
         }
