@@ -159,6 +159,8 @@ pub struct ProviderConfig {
     pub api_key_file: Option<PathBuf>,
     /// Whole-request timeout, e.g. "60s".
     pub timeout: Option<String>,
+    /// Retries on 429 and 5xx after the first attempt (default 2).
+    pub max_retries: Option<u32>,
 }
 
 /// Operator inputs that come from the command line (or their `CAXTON_*` variables).
@@ -424,6 +426,7 @@ impl ProviderConfig {
             api_key_env: None,
             api_key_file: None,
             timeout: None,
+            max_retries: None,
         }
     }
 }

@@ -71,6 +71,44 @@ fn an_llm_server_that_answers_nothing_times_out_or_is_reported_malformed() {
 }
 
 #[test]
+fn rate_limits_and_server_errors_are_retried_and_other_errors_are_explained() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy("patient", &echo_agent("patient", ""));
+    let started = std::time::Instant::now();
+    let (code, body) = daemon.run("patient", "[429once] retry-after");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    let (code, body) = daemon.run("patient", "[500once] then fine");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["answer"], "echo: [500once] then fine");
+    let (code, body) = daemon.run("patient", "[429always]");
+    assert_eq!(code, 502, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("rate-limiting requests (HTTP 429, 3 attempts)"),
+        "{message}"
+    );
+    let (_, body) = daemon.run("patient", "[unknown-model]");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not know model \"fake-model\""),
+        "{message}"
+    );
+    let (_, body) = daemon.run("patient", "[context]");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("context too long"), "{message}");
+    // A 401 is not retried: it fails at once.
+    let started = std::time::Instant::now();
+    let (code, _) = daemon.run("patient", "[401] again");
+    assert_eq!(code, 502);
+    assert!(started.elapsed() < std::time::Duration::from_millis(900));
+}
+
+#[test]
 fn an_unreachable_llm_server_is_named_in_the_error() {
     // Bind and drop a port so nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -38,9 +38,16 @@ pub fn fixture_worker(dir: &Path, mode: &str) -> PathBuf {
     link
 }
 
+/// Requests seen by every fake server of this test process, by message text (tests use distinct
+/// texts, so they do not disturb each other).
+static SEEN: std::sync::Mutex<std::collections::BTreeMap<String, u32>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// The fake OpenAI-compatible server. Its answer depends on the last user message:
 /// `[slow]` waits 300 ms, `[hang]` never answers, `[500]` fails, `[garbage]` is not JSON,
-/// `[401]` refuses the key, `[empty]` answers 200 with no body; anything else is echoed back as `echo: <message>`.
+/// `[401]` refuses the key, `[empty]` answers 200 with no body, `[429once]` and `[500once]` fail
+/// the first time only, `[429always]` never stops, `[unknown-model]` and `[context]` fail as
+/// OpenAI does; anything else is echoed back as `echo: <message>`.
 pub struct FakeLlm {
     pub addr: SocketAddr,
     _runtime: tokio::runtime::Runtime,
@@ -62,8 +69,30 @@ impl FakeLlm {
         let addr = listener.local_addr().expect("addr");
         let app = axum::Router::new().route(
             "/v1/chat/completions",
-            axum::routing::post(|Json(body): Json<Value>| async move {
+            axum::routing::post(move |Json(body): Json<Value>| async move {
                 let last = body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
+                // How often this exact message has been seen: "once" failures succeed on retry.
+                let seen = {
+                    let mut counts = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = counts.entry(last.clone()).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                if last.contains("[429once]") && seen == 1 {
+                    return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], Json(serde_json::json!({"error": {"message": "slow down"}}))).into_response();
+                }
+                if last.contains("[429always]") {
+                    return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], Json(serde_json::json!({"error": {"message": "slow down"}}))).into_response();
+                }
+                if last.contains("[500once]") && seen == 1 {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": {"message": "hiccup"}}))).into_response();
+                }
+                if last.contains("[unknown-model]") {
+                    return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": {"message": "The model `fake-model` does not exist", "code": "model_not_found"}}))).into_response();
+                }
+                if last.contains("[context]") {
+                    return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": {"message": "This model's maximum context length is 8192 tokens", "code": "context_length_exceeded"}}))).into_response();
+                }
                 if last.contains("[hang]") {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 }

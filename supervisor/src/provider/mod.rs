@@ -4,6 +4,7 @@
 //! The [`Provider`] trait is what every backend implements (the OpenAI-compatible HTTP client
 //! today; the local model and Anthropic later), so the worker protocol does not change.
 
+mod http;
 mod local;
 mod openai;
 
@@ -64,6 +65,40 @@ pub enum ProviderError {
         status: u16,
         /// Where the key came from.
         key_hint: String,
+    },
+    /// The server kept answering 429.
+    #[error(
+        "LLM server at {url} is rate-limiting requests (HTTP 429, {attempts} attempts): {message}"
+    )]
+    RateLimited {
+        /// Where we tried.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The server's message.
+        message: String,
+    },
+    /// The model name is not known to the server.
+    #[error(
+        "LLM server at {url} does not know model {model:?}: {message}; check [llm] model or the provider's model"
+    )]
+    UnknownModel {
+        /// Where we tried.
+        url: String,
+        /// The model asked for.
+        model: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The prompt does not fit the model's context.
+    #[error(
+        "context too long for the model at {url}: {message}; shorten the request or lower max_tokens"
+    )]
+    ContextTooLong {
+        /// Where we tried.
+        url: String,
+        /// The server's message.
+        message: String,
     },
     /// Any other non-success status.
     #[error("LLM server at {url} answered HTTP {status}: {message}")]

@@ -7,6 +7,7 @@ use caxton_ipc_protocol::{ChatRole, CompletionResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::http::{self, RetryPolicy};
 use super::{Provider, ProviderError, ProviderRequest};
 use crate::config::{ProviderConfig, parse_duration};
 
@@ -17,6 +18,7 @@ pub struct OpenAiProvider {
     model: String,
     key: KeySource,
     timeout: Duration,
+    retry: RetryPolicy,
     http: reqwest::Client,
 }
 
@@ -27,6 +29,8 @@ enum KeySource {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries after the first attempt on 429 and 5xx, unless configured otherwise.
+pub const DEFAULT_RETRIES: u32 = 2;
 
 impl OpenAiProvider {
     /// Build the client; nothing is sent until the first request.
@@ -73,6 +77,7 @@ impl OpenAiProvider {
             model,
             key,
             timeout,
+            retry: RetryPolicy::with_retries(cfg.max_retries.unwrap_or(DEFAULT_RETRIES)),
             http,
         })
     }
@@ -137,9 +142,6 @@ fn role(role: ChatRole) -> &'static str {
     }
 }
 
-/// Longest server error text we pass on to the user.
-const MAX_ERROR_TEXT: usize = 300;
-
 #[async_trait::async_trait]
 impl Provider for OpenAiProvider {
     fn name(&self) -> &str {
@@ -170,30 +172,23 @@ impl Provider for OpenAiProvider {
         if let Some(p) = request.top_p {
             body["top_p"] = json!(p);
         }
-        let mut http_request = self.http.post(&self.url).json(&body);
-        if let Some(key) = self.api_key()? {
-            http_request = http_request.bearer_auth(key);
-        }
-        let response = http_request
-            .send()
+        let key = self.api_key()?;
+        let make = || {
+            let request = self.http.post(&self.url).json(&body);
+            match &key {
+                Some(k) => request.bearer_auth(k),
+                None => request,
+            }
+        };
+        let classify = |status, text: &str, attempts| {
+            http::classify_status(&self.url, &model, &self.key_hint(), status, text, attempts)
+        };
+        let response =
+            http::send_with_retries(&self.url, self.timeout, &self.retry, make, classify).await?;
+        let text = response
+            .text()
             .await
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| self.transport_error(e))?;
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(ProviderError::Unauthorized {
-                url: self.url.clone(),
-                status: status.as_u16(),
-                key_hint: self.key_hint(),
-            });
-        }
-        if !status.is_success() {
-            return Err(ProviderError::Status {
-                url: self.url.clone(),
-                status: status.as_u16(),
-                message: error_text(&text),
-            });
-        }
+            .map_err(|e| http::transport_error(&self.url, self.timeout, e))?;
         let parsed: ChatCompletion =
             serde_json::from_str(&text).map_err(|e| ProviderError::Malformed {
                 url: self.url.clone(),
@@ -216,47 +211,4 @@ impl Provider for OpenAiProvider {
             completion_tokens: usage.completion_tokens.unwrap_or(0),
         })
     }
-}
-
-impl OpenAiProvider {
-    fn transport_error(&self, e: reqwest::Error) -> ProviderError {
-        if e.is_timeout() {
-            ProviderError::Timeout {
-                url: self.url.clone(),
-                after: self.timeout,
-            }
-        } else {
-            // reqwest's top-level message is generic; the cause chain says what happened.
-            let mut detail = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                detail = format!("{detail}: {s}");
-                source = s.source();
-            }
-            ProviderError::Unreachable {
-                url: self.url.clone(),
-                detail,
-            }
-        }
-    }
-}
-
-/// The server's own error message if it sent the usual `{"error":{"message":..}}`, else the text.
-fn error_text(body: &str) -> String {
-    let message = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(|m| m.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| body.trim().to_owned());
-    if message.is_empty() {
-        return "(empty body)".into();
-    }
-    let mut cut = message.chars().take(MAX_ERROR_TEXT).collect::<String>();
-    if cut.len() < message.len() {
-        cut.push('…');
-    }
-    cut
 }
