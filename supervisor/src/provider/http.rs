@@ -276,7 +276,7 @@ mod tests {
             r#"{"error":{"message":"The model `gpt-x` does not exist","code":"model_not_found"}}"#,
             1,
         );
-        assert!(e.to_string().contains("unknown model \"gpt-x\""), "{e}");
+        assert!(e.to_string().contains("does not know model \"gpt-x\""), "{e}");
         let e = classify_status(
             "u",
             "m",
