@@ -101,8 +101,11 @@ pub enum AgentCommand {
         #[arg(long, default_value = "")]
         requirements: String,
         /// Print the whole execution record as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "stream")]
         json: bool,
+        /// Print the answer as it is generated, piece by piece.
+        #[arg(long)]
+        stream: bool,
         /// Also print the execution id, worker PID, timing and token usage (to stderr).
         #[arg(long, short)]
         verbose: bool,

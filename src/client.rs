@@ -56,6 +56,38 @@ impl ApiClient {
         }
     }
 
+    /// Send one request whose answer is newline-delimited JSON, handing each line to `on_line`
+    /// as it arrives. An error status is returned as a whole `Answer` instead.
+    pub async fn call_lines(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        mut on_line: impl FnMut(Value),
+    ) -> Result<Option<Answer>, ClientError> {
+        let response = self.send(method, path, Some(body)).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Ok(Some(collect(status, response).await?));
+        }
+        let mut body = response.into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Ok(value) = serde_json::from_slice(&line) {
+                    on_line(value);
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Send one request; `NotRunning` when nobody listens.
     pub async fn call(
         &self,
@@ -63,6 +95,16 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, ClientError> {
+        let response = self.send(method, path, body).await?;
+        collect(response.status(), response).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let stream = match tokio::net::UnixStream::connect(&self.socket).await {
             Ok(s) => s,
             Err(e)
@@ -75,10 +117,9 @@ impl ApiClient {
             }
             Err(e) => return Err(ClientError::Connect(self.socket.clone(), e)),
         };
-        let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| http(&e))?;
+            .map_err(|e| http_error(&e))?;
         tokio::spawn(connection);
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
         let request = Request::builder()
@@ -87,21 +128,34 @@ impl ApiClient {
             .header(header::HOST, "caxton")
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(payload)))
-            .map_err(|e| http(&e))?;
-        let response = sender.send_request(request).await.map_err(|e| http(&e))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
+            .map_err(|e| http_error(&e))?;
+        sender
+            .send_request(request)
             .await
-            .map_err(|e| http(&e))?
-            .to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok(Answer { status, body })
+            .map_err(|e| http_error(&e))
     }
+}
+
+fn http_error(e: &dyn std::fmt::Display) -> ClientError {
+    ClientError::Http(e.to_string())
+}
+
+/// Read a whole answer; a body that is not JSON is kept as a string.
+async fn collect(
+    status: StatusCode,
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<Answer, ClientError> {
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| http_error(&e))?
+        .to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Ok(Answer { status, body })
 }

@@ -19,5 +19,6 @@ pub use codec::{
 };
 pub use messages::{
     ChatMessage, ChatRole, CompletionFailure, CompletionRequest, CompletionResponse, Hello, Job,
-    JobAgent, JobInput, PROTOCOL_VERSION, SupervisorMessage, TEMPLATE_VARIABLES, WorkerMessage,
+    JobAgent, JobInput, PROTOCOL_VERSION, SupervisorMessage, TEMPLATE_VARIABLES, ToolCall,
+    ToolSpec, WorkerMessage,
 };

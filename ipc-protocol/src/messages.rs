@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the wire format; bump it on any change to a type in this module.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Variables every prompt template may use besides the agent's own `[parameters]` keys.
 ///
@@ -35,6 +35,11 @@ pub enum WorkerMessage {
         /// The conversation so far.
         request: CompletionRequest,
     },
+    /// A piece of the answer, sent while it is generated when the job asked for streaming.
+    AnswerDelta {
+        /// Text to append to what was sent before.
+        text: String,
+    },
     /// The agent produced its answer; the worker exits 0 after sending this.
     Finished {
         /// Must match the job's execution id.
@@ -65,6 +70,13 @@ pub enum SupervisorMessage {
     },
     /// The one job this worker runs.
     Job(Job),
+    /// A piece of a streamed completion, before its `Completion`.
+    CompletionDelta {
+        /// The `call_id` of the request being answered.
+        call_id: u32,
+        /// Text to append.
+        text: String,
+    },
     /// The answer to a `Complete` request.
     Completion {
         /// The `call_id` of the request being answered.
@@ -83,6 +95,8 @@ pub struct Job {
     pub agent: JobAgent,
     /// The user's request.
     pub input: JobInput,
+    /// Whether the user watches the answer as it is generated.
+    pub stream: bool,
 }
 
 /// The parts of an agent definition the worker uses.
@@ -120,6 +134,8 @@ pub enum ChatRole {
     User,
     /// The model's turn.
     Assistant,
+    /// A tool's result, answering the assistant's call with `tool_call_id`.
+    Tool,
 }
 
 /// One turn of a conversation.
@@ -129,6 +145,44 @@ pub struct ChatMessage {
     pub role: ChatRole,
     /// What was said.
     pub content: String,
+    /// Tools the assistant called in this turn.
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `Tool` turn: the call it answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A plain text turn.
+    pub fn text(role: ChatRole, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// MCP tool name.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON Schema of its arguments, as JSON text.
+    pub input_schema_json: String,
+}
+
+/// A tool call the model made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The provider's id for the call, echoed in the result turn.
+    pub id: String,
+    /// Tool name.
+    pub name: String,
+    /// Arguments as JSON text.
+    pub arguments_json: String,
 }
 
 /// A completion the worker asks for; the supervisor applies the agent's `[llm]` settings.
@@ -136,6 +190,10 @@ pub struct ChatMessage {
 pub struct CompletionRequest {
     /// The conversation, oldest first.
     pub messages: Vec<ChatMessage>,
+    /// Tools the model may call.
+    pub tools: Vec<ToolSpec>,
+    /// Send `CompletionDelta` frames while generating.
+    pub stream: bool,
 }
 
 /// A completion the supervisor obtained from a provider.
@@ -149,6 +207,8 @@ pub struct CompletionResponse {
     pub prompt_tokens: u32,
     /// Tokens in the answer, as the provider counted them.
     pub completion_tokens: u32,
+    /// Tools the model called instead of (or besides) answering.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Why a completion failed, in words a user can act on.

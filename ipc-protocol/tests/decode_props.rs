@@ -57,20 +57,17 @@ fn sample_frames() -> Vec<Vec<u8>> {
             context: String::new(),
             requirements: "brief".into(),
         },
+        stream: true,
     });
     let complete = WorkerMessage::Complete {
         call_id: 7,
         request: CompletionRequest {
             messages: vec![
-                ChatMessage {
-                    role: ChatRole::System,
-                    content: "sys".into(),
-                },
-                ChatMessage {
-                    role: ChatRole::User,
-                    content: "hello".into(),
-                },
+                ChatMessage::text(ChatRole::System, "sys"),
+                ChatMessage::text(ChatRole::User, "hello"),
             ],
+            tools: Vec::new(),
+            stream: false,
         },
     };
     let hello = WorkerMessage::Hello(Hello {
@@ -130,7 +127,7 @@ proptest! {
     fn valid_frames_round_trip(text in ".{0,200}", call_id in any::<u32>()) {
         let msg = WorkerMessage::Complete {
             call_id,
-            request: CompletionRequest { messages: vec![ChatMessage { role: ChatRole::User, content: text }] },
+            request: CompletionRequest { messages: vec![ChatMessage::text(ChatRole::User, text)], tools: Vec::new(), stream: true },
         };
         let frame = encode_frame(&msg).unwrap();
         let back: WorkerMessage = read_frame(&mut &frame[..]).unwrap();

@@ -35,6 +35,7 @@ pub async fn run(
             context,
             requirements,
             json,
+            stream,
             verbose,
         } => {
             let request = read_request(text)?;
@@ -43,7 +44,11 @@ pub async fn run(
                 context,
                 requirements,
             };
-            run_agent(&name, input, config, client, json, verbose).await
+            if stream {
+                run_streaming(&name, input, config, client, verbose).await
+            } else {
+                run_agent(&name, input, config, client, json, verbose).await
+            }
         }
     }
 }
@@ -349,6 +354,76 @@ async fn run_agent(
         if verbose {
             output::print_run_details(&report);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print one piece of the answer now, not when the line ends.
+fn print_piece(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+async fn run_streaming(
+    name: &str,
+    input: JobInput,
+    config: &Config,
+    client: &ApiClient,
+    verbose: bool,
+) -> anyhow::Result<ExitCode> {
+    let body = json!({"request": input.request, "context": input.context, "requirements": input.requirements});
+    let mut last: Option<Value> = None;
+    let path = format!("/api/v1/agents/{name}/run?stream=true");
+    let answered = match client
+        .call_lines(Method::POST, &path, &body, |line| {
+            match line.get("delta").and_then(Value::as_str) {
+                Some(text) => print_piece(text),
+                None => last = Some(line),
+            }
+        })
+        .await
+    {
+        Ok(None) => true,
+        Ok(Some(refused)) => bail!(
+            refused
+                .error_message()
+                .unwrap_or_else(|| "the daemon refused the request".into())
+        ),
+        Err(ClientError::NotRunning(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !answered {
+        // No daemon: an in-process supervisor, printing the worker's pieces as they come.
+        ensure_data_dir_owner(config)?;
+        let supervisor =
+            Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
+        let agent = supervisor.prepare_run(name)?;
+        let (sink, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let printer = tokio::spawn(async move {
+            while let Some(text) = pieces.recv().await {
+                print_piece(&text);
+            }
+        });
+        let report = supervisor.run_prepared(agent, input, Some(sink)).await;
+        let _ = printer.await;
+        last = Some(match &report.error {
+            None => json!({"done": report}),
+            Some(message) => json!({"error": {"message": message}, "execution": report}),
+        });
+    }
+    println!();
+    let Some(last) = last else {
+        bail!("the answer stream ended without a result")
+    };
+    if let Some(report) = last.get("done").or_else(|| last.get("execution"))
+        && verbose
+    {
+        output::print_run_details(report);
+    }
+    if let Some(message) = last.pointer("/error/message").and_then(Value::as_str) {
+        bail!(message.to_owned());
     }
     Ok(ExitCode::SUCCESS)
 }

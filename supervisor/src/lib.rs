@@ -189,6 +189,13 @@ impl Supervisor {
         agent_name: &str,
         input: JobInput,
     ) -> Result<ExecutionReport, RunError> {
+        let agent = self.prepare_run(agent_name)?;
+        Ok(self.run_prepared(agent, input, None).await)
+    }
+
+    /// Everything that can refuse a request before a worker exists: draining, an unknown
+    /// agent, a provider that is not configured.
+    pub fn prepare_run(&self, agent_name: &str) -> Result<Arc<AgentDefinition>, RunError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(RunError::ShuttingDown);
         }
@@ -200,6 +207,17 @@ impl Supervisor {
         self.providers
             .resolve(&agent.llm)
             .map_err(RunError::Provider)?;
+        Ok(agent)
+    }
+
+    /// Run a prepared request in a fresh worker; with `answer_sink`, the answer is also sent
+    /// there piece by piece as it is generated.
+    pub async fn run_prepared(
+        &self,
+        agent: Arc<AgentDefinition>,
+        input: JobInput,
+        answer_sink: Option<worker_pool::DeltaSink>,
+    ) -> ExecutionReport {
         let execution_id = uuid::Uuid::new_v4().to_string();
         let started_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -219,7 +237,7 @@ impl Supervisor {
         };
         let report = self
             .pool
-            .execute(agent, input, execution_id, &services)
+            .execute(agent, input, execution_id, &services, answer_sink)
             .await;
         self.metrics.record_execution(
             &report.agent,
@@ -231,7 +249,7 @@ impl Supervisor {
             move |s| s.record_finish(&report)
         })
         .await;
-        Ok(report)
+        report
     }
 
     /// Database writes run on the blocking pool; a failure is logged, never lost silently, and
@@ -351,6 +369,7 @@ impl WorkerServices for ProviderServices<'_> {
         &self,
         agent: &AgentDefinition,
         request: CompletionRequest,
+        deltas: Option<worker_pool::DeltaSink>,
     ) -> Result<(CompletionResponse, String), CompletionFailure> {
         let fail = |e: ProviderError| CompletionFailure {
             message: e.to_string(),
@@ -367,13 +386,17 @@ impl WorkerServices for ProviderServices<'_> {
         );
         let started = Instant::now();
         let result = tracing::Instrument::instrument(
-            provider.complete(ProviderRequest {
-                messages: request.messages,
-                model: agent.llm.model.clone(),
-                temperature: agent.llm.temperature,
-                max_tokens: agent.llm.max_tokens,
-                top_p: agent.llm.top_p,
-            }),
+            provider.complete(
+                ProviderRequest {
+                    messages: request.messages,
+                    tools: request.tools,
+                    model: agent.llm.model.clone(),
+                    temperature: agent.llm.temperature,
+                    max_tokens: agent.llm.max_tokens,
+                    top_p: agent.llm.top_p,
+                },
+                deltas,
+            ),
             span,
         )
         .await;

@@ -202,3 +202,65 @@ fn remove_takes_the_agent_away() {
     let (code, _) = daemon.run("tmp-agent", "x");
     assert_eq!(code, 404);
 }
+
+#[test]
+fn stream_prints_the_answer_as_it_arrives_through_the_worker() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy("streamer", &echo_agent("streamer", ""));
+    let out = daemon.cli(&[
+        "agent",
+        "run",
+        "streamer",
+        "one two three",
+        "--stream",
+        "--verbose",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "echo: one two three\n");
+    assert!(
+        text(&out.stderr).contains("(5 prompt + 2 completion tokens)"),
+        "{}",
+        text(&out.stderr)
+    );
+    // On the wire: one line per piece, then the report.
+    let (code, body) = http(
+        &daemon.env.socket,
+        "POST",
+        "/api/v1/agents/streamer/run?stream=true",
+        Some(r#"{"request":"a b c"}"#),
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    let lines: Vec<serde_json::Value> = body
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pieces: Vec<&str> = lines.iter().filter_map(|l| l["delta"].as_str()).collect();
+    assert_eq!(pieces, ["echo: ", "a ", "b ", "c"]);
+    assert_eq!(lines.last().unwrap()["done"]["answer"], "echo: a b c");
+    // A failure still ends the stream with a line that says so.
+    let (_, body) = http(
+        &daemon.env.socket,
+        "POST",
+        "/api/v1/agents/streamer/run?stream=true",
+        Some(r#"{"request":"[401] no"}"#),
+    )
+    .unwrap();
+    // A single-line body reads as JSON already; a longer one as text.
+    let last = match body {
+        serde_json::Value::String(lines) => {
+            serde_json::from_str(lines.lines().last().unwrap()).unwrap()
+        }
+        line => line,
+    };
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the API key"),
+        "{last}"
+    );
+}

@@ -116,7 +116,10 @@ fn a_worker_speaking_another_protocol_version_is_refused_with_both_versions() {
     assert_eq!(code, 500, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("supervisor speaks v1, worker fixture speaks v999"),
+        message.contains(&format!(
+            "supervisor speaks v{}, worker fixture speaks v999",
+            caxton_ipc_protocol::PROTOCOL_VERSION
+        )),
         "{message}"
     );
 }

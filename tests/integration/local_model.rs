@@ -53,3 +53,29 @@ fn a_missing_model_fails_the_request_not_the_daemon_and_says_how_to_fetch_it() {
     );
     assert!(daemon.cli(&["health"]).status.success());
 }
+
+#[test]
+fn the_local_model_streams_offline_without_a_daemon() {
+    let env = Env::new(&DaemonOptions::offline(&models_dir()));
+    let hello = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/agents/hello.toml"
+    ));
+    assert!(
+        env.cli(&["agent", "deploy", hello.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = env.cli_with_env(
+        &[
+            "agent",
+            "run",
+            "hello",
+            "What is the capital of France?",
+            "--stream",
+        ],
+        &[("CAXTON_MODELS_DIR", models_dir())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Paris"), "{}", text(&out.stdout));
+}

@@ -111,9 +111,25 @@ impl FakeLlm {
                 if last.contains("[garbage]") {
                     return (StatusCode::OK, "this is not json").into_response();
                 }
+                let answer = format!("echo: {last}");
+                if body["stream"] == true {
+                    // One server-sent event per word, then usage, then [DONE], as OpenAI streams.
+                    let mut events = String::new();
+                    for (i, word) in answer.split_inclusive(' ').enumerate() {
+                        let chunk = serde_json::json!({"model": body["model"], "choices": [{"index": 0, "delta": if i == 0 {
+                            serde_json::json!({"role": "assistant", "content": word})
+                        } else {
+                            serde_json::json!({"content": word})
+                        }}]});
+                        events.push_str(&format!("data: {chunk}\n\n"));
+                    }
+                    let usage = serde_json::json!({"model": body["model"], "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}});
+                    events.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+                    return ([("content-type", "text/event-stream")], events).into_response();
+                }
                 Json(serde_json::json!({
                     "model": body["model"],
-                    "choices": [{"message": {"role": "assistant", "content": format!("echo: {last}")}}],
+                    "choices": [{"message": {"role": "assistant", "content": answer}}],
                     "usage": {"prompt_tokens": 5, "completion_tokens": 2}
                 }))
                 .into_response()
@@ -215,8 +231,20 @@ impl Env {
         self.cli_with_stdin(args, None)
     }
 
+    /// Run the CLI with extra environment variables.
+    pub fn cli_with_env(&self, args: &[&str], vars: &[(&str, PathBuf)]) -> Output {
+        self.run_cli(args, None, vars)
+    }
+
     pub fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.run_cli(args, stdin, &[])
+    }
+
+    fn run_cli(&self, args: &[&str], stdin: Option<&str>, vars: &[(&str, PathBuf)]) -> Output {
         let mut cmd = Command::new(caxton_bin());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
         cmd.arg("--config")
             .arg(&self.config)
             .arg("--data-dir")

@@ -66,31 +66,43 @@ fn answer(channel: &mut Channel, job: &caxton_ipc_protocol::Job) -> Result<Strin
     let rendered = prompt::render(&job.agent, &job.input).map_err(Failure::Agent)?;
     let mut messages = Vec::with_capacity(2);
     if !rendered.system.trim().is_empty() {
-        messages.push(ChatMessage {
-            role: ChatRole::System,
-            content: rendered.system,
-        });
+        messages.push(ChatMessage::text(ChatRole::System, rendered.system));
     }
-    messages.push(ChatMessage {
-        role: ChatRole::User,
-        content: rendered.user,
-    });
+    messages.push(ChatMessage::text(ChatRole::User, rendered.user));
     const CALL_ID: u32 = 1;
+    let request = CompletionRequest {
+        messages,
+        tools: Vec::new(),
+        stream: job.stream,
+    };
     channel.send(&WorkerMessage::Complete {
         call_id: CALL_ID,
-        request: CompletionRequest { messages },
+        request,
     })?;
-    match channel.receive()? {
-        SupervisorMessage::Completion {
-            call_id: CALL_ID,
-            result,
-        } => match result {
-            Ok(response) => Ok(response.content),
-            Err(failure) => Err(Failure::Agent(failure.message)),
-        },
-        other => Err(Failure::Channel(ChannelError::Unexpected {
-            expected: "Completion for call 1",
-            received: describe(&other),
-        })),
+    loop {
+        match channel.receive()? {
+            // The one completion is the answer, so its pieces go straight to the user.
+            SupervisorMessage::CompletionDelta {
+                call_id: CALL_ID,
+                text,
+            } => {
+                channel.send(&WorkerMessage::AnswerDelta { text })?;
+            }
+            SupervisorMessage::Completion {
+                call_id: CALL_ID,
+                result,
+            } => {
+                return match result {
+                    Ok(response) => Ok(response.content),
+                    Err(failure) => Err(Failure::Agent(failure.message)),
+                };
+            }
+            other => {
+                return Err(Failure::Channel(ChannelError::Unexpected {
+                    expected: "Completion for call 1",
+                    received: describe(&other),
+                }));
+            }
+        }
     }
 }

@@ -88,6 +88,7 @@ pub fn describe(message: &SupervisorMessage) -> String {
         SupervisorMessage::Welcome => "Welcome",
         SupervisorMessage::VersionMismatch { .. } => "VersionMismatch",
         SupervisorMessage::Job(_) => "Job",
+        SupervisorMessage::CompletionDelta { .. } => "CompletionDelta",
         SupervisorMessage::Completion { .. } => "Completion",
     }
     .to_owned()

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use crate::agent::{AgentDefinition, RegistryError};
-use crate::worker_pool::{KillError, KillTarget, Outcome};
+use crate::worker_pool::{ExecutionReport, KillError, KillTarget, Outcome};
 use crate::{DeployError, RunError, Supervisor};
 
 type Shared = State<Arc<Supervisor>>;
@@ -136,9 +136,18 @@ pub struct RunBody {
     requirements: String,
 }
 
+/// `?stream=true`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    #[serde(default)]
+    stream: bool,
+}
+
 pub async fn run_agent(
     State(sup): Shared,
     Path(name): Path<String>,
+    Query(query): Query<RunQuery>,
     body: Result<Json<RunBody>, JsonRejection>,
 ) -> ApiResult {
     let Json(body) = body?;
@@ -147,7 +156,7 @@ pub async fn run_agent(
         context: body.context,
         requirements: body.requirements,
     };
-    let report = sup.run_agent(&name, input).await.map_err(|e| match e {
+    let agent = sup.prepare_run(&name).map_err(|e| match e {
         RunError::UnknownAgent(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_agent", e.to_string())
         }
@@ -162,21 +171,75 @@ pub async fn run_agent(
             e.to_string(),
         ),
     })?;
-    if report.outcome == Outcome::Succeeded {
-        return Ok(Json(report).into_response());
+    if !query.stream {
+        return report_response(sup.run_prepared(agent, input, None).await);
     }
+    Ok(stream_run(sup, agent, input))
+}
+
+/// The finished report as a response: 200, or the failure's status with the report attached.
+fn report_response(report: ExecutionReport) -> ApiResult {
+    match failure_of(&report) {
+        None => Ok(Json(report).into_response()),
+        Some(error) => Err(error),
+    }
+}
+
+fn failure_of(report: &ExecutionReport) -> Option<ApiError> {
     let status = match report.outcome {
+        Outcome::Succeeded => return None,
         Outcome::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
         Outcome::AgentFailed { .. } => StatusCode::BAD_GATEWAY,
         Outcome::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    Err(ApiError {
+    Some(ApiError {
         status,
         kind: report.outcome.label(),
         message: report.error.clone().unwrap_or_default(),
         extra: Some(json!({"execution": report})),
     })
+}
+
+/// A streamed run: newline-delimited JSON, `{"delta": "..."}` per piece of the answer as the
+/// worker sends it, then one `{"done": report}` or `{"error": {...}, "execution": report}`.
+/// The status is 200 once streaming has begun; the last line says how it ended.
+fn stream_run(sup: Arc<Supervisor>, agent: Arc<AgentDefinition>, input: JobInput) -> Response {
+    let (lines, body) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
+    let (deltas, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let line = |v: Value| bytes::Bytes::from(format!("{v}\n"));
+    tokio::spawn(async move {
+        let run = sup.run_prepared(agent, input, Some(deltas));
+        tokio::pin!(run);
+        // A client that went away does not stop the run: it finishes and is recorded.
+        let report = loop {
+            tokio::select! {
+                biased;
+                Some(text) = pieces.recv() => { let _ = lines.send(line(json!({"delta": text}))); }
+                report = &mut run => break report,
+            }
+        };
+        while let Ok(text) = pieces.try_recv() {
+            let _ = lines.send(line(json!({"delta": text})));
+        }
+        let last = match failure_of(&report) {
+            None => json!({"done": report}),
+            Some(e) => {
+                json!({"error": {"kind": e.kind, "message": e.message}, "execution": report})
+            }
+        };
+        let _ = lines.send(line(last));
+    });
+    let stream = futures_util::stream::unfold(body, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// `?limit=N`

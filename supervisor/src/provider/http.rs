@@ -3,11 +3,190 @@
 //! error bodies into messages a user can act on.
 
 use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 
-use super::ProviderError;
+use super::{DeltaSink, ProviderError};
+use crate::config::{ProviderConfig, parse_duration};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries after the first attempt on 429 and 5xx, unless configured otherwise.
+pub const DEFAULT_RETRIES: u32 = 2;
+
+enum KeySource {
+    None,
+    Env(String),
+    File(PathBuf),
+}
+
+/// One configured HTTP server: URL, model, credentials, timeouts and retries.
+pub struct Endpoint {
+    /// The provider's configured name.
+    pub name: String,
+    /// The full URL requests go to.
+    pub url: String,
+    /// Model used when the agent names none.
+    pub model: String,
+    key: KeySource,
+    timeout: Duration,
+    retry: RetryPolicy,
+    client: reqwest::Client,
+}
+
+impl Endpoint {
+    /// Validate `[providers.NAME]` and build the client; `path` is appended to `base_url`.
+    pub fn new(name: &str, cfg: &ProviderConfig, path: &str) -> Result<Self, ProviderError> {
+        let not_configured =
+            |detail: String| ProviderError::NotConfigured(format!("[providers.{name}]: {detail}"));
+        let timeout = match &cfg.timeout {
+            Some(t) => parse_duration("timeout", t).map_err(|e| not_configured(e.to_string()))?,
+            None => Duration::from_secs(120),
+        };
+        let base_url = cfg
+            .base_url
+            .as_deref()
+            .ok_or_else(|| not_configured("base_url is required".into()))?;
+        let model = cfg
+            .model
+            .clone()
+            .ok_or_else(|| not_configured("model is required".into()))?;
+        let base = base_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(not_configured(format!(
+                "base_url {base_url:?} is not an http(s) URL"
+            )));
+        }
+        let key = match (&cfg.api_key_env, &cfg.api_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(not_configured(
+                    "set api_key_env or api_key_file, not both".into(),
+                ));
+            }
+            (Some(var), None) => KeySource::Env(var.clone()),
+            (None, Some(path)) => KeySource::File(path.clone()),
+            (None, None) => KeySource::None,
+        };
+        // The timeout bounds connect + response headers of each attempt; a stream that has
+        // started is bounded by the worker's deadline instead.
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| not_configured(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            name: name.to_owned(),
+            url: format!("{base}{path}"),
+            model,
+            key,
+            timeout,
+            retry: RetryPolicy::with_retries(cfg.max_retries.unwrap_or(DEFAULT_RETRIES)),
+            client,
+        })
+    }
+
+    /// The API key, read per request so a rotated key is picked up without a restart.
+    pub fn api_key(&self) -> Result<Option<String>, ProviderError> {
+        let missing = |detail: String| ProviderError::Credentials {
+            provider: self.name.clone(),
+            detail,
+        };
+        match &self.key {
+            KeySource::None => Ok(None),
+            KeySource::Env(var) => std::env::var(var)
+                .map(|k| Some(k.trim().to_owned()))
+                .map_err(|_| {
+                    missing(format!(
+                        "api_key_env names {var}, which is not set in the daemon's environment"
+                    ))
+                }),
+            KeySource::File(path) => std::fs::read_to_string(path)
+                .map(|k| Some(k.trim().to_owned()))
+                .map_err(|e| missing(format!("cannot read api_key_file {}: {e}", path.display()))),
+        }
+    }
+
+    fn key_hint(&self) -> String {
+        match &self.key {
+            KeySource::None => format!("[providers.{}] (no API key is configured)", self.name),
+            KeySource::Env(var) => format!("the key in {var}"),
+            KeySource::File(path) => format!("the key in {}", path.display()),
+        }
+    }
+
+    /// POST `body` with the headers `auth` adds for the key, retrying per policy; the response
+    /// is successful, or the error says why not.
+    pub async fn post(
+        &self,
+        body: &serde_json::Value,
+        model: &str,
+        auth: impl Fn(reqwest::RequestBuilder, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let key = self.api_key()?;
+        let make = || {
+            let request = self.client.post(&self.url).timeout(self.timeout).json(body);
+            match &key {
+                Some(k) => auth(request, k),
+                None => request,
+            }
+        };
+        let classify = |status, text: &str, attempts| {
+            classify_status(&self.url, model, &self.key_hint(), status, text, attempts)
+        };
+        send_with_retries(&self.url, self.timeout, &self.retry, make, classify).await
+    }
+
+    /// Read a whole successful response body.
+    pub async fn text(&self, response: reqwest::Response) -> Result<String, ProviderError> {
+        response
+            .text()
+            .await
+            .map_err(|e| transport_error(&self.url, self.timeout, e))
+    }
+
+    /// Parse a JSON answer, naming the server when it is not what the protocol promises.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, text: &str) -> Result<T, ProviderError> {
+        serde_json::from_str(text).map_err(|e| self.malformed(e.to_string()))
+    }
+
+    /// A malformed-answer error for this server.
+    pub fn malformed(&self, detail: String) -> ProviderError {
+        ProviderError::Malformed {
+            url: self.url.clone(),
+            detail,
+        }
+    }
+
+    /// Feed each server-sent event's data to `on_event` until the stream ends or it returns
+    /// `Ok(false)`.
+    pub async fn events(
+        &self,
+        response: reqwest::Response,
+        mut on_event: impl FnMut(&str, &str) -> Result<bool, ProviderError>,
+    ) -> Result<(), ProviderError> {
+        use eventsource_stream::Eventsource;
+        let mut events = response.bytes_stream().eventsource();
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|e| self.malformed(format!("event stream: {e}")))?;
+            if !on_event(&event.event, &event.data)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Send a piece of streamed text on, if anyone listens.
+pub fn forward(deltas: Option<&DeltaSink>, text: &str) {
+    if let Some(sink) = deltas
+        && !text.is_empty()
+    {
+        let _ = sink.send(text.to_owned());
+    }
+}
 
 /// How often and how patiently to retry.
 #[derive(Debug, Clone)]
@@ -276,7 +455,10 @@ mod tests {
             r#"{"error":{"message":"The model `gpt-x` does not exist","code":"model_not_found"}}"#,
             1,
         );
-        assert!(e.to_string().contains("does not know model \"gpt-x\""), "{e}");
+        assert!(
+            e.to_string().contains("does not know model \"gpt-x\""),
+            "{e}"
+        );
         let e = classify_status(
             "u",
             "m",

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use caxton_ipc_protocol::{ChatRole, CompletionResponse};
 use caxton_local_llm::{ChatTurn, GenerationParams, LocalModel, Role};
 
-use super::{Provider, ProviderError, ProviderRequest};
+use super::{DeltaSink, Provider, ProviderError, ProviderRequest};
 use crate::config::{Config, DEFAULT_LOCAL_MODEL_FILE, ProviderConfig};
 
 /// Answer length when the agent sets no `max_tokens`.
@@ -105,6 +105,7 @@ impl Provider for LocalProvider {
     async fn complete(
         &self,
         request: ProviderRequest,
+        deltas: Option<DeltaSink>,
     ) -> Result<CompletionResponse, ProviderError> {
         let mut slot = self.model.clone().lock_owned().await;
         let (file, cache, hint, name) = (
@@ -136,12 +137,20 @@ impl Provider for LocalProvider {
                         ChatRole::System => Role::System,
                         ChatRole::User => Role::User,
                         ChatRole::Assistant => Role::Assistant,
+                        // The small local model has no tool-calling format; a tool result is
+                        // shown to it as the user's words.
+                        ChatRole::Tool => Role::User,
                     },
                     content: &m.content,
                 })
                 .collect();
             model
-                .generate(&turns, &params, &mut |_| true)
+                .generate(&turns, &params, &mut |text| {
+                    // Stop generating once nobody is listening any more.
+                    deltas
+                        .as_ref()
+                        .is_none_or(|sink| sink.send(text.to_owned()).is_ok())
+                })
                 .map_err(|e| ProviderError::Local {
                     provider: name.clone(),
                     detail: e.to_string(),
@@ -163,6 +172,7 @@ impl Provider for LocalProvider {
             model: model_name,
             prompt_tokens: result.prompt_tokens as u32,
             completion_tokens: result.completion_tokens as u32,
+            tool_calls: Vec::new(),
         })
     }
 }

@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_ipc_protocol::{ChatMessage, CompletionResponse};
+use caxton_ipc_protocol::{ChatMessage, CompletionResponse, ToolSpec};
 
 use crate::agent::LlmSettings;
 use crate::config::{Config, ProviderKind};
+pub use crate::worker_pool::DeltaSink;
 pub use local::LocalProvider;
 pub use openai::OpenAiProvider;
 
@@ -24,6 +25,8 @@ pub use openai::OpenAiProvider;
 pub struct ProviderRequest {
     /// The conversation.
     pub messages: Vec<ChatMessage>,
+    /// Tools the model may call.
+    pub tools: Vec<ToolSpec>,
     /// Model override; the provider's configured model otherwise.
     pub model: Option<String>,
     /// Sampling temperature.
@@ -144,8 +147,12 @@ pub trait Provider: Send + Sync {
     /// The model used when a request names none.
     fn default_model(&self) -> &str;
     /// Produce one completion.
-    async fn complete(&self, request: ProviderRequest)
-    -> Result<CompletionResponse, ProviderError>;
+    /// With `deltas`, the completion's text is also sent there as it is generated.
+    async fn complete(
+        &self,
+        request: ProviderRequest,
+        deltas: Option<DeltaSink>,
+    ) -> Result<CompletionResponse, ProviderError>;
 }
 
 /// The configured providers, by name.

@@ -1,114 +1,89 @@
-//! OpenAI-compatible chat completions (OpenAI, Ollama, vLLM, llama.cpp server, LM Studio).
+//! OpenAI-compatible chat completions (OpenAI, Ollama, vLLM, llama.cpp server, LM Studio):
+//! messages, tool definitions and `tool_calls`, server-sent-event streaming, usage.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::collections::BTreeMap;
 
-use caxton_ipc_protocol::{ChatRole, CompletionResponse};
+use caxton_ipc_protocol::{ChatMessage, ChatRole, CompletionResponse, ToolCall};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::http::{self, RetryPolicy};
-use super::{Provider, ProviderError, ProviderRequest};
-use crate::config::{ProviderConfig, parse_duration};
+use super::http::{self, Endpoint};
+use super::{DeltaSink, Provider, ProviderError, ProviderRequest};
+use crate::config::ProviderConfig;
 
 /// A client for one configured OpenAI-compatible server.
 pub struct OpenAiProvider {
-    name: String,
-    url: String,
-    model: String,
-    key: KeySource,
-    timeout: Duration,
-    retry: RetryPolicy,
-    http: reqwest::Client,
+    endpoint: Endpoint,
 }
-
-enum KeySource {
-    None,
-    Env(String),
-    File(PathBuf),
-}
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Retries after the first attempt on 429 and 5xx, unless configured otherwise.
-pub const DEFAULT_RETRIES: u32 = 2;
 
 impl OpenAiProvider {
     /// Build the client; nothing is sent until the first request.
     pub fn new(name: &str, cfg: &ProviderConfig) -> Result<Self, ProviderError> {
-        let not_configured =
-            |detail: String| ProviderError::NotConfigured(format!("[providers.{name}]: {detail}"));
-        let timeout = match &cfg.timeout {
-            Some(t) => parse_duration("timeout", t).map_err(|e| not_configured(e.to_string()))?,
-            None => Duration::from_secs(120),
-        };
-        let base_url = cfg
-            .base_url
-            .as_deref()
-            .ok_or_else(|| not_configured("base_url is required".into()))?;
-        let model = cfg
-            .model
-            .clone()
-            .ok_or_else(|| not_configured("model is required".into()))?;
-        let base = base_url.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(not_configured(format!(
-                "base_url {base_url:?} is not an http(s) URL"
-            )));
-        }
-        let key = match (&cfg.api_key_env, &cfg.api_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(not_configured(
-                    "set api_key_env or api_key_file, not both".into(),
-                ));
-            }
-            (Some(var), None) => KeySource::Env(var.clone()),
-            (None, Some(path)) => KeySource::File(path.clone()),
-            (None, None) => KeySource::None,
-        };
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| not_configured(format!("cannot build HTTP client: {e}")))?;
         Ok(Self {
-            name: name.to_owned(),
-            url: format!("{base}/chat/completions"),
-            model,
-            key,
-            timeout,
-            retry: RetryPolicy::with_retries(cfg.max_retries.unwrap_or(DEFAULT_RETRIES)),
-            http,
+            endpoint: Endpoint::new(name, cfg, "/chat/completions")?,
         })
     }
+}
 
-    fn api_key(&self) -> Result<Option<String>, ProviderError> {
-        let missing = |detail: String| ProviderError::Credentials {
-            provider: self.name.clone(),
-            detail,
-        };
-        match &self.key {
-            KeySource::None => Ok(None),
-            KeySource::Env(var) => std::env::var(var)
-                .map(|k| Some(k.trim().to_owned()))
-                .map_err(|_| {
-                    missing(format!(
-                        "api_key_env names {var}, which is not set in the daemon's environment"
-                    ))
-                }),
-            KeySource::File(path) => std::fs::read_to_string(path)
-                .map(|k| Some(k.trim().to_owned()))
-                .map_err(|e| missing(format!("cannot read api_key_file {}: {e}", path.display()))),
+fn message_json(m: &ChatMessage) -> Value {
+    match m.role {
+        ChatRole::System => json!({"role": "system", "content": m.content}),
+        ChatRole::User => json!({"role": "user", "content": m.content}),
+        ChatRole::Assistant if m.tool_calls.is_empty() => {
+            json!({"role": "assistant", "content": m.content})
+        }
+        ChatRole::Assistant => json!({
+            "role": "assistant",
+            "content": if m.content.is_empty() { Value::Null } else { m.content.clone().into() },
+            "tool_calls": m.tool_calls.iter().map(|c| json!({
+                "id": c.id, "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments_json},
+            })).collect::<Vec<_>>(),
+        }),
+        ChatRole::Tool => {
+            json!({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
         }
     }
+}
 
-    fn key_hint(&self) -> String {
-        match &self.key {
-            KeySource::None => format!("[providers.{}] (no API key is configured)", self.name),
-            KeySource::Env(var) => format!("the key in {var}"),
-            KeySource::File(path) => format!("the key in {}", path.display()),
-        }
+/// The request body: the conversation, the agent's sampling settings, the tools.
+fn request_body(
+    request: &ProviderRequest,
+    model: &str,
+    stream: bool,
+) -> Result<Value, ProviderError> {
+    let mut body = json!({
+        "model": model,
+        "messages": request.messages.iter().map(message_json).collect::<Vec<_>>(),
+    });
+    if let Some(t) = request.temperature {
+        body["temperature"] = json!(t);
     }
+    if let Some(n) = request.max_tokens {
+        body["max_tokens"] = json!(n);
+    }
+    if let Some(p) = request.top_p {
+        body["top_p"] = json!(p);
+    }
+    if !request.tools.is_empty() {
+        let tools = request
+            .tools
+            .iter()
+            .map(|t| {
+                let schema: Value = serde_json::from_str(&t.input_schema_json).map_err(|e| {
+                    ProviderError::NotConfigured(format!("tool {}: input schema is not JSON: {e}", t.name))
+                })?;
+                Ok(json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": schema}}))
+            })
+            .collect::<Result<Vec<_>, ProviderError>>()?;
+        body["tools"] = tools.into();
+    }
+    if stream {
+        body["stream"] = true.into();
+        // Without this the streamed answer carries no token counts.
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    Ok(body)
 }
 
 #[derive(Deserialize)]
@@ -126,89 +101,163 @@ struct Choice {
 #[derive(Deserialize)]
 struct AssistantMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
 }
 
 #[derive(Deserialize)]
+struct WireToolCall {
+    id: String,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    arguments: String,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
 struct Usage {
     prompt_tokens: Option<u32>,
     completion_tokens: Option<u32>,
 }
 
-fn role(role: ChatRole) -> &'static str {
-    match role {
-        ChatRole::System => "system",
-        ChatRole::User => "user",
-        ChatRole::Assistant => "assistant",
-    }
+#[derive(Deserialize)]
+struct Chunk {
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: Delta,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallDelta>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta {
+    index: u32,
+    id: Option<String>,
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
 }
 
 #[async_trait::async_trait]
 impl Provider for OpenAiProvider {
     fn name(&self) -> &str {
-        &self.name
+        &self.endpoint.name
     }
 
     fn default_model(&self) -> &str {
-        &self.model
+        &self.endpoint.model
     }
 
     async fn complete(
         &self,
         request: ProviderRequest,
+        deltas: Option<DeltaSink>,
     ) -> Result<CompletionResponse, ProviderError> {
-        let model = request.model.clone().unwrap_or_else(|| self.model.clone());
-        let messages: Vec<_> = request
-            .messages
-            .iter()
-            .map(|m| json!({"role": role(m.role), "content": m.content}))
-            .collect();
-        let mut body = json!({"model": model, "messages": messages});
-        if let Some(t) = request.temperature {
-            body["temperature"] = json!(t);
-        }
-        if let Some(n) = request.max_tokens {
-            body["max_tokens"] = json!(n);
-        }
-        if let Some(p) = request.top_p {
-            body["top_p"] = json!(p);
-        }
-        let key = self.api_key()?;
-        let make = || {
-            let request = self.http.post(&self.url).json(&body);
-            match &key {
-                Some(k) => request.bearer_auth(k),
-                None => request,
-            }
-        };
-        let classify = |status, text: &str, attempts| {
-            http::classify_status(&self.url, &model, &self.key_hint(), status, text, attempts)
-        };
-        let response =
-            http::send_with_retries(&self.url, self.timeout, &self.retry, make, classify).await?;
-        let text = response
-            .text()
-            .await
-            .map_err(|e| http::transport_error(&self.url, self.timeout, e))?;
-        let parsed: ChatCompletion =
-            serde_json::from_str(&text).map_err(|e| ProviderError::Malformed {
-                url: self.url.clone(),
-                detail: e.to_string(),
-            })?;
-        let Some(choice) = parsed.choices.into_iter().next() else {
-            return Err(ProviderError::Malformed {
-                url: self.url.clone(),
-                detail: "no choices in the answer".into(),
+        let model = request
+            .model
+            .clone()
+            .unwrap_or_else(|| self.endpoint.model.clone());
+        let body = request_body(&request, &model, deltas.is_some())?;
+        let response = self
+            .endpoint
+            .post(&body, &model, |r, key| r.bearer_auth(key))
+            .await?;
+        if deltas.is_none() {
+            let parsed: ChatCompletion =
+                self.endpoint.parse(&self.endpoint.text(response).await?)?;
+            let Some(choice) = parsed.choices.into_iter().next() else {
+                return Err(self.endpoint.malformed("no choices in the answer".into()));
+            };
+            let usage = parsed.usage.unwrap_or_default();
+            return Ok(CompletionResponse {
+                content: choice.message.content.unwrap_or_default(),
+                model: parsed.model.unwrap_or(model),
+                prompt_tokens: usage.prompt_tokens.unwrap_or(0),
+                completion_tokens: usage.completion_tokens.unwrap_or(0),
+                tool_calls: choice
+                    .message
+                    .tool_calls
+                    .into_iter()
+                    .map(|c| ToolCall {
+                        id: c.id,
+                        name: c.function.name,
+                        arguments_json: c.function.arguments,
+                    })
+                    .collect(),
             });
-        };
-        let usage = parsed.usage.unwrap_or(Usage {
-            prompt_tokens: None,
-            completion_tokens: None,
-        });
+        }
+
+        let mut content = String::new();
+        let mut answered_model = None;
+        let mut usage = Usage::default();
+        // Tool calls arrive in pieces keyed by index: id and name first, arguments in fragments.
+        let mut calls: BTreeMap<u32, ToolCall> = BTreeMap::new();
+        let mut done = false;
+        self.endpoint
+            .events(response, |_event, data| {
+                if data.trim() == "[DONE]" {
+                    done = true;
+                    return Ok(false);
+                }
+                let chunk: Chunk = self.endpoint.parse(data)?;
+                answered_model = answered_model.take().or(chunk.model);
+                if let Some(u) = chunk.usage {
+                    usage = u;
+                }
+                for choice in chunk.choices {
+                    if let Some(text) = choice.delta.content {
+                        http::forward(deltas.as_ref(), &text);
+                        content.push_str(&text);
+                    }
+                    for piece in choice.delta.tool_calls {
+                        let call = calls.entry(piece.index).or_insert_with(|| ToolCall {
+                            id: String::new(),
+                            name: String::new(),
+                            arguments_json: String::new(),
+                        });
+                        if let Some(id) = piece.id {
+                            call.id = id;
+                        }
+                        if let Some(f) = piece.function {
+                            call.name.push_str(f.name.as_deref().unwrap_or(""));
+                            call.arguments_json
+                                .push_str(f.arguments.as_deref().unwrap_or(""));
+                        }
+                    }
+                }
+                Ok(true)
+            })
+            .await?;
+        if !done {
+            return Err(self
+                .endpoint
+                .malformed("the event stream ended without [DONE]".into()));
+        }
         Ok(CompletionResponse {
-            content: choice.message.content.unwrap_or_default(),
-            model: parsed.model.unwrap_or(model),
+            content,
+            model: answered_model.unwrap_or(model),
             prompt_tokens: usage.prompt_tokens.unwrap_or(0),
             completion_tokens: usage.completion_tokens.unwrap_or(0),
+            tool_calls: calls.into_values().collect(),
         })
     }
 }

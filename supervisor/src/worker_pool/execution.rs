@@ -34,8 +34,13 @@ pub trait WorkerServices: Send + Sync {
         &self,
         agent: &AgentDefinition,
         request: CompletionRequest,
+        deltas: Option<DeltaSink>,
     ) -> Result<(CompletionResponse, String), CompletionFailure>;
 }
+
+/// Where streamed text goes: a provider's pieces of a completion, or a worker's pieces of its
+/// answer on their way to the user.
+pub type DeltaSink = tokio::sync::mpsc::UnboundedSender<String>;
 
 /// Tokens and model of the completions an execution used.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -240,9 +245,10 @@ impl WorkerPool {
         input: JobInput,
         execution_id: String,
         services: &dyn WorkerServices,
+        answer_sink: Option<DeltaSink>,
     ) -> ExecutionReport {
         let span = tracing::info_span!("execution", execution_id = %execution_id, agent = %agent.name, worker_pid = tracing::field::Empty);
-        self.execute_inner(agent, input, execution_id, services)
+        self.execute_inner(agent, input, execution_id, services, answer_sink)
             .instrument(span)
             .await
     }
@@ -253,6 +259,7 @@ impl WorkerPool {
         input: JobInput,
         execution_id: String,
         services: &dyn WorkerServices,
+        answer_sink: Option<DeltaSink>,
     ) -> ExecutionReport {
         let started = Instant::now();
         let started_at = SystemTime::now()
@@ -377,6 +384,8 @@ impl WorkerPool {
                     startup: None,
                     llm_started: None,
                     llm_time: None,
+                    deltas: None,
+                    answer_sink,
                 };
                 let v = conversation.run(&input, deadline, exit_fd.as_ref()).await;
                 report.usage = conversation.usage;
@@ -555,6 +564,10 @@ struct Conversation<'a> {
     startup: Option<Duration>,
     llm_started: Option<Instant>,
     llm_time: Option<Duration>,
+    /// Pieces of the pending completion, for the worker, with its call id.
+    deltas: Option<(u32, tokio::sync::mpsc::UnboundedReceiver<String>)>,
+    /// Pieces of the answer, for the user who asked to watch it.
+    answer_sink: Option<DeltaSink>,
 }
 
 enum Step {
@@ -582,6 +595,17 @@ impl<'a> Conversation<'a> {
                     let Some((call_id, _)) = pending.take() else { continue };
                     self.finish_completion(call_id, result).await
                 }
+                piece = next_delta(&mut self.deltas), if self.deltas.is_some() => match piece {
+                    Some((call_id, text)) => match self.send(&SupervisorMessage::CompletionDelta { call_id, text }).await {
+                        Ok(()) => Step::Continue,
+                        Err(v) => Step::Done(v),
+                    },
+                    // The provider is done sending; the completion itself follows.
+                    None => {
+                        self.deltas = None;
+                        Step::Continue
+                    }
+                },
                 frame = self.reader.next() => match frame {
                     None => Step::Done(Verdict::Gone),
                     Some(Err(e)) => Step::Done(frame_error(e)),
@@ -673,6 +697,7 @@ impl<'a> Conversation<'a> {
                             .to_string(),
                     },
                     input: input.clone(),
+                    stream: self.answer_sink.is_some(),
                 };
                 if let Err(v) = self.send(&SupervisorMessage::Welcome).await {
                     return Step::Done(v);
@@ -704,10 +729,24 @@ impl<'a> Conversation<'a> {
                 let services = self.services;
                 let agent = self.agent;
                 self.llm_started = Some(Instant::now());
+                let sink = if request.stream {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    self.deltas = Some((call_id, rx));
+                    Some(tx)
+                } else {
+                    None
+                };
                 *pending = Some((
                     call_id,
-                    Box::pin(async move { services.complete(agent, request).await }),
+                    Box::pin(async move { services.complete(agent, request, sink).await }),
                 ));
+                Step::Continue
+            }
+            (WorkerMessage::AnswerDelta { text }, true) => {
+                if let Some(sink) = &self.answer_sink {
+                    // The user may have gone; the answer still completes and is recorded.
+                    let _ = sink.send(text);
+                }
                 Step::Continue
             }
             (
@@ -768,6 +807,18 @@ impl<'a> Conversation<'a> {
         self.pool
             .live
             .set_state(self.execution_id, WorkerState::Running);
+        // Pieces still queued belong before the completion they are part of.
+        if let Some((delta_call, mut rx)) = self.deltas.take() {
+            while let Ok(text) = rx.try_recv() {
+                let delta = SupervisorMessage::CompletionDelta {
+                    call_id: delta_call,
+                    text,
+                };
+                if let Err(v) = self.send(&delta).await {
+                    return Step::Done(v);
+                }
+            }
+        }
         let sent = self
             .send(&SupervisorMessage::Completion { call_id, result })
             .await;
@@ -790,6 +841,14 @@ impl<'a> Conversation<'a> {
     }
 }
 
+/// The next piece of a streamed completion with its call id; `None` once the provider is done.
+async fn next_delta(
+    deltas: &mut Option<(u32, tokio::sync::mpsc::UnboundedReceiver<String>)>,
+) -> Option<(u32, String)> {
+    let (call_id, rx) = deltas.as_mut()?;
+    rx.recv().await.map(|text| (*call_id, text))
+}
+
 fn frame_error(e: std::io::Error) -> Verdict {
     if e.kind() == std::io::ErrorKind::InvalidData {
         Verdict::Protocol(format!("frame larger than the {MAX_FRAME_LEN}-byte limit"))
@@ -804,6 +863,7 @@ fn name_of(message: &WorkerMessage) -> &'static str {
     match message {
         WorkerMessage::Hello(_) => "Hello",
         WorkerMessage::Complete { .. } => "Complete",
+        WorkerMessage::AnswerDelta { .. } => "AnswerDelta",
         WorkerMessage::Finished { .. } => "Finished",
         WorkerMessage::Failed { .. } => "Failed",
     }

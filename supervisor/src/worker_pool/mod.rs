@@ -15,7 +15,7 @@ mod live;
 mod os;
 mod spawner;
 
-pub use execution::{ExecutionReport, Outcome, Usage, WorkerServices};
+pub use execution::{DeltaSink, ExecutionReport, Outcome, Usage, WorkerServices};
 pub use live::{KillError, KillTarget, LiveWorker, WorkerState};
 pub use os::{parse_signal, signal_name};
 
