@@ -137,6 +137,8 @@ pub enum ProviderKind {
     Local,
     /// Any OpenAI-compatible chat-completions server.
     Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
 }
 
 /// `[providers.NAME]`

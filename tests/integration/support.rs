@@ -56,8 +56,6 @@ pub struct FakeLlm {
 impl FakeLlm {
     pub fn start() -> Self {
         use axum::Json;
-        use axum::http::StatusCode;
-        use axum::response::IntoResponse;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -67,74 +65,15 @@ impl FakeLlm {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind fake llm");
         let addr = listener.local_addr().expect("addr");
-        let app = axum::Router::new().route(
-            "/v1/chat/completions",
-            axum::routing::post(move |Json(body): Json<Value>| async move {
-                let last = body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
-                // How often this exact message has been seen: "once" failures succeed on retry.
-                let seen = {
-                    let mut counts = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = counts.entry(last.clone()).or_insert(0);
-                    *n += 1;
-                    *n
-                };
-                if last.contains("[429once]") && seen == 1 {
-                    return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], Json(serde_json::json!({"error": {"message": "slow down"}}))).into_response();
-                }
-                if last.contains("[429always]") {
-                    return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], Json(serde_json::json!({"error": {"message": "slow down"}}))).into_response();
-                }
-                if last.contains("[500once]") && seen == 1 {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": {"message": "hiccup"}}))).into_response();
-                }
-                if last.contains("[unknown-model]") {
-                    return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": {"message": "The model `fake-model` does not exist", "code": "model_not_found"}}))).into_response();
-                }
-                if last.contains("[context]") {
-                    return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": {"message": "This model's maximum context length is 8192 tokens", "code": "context_length_exceeded"}}))).into_response();
-                }
-                if last.contains("[hang]") {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                }
-                if last.contains("[slow]") {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                if last.contains("[500]") {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": {"message": "boom"}}))).into_response();
-                }
-                if last.contains("[401]") {
-                    return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": {"message": "bad key"}}))).into_response();
-                }
-                if last.contains("[empty]") {
-                    return (StatusCode::OK, "").into_response();
-                }
-                if last.contains("[garbage]") {
-                    return (StatusCode::OK, "this is not json").into_response();
-                }
-                let answer = format!("echo: {last}");
-                if body["stream"] == true {
-                    // One server-sent event per word, then usage, then [DONE], as OpenAI streams.
-                    let mut events = String::new();
-                    for (i, word) in answer.split_inclusive(' ').enumerate() {
-                        let chunk = serde_json::json!({"model": body["model"], "choices": [{"index": 0, "delta": if i == 0 {
-                            serde_json::json!({"role": "assistant", "content": word})
-                        } else {
-                            serde_json::json!({"content": word})
-                        }}]});
-                        events.push_str(&format!("data: {chunk}\n\n"));
-                    }
-                    let usage = serde_json::json!({"model": body["model"], "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}});
-                    events.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
-                    return ([("content-type", "text/event-stream")], events).into_response();
-                }
-                Json(serde_json::json!({
-                    "model": body["model"],
-                    "choices": [{"message": {"role": "assistant", "content": answer}}],
-                    "usage": {"prompt_tokens": 5, "completion_tokens": 2}
-                }))
-                .into_response()
-            }),
-        );
+        let app = axum::Router::new()
+            .route(
+                "/v1/chat/completions",
+                axum::routing::post(|Json(body): Json<Value>| fake_answer(Wire::OpenAi, body)),
+            )
+            .route(
+                "/v1/messages",
+                axum::routing::post(|Json(body): Json<Value>| fake_answer(Wire::Anthropic, body)),
+            );
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -146,6 +85,161 @@ impl FakeLlm {
 
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+}
+
+/// Which provider protocol a fake answer speaks.
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    OpenAi,
+    Anthropic,
+}
+
+/// The text of the last message, whether its content is a string or a list of blocks.
+fn last_text(body: &Value) -> String {
+    let content = &body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default()["content"];
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str().or(b["content"].as_str()))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
+    use axum::Json;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let last = last_text(&body);
+    let error = |status: StatusCode, message: &str, code: &str| {
+        (status, Json(serde_json::json!({"type": "error", "error": {"message": message, "code": code, "type": code}}))).into_response()
+    };
+    // How often this exact message has been seen: "once" failures succeed on retry.
+    let seen = {
+        let mut counts = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(format!("{}{last}", wire as u8)).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if last.contains("[429once]") && seen == 1 {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow down",
+            "rate_limit_error",
+        );
+        r.headers_mut().insert("retry-after", "1".parse().unwrap());
+        return r;
+    }
+    if last.contains("[429always]") {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow down",
+            "rate_limit_error",
+        );
+        r.headers_mut().insert("retry-after", "0".parse().unwrap());
+        return r;
+    }
+    if last.contains("[500once]") && seen == 1 {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "hiccup", "api_error");
+    }
+    if last.contains("[unknown-model]") {
+        return error(
+            StatusCode::NOT_FOUND,
+            "The model `fake-model` does not exist",
+            "model_not_found",
+        );
+    }
+    if last.contains("[context]") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "This model's maximum context length is 8192 tokens",
+            "context_length_exceeded",
+        );
+    }
+    if last.contains("[hang]") {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if last.contains("[slow]") {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if last.contains("[500]") {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "boom", "api_error");
+    }
+    if last.contains("[401]") {
+        return error(StatusCode::UNAUTHORIZED, "bad key", "authentication_error");
+    }
+    if last.contains("[empty]") {
+        return (StatusCode::OK, "").into_response();
+    }
+    if last.contains("[garbage]") {
+        return (StatusCode::OK, "this is not json").into_response();
+    }
+    let answer = format!("echo: {last}");
+    let words: Vec<&str> = answer.split_inclusive(' ').collect();
+    let stream = body["stream"] == true;
+    let model = &body["model"];
+    match (wire, stream) {
+        (Wire::OpenAi, false) => Json(serde_json::json!({
+            "model": model,
+            "choices": [{"message": {"role": "assistant", "content": answer}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2}
+        }))
+        .into_response(),
+        (Wire::OpenAi, true) => {
+            // One server-sent event per word, then usage, then [DONE], as OpenAI streams.
+            let mut events = String::new();
+            for word in &words {
+                let chunk = serde_json::json!({"model": model, "choices": [{"index": 0, "delta": {"content": word}}]});
+                events.push_str(&format!("data: {chunk}\n\n"));
+            }
+            let usage = serde_json::json!({"model": model, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}});
+            events.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+            ([("content-type", "text/event-stream")], events).into_response()
+        }
+        (Wire::Anthropic, false) => Json(serde_json::json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": answer}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 5, "output_tokens": 2}
+        }))
+        .into_response(),
+        (Wire::Anthropic, true) => {
+            let mut events = String::new();
+            let mut event = |name: &str, data: Value| {
+                events.push_str(&format!("event: {name}\ndata: {data}\n\n"))
+            };
+            event(
+                "message_start",
+                serde_json::json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [], "usage": {"input_tokens": 5, "output_tokens": 0}}}),
+            );
+            event(
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            );
+            event("ping", serde_json::json!({"type": "ping"}));
+            for word in &words {
+                event(
+                    "content_block_delta",
+                    serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}),
+                );
+            }
+            event(
+                "content_block_stop",
+                serde_json::json!({"type": "content_block_stop", "index": 0}),
+            );
+            event(
+                "message_delta",
+                serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+            );
+            event("message_stop", serde_json::json!({"type": "message_stop"}));
+            ([("content-type", "text/event-stream")], events).into_response()
+        }
     }
 }
 

@@ -4,9 +4,12 @@
 //! The [`Provider`] trait is what every backend implements (the OpenAI-compatible HTTP client
 //! today; the local model and Anthropic later), so the worker protocol does not change.
 
+mod anthropic;
 mod http;
 mod local;
 mod openai;
+#[cfg(test)]
+mod tool_call_tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use caxton_ipc_protocol::{ChatMessage, CompletionResponse, ToolSpec};
 use crate::agent::LlmSettings;
 use crate::config::{Config, ProviderKind};
 pub use crate::worker_pool::DeltaSink;
+pub use anthropic::AnthropicProvider;
 pub use local::LocalProvider;
 pub use openai::OpenAiProvider;
 
@@ -173,6 +177,7 @@ impl Providers {
         for (name, cfg) in &config.providers {
             let provider: Arc<dyn Provider> = match cfg.kind {
                 ProviderKind::Openai => Arc::new(OpenAiProvider::new(name, cfg)?),
+                ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(name, cfg)?),
                 ProviderKind::Local => {
                     let local = Arc::new(LocalProvider::new(name, cfg, config));
                     if cfg.preload == Some(true) {

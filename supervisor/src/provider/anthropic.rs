@@ -1,0 +1,328 @@
+//! Anthropic's Messages API: system prompt, tool use blocks, streaming events, usage.
+
+use std::collections::BTreeMap;
+
+use caxton_ipc_protocol::{ChatMessage, ChatRole, CompletionResponse, ToolCall};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{self, Endpoint};
+use super::{DeltaSink, Provider, ProviderError, ProviderRequest};
+use crate::config::ProviderConfig;
+
+/// The API version this client speaks.
+const API_VERSION: &str = "2023-06-01";
+/// The Messages API requires a limit; this one applies when the agent sets none.
+const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+/// A client for one configured Anthropic endpoint.
+pub struct AnthropicProvider {
+    endpoint: Endpoint,
+}
+
+impl AnthropicProvider {
+    /// Build the client; nothing is sent until the first request.
+    pub fn new(name: &str, cfg: &ProviderConfig) -> Result<Self, ProviderError> {
+        Ok(Self {
+            endpoint: Endpoint::new(name, cfg, "/messages")?,
+        })
+    }
+}
+
+/// System turns become the `system` field; the rest become alternating user/assistant messages
+/// (consecutive turns of one role are merged, as the API requires), with tool calls as
+/// `tool_use` blocks and tool results as `tool_result` blocks in a user turn.
+fn conversation(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), ProviderError> {
+    let mut system = Vec::new();
+    let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for m in messages {
+        let (role, blocks) = match m.role {
+            ChatRole::System => {
+                system.push(m.content.as_str());
+                continue;
+            }
+            ChatRole::User => ("user", vec![json!({"type": "text", "text": m.content})]),
+            ChatRole::Assistant => {
+                let mut blocks = Vec::new();
+                if !m.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": m.content}));
+                }
+                for call in &m.tool_calls {
+                    let input: Value = serde_json::from_str(&call.arguments_json).map_err(|e| {
+                        ProviderError::NotConfigured(format!(
+                            "tool call {} has arguments that are not JSON: {e}",
+                            call.name
+                        ))
+                    })?;
+                    blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+                }
+                ("assistant", blocks)
+            }
+            ChatRole::Tool => (
+                "user",
+                vec![
+                    json!({"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}),
+                ],
+            ),
+        };
+        match out.last_mut() {
+            Some((last, existing)) if *last == role => existing.extend(blocks),
+            _ => out.push((role, blocks)),
+        }
+    }
+    let messages = out
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    Ok((system.join("\n\n"), messages))
+}
+
+fn request_body(
+    request: &ProviderRequest,
+    model: &str,
+    stream: bool,
+) -> Result<Value, ProviderError> {
+    let (system, messages) = conversation(&request.messages)?;
+    let mut body = json!({
+        "model": model,
+        "max_tokens": request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        "messages": messages,
+    });
+    if !system.is_empty() {
+        body["system"] = system.into();
+    }
+    if let Some(t) = request.temperature {
+        // Anthropic's range is 0 to 1; agents may say up to 2 (OpenAI's range).
+        body["temperature"] = json!(t.min(1.0));
+    }
+    if let Some(p) = request.top_p {
+        body["top_p"] = json!(p);
+    }
+    if !request.tools.is_empty() {
+        let tools = request
+            .tools
+            .iter()
+            .map(|t| {
+                let schema: Value = serde_json::from_str(&t.input_schema_json).map_err(|e| {
+                    ProviderError::NotConfigured(format!(
+                        "tool {}: input schema is not JSON: {e}",
+                        t.name
+                    ))
+                })?;
+                Ok(json!({"name": t.name, "description": t.description, "input_schema": schema}))
+            })
+            .collect::<Result<Vec<_>, ProviderError>>()?;
+        body["tools"] = tools.into();
+    }
+    if stream {
+        body["stream"] = true.into();
+    }
+    Ok(body)
+}
+
+#[derive(Deserialize)]
+struct Message {
+    model: Option<String>,
+    #[serde(default)]
+    content: Vec<Block>,
+    #[serde(default)]
+    usage: Usage,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct Usage {
+    input_tokens: Option<u32>,
+    output_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event {
+    MessageStart {
+        message: Message,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: Block,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: BlockDelta,
+    },
+    MessageDelta {
+        #[serde(default)]
+        usage: Usage,
+    },
+    MessageStop,
+    Error {
+        error: ErrorBody,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: String,
+}
+
+#[async_trait::async_trait]
+impl Provider for AnthropicProvider {
+    fn name(&self) -> &str {
+        &self.endpoint.name
+    }
+
+    fn default_model(&self) -> &str {
+        &self.endpoint.model
+    }
+
+    async fn complete(
+        &self,
+        request: ProviderRequest,
+        deltas: Option<DeltaSink>,
+    ) -> Result<CompletionResponse, ProviderError> {
+        let model = request
+            .model
+            .clone()
+            .unwrap_or_else(|| self.endpoint.model.clone());
+        let body = request_body(&request, &model, deltas.is_some())?;
+        let auth = |r: reqwest::RequestBuilder, key: &str| r.header("x-api-key", key);
+        let response = self
+            .endpoint
+            .post(&body, &model, |r, key| {
+                auth(r, key).header("anthropic-version", API_VERSION)
+            })
+            .await?;
+        if deltas.is_none() {
+            let message: Message = self.endpoint.parse(&self.endpoint.text(response).await?)?;
+            let mut content = String::new();
+            let mut tool_calls = Vec::new();
+            for block in message.content {
+                match block {
+                    Block::Text { text } => content.push_str(&text),
+                    Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+                        id,
+                        name,
+                        arguments_json: input.to_string(),
+                    }),
+                    Block::Other => {}
+                }
+            }
+            return Ok(CompletionResponse {
+                content,
+                model: message.model.unwrap_or(model),
+                prompt_tokens: message.usage.input_tokens.unwrap_or(0),
+                completion_tokens: message.usage.output_tokens.unwrap_or(0),
+                tool_calls,
+            });
+        }
+
+        let mut content = String::new();
+        let mut answered_model = None;
+        let mut usage = Usage::default();
+        let mut calls: BTreeMap<u32, ToolCall> = BTreeMap::new();
+        let mut stopped = false;
+        self.endpoint
+            .events(response, |_name, data| {
+                match self.endpoint.parse::<Event>(data)? {
+                    Event::MessageStart { message } => {
+                        answered_model = message.model;
+                        usage.input_tokens = message.usage.input_tokens;
+                    }
+                    Event::ContentBlockStart {
+                        index,
+                        content_block: Block::ToolUse { id, name, .. },
+                    } => {
+                        calls.insert(
+                            index,
+                            ToolCall {
+                                id,
+                                name,
+                                arguments_json: String::new(),
+                            },
+                        );
+                    }
+                    Event::ContentBlockStart { .. } => {}
+                    Event::ContentBlockDelta {
+                        delta: BlockDelta::TextDelta { text },
+                        ..
+                    } => {
+                        http::forward(deltas.as_ref(), &text);
+                        content.push_str(&text);
+                    }
+                    Event::ContentBlockDelta {
+                        index,
+                        delta: BlockDelta::InputJsonDelta { partial_json },
+                    } => {
+                        if let Some(call) = calls.get_mut(&index) {
+                            call.arguments_json.push_str(&partial_json);
+                        }
+                    }
+                    Event::ContentBlockDelta { .. } => {}
+                    Event::MessageDelta { usage: u } => {
+                        usage.output_tokens = u.output_tokens.or(usage.output_tokens)
+                    }
+                    Event::MessageStop => {
+                        stopped = true;
+                        return Ok(false);
+                    }
+                    Event::Error { error } => {
+                        return Err(ProviderError::Status {
+                            url: self.endpoint.url.clone(),
+                            status: 200,
+                            message: error.message,
+                        });
+                    }
+                    Event::Other => {}
+                }
+                Ok(true)
+            })
+            .await?;
+        if !stopped {
+            return Err(self
+                .endpoint
+                .malformed("the event stream ended without message_stop".into()));
+        }
+        // A tool called with no arguments streams no JSON at all.
+        for call in calls.values_mut() {
+            if call.arguments_json.is_empty() {
+                call.arguments_json = "{}".into();
+            }
+        }
+        Ok(CompletionResponse {
+            content,
+            model: answered_model.unwrap_or(model),
+            prompt_tokens: usage.input_tokens.unwrap_or(0),
+            completion_tokens: usage.output_tokens.unwrap_or(0),
+            tool_calls: calls.into_values().collect(),
+        })
+    }
+}

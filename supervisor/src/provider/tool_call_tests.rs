@@ -1,0 +1,226 @@
+//! Tool definitions out and tool calls back, for both HTTP protocols, plain and streamed,
+//! against a loopback server that answers as each API does.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::response::IntoResponse;
+use caxton_ipc_protocol::{ChatMessage, ChatRole, ToolCall, ToolSpec};
+use serde_json::{Value, json};
+
+use super::{AnthropicProvider, OpenAiProvider, Provider, ProviderRequest};
+use crate::config::{ProviderConfig, ProviderKind};
+
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+async fn openai(seen: Seen, body: Value) -> axum::response::Response {
+    seen.lock().unwrap().push(body.clone());
+    if body["stream"] == true {
+        let chunks = [
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}]}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"q\":"}}]}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "\"paris\"}"}}]}}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4}}),
+        ];
+        let mut events: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+        events.push_str("data: [DONE]\n\n");
+        return ([("content-type", "text/event-stream")], events).into_response();
+    }
+    Json(json!({
+        "model": "m",
+        "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"paris\"}"}}
+        ]}}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4}
+    }))
+    .into_response()
+}
+
+async fn anthropic(seen: Seen, body: Value) -> axum::response::Response {
+    seen.lock().unwrap().push(body.clone());
+    if body["stream"] == true {
+        let events = [
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {"model": "claude-x", "content": [], "usage": {"input_tokens": 9}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Looking up."}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"q\":"}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "\"paris\"}"}}),
+            ),
+            (
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}}),
+            ),
+            ("message_stop", json!({"type": "message_stop"})),
+        ];
+        let text: String = events
+            .iter()
+            .map(|(n, d)| format!("event: {n}\ndata: {d}\n\n"))
+            .collect();
+        return ([("content-type", "text/event-stream")], text).into_response();
+    }
+    Json(json!({
+        "model": "claude-x",
+        "content": [{"type": "text", "text": "Looking up."}, {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "paris"}}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 9, "output_tokens": 4}
+    }))
+    .into_response()
+}
+
+async fn serve(seen: Seen) -> String {
+    let (a, b) = (seen.clone(), seen);
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(move |Json(v): Json<Value>| openai(a.clone(), v)),
+        )
+        .route(
+            "/v1/messages",
+            axum::routing::post(move |Json(v): Json<Value>| anthropic(b.clone(), v)),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v1")
+}
+
+fn config(kind: ProviderKind, base_url: String) -> ProviderConfig {
+    ProviderConfig {
+        kind,
+        base_url: Some(base_url),
+        model: Some("m".into()),
+        ..ProviderConfig::local()
+    }
+}
+
+/// A conversation that has been through one tool call already, plus the tool on offer.
+fn request() -> ProviderRequest {
+    let call = ToolCall {
+        id: "call_0".into(),
+        name: "lookup".into(),
+        arguments_json: r#"{"q":"france"}"#.into(),
+    };
+    ProviderRequest {
+        messages: vec![
+            ChatMessage::text(ChatRole::System, "Use tools."),
+            ChatMessage::text(ChatRole::User, "Capital of France?"),
+            ChatMessage {
+                role: ChatRole::Assistant,
+                content: String::new(),
+                tool_calls: vec![call],
+                tool_call_id: None,
+            },
+            ChatMessage {
+                role: ChatRole::Tool,
+                content: "France: capital Paris".into(),
+                tool_calls: vec![],
+                tool_call_id: Some("call_0".into()),
+            },
+        ],
+        tools: vec![ToolSpec {
+            name: "lookup".into(),
+            description: "Look a fact up".into(),
+            input_schema_json: r#"{"type":"object","properties":{"q":{"type":"string"}}}"#.into(),
+        }],
+        model: None,
+        temperature: None,
+        max_tokens: None,
+        top_p: None,
+    }
+}
+
+#[tokio::test]
+async fn openai_offers_tools_and_returns_tool_calls_plain_and_streamed() {
+    let seen = Seen::default();
+    let provider = OpenAiProvider::new(
+        "o",
+        &config(ProviderKind::Openai, serve(seen.clone()).await),
+    )
+    .unwrap();
+    for stream in [false, true] {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let out = provider
+            .complete(request(), stream.then_some(tx))
+            .await
+            .unwrap();
+        assert_eq!(
+            out.tool_calls,
+            vec![ToolCall {
+                id: "call_1".into(),
+                name: "lookup".into(),
+                arguments_json: r#"{"q":"paris"}"#.into()
+            }]
+        );
+        assert_eq!((out.prompt_tokens, out.completion_tokens), (9, 4));
+    }
+    let sent = seen.lock().unwrap()[0].clone();
+    assert_eq!(sent["tools"][0]["function"]["name"], "lookup");
+    assert_eq!(sent["tools"][0]["function"]["parameters"]["type"], "object");
+    assert_eq!(
+        sent["messages"][2]["tool_calls"][0]["function"]["arguments"],
+        r#"{"q":"france"}"#
+    );
+    assert_eq!(
+        sent["messages"][3],
+        json!({"role": "tool", "tool_call_id": "call_0", "content": "France: capital Paris"})
+    );
+}
+
+#[tokio::test]
+async fn anthropic_offers_tools_and_returns_tool_use_plain_and_streamed() {
+    let seen = Seen::default();
+    let provider = AnthropicProvider::new(
+        "a",
+        &config(ProviderKind::Anthropic, serve(seen.clone()).await),
+    )
+    .unwrap();
+    for stream in [false, true] {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let out = provider
+            .complete(request(), stream.then_some(tx))
+            .await
+            .unwrap();
+        assert_eq!(out.content, "Looking up.");
+        assert_eq!(
+            out.tool_calls,
+            vec![ToolCall {
+                id: "toolu_1".into(),
+                name: "lookup".into(),
+                arguments_json: r#"{"q":"paris"}"#.into()
+            }]
+        );
+        assert_eq!((out.prompt_tokens, out.completion_tokens), (9, 4));
+        assert_eq!(out.model, "claude-x");
+        if stream {
+            assert_eq!(rx.recv().await.as_deref(), Some("Looking up."));
+        }
+    }
+    let sent = seen.lock().unwrap()[0].clone();
+    assert_eq!(sent["system"], "Use tools.");
+    assert_eq!(sent["max_tokens"], 1024);
+    assert_eq!(sent["tools"][0]["input_schema"]["type"], "object");
+    assert_eq!(
+        sent["messages"][1]["content"][0],
+        json!({"type": "tool_use", "id": "call_0", "name": "lookup", "input": {"q": "france"}})
+    );
+    assert_eq!(sent["messages"][2]["content"][0]["type"], "tool_result");
+    assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "call_0");
+}
