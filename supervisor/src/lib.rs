@@ -394,6 +394,8 @@ impl WorkerServices for ProviderServices<'_> {
                     temperature: agent.llm.temperature,
                     max_tokens: agent.llm.max_tokens,
                     top_p: agent.llm.top_p,
+                    stop: agent.llm.stop.clone(),
+                    seed: agent.llm.seed,
                 },
                 deltas,
             ),

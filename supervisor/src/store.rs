@@ -71,6 +71,8 @@ pub struct ExecutionRecord {
     pub prompt_tokens: Option<u32>,
     /// Completion tokens.
     pub completion_tokens: Option<u32>,
+    /// Time the worker waited for completions, milliseconds.
+    pub llm_ms: Option<f64>,
 }
 
 /// Handle to the database; cheap to clone.
@@ -95,7 +97,8 @@ CREATE TABLE IF NOT EXISTS executions (
     provider TEXT,
     model TEXT,
     prompt_tokens INTEGER,
-    completion_tokens INTEGER
+    completion_tokens INTEGER,
+    llm_ms REAL
 );
 CREATE INDEX IF NOT EXISTS executions_by_agent ON executions(agent, started_at);
 ";
@@ -122,6 +125,7 @@ impl ExecutionStore {
                 .map_err(|e| open_err(e.to_string()))?;
             conn.execute_batch(SCHEMA)
                 .map_err(|e| open_err(e.to_string()))?;
+            migrate(&conn).map_err(|e| open_err(e.to_string()))?;
         }
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.busy_timeout(Duration::from_secs(5))?;
@@ -170,11 +174,11 @@ impl ExecutionStore {
         let usage = r.usage.as_ref();
         self.pool.get()?.execute(
             "INSERT INTO executions (execution_id, agent, agent_version, status, outcome, error, worker_pid, exit_code, \
-             exit_signal, started_at, duration_ms, provider, model, prompt_tokens, completion_tokens) \
-             VALUES (?1, ?2, ?3, 'finished', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             exit_signal, started_at, duration_ms, provider, model, prompt_tokens, completion_tokens, llm_ms) \
+             VALUES (?1, ?2, ?3, 'finished', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
              ON CONFLICT(execution_id) DO UPDATE SET status = 'finished', outcome = ?4, error = ?5, worker_pid = ?6, \
              exit_code = ?7, exit_signal = ?8, duration_ms = ?10, provider = ?11, model = ?12, prompt_tokens = ?13, \
-             completion_tokens = ?14",
+             completion_tokens = ?14, llm_ms = ?15",
             params![
                 r.execution_id,
                 r.agent,
@@ -190,6 +194,7 @@ impl ExecutionStore {
                 usage.map(|u| u.model.as_str()),
                 usage.map(|u| u.prompt_tokens),
                 usage.map(|u| u.completion_tokens),
+                r.llm_ms,
             ],
         )?;
         Ok(())
@@ -213,7 +218,20 @@ impl ExecutionStore {
 }
 
 const SELECT: &str = "SELECT execution_id, agent, agent_version, status, outcome, error, worker_pid, exit_code, \
-    exit_signal, started_at, duration_ms, provider, model, prompt_tokens, completion_tokens FROM executions";
+    exit_signal, started_at, duration_ms, provider, model, prompt_tokens, completion_tokens, llm_ms FROM executions";
+
+/// Bring a database made by an older version up to the current columns.
+fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has_llm_ms: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('executions') WHERE name = 'llm_ms'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_llm_ms {
+        conn.execute_batch("ALTER TABLE executions ADD COLUMN llm_ms REAL")?;
+    }
+    Ok(())
+}
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     Ok(ExecutionRecord {
@@ -232,6 +250,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         model: row.get(12)?,
         prompt_tokens: row.get(13)?,
         completion_tokens: row.get(14)?,
+        llm_ms: row.get(15)?,
     })
 }
 

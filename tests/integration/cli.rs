@@ -158,6 +158,17 @@ fn agent_run_without_a_daemon_starts_a_supervisor_for_the_one_request() {
     assert_eq!(code, 200);
     assert_eq!(body["outcome"], "succeeded");
     assert_eq!(body["worker_pid"].as_u64(), Some(worker));
+    // Accounting: who answered, with which model, how many tokens, how long it took.
+    assert_eq!(body["provider"], "fake");
+    assert_eq!(body["model"], "fake-model");
+    assert_eq!(
+        (
+            body["prompt_tokens"].as_u64(),
+            body["completion_tokens"].as_u64()
+        ),
+        (Some(5), Some(2))
+    );
+    assert!(body["llm_ms"].as_f64().unwrap() > 0.0, "{body}");
 }
 
 #[test]

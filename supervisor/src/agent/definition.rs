@@ -65,6 +65,11 @@ pub struct LlmSettings {
     pub max_tokens: Option<u32>,
     /// Nucleus sampling, 0 to 1.
     pub top_p: Option<f32>,
+    /// The answer ends before the first of these.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Sampling seed, so a request can be repeated.
+    pub seed: Option<u64>,
 }
 
 /// A validated agent definition.

@@ -95,6 +95,9 @@ fn request_body(
         // Anthropic's range is 0 to 1; agents may say up to 2 (OpenAI's range).
         body["temperature"] = json!(t.min(1.0));
     }
+    if !request.stop.is_empty() {
+        body["stop_sequences"] = json!(request.stop);
+    }
     if let Some(p) = request.top_p {
         body["top_p"] = json!(p);
     }

@@ -118,6 +118,8 @@ impl Provider for LocalProvider {
             max_tokens: request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) as usize,
             temperature: f64::from(request.temperature.unwrap_or(0.0)),
             top_p: request.top_p.map(f64::from),
+            stop: request.stop.clone(),
+            seed: request.seed.unwrap_or(GenerationParams::default().seed),
             ..GenerationParams::default()
         };
         let model_name = self.default_model().to_owned();

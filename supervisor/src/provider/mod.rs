@@ -39,6 +39,10 @@ pub struct ProviderRequest {
     pub max_tokens: Option<u32>,
     /// Nucleus sampling.
     pub top_p: Option<f32>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
 }
 
 /// Why a provider gave no completion. Messages say what the user can do about it.

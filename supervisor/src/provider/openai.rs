@@ -62,6 +62,12 @@ fn request_body(
     if let Some(n) = request.max_tokens {
         body["max_tokens"] = json!(n);
     }
+    if !request.stop.is_empty() {
+        body["stop"] = json!(request.stop);
+    }
+    if let Some(seed) = request.seed {
+        body["seed"] = json!(seed);
+    }
     if let Some(p) = request.top_p {
         body["top_p"] = json!(p);
     }

@@ -144,6 +144,8 @@ fn request() -> ProviderRequest {
         temperature: None,
         max_tokens: None,
         top_p: None,
+        stop: Vec::new(),
+        seed: None,
     }
 }
 
