@@ -120,7 +120,6 @@ impl Provider for LocalProvider {
             top_p: request.top_p.map(f64::from),
             stop: request.stop.clone(),
             seed: request.seed.unwrap_or(GenerationParams::default().seed),
-            ..GenerationParams::default()
         };
         let model_name = self.default_model().to_owned();
         let result = tokio::task::spawn_blocking(move || {
