@@ -179,6 +179,15 @@ impl Endpoint {
     }
 }
 
+/// A tool's input schema as JSON, for the request body.
+pub fn tool_schema(
+    tool: &caxton_ipc_protocol::ToolSpec,
+) -> Result<serde_json::Value, ProviderError> {
+    serde_json::from_str(&tool.input_schema_json).map_err(|e| {
+        ProviderError::NotConfigured(format!("tool {}: input schema is not JSON: {e}", tool.name))
+    })
+}
+
 /// Send a piece of streamed text on, if anyone listens.
 pub fn forward(deltas: Option<&DeltaSink>, text: &str) {
     if let Some(sink) = deltas

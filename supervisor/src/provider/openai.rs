@@ -76,9 +76,7 @@ fn request_body(
             .tools
             .iter()
             .map(|t| {
-                let schema: Value = serde_json::from_str(&t.input_schema_json).map_err(|e| {
-                    ProviderError::NotConfigured(format!("tool {}: input schema is not JSON: {e}", t.name))
-                })?;
+                let schema = http::tool_schema(t)?;
                 Ok(json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": schema}}))
             })
             .collect::<Result<Vec<_>, ProviderError>>()?;
