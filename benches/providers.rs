@@ -9,7 +9,8 @@
 //! 2. Resident memory of `caxton serve` with the local model preloaded, read from
 //!    /proc/PID/status once a run through the model has succeeded: VmRSS and VmHWM (peak), first
 //!    on a fresh data directory (the daemon requantises the weights into its cache) and then
-//!    after a restart on the same directory (the cache is reused). Limit: < 300 MB.
+//!    after a restart on the same directory (the cache is reused). Limit: < 300 MB (MB here are
+//!    2^20 bytes, /proc's kB / 1024, as in `spine`).
 //! 3. Provider overhead: `llm_ms` of run reports (supervisor time from the worker's completion
 //!    request arriving to the answer frame being written) against an OpenAI-compatible loopback
 //!    server that answers instantly, beside a direct kept-alive HTTP/1.1 request from this
@@ -194,8 +195,9 @@ fn candle_threads() -> usize {
         .unwrap_or_else(candle_core::utils::get_num_threads)
 }
 
+/// Size of a file in the unit of the memory figures (MB of 2^20 bytes, as /proc counts kB).
 fn file_mb(path: &Path) -> f64 {
-    std::fs::metadata(path).map_or(f64::NAN, |m| m.len() as f64 / 1e6)
+    std::fs::metadata(path).map_or(f64::NAN, |m| m.len() as f64 / (1024.0 * 1024.0))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,6 +219,9 @@ struct LocalFigures {
     /// Share of the machine's CPU other processes used during the long-prompt TTFT series, the
     /// short-prompt one and the decode runs.
     others: [f64; 3],
+    /// VmRSS of this process in MB with the model loaded, and after its first answer.
+    rss_loaded: f64,
+    rss_answered: f64,
 }
 
 fn turns(user: &str) -> [ChatTurn<'_>; 2] {
@@ -248,6 +253,10 @@ fn local_model(path: &Path) -> LocalFigures {
     let mut model =
         LocalModel::load(path, cache.path(), hint).expect("cannot load the local model again");
     let load_warm = started.elapsed();
+    let self_mb = |field: &str| {
+        proc_status_kb(std::process::id(), field).map_or(f64::NAN, |kb| kb as f64 / 1024.0)
+    };
+    let rss_loaded = self_mb("VmRSS:");
 
     let mut generate = |user: &str, max_tokens: usize| {
         let params = GenerationParams {
@@ -259,6 +268,9 @@ fn local_model(path: &Path) -> LocalFigures {
             .map_err(|e| e.to_string())
     };
     let capital = generate(CAPITAL_USER, 32);
+    // candle packs some weights into a second, tiled copy on their first use; reading the
+    // resident size again after one answer shows what that costs on top of the load.
+    let rss_answered = self_mb("VmRSS:");
 
     wait_for_quiet();
     let watch = Interference::start(&[std::process::id()]);
@@ -297,6 +309,8 @@ fn local_model(path: &Path) -> LocalFigures {
         decode,
         decode_wall: Samples::new(wall),
         others: [ttft_others, short_others, watch.others()],
+        rss_loaded,
+        rss_answered,
     }
 }
 
@@ -989,9 +1003,10 @@ type Row = (String, String, String, &'static str);
 
 fn local_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, l: &LocalFigures) {
     let ttft = l.ttft.pct(50.0);
+    let threads = candle_threads();
     rows.push((
         format!(
-            "1 local TTFT p50, {}-token prompt ({TTFT_RUNS} runs)",
+            "1 local TTFT p50, {}-token prompt, {threads} thread(s) ({TTFT_RUNS} runs)",
             l.ttft_prompt_tokens
         ),
         format!("{ttft:.1} ms"),
@@ -1005,7 +1020,9 @@ fn local_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, l: &LocalFigures) {
         .iter()
         .all(|&(_, n, f)| n == DECODE_TOKENS && f == FinishReason::Length);
     rows.push((
-        format!("1 local decode tokens/s, {DECODE_TOKENS} greedy tokens (p50 of {DECODE_RUNS})"),
+        format!(
+            "1 local decode tokens/s, {DECODE_TOKENS} greedy tokens, {threads} thread(s) (p50 of {DECODE_RUNS})"
+        ),
         format!("{rate:.1}/s"),
         format!("≥ {TOKENS_PER_S_MIN}/s"),
         verdict(full && rate >= TOKENS_PER_S_MIN),
@@ -1034,6 +1051,13 @@ fn local_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, l: &LocalFigures) {
         "local load: {:.0} ms with a fresh cache (requantise Q4_1 → Q8_0, then load), {:.0} ms from the cache",
         ms(l.load_cold),
         ms(l.load_warm)
+    ));
+    notes.push(format!(
+        "bench process VmRSS with the model loaded: {:.1} MB, after its first answer: {:.1} MB \
+         (+{:.1} MB on first use)",
+        l.rss_loaded,
+        l.rss_answered,
+        l.rss_answered - l.rss_loaded
     ));
     notes.push(format!(
         "local TTFT ms, {}-token prompt: min {:.1} p50 {:.1} max {:.1}; {}-token prompt: min {:.1} p50 {:.1} max {:.1}",
