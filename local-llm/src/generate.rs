@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::llama::MAX_SEQ_LEN;
 use candle_core::{DType, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
 
 use crate::chat::{self, ChatTurn};
 use crate::{LocalModel, LocalModelError};

@@ -11,7 +11,9 @@
 #![deny(missing_docs)]
 
 mod chat;
+mod embedding;
 mod generate;
+mod llama;
 mod tokenizer;
 mod weights;
 
@@ -21,7 +23,7 @@ pub use generate::{FinishReason, Generation, GenerationParams};
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use candle_transformers::models::quantized_llama::ModelWeights;
+use llama::ModelWeights;
 
 /// Why the local model could not load or answer.
 #[derive(Debug, thiserror::Error)]
