@@ -237,6 +237,12 @@ fn turns(user: &str) -> [ChatTurn<'_>; 2] {
     ]
 }
 
+/// `CAXTON_BENCH_FAST_PREFILL=1` measures the local model with `fast_prefill` (padded weights
+/// on candle's tiled kernel), in both the library figures and the daemon's memory figure.
+fn fast_prefill() -> bool {
+    std::env::var("CAXTON_BENCH_FAST_PREFILL").is_ok_and(|v| v == "1")
+}
+
 fn local_model(path: &Path) -> LocalFigures {
     let hint = "run scripts/fetch-models.sh";
     // A fresh cache directory, so the first load shows what a new install pays (requantising
@@ -246,12 +252,13 @@ fn local_model(path: &Path) -> LocalFigures {
         .tempdir()
         .expect("cannot create a temporary directory");
     let started = Instant::now();
-    let model = LocalModel::load(path, cache.path(), hint).expect("cannot load the local model");
+    let model = LocalModel::load(path, cache.path(), hint, fast_prefill())
+        .expect("cannot load the local model");
     let load_cold = started.elapsed();
     drop(model);
     let started = Instant::now();
-    let mut model =
-        LocalModel::load(path, cache.path(), hint).expect("cannot load the local model again");
+    let mut model = LocalModel::load(path, cache.path(), hint, fast_prefill())
+        .expect("cannot load the local model again");
     let load_warm = started.elapsed();
     let self_mb = |field: &str| {
         proc_status_kb(std::process::id(), field).map_or(f64::NAN, |kb| kb as f64 / 1024.0)
@@ -511,9 +518,10 @@ impl Daemon {
         let log = dir.path().join("serve.log");
         // A JSON string literal is also a valid TOML basic string, whatever the path.
         let worker = Value::from(bins.worker.to_string_lossy().into_owned()).to_string();
+        let fast = fast_prefill();
         let text = format!(
             "[worker]\npath = {worker}\n\n\
-             [providers.local]\nkind = \"local\"\npreload = {preload}\n\n\
+             [providers.local]\nkind = \"local\"\npreload = {preload}\nfast_prefill = {fast}\n\n\
              [providers.fake]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{llm_port}/v1\"\nmodel = \"m\"\n",
         );
         std::fs::write(&config, text).expect("cannot write the supervisor config");

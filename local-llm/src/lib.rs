@@ -14,6 +14,7 @@ mod chat;
 mod embedding;
 mod generate;
 mod llama;
+mod padding;
 mod tokenizer;
 mod weights;
 
@@ -76,7 +77,14 @@ pub struct LocalModel {
 impl LocalModel {
     /// Load `gguf`, requantising to Q8_0 through a cached copy in `cache_dir` when the file
     /// holds Q4_1 weights. `fetch_hint` says what to run when the file is missing.
-    pub fn load(gguf: &Path, cache_dir: &Path, fetch_hint: &str) -> Result<Self, LocalModelError> {
+    /// `fast_prefill` pads weights for candle's tiled kernel: prompts are processed about three
+    /// times faster, at the cost of about 200 MB more memory (see `padding`).
+    pub fn load(
+        gguf: &Path,
+        cache_dir: &Path,
+        fetch_hint: &str,
+        fast_prefill: bool,
+    ) -> Result<Self, LocalModelError> {
         if !gguf.is_file() {
             return Err(LocalModelError::Missing {
                 path: gguf.to_owned(),
@@ -106,7 +114,7 @@ impl LocalModel {
             });
         chat::check_template(&prepared.content).map_err(invalid)?;
         let mut file = std::fs::File::open(&prepared.path).map_err(|e| invalid(e.to_string()))?;
-        let weights = ModelWeights::from_gguf(prepared.content, &mut file, &device)
+        let weights = ModelWeights::from_gguf(prepared.content, &mut file, &device, fast_prefill)
             .map_err(|e| invalid(e.to_string()))?;
         tracing::info!(model = %name, path = %gguf.display(), load_ms = started.elapsed().as_millis() as u64, "local model loaded");
         Ok(Self {

@@ -22,23 +22,34 @@ use crate::embedding::TokenEmbedding;
 
 pub const MAX_SEQ_LEN: usize = 4096;
 
-// QMatMul wrapper adding some tracing.
+// QMatMul wrapper adding some tracing, and (Caxton's change) zero padding of the input width
+// so that candle's tiled Q8_0 kernel applies; see `crate::padding`.
 #[derive(Debug, Clone)]
 struct QMatMul {
     inner: candle_core::quantized::QMatMul,
+    pad: usize,
     span: tracing::Span,
 }
 
 impl QMatMul {
-    fn from_qtensor(qtensor: QTensor) -> Result<Self> {
+    fn load(qtensor: QTensor, fast_prefill: bool) -> Result<Self> {
+        let (qtensor, pad) = if fast_prefill {
+            crate::padding::pad_for_tiled_kernel(qtensor)?
+        } else {
+            (qtensor, 0)
+        };
         let inner = candle_core::quantized::QMatMul::from_qtensor(qtensor)?;
         let span = tracing::span!(tracing::Level::TRACE, "qmatmul");
-        Ok(Self { inner, span })
+        Ok(Self { inner, pad, span })
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let _enter = self.span.enter();
-        self.inner.forward(xs)
+        if self.pad == 0 {
+            return self.inner.forward(xs);
+        }
+        let xs = xs.pad_with_zeros(candle_core::D::Minus1, 0, self.pad)?;
+        self.inner.forward(&xs)
     }
 }
 
@@ -300,6 +311,7 @@ impl ModelWeights {
         ct: gguf_file::Content,
         reader: &mut R,
         device: &Device,
+        fast_prefill: bool,
     ) -> Result<Self> {
         let md_get = |s: &str| match ct.metadata.get(s) {
             None => candle_core::bail!("cannot find {s} in metadata"),
@@ -388,9 +400,9 @@ impl ModelWeights {
                 let feed_forward_w3 =
                     ct.tensor(reader, &format!("{prefix}.ffn_up.weight"), device)?;
                 MlpOrMoe::Mlp(Mlp {
-                    feed_forward_w1: QMatMul::from_qtensor(feed_forward_w1)?,
-                    feed_forward_w2: QMatMul::from_qtensor(feed_forward_w2)?,
-                    feed_forward_w3: QMatMul::from_qtensor(feed_forward_w3)?,
+                    feed_forward_w1: QMatMul::load(feed_forward_w1, fast_prefill)?,
+                    feed_forward_w2: QMatMul::load(feed_forward_w2, fast_prefill)?,
+                    feed_forward_w3: QMatMul::load(feed_forward_w3, fast_prefill)?,
                 })
             } else {
                 let feed_forward_gate_inp =
@@ -404,14 +416,14 @@ impl ModelWeights {
                     let feed_forward_w3 =
                         ct.tensor(reader, &format!("{prefix}.ffn_up.{i}.weight"), device)?;
                     experts.push(Mlp {
-                        feed_forward_w1: QMatMul::from_qtensor(feed_forward_w1)?,
-                        feed_forward_w2: QMatMul::from_qtensor(feed_forward_w2)?,
-                        feed_forward_w3: QMatMul::from_qtensor(feed_forward_w3)?,
+                        feed_forward_w1: QMatMul::load(feed_forward_w1, fast_prefill)?,
+                        feed_forward_w2: QMatMul::load(feed_forward_w2, fast_prefill)?,
+                        feed_forward_w3: QMatMul::load(feed_forward_w3, fast_prefill)?,
                     })
                 }
                 MlpOrMoe::MoE {
                     n_expert_used,
-                    feed_forward_gate_inp: QMatMul::from_qtensor(feed_forward_gate_inp)?,
+                    feed_forward_gate_inp: QMatMul::load(feed_forward_gate_inp, fast_prefill)?,
                     experts,
                 }
             };
@@ -422,10 +434,10 @@ impl ModelWeights {
             let span_rot = tracing::span!(tracing::Level::TRACE, "attn-rot");
             let span_mlp = tracing::span!(tracing::Level::TRACE, "attn-mlp");
             layers.push(LayerWeights {
-                attention_wq: QMatMul::from_qtensor(attention_wq)?,
-                attention_wk: QMatMul::from_qtensor(attention_wk)?,
-                attention_wv: QMatMul::from_qtensor(attention_wv)?,
-                attention_wo: QMatMul::from_qtensor(attention_wo)?,
+                attention_wq: QMatMul::load(attention_wq, fast_prefill)?,
+                attention_wk: QMatMul::load(attention_wk, fast_prefill)?,
+                attention_wv: QMatMul::load(attention_wv, fast_prefill)?,
+                attention_wo: QMatMul::load(attention_wo, fast_prefill)?,
                 attention_norm: RmsNorm::from_qtensor(attention_norm, rms_norm_eps)?,
                 mlp_or_moe,
                 ffn_norm: RmsNorm::from_qtensor(ffn_norm, rms_norm_eps)?,
@@ -448,7 +460,7 @@ impl ModelWeights {
             tok_embeddings,
             layers,
             norm,
-            output: QMatMul::from_qtensor(output)?,
+            output: QMatMul::load(output, fast_prefill)?,
             masks: HashMap::new(),
             span,
             span_output,

