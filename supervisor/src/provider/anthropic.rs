@@ -293,9 +293,8 @@ impl Provider for AnthropicProvider {
                         return Ok(false);
                     }
                     Event::Error { error } => {
-                        return Err(ProviderError::Status {
+                        return Err(ProviderError::StreamFailed {
                             url: self.endpoint.url.clone(),
-                            status: 200,
                             message: error.message,
                         });
                     }

@@ -121,6 +121,14 @@ pub enum ProviderError {
         /// The server's error message, shortened.
         message: String,
     },
+    /// The server reported an error in the middle of a streamed answer.
+    #[error("LLM server at {url} failed mid-answer: {message}")]
+    StreamFailed {
+        /// Where we tried.
+        url: String,
+        /// The server's message.
+        message: String,
+    },
     /// The answer was not what the protocol promises.
     #[error("LLM server at {url} sent a malformed answer: {detail}")]
     Malformed {

@@ -38,6 +38,11 @@ async fn openai(seen: Seen, body: Value) -> axum::response::Response {
 
 async fn anthropic(seen: Seen, body: Value) -> axum::response::Response {
     seen.lock().unwrap().push(body.clone());
+    if body["system"] == "overload" {
+        let events = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"content\":[],\"usage\":{}}}\n\n\
+                      event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        return ([("content-type", "text/event-stream")], events).into_response();
+    }
     if body["stream"] == true {
         let events = [
             (
@@ -225,4 +230,19 @@ async fn anthropic_offers_tools_and_returns_tool_use_plain_and_streamed() {
     );
     assert_eq!(sent["messages"][2]["content"][0]["type"], "tool_result");
     assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "call_0");
+}
+
+#[tokio::test]
+async fn an_error_event_in_the_middle_of_a_stream_is_reported_as_such() {
+    let seen = Seen::default();
+    let provider =
+        AnthropicProvider::new("a", &config(ProviderKind::Anthropic, serve(seen).await)).unwrap();
+    let mut req = request();
+    req.messages[0] = ChatMessage::text(ChatRole::System, "overload");
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let err = provider.complete(req, Some(tx)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("failed mid-answer: Overloaded"),
+        "{err}"
+    );
 }
