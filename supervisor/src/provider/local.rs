@@ -6,12 +6,22 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use caxton_ipc_protocol::{ChatRole, CompletionResponse};
 use caxton_local_llm::{ChatTurn, GenerationParams, LocalModel, Role};
 
 use super::{DeltaSink, Provider, ProviderError, ProviderRequest};
 use crate::config::{Config, DEFAULT_LOCAL_MODEL_FILE, ProviderConfig};
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Answer length when the agent sets no `max_tokens`.
 const DEFAULT_MAX_TOKENS: u32 = 256;
@@ -113,6 +123,10 @@ impl Provider for LocalProvider {
         let mut slot = self.model.clone().lock_owned().await;
         let spec = self.spec.clone();
         let name = spec.provider.clone();
+        // Dropped with this future (deadline, worker killed, shutdown): the blocking generation
+        // then stops at its next token instead of holding the model for an unread answer.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(cancelled.clone());
         let params = GenerationParams {
             max_tokens: request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) as usize,
             temperature: f64::from(request.temperature.unwrap_or(0.0)),
@@ -147,9 +161,10 @@ impl Provider for LocalProvider {
             model
                 .generate(&turns, &params, &mut |text| {
                     // Stop generating once nobody is listening any more.
-                    deltas
-                        .as_ref()
-                        .is_none_or(|sink| sink.send(text.to_owned()).is_ok())
+                    !cancelled.load(Ordering::Relaxed)
+                        && deltas
+                            .as_ref()
+                            .is_none_or(|sink| sink.send(text.to_owned()).is_ok())
                 })
                 .map_err(|e| ProviderError::Local {
                     provider: name.clone(),
