@@ -1,0 +1,195 @@
+//! The tool host: MCP tool servers compiled to WebAssembly, run by wasmtime inside the
+//! supervisor, one fresh instance per call.
+//!
+//! The ABI a module implements (wasm32, any language):
+//! - export `memory`;
+//! - export `caxton_alloc(len: i32) -> i32`: a pointer to `len` writable bytes;
+//! - export `caxton_call(name_ptr: i32, name_len: i32, args_ptr: i32, args_len: i32) -> i64`:
+//!   run tool `name` with the UTF-8 JSON arguments, and return `(ptr << 32) | len` of an MCP
+//!   `CallToolResult` as UTF-8 JSON (`{"content": [...], "isError": bool}`) in its memory.
+//!
+//! Architecture invariants: one `Engine` per host; compiled modules are cached on disk by the
+//! hash of their bytes and of the engine's settings; every call gets a fresh instance from a
+//! pre-linked `InstancePre` on the pooling allocator, so nothing leaks between calls; CPU is
+//! bounded by fuel, wall time by epoch interruption, memory by a per-call limiter; any fault is
+//! an error for that call, never a panic of the host.
+#![deny(missing_docs)]
+
+mod cache;
+mod call;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, PoolingAllocationConfig,
+};
+
+pub use call::{CallLimits, ToolFault};
+
+/// How often the wall-clock tick advances; call deadlines are counted in these.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Why a module could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a valid module.
+    #[error("tool module {name}: {detail}")]
+    Invalid {
+        /// The tool server's name.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The module does not implement the ABI.
+    #[error("tool module {name} does not implement the Caxton tool ABI: {detail}")]
+    Abi {
+        /// The tool server's name.
+        name: String,
+        /// What is missing or has the wrong type.
+        detail: String,
+    },
+    /// The engine could not be set up.
+    #[error("tool host: {0}")]
+    Engine(String),
+}
+
+/// Sizes of the host's instance pool.
+#[derive(Debug, Clone, Copy)]
+pub struct HostLimits {
+    /// Instances alive at once (concurrent calls).
+    pub max_instances: u32,
+    /// Largest linear memory any call may have, in bytes.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        Self {
+            max_instances: 64,
+            max_memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Per-call state: what the limiter allows and whether a call ran into it.
+pub(crate) struct CallState {
+    pub(crate) memory_limit: usize,
+    pub(crate) hit_memory_limit: bool,
+}
+
+impl wasmtime::ResourceLimiter for CallState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.hit_memory_limit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The engine, its epoch ticker and the compile cache.
+pub struct ToolHost {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache_dir: PathBuf,
+    limits: HostLimits,
+    ticking: Arc<AtomicBool>,
+}
+
+impl ToolHost {
+    /// Create the engine (pooling allocator, fuel, epochs) and start its ticker thread.
+    pub fn new(cache_dir: impl Into<PathBuf>, limits: HostLimits) -> Result<Self, LoadError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(limits.max_instances)
+            .total_memories(limits.max_instances)
+            .total_tables(limits.max_instances)
+            .max_memory_size(limits.max_memory_bytes);
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            // Deep recursion ends in a stack-overflow trap well before the host's stack.
+            .max_wasm_stack(512 << 10)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let ticking = Arc::new(AtomicBool::new(true));
+        let ticker = {
+            let (engine, ticking) = (engine.clone(), ticking.clone());
+            move || {
+                while ticking.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            }
+        };
+        std::thread::Builder::new()
+            .name("caxton-epoch".into())
+            .spawn(ticker)
+            .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        let linker = Linker::new(&engine);
+        Ok(Self {
+            engine,
+            linker,
+            cache_dir: cache_dir.into(),
+            limits,
+            ticking,
+        })
+    }
+
+    /// Compile (or load from the cache) and pre-link a module, checking its exports.
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<ToolModule, LoadError> {
+        let module = cache::compile_cached(&self.engine, &self.cache_dir, name, wasm)?;
+        call::check_exports(name, &module)?;
+        let pre: InstancePre<CallState> =
+            self.linker
+                .instantiate_pre(&module)
+                .map_err(|e| LoadError::Abi {
+                    name: name.to_owned(),
+                    detail: format!("{e:#}"),
+                })?;
+        Ok(ToolModule {
+            name: name.to_owned(),
+            engine: self.engine.clone(),
+            pre,
+            max_memory: self.limits.max_memory_bytes,
+        })
+    }
+}
+
+impl Drop for ToolHost {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A loaded tool server, ready for calls.
+pub struct ToolModule {
+    name: String,
+    engine: Engine,
+    pre: InstancePre<CallState>,
+    max_memory: usize,
+}
+
+impl ToolModule {
+    /// The tool server's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
