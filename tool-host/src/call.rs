@@ -1,10 +1,38 @@
 //! One call: a fresh instance, the arguments in, the `CallToolResult` out, every fault named.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Module, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use crate::host_fns::CallIo;
+use crate::http_access::HttpAccess;
 use crate::{CallState, LoadError, ToolModule};
+
+/// What a module's stdout and stderr may hold per call; the rest is dropped.
+const CAPTURED_OUTPUT: usize = 16 << 10;
+
+/// A host directory a call may use, and where the module sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Its path inside the module (`.` makes relative paths resolve there).
+    pub guest: String,
+    /// Whether the module may create, change and delete files in it.
+    pub writable: bool,
+}
+
+/// Everything a call may reach beyond its own memory.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Preopened directories.
+    pub dirs: Vec<DirGrant>,
+    /// HTTP through the allowlist, when the server may use it.
+    pub http: Option<HttpAccess>,
+}
 
 /// Bounds of one call.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +96,16 @@ pub enum ToolFault {
         /// The trap.
         detail: String,
     },
+    /// A granted directory could not be opened for the module.
+    #[error("tool {tool} cannot be given directory {dir}: {detail}")]
+    Grant {
+        /// Tool server.
+        tool: String,
+        /// The host directory.
+        dir: String,
+        /// Why.
+        detail: String,
+    },
     /// The result was not a `CallToolResult`.
     #[error("tool {tool} returned an invalid result: {detail}")]
     BadOutput {
@@ -122,20 +160,47 @@ pub fn check_exports(name: &str, module: &Module) -> Result<(), LoadError> {
 }
 
 impl ToolModule {
-    /// Run `tool` with `args_json` in a fresh instance. The result is the module's
-    /// `CallToolResult` JSON, checked to have a `content` array.
+    /// Run `tool` with `args_json` in a fresh instance with no grants.
     pub fn call(
         &self,
         tool: &str,
         args_json: &str,
         limits: CallLimits,
     ) -> Result<serde_json::Value, ToolFault> {
+        self.call_with(tool, args_json, &Grants::default(), limits)
+    }
+
+    /// Run `tool` with `args_json` in a fresh instance that may use `grants`. The result is the
+    /// module's `CallToolResult` JSON, checked to have a `content` array.
+    pub fn call_with(
+        &self,
+        tool: &str,
+        args_json: &str,
+        grants: &Grants,
+        limits: CallLimits,
+    ) -> Result<serde_json::Value, ToolFault> {
         let memory_limit = limits.memory_bytes.min(self.max_memory);
+        let output = MemoryOutputPipe::new(CAPTURED_OUTPUT);
+        let wasi = if self.imports_wasi {
+            Some(self.wasi_context(grants, &output)?)
+        } else {
+            None
+        };
+        let io = CallIo {
+            server: self.name.clone(),
+            deadline: Instant::now() + limits.wall,
+            dirs: grants.dirs.clone(),
+            http: grants.http.clone(),
+            runtime: self.io.clone(),
+            logs_left: crate::host_fns::LOG_LINES_PER_CALL,
+        };
         let mut store = Store::new(
             &self.engine,
             CallState {
                 memory_limit,
                 hit_memory_limit: false,
+                wasi,
+                io,
             },
         );
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
@@ -144,7 +209,47 @@ impl ToolModule {
         let ticks = (limits.wall.as_millis() as u64).max(1);
         store.set_epoch_deadline(ticks);
         let result = self.run(&mut store, tool, args_json);
+        let printed = output.contents();
+        if !printed.is_empty() {
+            tracing::debug!(
+                tool_server = %self.name,
+                tool,
+                output = %String::from_utf8_lossy(&printed),
+                "tool module printed"
+            );
+        }
         result.map_err(|e| self.classify(e, &store, limits))
+    }
+
+    /// WASI preview 1 with only the granted directories: no environment, no arguments, no
+    /// sockets; stdout and stderr go to the log.
+    fn wasi_context(
+        &self,
+        grants: &Grants,
+        output: &MemoryOutputPipe,
+    ) -> Result<wasmtime_wasi::p1::WasiP1Ctx, ToolFault> {
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for dir in &grants.dirs {
+            let perms = if dir.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            builder
+                .preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| ToolFault::Grant {
+                    tool: self.name.clone(),
+                    dir: dir.host.display().to_string(),
+                    detail: format!("{e:#}"),
+                })?;
+        }
+        Ok(builder.build_p1())
     }
 
     fn run(

@@ -1,22 +1,31 @@
 //! The tool host: MCP tool servers compiled to WebAssembly, run by wasmtime inside the
 //! supervisor, one fresh instance per call.
 //!
-//! The ABI a module implements (wasm32, any language):
+//! The ABI a module implements is written down in `docs/tool-abi.md`; in short:
 //! - export `memory`;
 //! - export `caxton_alloc(len: i32) -> i32`: a pointer to `len` writable bytes;
 //! - export `caxton_call(name_ptr: i32, name_len: i32, args_ptr: i32, args_len: i32) -> i64`:
 //!   run tool `name` with the UTF-8 JSON arguments, and return `(ptr << 32) | len` of an MCP
-//!   `CallToolResult` as UTF-8 JSON (`{"content": [...], "isError": bool}`) in its memory.
+//!   `CallToolResult` as UTF-8 JSON (`{"content": [...], "isError": bool}`) in its memory;
+//! - optionally import `caxton.log`, `caxton.http_request`, `caxton.sqlite_query` and WASI
+//!   preview 1 (only the grant's preopened directories; no environment, no sockets).
 //!
 //! Architecture invariants: one `Engine` per host; compiled modules are cached on disk by the
 //! hash of their bytes and of the engine's settings; every call gets a fresh instance from a
 //! pre-linked `InstancePre` on the pooling allocator, so nothing leaks between calls; CPU is
-//! bounded by fuel, wall time by epoch interruption, memory by a per-call limiter; any fault is
-//! an error for that call, never a panic of the host.
+//! bounded by fuel, wall time by epoch interruption, memory by a per-call limiter, host
+//! functions by the call's remaining wall time; files only inside the granted directories, HTTP
+//! only to the allowlist with addresses checked at connect time; any fault is an error for that
+//! call, never a panic of the host.
 #![deny(missing_docs)]
 
 mod cache;
 mod call;
+mod host_fns;
+pub mod http_access;
+pub mod manifest;
+mod server;
+mod sqlite_access;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +36,8 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, PoolingAllocationConfig,
 };
 
-pub use call::{CallLimits, ToolFault};
+pub use call::{CallLimits, DirGrant, Grants, ToolFault};
+pub use server::{CallContext, PackageError, ToolCallError, ToolServer};
 
 /// How often the wall-clock tick advances; call deadlines are counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -74,10 +84,14 @@ impl Default for HostLimits {
     }
 }
 
-/// Per-call state: what the limiter allows and whether a call ran into it.
+/// Per-call state: what the limiter allows, whether a call ran into it, and what the call's
+/// host functions may reach.
 pub(crate) struct CallState {
     pub(crate) memory_limit: usize,
     pub(crate) hit_memory_limit: bool,
+    /// Present when the module imports WASI.
+    pub(crate) wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
+    pub(crate) io: host_fns::CallIo,
 }
 
 impl wasmtime::ResourceLimiter for CallState {
@@ -104,13 +118,15 @@ impl wasmtime::ResourceLimiter for CallState {
     }
 }
 
-/// The engine, its epoch ticker and the compile cache.
+/// The engine, its epoch ticker, the compile cache and the runtime host functions block on.
 pub struct ToolHost {
     engine: Engine,
     linker: Linker<CallState>,
     cache_dir: PathBuf,
     limits: HostLimits,
     ticking: Arc<AtomicBool>,
+    /// Host functions (HTTP) run their I/O here; calls themselves run on the caller's thread.
+    io_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl ToolHost {
@@ -143,13 +159,29 @@ impl ToolHost {
             .name("caxton-epoch".into())
             .spawn(ticker)
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
-        let linker = Linker::new(&engine);
+        let mut linker = Linker::new(&engine);
+        let linking =
+            |e: wasmtime::Error| LoadError::Engine(format!("cannot link host functions: {e:#}"));
+        // A module that imports WASI without a grant gets a context with nothing preopened.
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CallState| {
+            s.wasi
+                .get_or_insert_with(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1())
+        })
+        .map_err(linking)?;
+        host_fns::add_to_linker(&mut linker).map_err(linking)?;
+        let io_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("caxton-tool-io")
+            .enable_all()
+            .build()
+            .map_err(|e| LoadError::Engine(format!("cannot start the tool I/O runtime: {e}")))?;
         Ok(Self {
             engine,
             linker,
             cache_dir: cache_dir.into(),
             limits,
             ticking,
+            io_runtime: Some(io_runtime),
         })
     }
 
@@ -164,11 +196,20 @@ impl ToolHost {
                     name: name.to_owned(),
                     detail: format!("{e:#}"),
                 })?;
+        let imports_wasi = module
+            .imports()
+            .any(|i| i.module() == "wasi_snapshot_preview1");
+        let io = match &self.io_runtime {
+            Some(rt) => rt.handle().clone(),
+            None => return Err(LoadError::Engine("the tool host is shutting down".into())),
+        };
         Ok(ToolModule {
             name: name.to_owned(),
             engine: self.engine.clone(),
             pre,
             max_memory: self.limits.max_memory_bytes,
+            imports_wasi,
+            io,
         })
     }
 }
@@ -176,6 +217,11 @@ impl ToolHost {
 impl Drop for ToolHost {
     fn drop(&mut self) {
         self.ticking.store(false, Ordering::Relaxed);
+        // Dropping a runtime blocks, which panics inside async code; the supervisor may drop
+        // the host there.
+        if let Some(rt) = self.io_runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -185,6 +231,8 @@ pub struct ToolModule {
     engine: Engine,
     pre: InstancePre<CallState>,
     max_memory: usize,
+    imports_wasi: bool,
+    io: tokio::runtime::Handle,
 }
 
 impl ToolModule {
