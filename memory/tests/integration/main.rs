@@ -9,4 +9,5 @@
 
 mod common;
 mod durability;
+mod model;
 mod storage;
