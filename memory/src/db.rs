@@ -64,6 +64,33 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX relations_by_target ON relations (to_id);
     "#,
+    // 2: keyword search. One contentless FTS5 table (the text lives in the tables above):
+    // rowid -id holds an entity's name, rowid +id an observation's text beside its entity's
+    // name, so "alice tea" ranks Alice's tea observation first. Triggers keep it in step,
+    // including the cascade when an entity is deleted; existing rows are indexed here.
+    r#"
+    CREATE VIRTUAL TABLE memory_fts USING fts5 (
+        name, text,
+        content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT INTO memory_fts (rowid, name, text) SELECT -id, name, '' FROM entities;
+    INSERT INTO memory_fts (rowid, name, text)
+        SELECT o.id, e.name, o.text FROM observations o JOIN entities e ON e.id = o.entity_id;
+    CREATE TRIGGER entities_fts_insert AFTER INSERT ON entities BEGIN
+        INSERT INTO memory_fts (rowid, name, text) VALUES (-new.id, new.name, '');
+    END;
+    CREATE TRIGGER entities_fts_delete AFTER DELETE ON entities BEGIN
+        DELETE FROM memory_fts WHERE rowid = -old.id;
+    END;
+    CREATE TRIGGER observations_fts_insert AFTER INSERT ON observations BEGIN
+        INSERT INTO memory_fts (rowid, name, text)
+            SELECT new.id, e.name, new.text FROM entities e WHERE e.id = new.entity_id;
+    END;
+    CREATE TRIGGER observations_fts_delete AFTER DELETE ON observations BEGIN
+        DELETE FROM memory_fts WHERE rowid = old.id;
+    END;
+    "#,
 ];
 
 /// Newest schema version this build knows.
@@ -240,6 +267,18 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     }
 }
 
+/// Apply only the first `n` migrations: for tests of upgrades from older databases.
+#[cfg(test)]
+pub(crate) fn create_at_version(path: &Path, n: usize) -> Result<()> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    for (i, m) in MIGRATIONS.iter().take(n).enumerate() {
+        conn.execute_batch(m)?;
+        conn.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -262,6 +301,42 @@ mod tests {
                 && text.contains(&format!("up to version {SCHEMA_VERSION}")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_older_database_is_upgraded_and_its_rows_become_searchable_by_keyword() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        create_at_version(&path, 1).unwrap();
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "INSERT INTO entities (id, scope, namespace, name, entity_type, created_at, updated_at)
+                     VALUES (7, 'global', '', 'Lisbon', 'city', 0, 0);
+                 INSERT INTO observations (id, entity_id, text, embedding, created_at)
+                     VALUES (3, 7, 'famous for its trams', zeroblob({}), 0);",
+                crate::types::EMBEDDING_DIM * 4
+            ))
+            .unwrap();
+        }
+        let db = Db::open(&path, &DbOptions::default()).unwrap();
+        let (version, by_name, by_text): (i64, i64, i64) = db
+            .read(|c| {
+                let find = |q: &str| {
+                    c.query_row(
+                        "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?1",
+                        [q],
+                        |r| r.get(0),
+                    )
+                };
+                Ok((
+                    c.pragma_query_value(None, "user_version", |r| r.get(0))?,
+                    find("lisbon")?,
+                    find("trams")?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((version, by_name, by_text), (SCHEMA_VERSION, -7, 3));
     }
 
     #[test]

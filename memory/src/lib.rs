@@ -28,6 +28,7 @@ mod error;
 pub mod index;
 mod memory;
 mod scope;
+mod search;
 mod types;
 
 pub use db::{SCHEMA_VERSION, Synchronous};
@@ -39,6 +40,7 @@ pub use embed::{
 pub use error::{MemoryError, Result};
 pub use memory::{Memory, MemoryOptions};
 pub use scope::{MAX_NAMESPACE_BYTES, Scope, ScopeKind};
+pub use search::{MAX_LIMIT, SearchHit, SearchMode, SearchRequest};
 pub use types::{
     DEFAULT_MAX_OBSERVATION_BYTES, EMBEDDING_DIM, Entity, EntityId, EntityInput,
     MAX_METADATA_BYTES, MAX_NAME_BYTES, MAX_TYPE_BYTES, Observation, ObservationId, Relation,

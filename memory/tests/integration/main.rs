@@ -10,4 +10,5 @@
 mod common;
 mod durability;
 mod model;
+mod search;
 mod storage;

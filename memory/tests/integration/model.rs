@@ -70,3 +70,42 @@ fn vectors_agree_with_sentence_transformers_batched_and_one_by_one() {
     }
     eprintln!("lowest cosine to the sentence-transformers reference: {lowest:.6}");
 }
+
+#[test]
+fn search_by_meaning_with_the_real_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = caxton_memory::Memory::open(
+        &dir.path().join("m.db"),
+        minilm(),
+        caxton_memory::MemoryOptions::default(),
+    )
+    .unwrap();
+    let s = caxton_memory::Scope::Global;
+    for (name, kind, fact) in [
+        ("Alice", "person", "prefers green tea in the morning"),
+        (
+            "Bob",
+            "person",
+            "maintains the Rust compiler's borrow checker",
+        ),
+        ("Lisbon", "city", "capital of Portugal, known for its trams"),
+    ] {
+        m.upsert_entity(&s, &crate::common::entity(name, kind, &[fact]))
+            .unwrap();
+    }
+    let ask = |q: &str| {
+        let r = caxton_memory::SearchRequest {
+            mode: caxton_memory::SearchMode::Semantic,
+            limit: 1,
+            ..caxton_memory::SearchRequest::new(q, vec![s.clone()])
+        };
+        m.search(&r).unwrap()[0].name.clone()
+    };
+    // No word of these questions appears in the matching fact.
+    assert_eq!(
+        ask("which beverage does she like to drink at breakfast?"),
+        "Alice"
+    );
+    assert_eq!(ask("who works on programming language tooling?"), "Bob");
+    assert_eq!(ask("a European city with streetcars"), "Lisbon");
+}
