@@ -16,8 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ZIG_VERSION=0.17.1
-ZIG_FLAGS=(build-exe -target wasm32-wasi -fno-entry -rdynamic -O ReleaseSmall)
-CC_FLAGS=(cc --target=wasm32-wasi -Os -mexec-model=reactor -Wall -Wextra -Werror -I tools/sdk)
+ZIG_FLAGS=(build-exe -target wasm32-wasi -fno-entry -rdynamic -O ReleaseSmall --stack 1048576)
+CC_FLAGS=(cc --target=wasm32-wasi -Os -mexec-model=reactor -Wl,-z,stack-size=1048576 -Wall -Wextra -Werror -I tools/sdk)
 
 force=0
 [ "${1:-}" = "--force" ] && force=1

