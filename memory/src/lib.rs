@@ -25,6 +25,7 @@
 mod db;
 mod embed;
 mod error;
+mod graph;
 pub mod index;
 mod memory;
 mod scope;
@@ -38,6 +39,7 @@ pub use embed::{
     DEFAULT_FETCH_HINT, EmbedError, Embedder, MAX_TOKENS, MINILM_DIR_NAME, MINILM_MODEL_ID, MiniLm,
 };
 pub use error::{MemoryError, Result};
+pub use graph::{Direction, GraphQuery, MAX_DEPTH, Neighbour, PathStep};
 pub use memory::{Memory, MemoryOptions};
 pub use scope::{MAX_NAMESPACE_BYTES, Scope, ScopeKind};
 pub use search::{MAX_LIMIT, SearchHit, SearchMode, SearchRequest};

@@ -9,6 +9,7 @@
 
 mod common;
 mod durability;
+mod graph;
 mod model;
 mod search;
 mod storage;
