@@ -15,6 +15,7 @@ mod embedding;
 mod generate;
 mod llama;
 mod padding;
+mod prompt_matmul;
 mod tokenizer;
 mod weights;
 

@@ -22,8 +22,9 @@ use crate::embedding::TokenEmbedding;
 
 pub const MAX_SEQ_LEN: usize = 4096;
 
-// QMatMul wrapper adding some tracing, and (Caxton's change) zero padding of the input width
-// so that candle's tiled Q8_0 kernel applies; see `crate::padding`.
+// QMatMul wrapper adding some tracing, and (Caxton's changes) zero padding of the input width
+// so that candle's tiled Q8_0 kernel applies (see `crate::padding`), and prompts of several
+// rows multiplied by `crate::prompt_matmul` on the weights in place (see `matmul_shared`).
 #[derive(Debug, Clone)]
 struct QMatMul {
     inner: candle_core::quantized::QMatMul,
@@ -45,12 +46,75 @@ impl QMatMul {
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let _enter = self.span.enter();
+        if let Some(mut ys) = matmul_shared(xs, &[self])? {
+            return ys
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("no product".into()));
+        }
         if self.pad == 0 {
             return self.inner.forward(xs);
         }
         let xs = xs.pad_with_zeros(candle_core::D::Minus1, 0, self.pad)?;
         self.inner.forward(&xs)
     }
+
+    /// The unpadded Q8_0 weights, which `prompt_matmul` reads in place.
+    fn q8_0(&self) -> Option<&QTensor> {
+        match &self.inner {
+            candle_core::quantized::QMatMul::QTensor(t)
+                if self.pad == 0 && t.dtype() == candle_core::quantized::GgmlDType::Q8_0 =>
+            {
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `xs` times each of `mats`, through `prompt_matmul` with `xs` quantised once, when `xs` has
+/// several rows, all `mats` are unpadded Q8_0 and the CPU has a kernel; `None` otherwise, and
+/// the caller uses candle (one-row decode steps stay on candle's vector kernels).
+fn matmul_shared(xs: &Tensor, mats: &[&QMatMul]) -> Result<Option<Vec<Tensor>>> {
+    let Some(kernel) = crate::prompt_matmul::kernel() else {
+        return Ok(None);
+    };
+    let Some(weights) = mats.iter().map(|m| m.q8_0()).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let dims = xs.dims().to_vec();
+    let Some((&k, batch)) = dims.split_last() else {
+        return Ok(None);
+    };
+    let rows: usize = batch.iter().product();
+    if rows < 2 || xs.dtype() != DType::F32 || !xs.device().is_cpu() {
+        return Ok(None);
+    }
+    if weights
+        .iter()
+        .any(|w| !w.shape().dims2().is_ok_and(|(_, wk)| wk == k))
+    {
+        return Ok(None);
+    }
+    let xs = xs.contiguous()?;
+    let acts = {
+        let (storage, layout) = xs.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Ok(None);
+        };
+        let x = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * k];
+        crate::prompt_matmul::Activations::new(kernel, x, rows, k)
+    };
+    let mut ys = Vec::with_capacity(weights.len());
+    for w in weights {
+        let (n, _) = w.shape().dims2()?;
+        let mut out = vec![0f32; rows * n];
+        crate::prompt_matmul::matmul(kernel, &w.data()?, n, &acts, &mut out)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut shape = batch.to_vec();
+        shape.push(n);
+        ys.push(Tensor::from_vec(out, shape, xs.device())?);
+    }
+    Ok(Some(ys))
 }
 
 #[derive(Debug, Clone)]
@@ -62,8 +126,14 @@ struct Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let w1 = self.feed_forward_w1.forward(xs)?;
-        let w3 = self.feed_forward_w3.forward(xs)?;
+        let shared = [&self.feed_forward_w1, &self.feed_forward_w3];
+        let (w1, w3) = match matmul_shared(xs, &shared)?.as_deref() {
+            Some([w1, w3]) => (w1.clone(), w3.clone()),
+            _ => (
+                self.feed_forward_w1.forward(xs)?,
+                self.feed_forward_w3.forward(xs)?,
+            ),
+        };
         self.feed_forward_w2
             .forward(&(candle_nn::ops::silu(&w1)? * w3)?)
     }
@@ -203,9 +273,15 @@ impl LayerWeights {
     ) -> Result<Tensor> {
         let _enter = self.span_attn.enter();
         let (b_sz, seq_len, n_embd) = x.dims3()?;
-        let q = self.attention_wq.forward(x)?;
-        let k = self.attention_wk.forward(x)?;
-        let v = self.attention_wv.forward(x)?;
+        let shared = [&self.attention_wq, &self.attention_wk, &self.attention_wv];
+        let (q, k, v) = match matmul_shared(x, &shared)?.as_deref() {
+            Some([q, k, v]) => (q.clone(), k.clone(), v.clone()),
+            _ => (
+                self.attention_wq.forward(x)?,
+                self.attention_wk.forward(x)?,
+                self.attention_wv.forward(x)?,
+            ),
+        };
 
         let q = q
             .reshape((b_sz, seq_len, self.n_head, self.head_dim))?
