@@ -1,6 +1,8 @@
 //! The token-embedding table kept quantised: a prompt needs a few hundred of its 49,152 rows, so
 //! those rows are dequantised on lookup instead of the whole table living in memory as f32.
 
+use std::sync::Arc;
+
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 use half::f16;
@@ -12,9 +14,9 @@ const Q8_0_BLOCK_BYTES: usize = 2 + Q8_0_BLOCK_VALUES;
 /// Token ids to embedding vectors.
 #[derive(Debug, Clone)]
 pub enum TokenEmbedding {
-    /// Rows of Q8_0 blocks, dequantised on lookup.
+    /// Rows of Q8_0 blocks, dequantised on lookup; the tensor may be the output layer's too.
     Q8_0 {
-        blocks: Vec<u8>,
+        table: Arc<QTensor>,
         dim: usize,
         vocab: usize,
     },
@@ -24,14 +26,14 @@ pub enum TokenEmbedding {
 
 impl TokenEmbedding {
     /// Keep `table` (vocab × dim) as it is when it is Q8_0; dequantise it otherwise.
-    pub fn new(table: &QTensor, dim: usize) -> Result<Self> {
+    pub fn new(table: Arc<QTensor>, dim: usize) -> Result<Self> {
         let (vocab, cols) = table.shape().dims2()?;
-        if table.dtype() == GgmlDType::Q8_0 && cols == dim && dim.is_multiple_of(Q8_0_BLOCK_VALUES)
+        if table.dtype() == GgmlDType::Q8_0
+            && cols == dim
+            && dim.is_multiple_of(Q8_0_BLOCK_VALUES)
+            && table.data()?.len() == vocab * dim / Q8_0_BLOCK_VALUES * Q8_0_BLOCK_BYTES
         {
-            let blocks = table.data()?.into_owned();
-            if blocks.len() == vocab * dim / Q8_0_BLOCK_VALUES * Q8_0_BLOCK_BYTES {
-                return Ok(Self::Q8_0 { blocks, dim, vocab });
-            }
+            return Ok(Self::Q8_0 { table, dim, vocab });
         }
         let dense = table.dequantize(&table.device())?;
         Ok(Self::Dense(candle_nn::Embedding::new(dense, dim)))
@@ -42,7 +44,7 @@ impl Module for TokenEmbedding {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let (blocks, dim, vocab) = match self {
             Self::Dense(e) => return e.forward(ids),
-            Self::Q8_0 { blocks, dim, vocab } => (blocks, *dim, *vocab),
+            Self::Q8_0 { table, dim, vocab } => (table.data()?, *dim, *vocab),
         };
         let shape = ids.dims().to_vec();
         let ids = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
@@ -79,7 +81,7 @@ mod tests {
         let table = ((table / 100.0).unwrap().sin()).unwrap();
         let q = QTensor::quantize(&table, GgmlDType::Q8_0).unwrap();
         let dense = candle_nn::Embedding::new(q.dequantize(&device).unwrap(), 64);
-        let quantised = TokenEmbedding::new(&q, 64).unwrap();
+        let quantised = TokenEmbedding::new(Arc::new(q), 64).unwrap();
         assert!(matches!(quantised, TokenEmbedding::Q8_0 { .. }));
         let ids = Tensor::new(&[[3u32, 0, 7]], &device).unwrap();
         let a = dense.forward(&ids).unwrap();

@@ -1,8 +1,11 @@
 //! SmolLM2's transformer: candle-transformers 0.11.1's `quantized_llama` (MIT OR Apache-2.0,
-//! copyright the candle authors), carried here with one change: the token-embedding table stays
-//! Q8_0 and only the rows a prompt uses are dequantised, instead of the whole table being kept
-//! as f32 (108 MiB for SmolLM2's 49,152 × 576). The GGML loader is left out; the rest is as
-//! upstream so that it can be compared line by line.
+//! copyright the candle authors), carried here with these changes: the token-embedding table
+//! stays Q8_0, shared with the tied output layer, and only the rows a prompt uses are
+//! dequantised, instead of the whole table being kept as f32 (108 MiB for SmolLM2's
+//! 49,152 × 576); the Q8_0 matmuls go through `matmul_shared` (prompts on
+//! `crate::prompt_matmul`, decode steps on candle's row-by-row kernel without its repacked
+//! copies). The GGML loader is left out; the rest is as upstream so that it can be compared
+//! line by line.
 #![allow(
     missing_docs,
     dead_code,
@@ -11,6 +14,7 @@
 )]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
 use candle_core::quantized::gguf_file;
@@ -33,13 +37,17 @@ struct QMatMul {
 }
 
 impl QMatMul {
-    fn load(qtensor: QTensor, fast_prefill: bool) -> Result<Self> {
-        let (qtensor, pad) = if fast_prefill {
-            crate::padding::pad_for_tiled_kernel(qtensor)?
+    fn load(qtensor: impl Into<Arc<QTensor>>, fast_prefill: bool) -> Result<Self> {
+        let qtensor = qtensor.into();
+        let padded = if fast_prefill {
+            crate::padding::pad_for_tiled_kernel(&qtensor)?
         } else {
-            (qtensor, 0)
+            None
         };
-        let inner = candle_core::quantized::QMatMul::from_qtensor(qtensor)?;
+        let (inner, pad) = match padded {
+            Some((padded, pad)) => (candle_core::quantized::QMatMul::from_qtensor(padded)?, pad),
+            None => (candle_core::quantized::QMatMul::from_arc(qtensor)?, 0),
+        };
         let span = tracing::span!(tracing::Level::TRACE, "qmatmul");
         Ok(Self { inner, pad, span })
     }
@@ -71,13 +79,12 @@ impl QMatMul {
     }
 }
 
-/// `xs` times each of `mats`, through `prompt_matmul` with `xs` quantised once, when `xs` has
-/// several rows, all `mats` are unpadded Q8_0 and the CPU has a kernel; `None` otherwise, and
-/// the caller uses candle (one-row decode steps stay on candle's vector kernels).
+/// `xs` times each of `mats` when all are unpadded Q8_0 (`None` otherwise: the caller uses
+/// candle's `QMatMul`). Several rows go through `prompt_matmul` with `xs` quantised once for
+/// all `mats`, when the CPU has a kernel for it; one row (a decode step) goes through candle's
+/// row-by-row kernel directly, so that candle never makes a second, tiled copy of a matrix.
 fn matmul_shared(xs: &Tensor, mats: &[&QMatMul]) -> Result<Option<Vec<Tensor>>> {
-    let Some(kernel) = crate::prompt_matmul::kernel() else {
-        return Ok(None);
-    };
+    use crate::prompt_matmul::{self as pm, Activations};
     let Some(weights) = mats.iter().map(|m| m.q8_0()).collect::<Option<Vec<_>>>() else {
         return Ok(None);
     };
@@ -86,30 +93,34 @@ fn matmul_shared(xs: &Tensor, mats: &[&QMatMul]) -> Result<Option<Vec<Tensor>>> 
         return Ok(None);
     };
     let rows: usize = batch.iter().product();
-    if rows < 2 || xs.dtype() != DType::F32 || !xs.device().is_cpu() {
-        return Ok(None);
-    }
-    if weights
-        .iter()
-        .any(|w| !w.shape().dims2().is_ok_and(|(_, wk)| wk == k))
+    let kernel = pm::kernel().filter(|_| rows > 1);
+    if rows == 0
+        || (rows > 1 && kernel.is_none())
+        || xs.dtype() != DType::F32
+        || !xs.device().is_cpu()
+        || weights
+            .iter()
+            .any(|w| !w.shape().dims2().is_ok_and(|(_, wk)| wk == k))
     {
         return Ok(None);
     }
     let xs = xs.contiguous()?;
-    let acts = {
-        let (storage, layout) = xs.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            return Ok(None);
-        };
-        let x = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * k];
-        crate::prompt_matmul::Activations::new(kernel, x, rows, k)
+    let (storage, layout) = xs.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Ok(None);
     };
+    let x = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * k];
+    let acts = kernel.map(|kernel| (kernel, Activations::new(kernel, x, rows, k)));
     let mut ys = Vec::with_capacity(weights.len());
     for w in weights {
         let (n, _) = w.shape().dims2()?;
         let mut out = vec![0f32; rows * n];
-        crate::prompt_matmul::matmul(kernel, &w.data()?, n, &acts, &mut out)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let data = w.data()?;
+        match &acts {
+            Some((kernel, acts)) => pm::matmul(*kernel, &data, n, acts, &mut out),
+            None => pm::matmul_row_by_row(&data, n, x, rows, &mut out),
+        }
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let mut shape = batch.to_vec();
         shape.push(n);
         ys.push(Tensor::from_vec(out, shape, xs.device())?);
@@ -450,14 +461,15 @@ impl ModelWeights {
         let (cos, sin) = precomput_freqs_cis(rope_dim, rope_freq_base, device)?;
         let neg_inf = Tensor::new(f32::NEG_INFINITY, device)?;
 
-        let tok_embeddings_q = ct.tensor(reader, "token_embd.weight", device)?;
-        let tok_embeddings = TokenEmbedding::new(&tok_embeddings_q, embedding_length)?;
+        // One copy of the table serves the lookups and, when the model ties them, the output.
+        let tok_embeddings_q = Arc::new(ct.tensor(reader, "token_embd.weight", device)?);
+        let tok_embeddings = TokenEmbedding::new(tok_embeddings_q.clone(), embedding_length)?;
         let norm = RmsNorm::from_qtensor(
             ct.tensor(reader, "output_norm.weight", device)?,
             rms_norm_eps,
         )?;
         let output = match ct.tensor(reader, "output.weight", device) {
-            Ok(tensor) => tensor,
+            Ok(tensor) => Arc::new(tensor),
             Err(_) => tok_embeddings_q,
         };
         let mut layers = Vec::with_capacity(block_count);

@@ -26,23 +26,24 @@ fn tiled_kernel_available() -> bool {
     }
 }
 
-/// The weight, padded when that makes the tiled kernel applicable, and the padding added.
-pub fn pad_for_tiled_kernel(weight: QTensor) -> Result<(QTensor, usize)> {
+/// A padded copy of the weight and the padding added, when that makes the tiled kernel
+/// applicable.
+pub fn pad_for_tiled_kernel(weight: &QTensor) -> Result<Option<(QTensor, usize)>> {
     let Ok((n, k)) = weight.shape().dims2() else {
-        return Ok((weight, 0));
+        return Ok(None);
     };
     if weight.dtype() != GgmlDType::Q8_0
         || k.is_multiple_of(TILED_K)
         || !n.is_multiple_of(TILE_N)
         || !tiled_kernel_available()
     {
-        return Ok((weight, 0));
+        return Ok(None);
     }
     let pad = k.next_multiple_of(TILED_K) - k;
     // Q8_0 → f32 → Q8_0 reproduces the same blocks: each block's scale comes from its largest
     // value, which dequantises to exactly ±127 × scale.
     let dense = weight.dequantize(&Device::Cpu)?.pad_with_zeros(1, 0, pad)?;
-    Ok((QTensor::quantize(&dense, GgmlDType::Q8_0)?, pad))
+    Ok(Some((QTensor::quantize(&dense, GgmlDType::Q8_0)?, pad)))
 }
 
 #[cfg(test)]
@@ -68,7 +69,11 @@ mod tests {
             QTensor::quantize(&w, GgmlDType::Q8_0).unwrap(),
         )
         .unwrap();
-        let (padded, pad) = pad_for_tiled_kernel(q).unwrap();
+        let Some((padded, pad)) = pad_for_tiled_kernel(&q).unwrap() else {
+            // Without AVX-512-VNNI nothing is padded.
+            assert!(!tiled_kernel_available());
+            return;
+        };
         let padded_mm = candle_core::quantized::QMatMul::from_qtensor(padded).unwrap();
         let a = plain.forward(&x).unwrap();
         let b = padded_mm

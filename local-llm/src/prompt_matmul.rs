@@ -225,6 +225,9 @@ pub enum MatmulError {
     /// The weights or the output do not have the sizes the shapes say.
     #[error("Q8_0 matmul: {0}")]
     Shape(String),
+    /// candle's own kernel failed.
+    #[error("Q8_0 matmul: {0}")]
+    Candle(#[from] candle_core::Error),
 }
 
 /// `out[r × n + c] = Σ_j x[r][j] · w[c][j]` for every row `r` of `acts` and every one of the `n`
@@ -286,6 +289,50 @@ pub fn matmul(
 
 /// Weight rows a unit of parallel work covers.
 const UNIT_ROWS: usize = 16;
+
+/// `out = x · wᵀ` for `rows` rows of `x` with candle's row-by-row Q8_0 kernel (the one its
+/// `QMatMul` uses when it does not repack), called directly: for one-row decode steps, where
+/// going through `QMatMul` would make candle build its tiled copy of every matrix whose width is
+/// a multiple of 256 (SmolLM2's down-projections, +27 MB) on the first step.
+pub fn matmul_row_by_row(
+    weights: &[u8],
+    n: usize,
+    x: &[f32],
+    rows: usize,
+    out: &mut [f32],
+) -> Result<(), MatmulError> {
+    use candle_core::quantized::k_quants::BlockQ8_0;
+    let k = x.len() / rows.max(1);
+    if rows == 0 || x.len() != rows * k || !k.is_multiple_of(QK) || out.len() != rows * n {
+        return Err(MatmulError::Shape(format!(
+            "{} inputs and {} outputs for {rows} rows and {n} weight rows",
+            x.len(),
+            out.len()
+        )));
+    }
+    if weights.len() != n * k / QK * BLOCK_BYTES
+        || !(weights.as_ptr() as usize).is_multiple_of(std::mem::align_of::<BlockQ8_0>())
+    {
+        return Err(MatmulError::Shape(format!(
+            "{} weight bytes are not {n} aligned rows of {k} values",
+            weights.len()
+        )));
+    }
+    // SAFETY: `BlockQ8_0` is `repr(C)`, an f16 and 32 i8 in 34 bytes (candle asserts the size),
+    // valid for any bytes; length and alignment were checked above.
+    let blocks = unsafe {
+        std::slice::from_raw_parts(
+            weights.as_ptr() as *const BlockQ8_0,
+            weights.len() / BLOCK_BYTES,
+        )
+    };
+    Ok(candle_core::quantized::k_quants::matmul(
+        (rows, k, n),
+        x,
+        blocks,
+        out,
+    )?)
+}
 
 /// Where a kernel call's products go: `out` of `matmul`, from column `col`.
 #[derive(Clone, Copy)]
