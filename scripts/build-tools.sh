@@ -70,7 +70,9 @@ for dir in tools/builtin/*/ tools/examples/*/; do
     c_sources=("$dir"/*.c)
     zig_sources=("$dir"/*.zig)
     shopt -u nullglob
-    tmp="$out.part"
+    # Built outside the work tree, so a failed build leaves nothing behind in it.
+    tmp="$cache/building-$$-$module"
+    trap 'rm -f "$tmp"' EXIT
     if [ ${#c_sources[@]} -gt 0 ]; then
         zig "${CC_FLAGS[@]}" -o "$tmp" "${c_sources[@]}"
     elif [ -f "$dir/main.zig" ] || [ ${#zig_sources[@]} -eq 1 ]; then

@@ -189,6 +189,29 @@ fn the_echo_examples_report_their_own_errors_as_tool_errors() {
     }
 }
 
+#[test]
+fn the_worked_example_in_the_abi_document_holds() {
+    let echo = server("examples/echo-zig");
+    let result = call(&echo, "echo", json!({ "text": "hi ", "repeat": 2 }));
+    assert_eq!(
+        result,
+        json!({"content":[{"type":"text","text":"hi hi "}],"isError":false})
+    );
+    let (_, manifest, wasm) = package("examples/echo-zig");
+    let module = host().load(&manifest.name, &wasm).unwrap();
+    let result = module
+        .call(
+            "echo",
+            r#"{"repeat":1000,"text":"hi "}"#,
+            CallLimits::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        result,
+        json!({"content":[{"type":"text","text":"repeat must be at most 100, not 1000"}],"isError":true})
+    );
+}
+
 // ---- csv_parser ------------------------------------------------------------------------------
 
 const SALES: &str = "region,product,units,price,note\n\
