@@ -25,8 +25,10 @@
 mod db;
 mod embed;
 mod error;
+mod export;
 mod graph;
 pub mod index;
+mod mcp;
 mod memory;
 mod scope;
 mod search;
@@ -39,6 +41,10 @@ pub use embed::{
     DEFAULT_FETCH_HINT, EmbedError, Embedder, MAX_TOKENS, MINILM_DIR_NAME, MINILM_MODEL_ID, MiniLm,
 };
 pub use error::{MemoryError, Result};
+pub use export::{
+    EXPORT_FORMAT, EXPORT_VERSION, ExportEntity, ExportObservation, ExportRelation, ExportRequest,
+    ImportOptions, ImportReport, MemoryExport,
+};
 pub use graph::{Direction, GraphQuery, MAX_DEPTH, Neighbour, PathStep};
 pub use memory::{Memory, MemoryOptions};
 pub use scope::{MAX_NAMESPACE_BYTES, Scope, ScopeKind};

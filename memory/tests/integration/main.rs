@@ -9,6 +9,7 @@
 
 mod common;
 mod durability;
+mod export;
 mod graph;
 mod model;
 mod search;
