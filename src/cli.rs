@@ -44,6 +44,9 @@ pub enum Command {
     /// Deploy, inspect, run and remove agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Deploy, inspect and remove MCP tool servers (WebAssembly packages).
+    #[command(subcommand)]
+    Tool(ToolCommand),
     /// Show the daemon's uptime, version, agents and live worker processes.
     Status {
         /// Print JSON instead of a table.
@@ -109,6 +112,35 @@ pub enum AgentCommand {
         /// Also print the execution id, worker PID, timing and token usage (to stderr).
         #[arg(long, short)]
         verbose: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolCommand {
+    /// Validate, compile and deploy a tool package directory (tool.toml and its module),
+    /// replacing a server of the same name.
+    Deploy {
+        /// The package directory.
+        dir: PathBuf,
+    },
+    /// List tool servers, built-in and deployed, with their tools.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tool server's manifest: tools, input schemas, capabilities, limits.
+    Show {
+        /// Server name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a deployed tool server.
+    Remove {
+        /// Server name.
+        name: String,
     },
 }
 

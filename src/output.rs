@@ -142,7 +142,121 @@ pub fn print_run_details(r: &Value) {
                 .unwrap_or(0)
         );
     }
+    for (i, call) in r
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        eprintln!(
+            "tool {}:    {}({}) → {} bytes in {:.1} ms, {}{}",
+            i + 1,
+            s(call, "tool"),
+            s(call, "arguments"),
+            call.get("result_bytes")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            call.get("duration_ms")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            s(call, "outcome"),
+            call.get("error")
+                .and_then(Value::as_str)
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(o) = r.pointer("/outcome/kind").and_then(Value::as_str) {
         eprintln!("outcome:   {o}");
+    }
+}
+
+pub fn print_tool_servers(body: &Value) {
+    let servers = body
+        .get("servers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if servers.is_empty() {
+        println!("no tool servers (deploy one with `caxton tool deploy DIR`)");
+        return;
+    }
+    println!("{:<20} {:<10} {:<9} TOOLS", "SERVER", "VERSION", "SOURCE");
+    for server in &servers {
+        let tools: Vec<&str> = server
+            .get("tools")
+            .and_then(Value::as_array)
+            .map(|t| t.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!(
+            "{:<20} {:<10} {:<9} {}",
+            s(server, "name"),
+            s(server, "version"),
+            s(server, "source").replace('_', "-"),
+            tools.join(", ")
+        );
+    }
+}
+
+pub fn print_tool_server(body: &Value) {
+    println!(
+        "{} {} ({})",
+        s(body, "name"),
+        s(body, "version"),
+        s(body, "source").replace('_', "-")
+    );
+    if !s(body, "description").is_empty() {
+        println!("{}", s(body, "description"));
+    }
+    let manifest = body.get("manifest").cloned().unwrap_or_default();
+    for tool in manifest
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!("\ntool {}: {}", s(tool, "name"), s(tool, "description"));
+        if let Some(schema) = tool.get("input_schema") {
+            println!("  input: {schema}");
+        }
+    }
+    let caps = manifest.get("capabilities").cloned().unwrap_or_default();
+    println!();
+    for dir in caps
+        .get("directories")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "directory: {} as {} ({})",
+            s(dir, "host"),
+            s(dir, "guest"),
+            s(dir, "access")
+        );
+    }
+    for host in caps
+        .get("http_hosts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!("http host: {}", host.as_str().unwrap_or_default());
+    }
+    if let Some(limits) = manifest.get("limits").and_then(Value::as_object) {
+        let shown: Vec<String> = limits
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| {
+                format!(
+                    "{k} = {}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                )
+            })
+            .collect();
+        if !shown.is_empty() {
+            println!("limits: {}", shown.join(", "));
+        }
     }
 }

@@ -20,5 +20,5 @@ pub use codec::{
 pub use messages::{
     ChatMessage, ChatRole, CompletionFailure, CompletionRequest, CompletionResponse, Hello, Job,
     JobAgent, JobInput, PROTOCOL_VERSION, SupervisorMessage, TEMPLATE_VARIABLES, ToolCall,
-    ToolSpec, WorkerMessage,
+    ToolResult, ToolSpec, WorkerMessage,
 };

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the wire format; bump it on any change to a type in this module.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Variables every prompt template may use besides the agent's own `[parameters]` keys.
 ///
@@ -34,6 +34,14 @@ pub enum WorkerMessage {
         call_id: u32,
         /// The conversation so far.
         request: CompletionRequest,
+    },
+    /// Run the tools the model called, in order; answered by `ToolResults` with the same
+    /// `call_id`. One frame per model turn, so several calls cost one round trip.
+    CallTools {
+        /// Chosen by the worker, echoed in the answer.
+        call_id: u32,
+        /// The calls, as the model made them.
+        calls: Vec<ToolCall>,
     },
     /// A piece of the answer, sent while it is generated when the job asked for streaming.
     AnswerDelta {
@@ -77,6 +85,13 @@ pub enum SupervisorMessage {
         /// Text to append.
         text: String,
     },
+    /// The answer to a `CallTools` request: one result per call, in the same order.
+    ToolResults {
+        /// The `call_id` of the request being answered.
+        call_id: u32,
+        /// The results.
+        results: Vec<ToolResult>,
+    },
     /// The answer to a `Complete` request.
     Completion {
         /// The `call_id` of the request being answered.
@@ -112,6 +127,10 @@ pub struct JobAgent {
     pub user_prompt_template: String,
     /// The `[parameters]` table as JSON text (bincode cannot carry self-describing values).
     pub parameters_json: String,
+    /// The tools the agent may call, as the supervisor resolved its `tools` list.
+    pub tools: Vec<ToolSpec>,
+    /// Tool calls this request may make before the model must answer.
+    pub max_tool_calls: u32,
 }
 
 /// The user's request and its optional fields.
@@ -183,6 +202,17 @@ pub struct ToolCall {
     pub name: String,
     /// Arguments as JSON text.
     pub arguments_json: String,
+}
+
+/// What a tool call produced, for the model's next turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// The call's id, from [`ToolCall::id`].
+    pub tool_call_id: String,
+    /// The result as text (the tool's text content, or its structured content as JSON).
+    pub content: String,
+    /// Whether the call failed; the content then says why.
+    pub is_error: bool,
 }
 
 /// A completion the worker asks for; the supervisor applies the agent's `[llm]` settings.

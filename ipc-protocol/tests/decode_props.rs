@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use caxton_ipc_protocol::{
     ChatMessage, ChatRole, CompletionRequest, HEADER_LEN, Hello, Job, JobAgent, JobInput,
-    MAX_FRAME_LEN, PROTOCOL_VERSION, ProtocolError, SupervisorMessage, WorkerMessage,
-    decode_payload, encode_frame, read_frame,
+    MAX_FRAME_LEN, PROTOCOL_VERSION, ProtocolError, SupervisorMessage, ToolCall, ToolResult,
+    ToolSpec, WorkerMessage, decode_payload, encode_frame, read_frame,
 };
 use proptest::prelude::*;
 
@@ -51,6 +51,12 @@ fn sample_frames() -> Vec<Vec<u8>> {
             system_prompt: "You are a data analysis expert.".into(),
             user_prompt_template: "Analyze: {{request}}".into(),
             parameters_json: r#"{"max_file_size":"10MB"}"#.into(),
+            tools: vec![ToolSpec {
+                name: "csv_stats".into(),
+                description: "Column statistics".into(),
+                input_schema_json: r#"{"type":"object"}"#.into(),
+            }],
+            max_tool_calls: 10,
         },
         input: JobInput {
             request: "sales.csv".into(),
@@ -75,10 +81,28 @@ fn sample_frames() -> Vec<Vec<u8>> {
         worker_version: "0.1.0".into(),
         pid: 1,
     });
+    let calls = WorkerMessage::CallTools {
+        call_id: 2,
+        calls: vec![ToolCall {
+            id: "call_1".into(),
+            name: "csv_stats".into(),
+            arguments_json: r#"{"csv":"a\n1"}"#.into(),
+        }],
+    };
+    let results = SupervisorMessage::ToolResults {
+        call_id: 2,
+        results: vec![ToolResult {
+            tool_call_id: "call_1".into(),
+            content: r#"{"a":{"mean":1}}"#.into(),
+            is_error: false,
+        }],
+    };
     vec![
         encode_frame(&job).unwrap(),
         encode_frame(&complete).unwrap(),
         encode_frame(&hello).unwrap(),
+        encode_frame(&calls).unwrap(),
+        encode_frame(&results).unwrap(),
     ]
 }
 

@@ -54,7 +54,7 @@ pub async fn run(
 }
 
 /// Call the daemon; `Ok(None)` when no daemon is running, so the caller can work offline.
-async fn try_daemon(
+pub(super) async fn try_daemon(
     client: &ApiClient,
     method: Method,
     path: &str,
@@ -70,7 +70,7 @@ async fn try_daemon(
 /// Offline commands write into the data directory themselves. Doing that as another user than
 /// its owner (typically root on a system whose daemon runs as `caxton`) would leave files the
 /// daemon cannot open, so refuse and say what to do instead.
-fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
+pub(super) fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(&config.data_dir) else {
         return Ok(());
@@ -92,7 +92,7 @@ fn read_file(file: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
-fn print_warnings(warnings: impl IntoIterator<Item = String>) {
+pub(super) fn print_warnings(warnings: impl IntoIterator<Item = String>) {
     for w in warnings {
         eprintln!("warning: {w}");
     }

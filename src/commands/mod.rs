@@ -2,6 +2,7 @@
 
 mod agent;
 mod daemon;
+mod tool;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => daemon::serve(config).await,
         Command::Agent(cmd) => agent::run(cmd, &config, &client).await,
+        Command::Tool(cmd) => tool::run(cmd, &config, &client).await,
         Command::Status { json } => daemon::status(&client, json).await,
         Command::Health => daemon::health(&client).await,
         Command::Worker(cmd) => daemon::worker(cmd, &client).await,

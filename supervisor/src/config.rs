@@ -62,6 +62,9 @@ pub struct ConfigFile {
     pub socket: Option<PathBuf>,
     /// Where local model files are looked for.
     pub models_dir: Option<PathBuf>,
+    /// Where the built-in tool packages are (one directory each, as `scripts/build-tools.sh`
+    /// leaves them).
+    pub builtin_tools_dir: Option<PathBuf>,
     /// Management API over TCP.
     #[serde(default)]
     pub api: ApiSection,
@@ -225,8 +228,14 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Where local model files live.
     pub models_dir: PathBuf,
-    /// Derived files (the requantised model) live here.
+    /// Derived files (the requantised model, compiled tool modules) live here.
     pub cache_dir: PathBuf,
+    /// Deployed tool packages.
+    pub tools_dir: PathBuf,
+    /// Built-in tool packages, when found.
+    pub builtin_tools_dir: Option<PathBuf>,
+    /// Agents' workspace directories, one per agent, for tools granted `{workspace}`.
+    pub workspaces_dir: PathBuf,
     /// Default provider name.
     pub default_provider: Option<String>,
 }
@@ -389,11 +398,20 @@ impl Config {
             None => default_models_dir(&data_dir),
         };
 
+        let builtin_tools_dir =
+            match env_path("CAXTON_BUILTIN_TOOLS_DIR").or(file.builtin_tools_dir.clone()) {
+                Some(dir) => Some(absolute(&dir)?),
+                None => default_builtin_tools_dir(),
+            };
+
         Ok(Self {
             socket_explicit,
             config_file: sources.config_file.clone(),
             database: data_dir.join("caxton.db"),
             cache_dir: data_dir.join("cache"),
+            tools_dir: data_dir.join("tools"),
+            builtin_tools_dir,
+            workspaces_dir: data_dir.join("workspaces"),
             data_dir,
             agents_dir,
             socket,
@@ -456,6 +474,24 @@ fn default_models_dir(data_dir: &Path) -> PathBuf {
         .find(|d| d.join(DEFAULT_LOCAL_MODEL_FILE).is_file())
         .map(|d| std::path::absolute(&d).unwrap_or(d))
         .unwrap_or_else(|| data_dir.join("models"))
+}
+
+/// The built-in tool packages: installed under /usr/lib/caxton/tools, or in the source tree beside
+/// a cargo build (`target/{debug,release}/caxton` → `tools/builtin`).
+fn default_builtin_tools_dir() -> Option<PathBuf> {
+    let mut candidates = vec![PathBuf::from("/usr/lib/caxton/tools")];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_owned))
+    {
+        candidates.push(dir.join("../../tools/builtin"));
+    }
+    // The source tree this binary was built from, wherever its target directory is.
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/builtin"));
+    candidates
+        .into_iter()
+        .find(|d| d.is_dir())
+        .map(|d| d.canonicalize().unwrap_or(d))
 }
 
 /// Read and parse a config file, naming the line of any error.

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod metrics;
 pub mod provider;
 pub mod store;
+pub mod tools;
 pub mod worker_pool;
 
 use std::path::Path;
@@ -20,7 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use caxton_ipc_protocol::{CompletionFailure, CompletionRequest, CompletionResponse, JobInput};
+use caxton_ipc_protocol::{
+    CompletionFailure, CompletionRequest, CompletionResponse, JobInput, ToolCall, ToolResult,
+    ToolSpec,
+};
 use serde::Serialize;
 
 use agent::{AgentDefinition, AgentRegistry, DeployOutcome, RegistryError, ReloadReport};
@@ -28,6 +32,7 @@ use config::Config;
 use metrics::Metrics;
 use provider::{ProviderError, ProviderRequest, Providers};
 use store::ExecutionStore;
+use tools::{ToolCallRecord, ToolRegistry};
 use worker_pool::{ExecutionReport, LiveWorker, PoolSettings, WorkerPool, WorkerServices};
 
 pub use worker_pool::{KillError, KillTarget, signal_name};
@@ -47,6 +52,9 @@ pub enum StartError {
     /// The worker pool could not start.
     #[error("cannot start the worker pool: {0}")]
     Pool(std::io::Error),
+    /// The tool host could not start.
+    #[error(transparent)]
+    Tools(#[from] tools::ToolError),
     /// The worker binary is missing.
     #[error(
         "worker binary {0} not found: build it with `cargo build --release` or set [worker] path"
@@ -108,6 +116,7 @@ pub struct Supervisor {
     config: Config,
     registry: AgentRegistry,
     providers: Providers,
+    tools: ToolRegistry,
     pool: WorkerPool,
     store: ExecutionStore,
     metrics: Arc<Metrics>,
@@ -141,6 +150,11 @@ impl Supervisor {
         for e in &report.errors {
             tracing::warn!(file = %e.file, line = e.line, reason = %e.reason, "agent file not loaded");
         }
+        let tools = ToolRegistry::open(
+            &config.tools_dir,
+            config.builtin_tools_dir.as_deref(),
+            &config.cache_dir,
+        )?;
         let metrics = Arc::new(Metrics::new());
         metrics.agents_deployed.set(registry.len() as i64);
         let pool = WorkerPool::new(PoolSettings::from(&config), metrics.clone())
@@ -150,6 +164,7 @@ impl Supervisor {
             config,
             registry,
             providers,
+            tools,
             pool,
             store,
             metrics,
@@ -166,6 +181,22 @@ impl Supervisor {
     /// Deployed agents.
     pub fn registry(&self) -> &AgentRegistry {
         &self.registry
+    }
+
+    /// The deployed tool servers.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    /// Warnings about an agent's `tools` entries that match no deployed tool.
+    pub fn tool_warnings(&self, agent: &AgentDefinition) -> Vec<String> {
+        let (_, missing) = self.tools.resolve(&agent.tools);
+        missing
+            .into_iter()
+            .map(|m| {
+                format!("tools: {m:?} matches no deployed tool or tool server (see `caxton tool list`); the agent runs without it")
+            })
+            .collect()
     }
 
     /// The execution database.
@@ -232,8 +263,10 @@ impl Supervisor {
             move |s| s.record_start(&id, &name, &version, started_at)
         })
         .await;
-        let services = ProviderServices {
+        let services = Services {
             providers: &self.providers,
+            tools: &self.tools,
+            workspaces_dir: &self.config.workspaces_dir,
         };
         let report = self
             .pool
@@ -359,12 +392,72 @@ impl Supervisor {
 }
 
 /// The supervisor's answers to worker requests.
-struct ProviderServices<'a> {
+struct Services<'a> {
     providers: &'a Providers,
+    tools: &'a ToolRegistry,
+    workspaces_dir: &'a Path,
 }
 
+/// Most text of all results of one `CallTools` sent back to a worker; each result gets its
+/// share, so a frame stays far below the protocol's limit.
+const TOOL_RESULTS_BUDGET: usize = 1 << 20;
+
 #[async_trait::async_trait]
-impl WorkerServices for ProviderServices<'_> {
+impl WorkerServices for Services<'_> {
+    fn agent_tools(&self, agent: &AgentDefinition) -> Vec<ToolSpec> {
+        let (tools, missing) = self.tools.resolve(&agent.tools);
+        if !missing.is_empty() {
+            tracing::warn!(agent = %agent.name, ?missing, "agent names tools that are not deployed");
+        }
+        tools
+    }
+
+    async fn call_tools(
+        &self,
+        agent: &AgentDefinition,
+        calls: Vec<ToolCall>,
+    ) -> (Vec<ToolResult>, Vec<ToolCallRecord>) {
+        let allowed: std::collections::BTreeSet<String> = self
+            .tools
+            .resolve(&agent.tools)
+            .0
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        let share = TOOL_RESULTS_BUDGET / calls.len().max(1);
+        let ctx = caxton_tool_host::CallContext {
+            workspace: Some(self.workspaces_dir.join(agent.name.as_str())),
+        };
+        let mut results = Vec::with_capacity(calls.len());
+        let mut records = Vec::with_capacity(calls.len());
+        for call in calls {
+            let outcome = match serde_json::from_str::<serde_json::Value>(&call.arguments_json) {
+                Ok(args) => {
+                    self.tools
+                        .call(&call.name, args, Some(&allowed), ctx.clone())
+                        .await
+                }
+                Err(e) => self.tools.refuse(
+                    &call.name,
+                    &call.arguments_json,
+                    format!("arguments are not valid JSON: {e}"),
+                ),
+            };
+            let is_error = outcome
+                .result
+                .get("isError")
+                .and_then(serde_json::Value::as_bool)
+                == Some(true);
+            results.push(ToolResult {
+                tool_call_id: call.id,
+                content: tools::cut(&tools::result_text(&outcome.result), share),
+                is_error,
+            });
+            records.push(outcome.record);
+        }
+        (results, records)
+    }
+
     async fn complete(
         &self,
         agent: &AgentDefinition,

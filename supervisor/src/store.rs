@@ -8,6 +8,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use crate::tools::ToolCallRecord;
 use crate::worker_pool::ExecutionReport;
 
 /// Database failures.
@@ -73,6 +74,8 @@ pub struct ExecutionRecord {
     pub completion_tokens: Option<u32>,
     /// Time the worker waited for completions, milliseconds.
     pub llm_ms: Option<f64>,
+    /// The tool calls the agent made, in order.
+    pub tool_calls: Vec<ToolCallRecord>,
 }
 
 /// Handle to the database; cheap to clone.
@@ -101,6 +104,17 @@ CREATE TABLE IF NOT EXISTS executions (
     llm_ms REAL
 );
 CREATE INDEX IF NOT EXISTS executions_by_agent ON executions(agent, started_at);
+CREATE TABLE IF NOT EXISTS tool_calls (
+    execution_id TEXT NOT NULL REFERENCES executions(execution_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    result_bytes INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (execution_id, seq)
+);
 ";
 
 impl ExecutionStore {
@@ -172,7 +186,10 @@ impl ExecutionStore {
     /// Record how an execution ended.
     pub fn record_finish(&self, r: &ExecutionReport) -> Result<(), StoreError> {
         let usage = r.usage.as_ref();
-        self.pool.get()?.execute(
+        let mut conn = self.pool.get()?;
+        // The row and its tool calls land together or not at all.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
             "INSERT INTO executions (execution_id, agent, agent_version, status, outcome, error, worker_pid, exit_code, \
              exit_signal, started_at, duration_ms, provider, model, prompt_tokens, completion_tokens, llm_ms) \
              VALUES (?1, ?2, ?3, 'finished', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
@@ -197,6 +214,25 @@ impl ExecutionStore {
                 r.llm_ms,
             ],
         )?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO tool_calls (execution_id, seq, tool, arguments, result_bytes, duration_ms, outcome, error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (seq, c) in r.tool_calls.iter().enumerate() {
+                insert.execute(params![
+                    r.execution_id,
+                    seq as i64,
+                    c.tool,
+                    c.arguments,
+                    c.result_bytes as i64,
+                    c.duration_ms,
+                    c.outcome,
+                    c.error,
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -204,7 +240,26 @@ impl ExecutionStore {
     pub fn get(&self, execution_id: &str) -> Result<Option<ExecutionRecord>, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE execution_id = ?1"))?;
-        Ok(stmt.query_row([execution_id], row_to_record).optional()?)
+        let Some(mut record) = stmt.query_row([execution_id], row_to_record).optional()? else {
+            return Ok(None);
+        };
+        let mut calls = conn.prepare_cached(
+            "SELECT tool, arguments, result_bytes, duration_ms, outcome, error FROM tool_calls \
+             WHERE execution_id = ?1 ORDER BY seq",
+        )?;
+        record.tool_calls = calls
+            .query_map([execution_id], |row| {
+                Ok(ToolCallRecord {
+                    tool: row.get(0)?,
+                    arguments: row.get(1)?,
+                    result_bytes: row.get::<_, i64>(2)? as usize,
+                    duration_ms: row.get(3)?,
+                    outcome: row.get(4)?,
+                    error: row.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(record))
     }
 
     /// The most recent executions, newest first.
@@ -251,6 +306,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         prompt_tokens: row.get(13)?,
         completion_tokens: row.get(14)?,
         llm_ms: row.get(15)?,
+        tool_calls: Vec::new(),
     })
 }
 

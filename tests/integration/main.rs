@@ -14,3 +14,4 @@ mod providers;
 mod signals;
 mod support;
 mod systemd;
+mod tools;

@@ -180,10 +180,16 @@ async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
     if last.contains("[garbage]") {
         return (StatusCode::OK, "this is not json").into_response();
     }
-    let answer = format!("echo: {last}");
-    let words: Vec<&str> = answer.split_inclusive(' ').collect();
     let stream = body["stream"] == true;
     let model = &body["model"];
+    if wire == Wire::OpenAi
+        && !stream
+        && let Some(reply) = scripted_tool_turn(&body)
+    {
+        return Json(reply).into_response();
+    }
+    let answer = format!("echo: {last}");
+    let words: Vec<&str> = answer.split_inclusive(' ').collect();
     match (wire, stream) {
         (Wire::OpenAi, false) => Json(serde_json::json!({
             "model": model,
@@ -241,6 +247,88 @@ async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
             ([("content-type", "text/event-stream")], events).into_response()
         }
     }
+}
+
+/// The tool calls a user message scripts: `[call NAME {json}]`, any number of them.
+fn scripted_calls(text: &str) -> Vec<(String, Value)> {
+    let mut calls = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("[call ") {
+        let after = &rest[at + 6..];
+        let Some((name, json)) = after.split_once(' ') else {
+            break;
+        };
+        let mut values = serde_json::Deserializer::from_str(json).into_iter::<Value>();
+        let Some(Ok(args)) = values.next() else {
+            break;
+        };
+        calls.push((name.to_owned(), args));
+        rest = &json[values.byte_offset()..];
+    }
+    calls
+}
+
+/// OpenAI tool calling, scripted by the first user message (`[call NAME {json}]`): while tools
+/// are offered and no result came back yet, call them; once results are there, answer
+/// `tool said: RESULT | RESULT`. With `[call-forever]` it calls again for as long as tools are
+/// offered, and answers `no tools left after N results` when they are not.
+fn scripted_tool_turn(body: &Value) -> Option<Value> {
+    let messages = body["messages"].as_array()?;
+    let first_user = messages.iter().find(|m| m["role"] == "user")?;
+    let calls = scripted_calls(first_user["content"].as_str()?);
+    if calls.is_empty() {
+        return None;
+    }
+    let forever = first_user["content"].as_str()?.contains("[call-forever]");
+    let results: Vec<&str> = messages
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    let offered = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let usage = serde_json::json!({"prompt_tokens": 5, "completion_tokens": 2});
+    let answer = |text: String| {
+        serde_json::json!({
+            "model": body["model"],
+            "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": usage,
+        })
+    };
+    if !offered {
+        return Some(answer(format!(
+            "no tools left after {} results",
+            results.len()
+        )));
+    }
+    if !results.is_empty() && !forever {
+        return Some(answer(format!("tool said: {}", results.join(" | "))));
+    }
+    let tool_calls: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (name, args))| {
+            serde_json::json!({
+                "id": format!("call_{}_{i}", results.len()),
+                "type": "function",
+                "function": {"name": name, "arguments": args.to_string()},
+            })
+        })
+        .collect();
+    Some(serde_json::json!({
+        "model": body["model"],
+        "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": tool_calls}, "finish_reason": "tool_calls"}],
+        "usage": usage,
+    }))
+}
+
+/// The repository's built-in tool packages (built by `scripts/build-tools.sh`).
+pub fn builtin_tools_dir() -> PathBuf {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/builtin"));
+    assert!(
+        dir.join("csv/csv_parser.wasm").is_file(),
+        "built-in tools are not built: run scripts/build-tools.sh (scripts/setup.sh does)"
+    );
+    dir
 }
 
 /// Options for a daemon under test.

@@ -90,6 +90,7 @@ pub fn describe(message: &SupervisorMessage) -> String {
         SupervisorMessage::Job(_) => "Job",
         SupervisorMessage::CompletionDelta { .. } => "CompletionDelta",
         SupervisorMessage::Completion { .. } => "Completion",
+        SupervisorMessage::ToolResults { .. } => "ToolResults",
     }
     .to_owned()
 }

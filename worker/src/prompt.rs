@@ -75,6 +75,8 @@ mod tests {
             system_prompt: "You help {{ agent }} users.".into(),
             user_prompt_template: template.into(),
             parameters_json: r#"{"tone":"dry"}"#.into(),
+            tools: Vec::new(),
+            max_tool_calls: 0,
         }
     }
 

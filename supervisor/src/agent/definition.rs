@@ -104,6 +104,8 @@ pub struct AgentDefinition {
     pub timeout: Option<Duration>,
     /// Address-space limit in bytes, if the agent sets one.
     pub memory_limit: Option<u64>,
+    /// Tool calls one request may make before the model must answer.
+    pub max_tool_calls: u32,
     /// Accepted but suspicious layouts.
     pub warnings: Vec<String>,
     /// The TOML source, kept so `show` can print what was deployed.
@@ -140,11 +142,17 @@ struct RawAgent {
     limits: Option<RawLimits>,
 }
 
+/// Tool calls per request when `[limits] max_tool_calls` is not set.
+pub const DEFAULT_MAX_TOOL_CALLS: u32 = 10;
+/// The most an agent may ask for: each call is a model round trip.
+const MAX_TOOL_CALLS: u32 = 1_000;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     timeout: Option<Spanned<DurationValue>>,
     memory: Option<Spanned<SizeValue>>,
+    max_tool_calls: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -288,8 +296,8 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
         None => LlmSettings::default(),
     };
 
-    let (timeout, memory_limit) = match raw.limits {
-        None => (None, None),
+    let (timeout, memory_limit, max_tool_calls) = match raw.limits {
+        None => (None, None, DEFAULT_MAX_TOOL_CALLS),
         Some(limits) => {
             let timeout = match limits.timeout {
                 None => None,
@@ -325,7 +333,17 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
                     Some(bytes)
                 }
             };
-            (timeout, memory)
+            let max_tool_calls = match limits.max_tool_calls {
+                None => DEFAULT_MAX_TOOL_CALLS,
+                Some(n) if *n.get_ref() > MAX_TOOL_CALLS => {
+                    return Err(err_at(
+                        n.span().start,
+                        format!("limits.max_tool_calls must be at most {MAX_TOOL_CALLS}"),
+                    ));
+                }
+                Some(n) => n.into_inner(),
+            };
+            (timeout, memory, max_tool_calls)
         }
     };
 
@@ -344,6 +362,7 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
         llm,
         timeout,
         memory_limit,
+        max_tool_calls,
         warnings,
         source: source.to_owned(),
     })

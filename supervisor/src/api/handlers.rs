@@ -95,7 +95,7 @@ pub async fn deploy_agent(
             "agent": summary(&out.agent),
             "path": out.path,
             "replaced": out.replaced,
-            "warnings": out.agent.warnings,
+            "warnings": out.agent.warnings.iter().cloned().chain(sup.tool_warnings(&out.agent)).collect::<Vec<_>>(),
         })),
     )
         .into_response())
@@ -110,7 +110,8 @@ pub async fn validate_agent(
         .validate(&origin(&body), &body.source)
         .map_err(deploy_error)?;
     Ok(
-        Json(json!({"valid": true, "agent": summary(&agent), "warnings": agent.warnings}))
+        Json(json!({"valid": true, "agent": summary(&agent),
+            "warnings": agent.warnings.iter().cloned().chain(sup.tool_warnings(&agent)).collect::<Vec<_>>()}))
             .into_response(),
     )
 }

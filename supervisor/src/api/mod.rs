@@ -4,6 +4,7 @@
 mod error;
 mod handlers;
 pub(crate) mod listener;
+mod tool_handlers;
 
 use std::sync::Arc;
 
@@ -22,6 +23,20 @@ pub const API_PREFIX: &str = "/api/v1";
 /// The routes, shared by both listeners.
 pub fn router(supervisor: Arc<Supervisor>) -> Router {
     let max_body = supervisor.config().max_body_bytes;
+    // Tool packages carry a module, so they get a limit of their own.
+    let tools = Router::new()
+        .route(
+            "/api/v1/tools",
+            get(tool_handlers::list_tools).post(tool_handlers::deploy_tool),
+        )
+        .route(
+            "/api/v1/tools/{name}",
+            get(tool_handlers::show_tool).delete(tool_handlers::remove_tool),
+        )
+        .layer(DefaultBodyLimit::max(tool_handlers::MAX_DEPLOY_BODY))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            handlers::refuse_oversized(tool_handlers::MAX_DEPLOY_BODY, req, next)
+        }));
     Router::new()
         .route("/api/v1/health", get(handlers::health))
         .route("/api/v1/status", get(handlers::status))
@@ -46,6 +61,8 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             handlers::refuse_oversized(max_body, req, next)
         }))
+        // Added after the layers above, so only the tool routes' own limits apply to them.
+        .merge(tools)
         .layer(axum::middleware::from_fn(handlers::trace_request))
         .with_state(supervisor)
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use caxton_ipc_protocol::{
     CompletionFailure, CompletionRequest, CompletionResponse, Job, JobAgent, JobInput,
-    MAX_FRAME_LEN, PROTOCOL_VERSION, SupervisorMessage, WorkerMessage, decode_payload,
-    encode_frame,
+    MAX_FRAME_LEN, PROTOCOL_VERSION, SupervisorMessage, ToolCall, ToolResult, ToolSpec,
+    WorkerMessage, decode_payload, encode_frame,
 };
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -24,6 +24,7 @@ use tracing::Instrument;
 use super::live::{Entry, WorkerState};
 use super::{WorkerPool, os};
 use crate::agent::AgentDefinition;
+use crate::tools::ToolCallRecord;
 
 /// What the supervisor does for a worker on request. Implemented by the supervisor, which checks
 /// each request against the agent's allowlists.
@@ -36,6 +37,16 @@ pub trait WorkerServices: Send + Sync {
         request: CompletionRequest,
         deltas: Option<DeltaSink>,
     ) -> Result<(CompletionResponse, String), CompletionFailure>;
+
+    /// The tools `agent` may call, as offered to its model.
+    fn agent_tools(&self, agent: &AgentDefinition) -> Vec<ToolSpec>;
+
+    /// Run `calls` for `agent`, refusing any tool it may not use; one result per call, in order.
+    async fn call_tools(
+        &self,
+        agent: &AgentDefinition,
+        calls: Vec<ToolCall>,
+    ) -> (Vec<ToolResult>, Vec<ToolCallRecord>);
 }
 
 /// Where streamed text goes: a provider's pieces of a completion, or a worker's pieces of its
@@ -204,6 +215,8 @@ pub struct ExecutionReport {
     pub answer: Option<String>,
     /// Model usage.
     pub usage: Option<Usage>,
+    /// The tool calls the agent made, in order.
+    pub tool_calls: Vec<ToolCallRecord>,
     /// The worker's exit code, if it exited.
     pub exit_code: Option<i32>,
     /// The signal that ended the worker, if any.
@@ -230,9 +243,14 @@ impl AsRawFd for PidFd {
     }
 }
 
-type PendingCompletion<'a> = Pin<
-    Box<dyn Future<Output = Result<(CompletionResponse, String), CompletionFailure>> + Send + 'a>,
->;
+/// What the supervisor is doing for a worker: at most one request at a time.
+type Pending<'a> = Pin<Box<dyn Future<Output = Reply> + Send + 'a>>;
+
+/// The outcome of a worker's request, before it is sent back.
+enum Reply {
+    Completion(Result<(CompletionResponse, String), CompletionFailure>),
+    Tools(Vec<ToolResult>, Vec<ToolCallRecord>),
+}
 
 /// Bytes of a worker's stderr kept for error messages.
 const STDERR_TAIL: usize = 2048;
@@ -279,6 +297,7 @@ impl WorkerPool {
             error: None,
             answer: None,
             usage: None,
+            tool_calls: Vec::new(),
             exit_code: None,
             exit_signal: None,
         };
@@ -386,9 +405,11 @@ impl WorkerPool {
                     llm_time: None,
                     deltas: None,
                     answer_sink,
+                    tool_calls: Vec::new(),
                 };
                 let v = conversation.run(&input, deadline, exit_fd.as_ref()).await;
                 report.usage = conversation.usage;
+                report.tool_calls = conversation.tool_calls;
                 report.startup_ms = conversation.startup.map(|d| d.as_secs_f64() * 1000.0);
                 report.llm_ms = conversation.llm_time.map(|d| d.as_secs_f64() * 1000.0);
                 v
@@ -568,6 +589,8 @@ struct Conversation<'a> {
     deltas: Option<(u32, tokio::sync::mpsc::UnboundedReceiver<String>)>,
     /// Pieces of the answer, for the user who asked to watch it.
     answer_sink: Option<DeltaSink>,
+    /// Tool calls run so far.
+    tool_calls: Vec<ToolCallRecord>,
 }
 
 enum Step {
@@ -584,7 +607,7 @@ impl<'a> Conversation<'a> {
     ) -> Verdict {
         let shutdown = self.pool.shutdown.clone();
         let mut handshaken = false;
-        let mut pending: Option<(u32, PendingCompletion<'a>)> = None;
+        let mut pending: Option<(u32, Pending<'a>)> = None;
         let mut exited = false;
         loop {
             let step = tokio::select! {
@@ -593,7 +616,10 @@ impl<'a> Conversation<'a> {
                 _ = shutdown.cancelled() => Step::Done(Verdict::ShutDown),
                 result = async { pending.as_mut().map(|(_, f)| f.as_mut()).expect("guarded by pending.is_some()").await }, if pending.is_some() => {
                     let Some((call_id, _)) = pending.take() else { continue };
-                    self.finish_completion(call_id, result).await
+                    match result {
+                        Reply::Completion(result) => self.finish_completion(call_id, result).await,
+                        Reply::Tools(results, records) => self.finish_tools(call_id, results, records).await,
+                    }
                 }
                 piece = next_delta(&mut self.deltas), if self.deltas.is_some() => match piece {
                     Some((call_id, text)) => match self.send(&SupervisorMessage::CompletionDelta { call_id, text }).await {
@@ -663,7 +689,7 @@ impl<'a> Conversation<'a> {
         &mut self,
         message: WorkerMessage,
         handshaken: &mut bool,
-        pending: &mut Option<(u32, PendingCompletion<'a>)>,
+        pending: &mut Option<(u32, Pending<'a>)>,
         input: &JobInput,
     ) -> Step {
         match (message, *handshaken) {
@@ -695,6 +721,8 @@ impl<'a> Conversation<'a> {
                         user_prompt_template: self.agent.user_prompt_template.clone(),
                         parameters_json: serde_json::Value::Object(self.agent.parameters.clone())
                             .to_string(),
+                        tools: self.services.agent_tools(self.agent),
+                        max_tool_calls: self.agent.max_tool_calls,
                     },
                     input: input.clone(),
                     stream: self.answer_sink.is_some(),
@@ -738,7 +766,35 @@ impl<'a> Conversation<'a> {
                 };
                 *pending = Some((
                     call_id,
-                    Box::pin(async move { services.complete(agent, request, sink).await }),
+                    Box::pin(async move {
+                        Reply::Completion(services.complete(agent, request, sink).await)
+                    }),
+                ));
+                Step::Continue
+            }
+            (WorkerMessage::CallTools { call_id, calls }, true) => {
+                if pending.is_some() {
+                    return Step::Done(Verdict::Protocol(
+                        "a tool call request while another request is pending".into(),
+                    ));
+                }
+                let budget = self.agent.max_tool_calls as usize;
+                if self.tool_calls.len() + calls.len() > budget {
+                    return Step::Done(Verdict::Protocol(format!(
+                        "{} tool calls requested, more than the agent's limit of {budget}",
+                        self.tool_calls.len() + calls.len()
+                    )));
+                }
+                self.pool
+                    .live
+                    .set_state(self.execution_id, WorkerState::AwaitingTools);
+                let (services, agent) = (self.services, self.agent);
+                *pending = Some((
+                    call_id,
+                    Box::pin(async move {
+                        let (results, records) = services.call_tools(agent, calls).await;
+                        Reply::Tools(results, records)
+                    }),
                 ));
                 Step::Continue
             }
@@ -831,6 +887,25 @@ impl<'a> Conversation<'a> {
         }
     }
 
+    async fn finish_tools(
+        &mut self,
+        call_id: u32,
+        results: Vec<ToolResult>,
+        records: Vec<ToolCallRecord>,
+    ) -> Step {
+        self.tool_calls.extend(records);
+        self.pool
+            .live
+            .set_state(self.execution_id, WorkerState::Running);
+        match self
+            .send(&SupervisorMessage::ToolResults { call_id, results })
+            .await
+        {
+            Ok(()) => Step::Continue,
+            Err(v) => Step::Done(v),
+        }
+    }
+
     async fn send(&mut self, message: &SupervisorMessage) -> Result<(), Verdict> {
         let frame = encode_frame(message).map_err(|e| Verdict::Protocol(e.to_string()))?;
         // A worker that stopped reading is handled by the deadline; a closed socket means it left.
@@ -863,6 +938,7 @@ fn name_of(message: &WorkerMessage) -> &'static str {
     match message {
         WorkerMessage::Hello(_) => "Hello",
         WorkerMessage::Complete { .. } => "Complete",
+        WorkerMessage::CallTools { .. } => "CallTools",
         WorkerMessage::AnswerDelta { .. } => "AnswerDelta",
         WorkerMessage::Finished { .. } => "Finished",
         WorkerMessage::Failed { .. } => "Failed",

@@ -20,6 +20,8 @@ pub enum WorkerState {
     Running,
     /// Waiting for the LLM completion it asked for.
     AwaitingModel,
+    /// Waiting for the tool calls it asked for.
+    AwaitingTools,
     /// Answered; exiting.
     Finishing,
     /// Being stopped (deadline, shutdown or protocol error).

@@ -1,0 +1,579 @@
+//! The deployed MCP tool servers: built-in ones found at start, operator-deployed ones persisted
+//! in the data directory, and the calls agents and MCP clients make to them.
+//!
+//! Invariants: tool names are unique across all servers (an agent's model sees one flat list);
+//! a deploy either replaces a server completely or changes nothing; calls run on the blocking
+//! pool, at most [`MAX_CONCURRENT_CALLS`] at once (the instance pool's size), and a failing call
+//! is that call's error result.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
+
+use caxton_ipc_protocol::ToolSpec;
+use caxton_tool_host::manifest::{MANIFEST_FILE, ToolManifest};
+use caxton_tool_host::{
+    CallContext, HostLimits, PackageError, ToolCallError, ToolHost, ToolServer,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Calls running at once; more wait their turn.
+pub const MAX_CONCURRENT_CALLS: usize = 64;
+
+/// Why a tool operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The package is invalid.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// Another server already provides a tool of the same name.
+    #[error("tool {tool:?} of {server} is already provided by tool server {other}")]
+    NameClash {
+        /// The server being deployed.
+        server: String,
+        /// The clashing tool.
+        tool: String,
+        /// The server that has it.
+        other: String,
+    },
+    /// No such server.
+    #[error("no tool server named {0:?} is deployed (see `caxton tool list`)")]
+    UnknownServer(String),
+    /// Built-in servers come with the installation.
+    #[error("{0} is a built-in tool server and cannot be removed")]
+    BuiltIn(String),
+    /// The package could not be stored.
+    #[error("cannot store tool package in {path}: {error}")]
+    Storage {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The tool host could not start.
+    #[error("tool host: {0}")]
+    Host(String),
+}
+
+/// Where a server came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolSource {
+    /// Shipped with Caxton.
+    BuiltIn,
+    /// Deployed by an operator.
+    Deployed,
+}
+
+/// A server as `caxton tool list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolServerInfo {
+    /// Server name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// What it is for.
+    pub description: String,
+    /// Where it came from.
+    pub source: ToolSource,
+    /// Its tools' names.
+    pub tools: Vec<String>,
+}
+
+/// A server as `caxton tool show` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolServerDetail {
+    /// Summary.
+    #[serde(flatten)]
+    pub info: ToolServerInfo,
+    /// The whole manifest.
+    pub manifest: ToolManifest,
+}
+
+struct Loaded {
+    manifest: ToolManifest,
+    /// Packages found at start are compiled on their first call (from the on-disk cache, so
+    /// cheaply), which keeps start-up quick however many servers are deployed.
+    server: OnceLock<Result<Arc<ToolServer>, String>>,
+    /// Where a lazily compiled package lives.
+    package: PathBuf,
+    source: ToolSource,
+}
+
+impl Loaded {
+    fn server(&self, host: &ToolHost) -> Result<Arc<ToolServer>, String> {
+        self.server
+            .get_or_init(|| {
+                ToolServer::load(host, &self.package)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+}
+
+/// One executed tool call, for the execution record.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ToolCallRecord {
+    /// Tool name.
+    pub tool: String,
+    /// Arguments as the model sent them (cut at 4 KiB).
+    pub arguments: String,
+    /// Bytes of result text returned to the model.
+    pub result_bytes: usize,
+    /// Milliseconds the call took.
+    pub duration_ms: f64,
+    /// `ok`, `tool_error` (the tool reported an error), `refused` (not allowed), `invalid`
+    /// (arguments did not match the schema) or `failed` (the module faulted).
+    pub outcome: String,
+    /// The error, when there is one.
+    pub error: Option<String>,
+}
+
+/// What a call returns to its caller: the MCP `CallToolResult` and how it went.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// The MCP `CallToolResult` (`content`, optional `structuredContent`, `isError`).
+    pub result: Value,
+    /// The record of the call.
+    pub record: ToolCallRecord,
+}
+
+impl CallOutcome {
+    fn new(
+        tool: &str,
+        arguments: &str,
+        started: Instant,
+        result: Value,
+        outcome: &str,
+        error: Option<String>,
+    ) -> Self {
+        let record = ToolCallRecord {
+            tool: tool.to_owned(),
+            arguments: cut(arguments, 4096),
+            result_bytes: result_text(&result).len(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            outcome: outcome.to_owned(),
+            error,
+        };
+        Self { result, record }
+    }
+}
+
+/// The deployed tool servers.
+pub struct ToolRegistry {
+    host: Arc<ToolHost>,
+    dir: PathBuf,
+    servers: RwLock<BTreeMap<String, Arc<Loaded>>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl ToolRegistry {
+    /// Start the tool host and load built-in packages, then deployed ones; a package that does
+    /// not load is logged and skipped so the daemon still starts.
+    pub fn open(
+        tools_dir: &Path,
+        builtin_dir: Option<&Path>,
+        cache_dir: &Path,
+    ) -> Result<Self, ToolError> {
+        let host = ToolHost::new(
+            cache_dir.join("wasm"),
+            HostLimits {
+                max_instances: MAX_CONCURRENT_CALLS as u32,
+                ..HostLimits::default()
+            },
+        )
+        .map_err(|e| ToolError::Host(e.to_string()))?;
+        let registry = Self {
+            host: Arc::new(host),
+            dir: tools_dir.to_owned(),
+            servers: RwLock::new(BTreeMap::new()),
+            permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
+        };
+        if let Some(dir) = builtin_dir {
+            registry.load_all(dir, ToolSource::BuiltIn);
+        }
+        registry.load_all(tools_dir, ToolSource::Deployed);
+        Ok(registry)
+    }
+
+    fn load_all(&self, dir: &Path, source: ToolSource) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join(MANIFEST_FILE).is_file())
+            .collect();
+        dirs.sort();
+        for package in dirs {
+            let manifest = match ToolManifest::load(&package) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(package = %package.display(), error = %e, "tool server not loaded");
+                    continue;
+                }
+            };
+            let module = package.join(&manifest.module);
+            if !module.is_file() {
+                let hint = if source == ToolSource::BuiltIn {
+                    "run scripts/build-tools.sh"
+                } else {
+                    "deploy the package again"
+                };
+                tracing::warn!(module = %module.display(), hint, "tool module missing; server not loaded");
+                continue;
+            }
+            let name = manifest.name.clone();
+            let loaded = Loaded {
+                manifest,
+                server: OnceLock::new(),
+                package: package.clone(),
+                source,
+            };
+            match self.insert(loaded) {
+                Ok(()) => tracing::info!(tool_server = %name, ?source, "tool server loaded"),
+                Err(e) => {
+                    tracing::warn!(package = %package.display(), error = %e, "tool server not loaded")
+                }
+            }
+        }
+    }
+
+    /// Add or replace a server, refusing tool names another server already has.
+    fn insert(&self, loaded: Loaded) -> Result<(), ToolError> {
+        let mut servers = self
+            .servers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(clash) = find_clash(&servers, &loaded.manifest) {
+            return Err(clash);
+        }
+        servers.insert(loaded.manifest.name.clone(), Arc::new(loaded));
+        Ok(())
+    }
+
+    /// Validate, compile and store a package given as manifest text and module bytes; on any
+    /// error nothing changes.
+    pub fn deploy(
+        &self,
+        origin: &Path,
+        manifest_text: &str,
+        wasm: &[u8],
+    ) -> Result<ToolServerInfo, ToolError> {
+        let manifest_path = origin.join(MANIFEST_FILE);
+        let manifest =
+            ToolManifest::parse(&manifest_path, manifest_text).map_err(PackageError::from)?;
+        let server = ToolServer::from_parts(&self.host, manifest, wasm, &manifest_path)?;
+        let name = server.name().to_owned();
+        self.check_clash(server.manifest())?;
+        let package = self.store(&name, manifest_text, &server.manifest().module, wasm)?;
+        self.insert(Loaded {
+            manifest: server.manifest().clone(),
+            server: OnceLock::from(Ok(Arc::new(server))),
+            package,
+            source: ToolSource::Deployed,
+        })?;
+        tracing::info!(tool_server = %name, "tool server deployed");
+        self.info(&name).ok_or(ToolError::UnknownServer(name))
+    }
+
+    fn check_clash(&self, manifest: &ToolManifest) -> Result<(), ToolError> {
+        let servers = self
+            .servers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        find_clash(&servers, manifest).map_or(Ok(()), Err)
+    }
+
+    /// Write the package under `tools_dir/NAME` atomically: a complete new directory is renamed
+    /// over the old one, so a crash leaves either version, never half of one.
+    fn store(
+        &self,
+        name: &str,
+        manifest_text: &str,
+        module: &str,
+        wasm: &[u8],
+    ) -> Result<PathBuf, ToolError> {
+        let storage = |path: &Path, error| ToolError::Storage {
+            path: path.to_owned(),
+            error,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| storage(&self.dir, e))?;
+        let staging = self.dir.join(format!(".{name}.new"));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir(&staging).map_err(|e| storage(&staging, e))?;
+        std::fs::write(staging.join(MANIFEST_FILE), manifest_text)
+            .map_err(|e| storage(&staging, e))?;
+        std::fs::write(staging.join(module), wasm).map_err(|e| storage(&staging, e))?;
+        let target = self.dir.join(name);
+        let old = self.dir.join(format!(".{name}.old"));
+        let _ = std::fs::remove_dir_all(&old);
+        if target.exists() {
+            std::fs::rename(&target, &old).map_err(|e| storage(&target, e))?;
+        }
+        std::fs::rename(&staging, &target).map_err(|e| storage(&target, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(target)
+    }
+
+    /// Remove a deployed server and its stored package.
+    pub fn remove(&self, name: &str) -> Result<ToolServerInfo, ToolError> {
+        let info = self
+            .info(name)
+            .ok_or_else(|| ToolError::UnknownServer(name.to_owned()))?;
+        if info.source == ToolSource::BuiltIn {
+            return Err(ToolError::BuiltIn(name.to_owned()));
+        }
+        let path = self.dir.join(name);
+        std::fs::remove_dir_all(&path).map_err(|error| ToolError::Storage { path, error })?;
+        self.servers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+        tracing::info!(tool_server = %name, "tool server removed");
+        Ok(info)
+    }
+
+    /// Every server.
+    pub fn list(&self) -> Vec<ToolServerInfo> {
+        let servers = self
+            .servers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        servers.values().map(|l| info_of(l)).collect()
+    }
+
+    /// One server's summary.
+    pub fn info(&self, name: &str) -> Option<ToolServerInfo> {
+        let servers = self
+            .servers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        servers.get(name).map(|l| info_of(l))
+    }
+
+    /// One server with its manifest.
+    pub fn show(&self, name: &str) -> Option<ToolServerDetail> {
+        let servers = self
+            .servers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        servers.get(name).map(|l| ToolServerDetail {
+            info: info_of(l),
+            manifest: l.manifest.clone(),
+        })
+    }
+
+    /// Every tool of every server, as offered to models and MCP clients, by name.
+    pub fn all_tools(&self) -> Vec<ToolSpec> {
+        let servers = self
+            .servers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tools: Vec<ToolSpec> = servers
+            .values()
+            .flat_map(|l| l.manifest.tools.iter().map(spec_of))
+            .collect();
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        tools
+    }
+
+    /// The tools an agent's `tools` list grants: each entry names a tool or a whole server.
+    /// Entries that match nothing are returned too, so the caller can warn about them.
+    pub fn resolve(&self, entries: &[String]) -> (Vec<ToolSpec>, Vec<String>) {
+        let servers = self
+            .servers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut chosen = BTreeMap::new();
+        let mut missing = Vec::new();
+        for entry in entries {
+            let mut found = false;
+            for loaded in servers.values() {
+                let manifest = &loaded.manifest;
+                for tool in &manifest.tools {
+                    if manifest.name == *entry || tool.name == *entry {
+                        chosen.insert(tool.name.clone(), spec_of(tool));
+                        found = true;
+                    }
+                }
+            }
+            if !found {
+                missing.push(entry.clone());
+            }
+        }
+        (chosen.into_values().collect(), missing)
+    }
+
+    /// The outcome of a call that could not even be attempted (arguments that are not JSON).
+    pub fn refuse(&self, tool: &str, arguments: &str, message: String) -> CallOutcome {
+        tracing::warn!(tool, error = %message, "tool call refused");
+        CallOutcome::new(
+            tool,
+            arguments,
+            Instant::now(),
+            error_result(&message),
+            "invalid",
+            Some(message),
+        )
+    }
+
+    /// Run one call. `allowed`, when given, is the set of tool names the caller may use; any
+    /// other tool is refused. Every failure becomes an `isError` result with a message.
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: Value,
+        allowed: Option<&BTreeSet<String>>,
+        ctx: CallContext,
+    ) -> CallOutcome {
+        let started = Instant::now();
+        let shown_args = arguments.to_string();
+        let finish = |result: Value, outcome: &str, error: Option<String>| {
+            CallOutcome::new(tool, &shown_args, started, result, outcome, error)
+        };
+        if allowed.is_some_and(|a| !a.contains(tool)) {
+            let message = format!("tool {tool:?} is not in this agent's tools list");
+            tracing::warn!(tool, "tool call refused: not allowed for the agent");
+            return finish(error_result(&message), "refused", Some(message));
+        }
+        let server = {
+            let servers = self
+                .servers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            servers
+                .values()
+                .find(|l| l.manifest.tools.iter().any(|t| t.name == tool))
+                .cloned()
+        };
+        let Some(server) = server else {
+            let message = format!("no deployed tool server provides {tool:?}");
+            return finish(error_result(&message), "refused", Some(message));
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            let message = "the tool host is shutting down".to_owned();
+            return finish(error_result(&message), "failed", Some(message));
+        };
+        let name = tool.to_owned();
+        let host = self.host.clone();
+        let span = tracing::info_span!("tool_call", tool_server = %server.manifest.name, tool);
+        let joined = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            server
+                .server(&host)
+                .map(|compiled| compiled.call(&name, &arguments, &ctx))
+        })
+        .await;
+        match joined {
+            Ok(Err(load_error)) => {
+                tracing::error!(tool, error = %load_error, "tool server failed to load");
+                finish(error_result(&load_error), "failed", Some(load_error))
+            }
+            Ok(Ok(Ok(result))) => {
+                let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
+                if is_error {
+                    let text = result_text(&result);
+                    finish(result, "tool_error", Some(text))
+                } else {
+                    finish(result, "ok", None)
+                }
+            }
+            Ok(Ok(Err(e))) => {
+                let outcome = match e {
+                    ToolCallError::InvalidArguments { .. } => "invalid",
+                    ToolCallError::UnknownTool { .. } => "refused",
+                    _ => "failed",
+                };
+                let message = e.to_string();
+                tracing::warn!(tool, error = %message, "tool call failed");
+                finish(error_result(&message), outcome, Some(message))
+            }
+            Err(e) => {
+                let message = format!("tool call task failed: {e}");
+                finish(error_result(&message), "failed", Some(message))
+            }
+        }
+    }
+}
+
+/// A tool of `manifest`'s server that another server already provides.
+fn find_clash(
+    servers: &BTreeMap<String, Arc<Loaded>>,
+    manifest: &ToolManifest,
+) -> Option<ToolError> {
+    manifest.tools.iter().find_map(|tool| {
+        servers
+            .iter()
+            .find(|(other, loaded)| {
+                other.as_str() != manifest.name
+                    && loaded.manifest.tools.iter().any(|t| t.name == tool.name)
+            })
+            .map(|(other, _)| ToolError::NameClash {
+                server: manifest.name.clone(),
+                tool: tool.name.clone(),
+                other: other.clone(),
+            })
+    })
+}
+
+fn info_of(loaded: &Loaded) -> ToolServerInfo {
+    let m = &loaded.manifest;
+    ToolServerInfo {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        description: m.description.clone(),
+        source: loaded.source,
+        tools: m.tools.iter().map(|t| t.name.clone()).collect(),
+    }
+}
+
+fn spec_of(tool: &caxton_tool_host::manifest::ToolDef) -> ToolSpec {
+    ToolSpec {
+        name: tool.name.clone(),
+        description: tool.description.clone(),
+        input_schema_json: tool.input_schema.to_string(),
+    }
+}
+
+/// An MCP `CallToolResult` that reports an error.
+pub fn error_result(message: &str) -> Value {
+    serde_json::json!({ "content": [{ "type": "text", "text": message }], "isError": true })
+}
+
+/// What the model reads of a result: its text content, or its structured content as JSON.
+pub fn result_text(result: &Value) -> String {
+    let texts: Vec<&str> = result
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|c| c.get("text").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !texts.is_empty() {
+        return texts.join("\n");
+    }
+    match result.get("structuredContent") {
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
+}
+
+/// `text`, cut at `max` bytes (on a character boundary) with a mark saying so.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} more bytes cut]", &text[..end], text.len() - end)
+}

@@ -1,0 +1,256 @@
+//! Tool servers end to end: `caxton tool ...` against a daemon, the agent's tool loop through a
+//! real worker, the execution record of each call, and a misbehaving tool costing only its call.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::support::{Daemon, DaemonOptions, FakeLlm, echo_agent, http, text};
+
+fn example(dir: &str) -> PathBuf {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/examples")).join(dir);
+    assert!(
+        std::fs::read_dir(&path).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "wasm")),
+        "{} is not built: run scripts/build-tools.sh",
+        path.display()
+    );
+    path
+}
+
+/// A daemon whose built-in tools are the repository's (it finds them beside its build tree).
+fn daemon(llm: &FakeLlm) -> Daemon {
+    crate::support::builtin_tools_dir();
+    Daemon::start(DaemonOptions::new(llm))
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn fails(out: &std::process::Output) -> String {
+    assert!(
+        !out.status.success(),
+        "unexpected success: {}",
+        text(&out.stdout)
+    );
+    text(&out.stderr)
+}
+
+#[test]
+fn tool_servers_deploy_list_show_remove_and_survive_a_restart() {
+    let llm = FakeLlm::start();
+    let d = daemon(&llm);
+    let list = ok(&d.cli(&["tool", "list"]));
+    assert!(list.contains("csv_parser"), "{list}");
+    assert!(list.contains("built-in"), "{list}");
+
+    let zig = example("echo-zig");
+    let out = ok(&d.cli(&["tool", "deploy", zig.to_str().unwrap()]));
+    assert!(
+        out.contains("deployed tool server echo_zig 1.0.0 (echo)"),
+        "{out}"
+    );
+
+    // Both examples provide a tool called `echo`: the second is refused and nothing changes.
+    let err = fails(&d.cli(&["tool", "deploy", example("echo-c").to_str().unwrap()]));
+    assert!(
+        err.contains("\"echo\" of echo_c is already provided by tool server echo_zig"),
+        "{err}"
+    );
+
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bad.path().join("tool.toml"),
+        "name = \"bad\"\nversion = \"1\"\nmodule = \"m.wasm\"\ntools = []\ncolour = \"red\"\n",
+    )
+    .unwrap();
+    let err = fails(&d.cli(&["tool", "deploy", bad.path().to_str().unwrap()]));
+    assert!(
+        err.contains("tool.toml:5") && err.contains("colour"),
+        "{err}"
+    );
+
+    let err = fails(&d.cli(&["tool", "remove", "csv_parser"]));
+    assert!(err.contains("built-in"), "{err}");
+
+    // A restart keeps what was deployed.
+    let mut d = d;
+    d.signal_and_wait(libc::SIGTERM);
+    let Daemon { env, .. } = d;
+    let d = Daemon::start_in(env, &[]);
+    let shown: Value =
+        serde_json::from_str(&ok(&d.cli(&["tool", "show", "echo_zig", "--json"]))).unwrap();
+    assert_eq!(shown["source"], "deployed");
+    assert_eq!(shown["manifest"]["tools"][0]["name"], "echo");
+    assert_eq!(
+        shown["manifest"]["tools"][0]["input_schema"]["required"],
+        json!(["text"])
+    );
+
+    let out = ok(&d.cli(&["tool", "remove", "echo_zig"]));
+    assert!(out.contains("removed tool server echo_zig"), "{out}");
+    let list = ok(&d.cli(&["tool", "list"]));
+    assert!(!list.contains("echo_zig"), "{list}");
+}
+
+/// Run `request` against `agent` with `--verbose`; returns (answer, details).
+fn run_verbose(d: &Daemon, agent: &str, request: &str) -> (String, String) {
+    let out = d.cli(&["agent", "run", agent, request, "--verbose"]);
+    let answer = ok(&out);
+    (answer, text(&out.stderr))
+}
+
+fn execution(d: &Daemon, details: &str) -> Value {
+    let id = details
+        .lines()
+        .find_map(|l| l.strip_prefix("execution: "))
+        .unwrap()
+        .trim();
+    let (status, body) = http(
+        &d.env.socket,
+        "GET",
+        &format!("/api/v1/executions/{id}"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn an_agent_calls_its_tools_and_the_execution_records_each_call() {
+    let llm = FakeLlm::start();
+    let d = daemon(&llm);
+    d.deploy(
+        "analyst",
+        &echo_agent("analyst", "tools = [\"csv_parser\"]\n"),
+    );
+    let request = r#"[call csv_stats {"csv": "region,total\nnorth,10\nsouth,32"}]"#;
+    let (answer, details) = run_verbose(&d, "analyst", request);
+    assert!(answer.starts_with("tool said: "), "{answer}");
+    let stats: Value =
+        serde_json::from_str(answer.trim().trim_start_matches("tool said: ")).unwrap();
+    assert_eq!(stats["columns"][1]["name"], "total", "{stats}");
+    assert_eq!(stats["columns"][1]["mean"], 21, "{stats}");
+    assert!(details.contains("tool 1:    csv_stats("), "{details}");
+    assert!(details.contains(", ok"), "{details}");
+
+    let record = execution(&d, &details);
+    let calls = record["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["tool"], "csv_stats");
+    assert_eq!(calls[0]["outcome"], "ok");
+    assert!(calls[0]["arguments"].as_str().unwrap().contains("north,10"));
+    assert!(calls[0]["result_bytes"].as_u64().unwrap() > 10);
+}
+
+#[test]
+fn a_tool_outside_the_agents_list_is_refused_and_the_call_budget_holds() {
+    let llm = FakeLlm::start();
+    let d = daemon(&llm);
+    d.deploy(
+        "narrow",
+        &echo_agent(
+            "narrow",
+            "tools = [\"json_query\"]\n[limits]\nmax_tool_calls = 2\n",
+        ),
+    );
+    let (answer, details) = run_verbose(&d, "narrow", r#"[call csv_stats {"csv": "a\n1"}]"#);
+    assert!(
+        answer.contains("\"csv_stats\" is not in this agent's tools list"),
+        "{answer}"
+    );
+    assert_eq!(
+        execution(&d, &details)["tool_calls"][0]["outcome"],
+        "refused"
+    );
+    assert!(
+        d.log().contains("tool call refused"),
+        "the refusal is logged"
+    );
+
+    let request = r#"[call-forever] [call json_query {"document": {"a": [1, 2]}, "path": "a[1]"}]"#;
+    let (answer, details) = run_verbose(&d, "narrow", request);
+    assert_eq!(answer.trim(), "no tools left after 2 results");
+    let record = execution(&d, &details);
+    let calls = record["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{record}");
+    assert!(calls.iter().all(|c| c["outcome"] == "ok"), "{record}");
+
+    // Arguments that break the tool's schema never reach the module.
+    let (answer, details) = run_verbose(&d, "narrow", r#"[call json_query {"path": 7}]"#);
+    assert!(
+        answer.contains("invalid arguments for json_query"),
+        "{answer}"
+    );
+    assert_eq!(
+        execution(&d, &details)["tool_calls"][0]["outcome"],
+        "invalid"
+    );
+}
+
+/// A tool server whose one tool never returns.
+const SPINNER: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "caxton_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "caxton_call") (param i32 i32 i32 i32) (result i64)
+    (loop $forever (br $forever))
+    (i64.const 0)))
+"#;
+
+fn package(dir: &Path, name: &str, tool: &str, wat: &str, limits: &str) {
+    std::fs::write(dir.join("m.wasm"), wat::parse_str(wat).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("tool.toml"),
+        format!(
+            "name = \"{name}\"\nversion = \"1\"\nmodule = \"m.wasm\"\n\n[[tools]]\nname = \"{tool}\"\n\
+             input_schema = {{ type = \"object\" }}\n\n[limits]\n{limits}\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_runaway_tool_costs_only_its_own_call() {
+    let llm = FakeLlm::start();
+    let d = daemon(&llm);
+    let pkg = tempfile::tempdir().unwrap();
+    package(
+        pkg.path(),
+        "spinner",
+        "spin",
+        SPINNER,
+        "fuel = 50000000\ntimeout = \"2s\"",
+    );
+    ok(&d.cli(&["tool", "deploy", pkg.path().to_str().unwrap()]));
+    d.deploy(
+        "spin",
+        &echo_agent("spin", "tools = [\"spinner\", \"csv_parser\"]\n"),
+    );
+
+    let (answer, details) = run_verbose(&d, "spin", "[call spin {}]");
+    assert!(answer.contains("used up its CPU budget"), "{answer}");
+    assert_eq!(
+        execution(&d, &details)["tool_calls"][0]["outcome"],
+        "failed"
+    );
+
+    let (answer, _) = run_verbose(&d, "spin", r#"[call csv_parse {"csv": "x\n1"}]"#);
+    assert!(
+        answer.contains("tool said:"),
+        "the next call works: {answer}"
+    );
+    let health = d.cli(&["health"]);
+    assert!(health.status.success(), "the supervisor stays healthy");
+}
