@@ -261,6 +261,18 @@ fn csv_parse_handles_quotes_embedded_delimiters_and_newlines() {
         json!({ "csv": "a\tb\n1\t2\n", "delimiter": "\\t" }),
     );
     assert_eq!(result["structuredContent"]["rows"], json!([["1", "2"]]));
+
+    // Blank lines are skipped; a trailing delimiter is an empty last field; text after a
+    // closing quote stays in the field; a quote inside an unquoted field is a character.
+    let result = call(
+        &csv,
+        "csv_parse",
+        json!({ "csv": "a,b\n\n1,\n\"x\"y,2 \"in\"\n\"\",3," }),
+    );
+    assert_eq!(
+        result["structuredContent"]["rows"],
+        json!([["1", ""], ["xy", "2 \"in\""], ["", "3", ""]])
+    );
 }
 
 #[test]
@@ -392,6 +404,22 @@ fn csv_filter_compares_numbers_as_numbers_and_returns_csv_or_json() {
     assert_eq!(result["structuredContent"]["matched"], 1);
 }
 
+#[test]
+fn csv_stats_handles_a_file_of_twenty_thousand_rows() {
+    let csv = server("builtin/csv");
+    let mut text = String::from("n,label\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("{i},\"row {}, group\"\n", i % 7));
+    }
+    let result = call(&csv, "csv_stats", json!({ "csv": text }));
+    let columns = &result["structuredContent"]["columns"];
+    assert_eq!(columns[0]["count"], 20_000);
+    assert_eq!(columns[0]["sum"], 199_990_000.0);
+    assert_eq!(columns[0]["mean"], 9999.5);
+    assert_eq!(columns[0]["max"], 19_999.0);
+    assert_eq!(columns[1]["distinct"], 7);
+}
+
 // ---- json_query ------------------------------------------------------------------------------
 
 const STORE: &str = r#"{"store": {"books": [
@@ -456,6 +484,9 @@ fn json_query_selects_by_path() {
         json!({ "document": "{not json", "path": "$" }),
     );
     assert!(error_text(&r).contains("not JSON text"), "{r}");
+    let deep = format!("{}1{}", "[".repeat(150), "]".repeat(150));
+    let r = call(&q, "json_query", json!({ "document": deep, "path": "$" }));
+    assert_eq!(error_text(&r), "document nests more than 100 levels deep");
 }
 
 // ---- chart_generator -------------------------------------------------------------------------

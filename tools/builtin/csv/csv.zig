@@ -44,61 +44,64 @@ fn lineOf(text: []const u8, at: usize) usize {
 }
 
 /// Split CSV text into records. Quoted fields may hold delimiters, doubled quotes and newlines;
-/// a quote inside an unquoted field is an ordinary character; blank lines are skipped.
+/// a quote inside an unquoted field is an ordinary character; blank lines are skipped. Fields
+/// are slices of `text` except quoted ones with doubled quotes, so a large file costs little
+/// more memory than itself.
 fn parseRecords(r: *caxton.Result, text: []const u8, delim: u8) (caxton.ToolError || error{OutOfMemory})![]const Record {
     var records: std.ArrayList(Record) = .empty;
     var fields: std.ArrayList([]const u8) = .empty;
-    var field: std.ArrayList(u8) = .empty;
-    var quoted = false;
-    var field_start = true;
     var i: usize = if (std.mem.startsWith(u8, text, "\xEF\xBB\xBF")) 3 else 0;
     while (i < text.len) {
-        const c = text[i];
-        if (field_start and c == '"') {
+        var value: []const u8 = undefined;
+        const quoted = text[i] == '"';
+        if (quoted) {
             const open = i;
-            quoted = true;
-            field_start = false;
             i += 1;
-            while (true) : (i += 1) {
-                if (i >= text.len)
+            const start = i;
+            var copy: ?std.ArrayList(u8) = null;
+            while (true) {
+                const q = std.mem.indexOfScalarPos(u8, text, i, '"') orelse
                     return r.fail("unterminated quoted field starting on line {d}", .{lineOf(text, open)});
-                if (text[i] == '"') {
-                    if (i + 1 < text.len and text[i + 1] == '"') {
-                        try field.append(gpa, '"');
-                        i += 1;
-                        continue;
-                    }
-                    i += 1;
-                    break;
+                if (q + 1 < text.len and text[q + 1] == '"') {
+                    // A doubled quote stands for one: this field needs its own copy.
+                    if (copy == null) copy = .empty;
+                    try copy.?.appendSlice(gpa, text[i .. q + 1]);
+                    i = q + 2;
+                    continue;
                 }
-                try field.append(gpa, text[i]);
+                if (copy) |*c| {
+                    try c.appendSlice(gpa, text[i..q]);
+                    value = c.items;
+                } else value = text[start..q];
+                i = q + 1;
+                break;
             }
-            continue;
+            // Leniency: text between the closing quote and the delimiter belongs to the field.
+            const rest = i;
+            while (i < text.len and text[i] != delim and text[i] != '\n' and text[i] != '\r') i += 1;
+            if (i > rest) value = try std.mem.concat(gpa, u8, &.{ value, text[rest..i] });
+        } else {
+            const start = i;
+            while (i < text.len and text[i] != delim and text[i] != '\n' and text[i] != '\r') i += 1;
+            value = text[start..i];
         }
-        field_start = false;
-        if (c == delim) {
-            try fields.append(gpa, try field.toOwnedSlice(gpa));
-            quoted = false;
-            field_start = true;
+        try fields.append(gpa, value);
+        if (i < text.len and text[i] == delim) {
             i += 1;
             continue;
         }
-        if (c == '\n' or c == '\r') {
-            if (fields.items.len > 0 or field.items.len > 0 or quoted) {
-                try fields.append(gpa, try field.toOwnedSlice(gpa));
-                try records.append(gpa, try fields.toOwnedSlice(gpa));
-            }
-            if (c == '\r' and i + 1 < text.len and text[i + 1] == '\n') i += 1;
-            i += 1;
-            quoted = false;
-            field_start = true;
-            continue;
+        // End of the record: a line holding nothing at all is not a record.
+        if (fields.items.len == 1 and value.len == 0 and !quoted) {
+            fields.clearRetainingCapacity();
+        } else {
+            try records.append(gpa, try fields.toOwnedSlice(gpa));
         }
-        try field.append(gpa, c);
+        if (i < text.len and text[i] == '\r' and i + 1 < text.len and text[i + 1] == '\n') i += 1;
         i += 1;
     }
-    if (fields.items.len > 0 or field.items.len > 0 or quoted) {
-        try fields.append(gpa, try field.toOwnedSlice(gpa));
+    // The text ended right after a delimiter: the record's last field is empty.
+    if (fields.items.len > 0) {
+        try fields.append(gpa, "");
         try records.append(gpa, try fields.toOwnedSlice(gpa));
     }
     return records.items;
@@ -181,27 +184,22 @@ const ColumnStats = struct {
 
 fn columnStats(t: Table, col: usize) !ColumnStats {
     var s: ColumnStats = .{ .name = t.header[col], .type = "numeric", .count = 0, .missing = 0 };
-    var numeric = true;
+    // Numeric statistics while every non-empty cell is a number; the first cell that is not
+    // makes it a text column (usually on the first row, so the numeric pass costs little).
     // Welford's running mean and squared deviations: stable for large, close values.
     var mean: f64 = 0;
     var m2: f64 = 0;
     var sum: f64 = 0;
     var min: f64 = std.math.inf(f64);
     var max: f64 = -std.math.inf(f64);
-    var distinct: std.StringHashMapUnmanaged(void) = .empty;
-    for (t.rows) |row| {
+    const numeric = for (t.rows) |row| {
         const v = std.mem.trim(u8, cell(row, col), " \t");
         if (v.len == 0) {
             s.missing += 1;
             continue;
         }
+        const x = caxton.parseNumber(v) orelse break false;
         s.count += 1;
-        try distinct.put(gpa, v, {});
-        if (!numeric) continue;
-        const x = caxton.parseNumber(v) orelse {
-            numeric = false;
-            continue;
-        };
         const n: f64 = @floatFromInt(s.count);
         const delta = x - mean;
         mean += delta / n;
@@ -209,9 +207,19 @@ fn columnStats(t: Table, col: usize) !ColumnStats {
         sum += x;
         min = @min(min, x);
         max = @max(max, x);
-    }
-    if (!numeric or s.count == 0) {
-        s.type = "text";
+    } else s.count > 0;
+    if (!numeric) {
+        s = .{ .name = t.header[col], .type = "text", .count = 0, .missing = 0 };
+        var distinct: std.StringHashMapUnmanaged(void) = .empty;
+        for (t.rows) |row| {
+            const v = std.mem.trim(u8, cell(row, col), " \t");
+            if (v.len == 0) {
+                s.missing += 1;
+                continue;
+            }
+            s.count += 1;
+            try distinct.put(gpa, v, {});
+        }
         s.distinct = distinct.count();
         return s;
     }

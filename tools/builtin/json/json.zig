@@ -175,6 +175,21 @@ fn apply(step: Step, nodes: []const Value) ![]const Value {
     return out.items;
 }
 
+/// Deepest nesting of a document json_query accepts: results travel inside two more levels
+/// (`matches`, `structuredContent`), and JSON readers commonly stop at 128.
+const max_depth = 100;
+
+/// Whether `v` nests deeper than `limit` levels; recursion stops at the limit.
+fn tooDeep(v: Value, limit: usize) bool {
+    if (limit == 0) return v == .array or v == .object;
+    switch (v) {
+        .array => |a| for (a.items) |item| if (tooDeep(item, limit - 1)) return true,
+        .object => |o| for (o.values()) |item| if (tooDeep(item, limit - 1)) return true,
+        else => {},
+    }
+    return false;
+}
+
 fn jsonQuery(args: struct {
     document: Value,
     path: []const u8,
@@ -186,6 +201,7 @@ fn jsonQuery(args: struct {
         doc = std.json.parseFromSliceLeaky(Value, gpa, doc.string, .{ .parse_numbers = false }) catch |e|
             return r.fail("document is a string that is not JSON text ({s})", .{@errorName(e)});
     }
+    if (tooDeep(doc, max_depth)) return r.fail("document nests more than {d} levels deep", .{max_depth});
     var steps: std.ArrayList(Step) = .empty;
     if (try parsePath(args.path, &steps)) |err|
         return r.fail("bad path \"{s}\" at character {d}: {s}", .{ args.path, err.at + 1, err.what });
