@@ -59,7 +59,8 @@ for dir in tools/builtin/*/ tools/examples/*/; do
         exit 1
     fi
     out="$dir/$module"
-    stamp="$cache/stamps/$(printf '%s' "$PWD/$out" | sha256sum | cut -d' ' -f1)"
+    key="$(printf '%s' "$PWD/$out" | sha256sum | cut -d' ' -f1)"
+    stamp="$cache/stamps/$key"
     want="$(inputs_hash "$dir")"
     if [ "$force" = 0 ] && [ -f "$out" ] && [ -f "$stamp" ] &&
         [ "$(cat "$stamp")" = "$want $(sha256sum <"$out" | cut -d' ' -f1)" ]; then
@@ -70,9 +71,10 @@ for dir in tools/builtin/*/ tools/examples/*/; do
     c_sources=("$dir"/*.c)
     zig_sources=("$dir"/*.zig)
     shopt -u nullglob
-    # Built outside the work tree, so a failed build leaves nothing behind in it.
-    tmp="$cache/building-$$-$module"
-    trap 'rm -f "$tmp"' EXIT
+    # Built outside the work tree, so a failed build leaves nothing behind in it, then put in
+    # place by a rename, so a reader never sees half a module.
+    mkdir -p "$cache/out/$key"
+    tmp="$cache/out/$key/$module"
     if [ ${#c_sources[@]} -gt 0 ]; then
         zig "${CC_FLAGS[@]}" -o "$tmp" "${c_sources[@]}"
     elif [ -f "$dir/main.zig" ] || [ ${#zig_sources[@]} -eq 1 ]; then
@@ -83,7 +85,8 @@ for dir in tools/builtin/*/ tools/examples/*/; do
         echo "build-tools: $dir has no C sources, no main.zig and not exactly one .zig file" >&2
         exit 1
     fi
-    mv "$tmp" "$out"
+    cp "$tmp" "$out.part"
+    mv "$out.part" "$out"
     echo "$want $(sha256sum <"$out" | cut -d' ' -f1)" >"$stamp"
     echo "build-tools: $out ($(wc -c <"$out") bytes)"
     built=$((built + 1))
