@@ -26,6 +26,9 @@ scripts/fetch-models.sh
 # from PyPI; skipped quickly when nothing changed.
 scripts/build-tools.sh
 
+# The official MCP Python SDK, which the test suite uses as the client of /mcp.
+scripts/install-test-clients.sh
+
 echo "setup: building caxton, caxton-worker and the test fixtures (target: ${CARGO_TARGET_DIR:-target})"
 cargo build --locked --workspace
 cargo test --locked --workspace --no-run

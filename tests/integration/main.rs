@@ -10,6 +10,7 @@ mod api;
 mod cli;
 mod faults;
 mod local_model;
+mod mcp;
 mod providers;
 mod signals;
 mod support;

@@ -259,6 +259,10 @@ impl ToolModule {
         args: &str,
     ) -> wasmtime::Result<serde_json::Value> {
         let instance = self.pre.instantiate(&mut *store)?;
+        // A WASI reactor (C through wasi-libc) runs its constructors here; the ABI allows it.
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+            init.call(&mut *store, ())?;
+        }
         let memory = instance
             .get_memory(&mut *store, "memory")
             .ok_or_else(|| wasmtime::Error::msg("no memory"))?;

@@ -36,6 +36,8 @@ pub(crate) struct SqlRequest {
 pub(crate) fn query(dirs: &[DirGrant], req: SqlRequest, deadline: Instant) -> Value {
     match run(dirs, &req, deadline) {
         Ok(v) => v,
+        // Path errors already name the path.
+        Err(e) if e.starts_with(&req.database) => error_reply(e),
         Err(e) => error_reply(format!("{}: {e}", req.database)),
     }
 }

@@ -3,6 +3,7 @@
 
 mod error;
 mod handlers;
+pub mod mcp;
 pub(crate) mod listener;
 mod tool_handlers;
 
@@ -56,6 +57,14 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .route("/api/v1/workers", get(handlers::list_workers))
         .route("/api/v1/workers/{target}/kill", post(handlers::kill_worker))
         .route("/metrics", get(handlers::metrics))
+        .merge(
+            Router::new()
+                .route(
+                    "/mcp",
+                    post(mcp::post).get(mcp::get).delete(mcp::delete),
+                )
+                .with_state((supervisor.clone(), Arc::new(mcp::McpSessions::default()))),
+        )
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(move |req, next| {
