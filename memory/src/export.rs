@@ -2,7 +2,7 @@
 //! that the MCP JSON-lines reader ([`crate::mcp`]) shares.
 //!
 //! The JSON file:
-//! ```json
+//! ```text
 //! { "format": "caxton-memory", "version": 1, "exported_at": "2026-11-26T16:24:00.000Z",
 //!   "embedding_model": "sentence-transformers/all-MiniLM-L6-v2", "dimensions": 384,
 //!   "entities": [ { "scope": "workspace:acme", "name": "Alice", "entity_type": "person",
