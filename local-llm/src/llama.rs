@@ -1,11 +1,10 @@
 //! SmolLM2's transformer: candle-transformers 0.11.1's `quantized_llama` (MIT OR Apache-2.0,
-//! copyright the candle authors), carried here with these changes: the token-embedding table
-//! stays Q8_0, shared with the tied output layer, and only the rows a prompt uses are
-//! dequantised, instead of the whole table being kept as f32 (108 MiB for SmolLM2's
-//! 49,152 × 576); the Q8_0 matmuls go through `matmul_shared` (prompts on
-//! `crate::prompt_matmul`, decode steps on candle's row-by-row kernel without its repacked
-//! copies). The GGML loader is left out; the rest is as upstream so that it can be compared
-//! line by line.
+//! copyright the candle authors), carried here with these changes: Q8_0 matrices are kept as
+//! `crate::q8_tiled` tiles and multiplied with its kernels, inputs shared by several matrices
+//! (q/k/v, gate/up) quantised once (`matmul_shared`); the token-embedding table stays quantised,
+//! shared with the tied output layer, and only the rows a prompt uses are dequantised, instead
+//! of the whole table being kept as f32 (108 MiB for SmolLM2's 49,152 × 576). The GGML loader
+//! is left out; the rest is as upstream so that it can be compared line by line.
 #![allow(
     missing_docs,
     dead_code,
@@ -23,69 +22,72 @@ use candle_nn::Module;
 use candle_transformers::quantized_nn::RmsNorm;
 
 use crate::embedding::TokenEmbedding;
+use crate::q8_tiled::TiledQ8_0;
 
 pub const MAX_SEQ_LEN: usize = 4096;
 
-// QMatMul wrapper adding some tracing, and (Caxton's changes) zero padding of the input width
-// so that candle's tiled Q8_0 kernel applies (see `crate::padding`), and prompts of several
-// rows multiplied by `crate::prompt_matmul` on the weights in place (see `matmul_shared`).
+// QMatMul wrapper adding some tracing, and (Caxton's change) Q8_0 matrices of whole 16-row
+// tiles kept only as `crate::q8_tiled` tiles and multiplied with its kernels (`matmul_shared`),
+// when the CPU has one; candle's `QMatMul` otherwise.
+#[derive(Debug, Clone)]
+enum Weights {
+    Tiled(Arc<TiledQ8_0>),
+    Candle(candle_core::quantized::QMatMul),
+}
+
 #[derive(Debug, Clone)]
 struct QMatMul {
-    inner: candle_core::quantized::QMatMul,
-    pad: usize,
+    inner: Weights,
     span: tracing::Span,
 }
 
 impl QMatMul {
-    fn load(qtensor: impl Into<Arc<QTensor>>, fast_prefill: bool) -> Result<Self> {
+    fn load(qtensor: impl Into<Arc<QTensor>>) -> Result<Self> {
         let qtensor = qtensor.into();
-        let padded = if fast_prefill {
-            crate::padding::pad_for_tiled_kernel(&qtensor)?
-        } else {
-            None
+        let tiled = match crate::q8_tiled::kernel() {
+            Some(_) => TiledQ8_0::pack(&qtensor)?,
+            None => None,
         };
-        let (inner, pad) = match padded {
-            Some((padded, pad)) => (candle_core::quantized::QMatMul::from_qtensor(padded)?, pad),
-            None => (candle_core::quantized::QMatMul::from_arc(qtensor)?, 0),
+        let inner = match tiled {
+            // The QTensor is dropped here: the tiles are the only copy.
+            Some(tiled) => Weights::Tiled(Arc::new(tiled)),
+            None => Weights::Candle(candle_core::quantized::QMatMul::from_arc(qtensor)?),
         };
+        Ok(Self::new(inner))
+    }
+
+    fn new(inner: Weights) -> Self {
         let span = tracing::span!(tracing::Level::TRACE, "qmatmul");
-        Ok(Self { inner, pad, span })
+        Self { inner, span }
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let _enter = self.span.enter();
-        if let Some(mut ys) = matmul_shared(xs, &[self])? {
-            return ys
-                .pop()
-                .ok_or_else(|| candle_core::Error::Msg("no product".into()));
-        }
-        if self.pad == 0 {
-            return self.inner.forward(xs);
-        }
-        let xs = xs.pad_with_zeros(candle_core::D::Minus1, 0, self.pad)?;
-        self.inner.forward(&xs)
-    }
-
-    /// The unpadded Q8_0 weights, which `prompt_matmul` reads in place.
-    fn q8_0(&self) -> Option<&QTensor> {
         match &self.inner {
-            candle_core::quantized::QMatMul::QTensor(t)
-                if self.pad == 0 && t.dtype() == candle_core::quantized::GgmlDType::Q8_0 =>
-            {
-                Some(t)
-            }
-            _ => None,
+            Weights::Candle(inner) => inner.forward(xs),
+            Weights::Tiled(_) => match matmul_shared(xs, &[self])?.as_deref() {
+                Some([y]) => Ok(y.clone()),
+                _ => candle_core::bail!("tiled Q8_0 weights with an input they cannot take"),
+            },
         }
     }
 }
 
-/// `xs` times each of `mats` when all are unpadded Q8_0 (`None` otherwise: the caller uses
-/// candle's `QMatMul`). Several rows go through `prompt_matmul` with `xs` quantised once for
-/// all `mats`, when the CPU has a kernel for it; one row (a decode step) goes through candle's
-/// row-by-row kernel directly, so that candle never makes a second, tiled copy of a matrix.
+/// `xs` times each of `mats`, with `xs` quantised once for all of them and one pass over the
+/// thread pool, when all are tiled (`None` otherwise: the caller multiplies one at a time).
 fn matmul_shared(xs: &Tensor, mats: &[&QMatMul]) -> Result<Option<Vec<Tensor>>> {
-    use crate::prompt_matmul::{self as pm, Activations};
-    let Some(weights) = mats.iter().map(|m| m.q8_0()).collect::<Option<Vec<_>>>() else {
+    use crate::q8_tiled::{self, Rows};
+    let Some(kernel) = q8_tiled::kernel() else {
+        return Ok(None);
+    };
+    let Some(weights) = mats
+        .iter()
+        .map(|m| match &m.inner {
+            Weights::Tiled(t) => Some(t.as_ref()),
+            Weights::Candle(_) => None,
+        })
+        .collect::<Option<Vec<_>>>()
+    else {
         return Ok(None);
     };
     let dims = xs.dims().to_vec();
@@ -93,38 +95,34 @@ fn matmul_shared(xs: &Tensor, mats: &[&QMatMul]) -> Result<Option<Vec<Tensor>>> 
         return Ok(None);
     };
     let rows: usize = batch.iter().product();
-    let kernel = pm::kernel().filter(|_| rows > 1);
-    if rows == 0
-        || (rows > 1 && kernel.is_none())
-        || xs.dtype() != DType::F32
-        || !xs.device().is_cpu()
-        || weights
-            .iter()
-            .any(|w| !w.shape().dims2().is_ok_and(|(_, wk)| wk == k))
-    {
+    if xs.dtype() != DType::F32 || !xs.device().is_cpu() {
         return Ok(None);
     }
     let xs = xs.contiguous()?;
-    let (storage, layout) = xs.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        return Ok(None);
+    let quantised = {
+        let (storage, layout) = xs.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Ok(None);
+        };
+        let x = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * k];
+        Rows::new(kernel, x, rows, k)
     };
-    let x = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * k];
-    let acts = kernel.map(|kernel| (kernel, Activations::new(kernel, x, rows, k)));
-    let mut ys = Vec::with_capacity(weights.len());
-    for w in weights {
-        let (n, _) = w.shape().dims2()?;
-        let mut out = vec![0f32; rows * n];
-        let data = w.data()?;
-        match &acts {
-            Some((kernel, acts)) => pm::matmul(*kernel, &data, n, acts, &mut out),
-            None => pm::matmul_row_by_row(&data, n, x, rows, &mut out),
-        }
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let mut shape = batch.to_vec();
-        shape.push(n);
-        ys.push(Tensor::from_vec(out, shape, xs.device())?);
-    }
+    let tiled = |e: q8_tiled::TiledError| candle_core::Error::Msg(e.to_string());
+    let quantised = quantised.map_err(tiled)?;
+    let mut outs: Vec<Vec<f32>> = weights
+        .iter()
+        .map(|w| vec![0f32; rows * w.dims().0])
+        .collect();
+    q8_tiled::matmul(kernel, &weights, &quantised, &mut outs).map_err(tiled)?;
+    let ys = outs
+        .into_iter()
+        .zip(&weights)
+        .map(|(out, w)| {
+            let mut shape = batch.to_vec();
+            shape.push(w.dims().0);
+            Tensor::from_vec(out, shape, xs.device())
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Some(ys))
 }
 
@@ -398,7 +396,6 @@ impl ModelWeights {
         ct: gguf_file::Content,
         reader: &mut R,
         device: &Device,
-        fast_prefill: bool,
     ) -> Result<Self> {
         let md_get = |s: &str| match ct.metadata.get(s) {
             None => candle_core::bail!("cannot find {s} in metadata"),
@@ -462,14 +459,20 @@ impl ModelWeights {
         let neg_inf = Tensor::new(f32::NEG_INFINITY, device)?;
 
         // One copy of the table serves the lookups and, when the model ties them, the output.
-        let tok_embeddings_q = Arc::new(ct.tensor(reader, "token_embd.weight", device)?);
-        let tok_embeddings = TokenEmbedding::new(tok_embeddings_q.clone(), embedding_length)?;
+        let tok_embeddings_q = QMatMul::load(ct.tensor(reader, "token_embd.weight", device)?)?;
+        let tok_embeddings = match &tok_embeddings_q.inner {
+            Weights::Tiled(t) => TokenEmbedding::tiled(t.clone(), embedding_length)?,
+            Weights::Candle(candle_core::quantized::QMatMul::QTensor(t)) => {
+                TokenEmbedding::new(t.clone(), embedding_length)?
+            }
+            Weights::Candle(_) => candle_core::bail!("token_embd.weight is not quantised"),
+        };
         let norm = RmsNorm::from_qtensor(
             ct.tensor(reader, "output_norm.weight", device)?,
             rms_norm_eps,
         )?;
         let output = match ct.tensor(reader, "output.weight", device) {
-            Ok(tensor) => Arc::new(tensor),
+            Ok(tensor) => QMatMul::load(tensor)?,
             Err(_) => tok_embeddings_q,
         };
         let mut layers = Vec::with_capacity(block_count);
@@ -488,9 +491,9 @@ impl ModelWeights {
                 let feed_forward_w3 =
                     ct.tensor(reader, &format!("{prefix}.ffn_up.weight"), device)?;
                 MlpOrMoe::Mlp(Mlp {
-                    feed_forward_w1: QMatMul::load(feed_forward_w1, fast_prefill)?,
-                    feed_forward_w2: QMatMul::load(feed_forward_w2, fast_prefill)?,
-                    feed_forward_w3: QMatMul::load(feed_forward_w3, fast_prefill)?,
+                    feed_forward_w1: QMatMul::load(feed_forward_w1)?,
+                    feed_forward_w2: QMatMul::load(feed_forward_w2)?,
+                    feed_forward_w3: QMatMul::load(feed_forward_w3)?,
                 })
             } else {
                 let feed_forward_gate_inp =
@@ -504,14 +507,14 @@ impl ModelWeights {
                     let feed_forward_w3 =
                         ct.tensor(reader, &format!("{prefix}.ffn_up.{i}.weight"), device)?;
                     experts.push(Mlp {
-                        feed_forward_w1: QMatMul::load(feed_forward_w1, fast_prefill)?,
-                        feed_forward_w2: QMatMul::load(feed_forward_w2, fast_prefill)?,
-                        feed_forward_w3: QMatMul::load(feed_forward_w3, fast_prefill)?,
+                        feed_forward_w1: QMatMul::load(feed_forward_w1)?,
+                        feed_forward_w2: QMatMul::load(feed_forward_w2)?,
+                        feed_forward_w3: QMatMul::load(feed_forward_w3)?,
                     })
                 }
                 MlpOrMoe::MoE {
                     n_expert_used,
-                    feed_forward_gate_inp: QMatMul::load(feed_forward_gate_inp, fast_prefill)?,
+                    feed_forward_gate_inp: QMatMul::load(feed_forward_gate_inp)?,
                     experts,
                 }
             };
@@ -522,10 +525,10 @@ impl ModelWeights {
             let span_rot = tracing::span!(tracing::Level::TRACE, "attn-rot");
             let span_mlp = tracing::span!(tracing::Level::TRACE, "attn-mlp");
             layers.push(LayerWeights {
-                attention_wq: QMatMul::load(attention_wq, fast_prefill)?,
-                attention_wk: QMatMul::load(attention_wk, fast_prefill)?,
-                attention_wv: QMatMul::load(attention_wv, fast_prefill)?,
-                attention_wo: QMatMul::load(attention_wo, fast_prefill)?,
+                attention_wq: QMatMul::load(attention_wq)?,
+                attention_wk: QMatMul::load(attention_wk)?,
+                attention_wv: QMatMul::load(attention_wv)?,
+                attention_wo: QMatMul::load(attention_wo)?,
                 attention_norm: RmsNorm::from_qtensor(attention_norm, rms_norm_eps)?,
                 mlp_or_moe,
                 ffn_norm: RmsNorm::from_qtensor(ffn_norm, rms_norm_eps)?,
@@ -548,7 +551,7 @@ impl ModelWeights {
             tok_embeddings,
             layers,
             norm,
-            output: QMatMul::load(output, fast_prefill)?,
+            output,
             masks: HashMap::new(),
             span,
             span_output,

@@ -23,7 +23,7 @@ fn answers_the_capital_of_france_greedily_and_stops_on_its_own() {
         &model_path(),
         cache.path(),
         "run scripts/fetch-models.sh",
-        true,
+        false,
     )
     .unwrap();
     let turns = [
