@@ -308,6 +308,19 @@ impl VectorIndex {
         best.items
     }
 
+    /// The two-stage search (int8 codes, then exact re-ranking of the best candidates) at any
+    /// size; the exact scan when the candidates hold too few entities.
+    pub fn search_approximate(
+        &self,
+        query: &Vector,
+        filter: &RowFilter,
+        limit: usize,
+        min_similarity: f32,
+    ) -> Vec<ScanHit> {
+        self.search_two_stage(query, filter, limit, min_similarity)
+            .unwrap_or_else(|| self.search_exact(query, filter, limit, min_similarity))
+    }
+
     /// The int8 stage then exact re-ranking; `None` when the candidates held fewer than
     /// `limit` distinct entities (many observations per entity), so the caller scans exactly.
     fn search_two_stage(
@@ -379,28 +392,35 @@ impl VectorIndex {
         range: std::ops::Range<usize>,
         want: usize,
     ) -> Vec<(f32, usize)> {
-        let idot = idot_fn();
         let check = self.check(filter);
         // A min-heap of the best rows so far: its top is the score to beat.
         let mut best: std::collections::BinaryHeap<std::cmp::Reverse<(Score, usize)>> =
             std::collections::BinaryHeap::with_capacity(want + 1);
         let mut floor = f32::NEG_INFINITY;
-        for row in range {
-            if !self.passes(&check, row) {
-                continue;
+        let mut scores = [0i32; BLOCK];
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + BLOCK).min(range.end);
+            let scores = &mut scores[..end - start];
+            dots_i8(
+                qcodes,
+                &self.codes[start * EMBEDDING_DIM..end * EMBEDDING_DIM],
+                scores,
+            );
+            for (row, &raw) in (start..end).zip(scores.iter()) {
+                let s = raw as f32 * qscale * self.scales[row];
+                if s <= floor || !self.passes(&check, row) {
+                    continue;
+                }
+                best.push(std::cmp::Reverse((Score(s), row)));
+                if best.len() > want {
+                    best.pop();
+                }
+                if best.len() == want {
+                    floor = best.peek().map_or(f32::NEG_INFINITY, |r| (r.0).0.0);
+                }
             }
-            let codes = &self.codes[row * EMBEDDING_DIM..(row + 1) * EMBEDDING_DIM];
-            let s = idot(qcodes, codes) as f32 * qscale * self.scales[row];
-            if s <= floor {
-                continue;
-            }
-            best.push(std::cmp::Reverse((Score(s), row)));
-            if best.len() > want {
-                best.pop();
-            }
-            if best.len() == want {
-                floor = best.peek().map_or(f32::NEG_INFINITY, |r| (r.0).0.0);
-            }
+            start = end;
         }
         best.into_iter().map(|r| ((r.0).0.0, (r.0).1)).collect()
     }
@@ -414,15 +434,21 @@ impl VectorIndex {
         min_similarity: f32,
     ) -> TopK {
         let mut top = TopK::new(limit, min_similarity);
-        let dot = dot_fn();
         let check = self.check(filter);
-        for row in range {
-            if !self.passes(&check, row) {
-                continue;
-            }
-            let v = &self.data[row * EMBEDDING_DIM..(row + 1) * EMBEDDING_DIM];
-            let s = dot(query, v);
-            if s >= top.threshold {
+        let mut scores = [0f32; BLOCK];
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + BLOCK).min(range.end);
+            let scores = &mut scores[..end - start];
+            dots_f32(
+                query,
+                &self.data[start * EMBEDDING_DIM..end * EMBEDDING_DIM],
+                scores,
+            );
+            for (row, &s) in (start..end).zip(scores.iter()) {
+                if s < top.threshold || !self.passes(&check, row) {
+                    continue;
+                }
                 let m = &self.meta[row];
                 top.offer(ScanHit {
                     entity: m.entity,
@@ -430,6 +456,7 @@ impl VectorIndex {
                     similarity: s,
                 });
             }
+            start = end;
         }
         top
     }
@@ -531,6 +558,59 @@ impl TopK {
     }
 }
 
+/// Rows scored per kernel call: one dispatch per block instead of an indirect call per row,
+/// and the row loop inside the kernel is compiled with the CPU's vector features.
+const BLOCK: usize = 64;
+
+/// `out[i]` = dot product of `query` with the i-th vector of `rows`.
+fn dots_f32(query: &[f32], rows: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            unsafe { dots_f32_avx2(query, rows, out) };
+            return;
+        }
+    }
+    for (o, r) in out.iter_mut().zip(rows.chunks_exact(EMBEDDING_DIM)) {
+        *o = dot_portable(query, r);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dots_f32_avx2(query: &[f32], rows: &[f32], out: &mut [f32]) {
+    for (o, r) in out.iter_mut().zip(rows.chunks_exact(EMBEDDING_DIM)) {
+        // SAFETY: this function only runs where AVX2 and FMA are available.
+        *o = unsafe { dot_avx2(query, r) };
+    }
+}
+
+/// `out[i]` = int8 dot product of `query` with the i-th code vector of `rows`.
+fn dots_i8(query: &[i8], rows: &[i8], out: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { dots_i8_avx2(query, rows, out) };
+            return;
+        }
+    }
+    for (o, r) in out.iter_mut().zip(rows.chunks_exact(EMBEDDING_DIM)) {
+        *o = idot_portable(query, r);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dots_i8_avx2(query: &[i8], rows: &[i8], out: &mut [i32]) {
+    for (o, r) in out.iter_mut().zip(rows.chunks_exact(EMBEDDING_DIM)) {
+        // SAFETY: this function only runs where AVX2 is available.
+        *o = unsafe { idot_avx2(query, r) };
+    }
+}
+
 /// The dot product for this CPU, chosen once.
 fn dot_fn() -> fn(&[f32], &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -541,17 +621,6 @@ fn dot_fn() -> fn(&[f32], &[f32]) -> f32 {
         }
     }
     dot_portable
-}
-
-/// The int8 dot product for this CPU, chosen once.
-fn idot_fn() -> fn(&[i8], &[i8]) -> i32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return idot_avx2_entry;
-        }
-    }
-    idot_portable
 }
 
 /// Integer dot product of int8 codes with 16 independent i32 accumulators.
@@ -571,17 +640,12 @@ pub fn idot_portable(a: &[i8], b: &[i8]) -> i32 {
     sum
 }
 
-#[cfg(target_arch = "x86_64")]
-fn idot_avx2_entry(a: &[i8], b: &[i8]) -> i32 {
-    // SAFETY: only returned by `idot_fn` after checking that the CPU has AVX2.
-    unsafe { idot_avx2(a, b) }
-}
-
 /// int8 dot product, 32 codes per step: `maddubs(|a|, sign(b, a))` multiplies and adds pairs
 /// into i16 (at most 2 × 127 × 127 = 32,258, no saturation since codes avoid -128), and
 /// `madd` with ones widens them to i32.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[inline]
 unsafe fn idot_avx2(a: &[i8], b: &[i8]) -> i32 {
     use std::arch::x86_64::*;
     let n = a.len().min(b.len());
@@ -601,10 +665,15 @@ unsafe fn idot_avx2(a: &[i8], b: &[i8]) -> i32 {
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
         i += 32;
     }
-    let mut lanes = [0i32; 8];
-    // SAFETY: `lanes` holds exactly 8 i32.
-    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
-    let mut total = lanes.iter().sum::<i32>();
+    let half = _mm_add_epi32(
+        _mm256_castsi256_si128(acc),
+        _mm256_extracti128_si256(acc, 1),
+    );
+    let quarter = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0b01_00_11_10));
+    let mut total = _mm_cvtsi128_si32(_mm_add_epi32(
+        quarter,
+        _mm_shuffle_epi32(quarter, 0b00_00_00_01),
+    ));
     while i < n {
         total += i32::from(a[i]) * i32::from(b[i]);
         i += 1;
@@ -638,6 +707,7 @@ fn dot_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
 /// Dot product with four 8-lane FMA accumulators (32 floats per step).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[inline]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let n = a.len().min(b.len());
@@ -658,10 +728,9 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         i += 32;
     }
     let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut lanes = [0.0f32; 8];
-    // SAFETY: `lanes` holds exactly 8 floats.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
-    let mut total = lanes.iter().sum::<f32>();
+    let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    let mut total = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
     while i < n {
         total += a[i] * b[i];
         i += 1;
@@ -704,6 +773,9 @@ mod tests {
         let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!((dot_portable(&a, &b) - plain).abs() < 1e-5);
         assert!((dot_fn()(&a, &b) - plain).abs() < 1e-5);
+        let mut out = [0.0f32; 2];
+        dots_f32(&a, &[a, b].concat(), &mut out);
+        assert!((out[0] - 1.0).abs() < 1e-5 && (out[1] - plain).abs() < 1e-5);
         // Lengths that are not a multiple of the step exercise the tails.
         assert!((dot_fn()(&a[..37], &b[..37]) - dot_portable(&a[..37], &b[..37])).abs() < 1e-5);
     }
@@ -738,11 +810,15 @@ mod tests {
     fn int8_kernels_agree_and_approximate_the_float_dot() {
         let (a, b) = (unit(3), unit(4));
         let ((qa, sa), (qb, sb)) = (quantize(&a), quantize(&b));
-        assert_eq!(idot_fn()(&qa, &qb), idot_portable(&qa, &qb));
-        assert_eq!(
-            idot_fn()(&qa[..45], &qb[..45]),
-            idot_portable(&qa[..45], &qb[..45])
-        );
+        let mut out = [0i32; 1];
+        dots_i8(&qa, &qb, &mut out);
+        assert_eq!(out[0], idot_portable(&qa, &qb));
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 checked just above; 45 is not a multiple of the 32-code step.
+            let tail = unsafe { idot_avx2(&qa[..45], &qb[..45]) };
+            assert_eq!(tail, idot_portable(&qa[..45], &qb[..45]));
+        }
         let approx = idot_portable(&qa, &qb) as f32 * sa * sb;
         assert!((approx - dot_portable(&a, &b)).abs() < 0.01, "{approx}");
         assert!(qa.iter().all(|&c| c != i8::MIN), "codes stay symmetric");
