@@ -20,6 +20,8 @@
 //! (`scripts/fetch-models.sh` puts them there); without them figures 1 and 2 print as not run.
 //! Thread count: candle reads `CANDLE_NUM_THREADS`, then `RAYON_NUM_THREADS`, else uses the
 //! physical core count; set either to compare (the daemon inherits this process's environment).
+//! Kernel: the local model multiplies with AVX-512 VNNI where the CPU has it, else AVX2;
+//! `CAXTON_Q8_KERNEL=avx2` measures what a CPU without AVX-512 gets, `=off` candle's own kernels.
 //!
 //! As with `spine`, run `cargo build --release --workspace --bins` first: the daemon and the
 //! worker are the binaries beside this bench in `target/release`. Arguments after `--` choose
@@ -124,11 +126,14 @@ fn main() {
     );
     let env = |name: &str| std::env::var(name).unwrap_or_else(|_| "unset".into());
     println!(
-        "cpus: {}; RAYON_NUM_THREADS={}, CANDLE_NUM_THREADS={} → candle uses {} thread(s)",
+        "cpus: {}; RAYON_NUM_THREADS={}, CANDLE_NUM_THREADS={} → candle uses {} thread(s); \
+         local model's matmul kernel: {} (CAXTON_Q8_KERNEL={})",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         env("RAYON_NUM_THREADS"),
         env("CANDLE_NUM_THREADS"),
-        candle_threads()
+        candle_threads(),
+        caxton_local_llm::cpu_kernel(),
+        env("CAXTON_Q8_KERNEL")
     );
 
     // The model runs before the runtime and the daemon exist, so nothing else competes for the
@@ -237,12 +242,6 @@ fn turns(user: &str) -> [ChatTurn<'_>; 2] {
     ]
 }
 
-/// `CAXTON_BENCH_FAST_PREFILL=1` measures the local model with `fast_prefill` (padded weights
-/// on candle's tiled kernel), in both the library figures and the daemon's memory figure.
-fn fast_prefill() -> bool {
-    std::env::var("CAXTON_BENCH_FAST_PREFILL").is_ok_and(|v| v == "1")
-}
-
 fn local_model(path: &Path) -> LocalFigures {
     let hint = "run scripts/fetch-models.sh";
     // A fresh cache directory, so the first load shows what a new install pays (requantising
@@ -252,12 +251,12 @@ fn local_model(path: &Path) -> LocalFigures {
         .tempdir()
         .expect("cannot create a temporary directory");
     let started = Instant::now();
-    let model = LocalModel::load(path, cache.path(), hint, fast_prefill())
-        .expect("cannot load the local model");
+    let model =
+        LocalModel::load(path, cache.path(), hint, false).expect("cannot load the local model");
     let load_cold = started.elapsed();
     drop(model);
     let started = Instant::now();
-    let mut model = LocalModel::load(path, cache.path(), hint, fast_prefill())
+    let mut model = LocalModel::load(path, cache.path(), hint, false)
         .expect("cannot load the local model again");
     let load_warm = started.elapsed();
     let self_mb = |field: &str| {
@@ -275,8 +274,9 @@ fn local_model(path: &Path) -> LocalFigures {
             .map_err(|e| e.to_string())
     };
     let capital = generate(CAPITAL_USER, 32);
-    // candle packs some weights into a second, tiled copy on their first use; reading the
-    // resident size again after one answer shows what that costs on top of the load.
+    // candle would pack some weights into a second, tiled copy on their first use (the tiles
+    // replace its storage instead); reading the resident size again after one answer shows
+    // whether anything grows on top of the load.
     let rss_answered = self_mb("VmRSS:");
 
     wait_for_quiet();
@@ -518,10 +518,9 @@ impl Daemon {
         let log = dir.path().join("serve.log");
         // A JSON string literal is also a valid TOML basic string, whatever the path.
         let worker = Value::from(bins.worker.to_string_lossy().into_owned()).to_string();
-        let fast = fast_prefill();
         let text = format!(
             "[worker]\npath = {worker}\n\n\
-             [providers.local]\nkind = \"local\"\npreload = {preload}\nfast_prefill = {fast}\n\n\
+             [providers.local]\nkind = \"local\"\npreload = {preload}\n\n\
              [providers.fake]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{llm_port}/v1\"\nmodel = \"m\"\n",
         );
         std::fs::write(&config, text).expect("cannot write the supervisor config");

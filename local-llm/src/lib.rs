@@ -30,6 +30,16 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use llama::ModelWeights;
 
+/// The instruction set the model's matrices are multiplied with on this CPU: `"avx512-vnni"`,
+/// `"avx2"`, or `"candle"` where neither is available and candle's own kernels run.
+pub fn cpu_kernel() -> &'static str {
+    match q8_tiled::kernel() {
+        Some(q8_tiled::Kernel::Avx512Vnni) => "avx512-vnni",
+        Some(q8_tiled::Kernel::Avx2) => "avx2",
+        None => "candle",
+    }
+}
+
 /// Why the local model could not load or answer.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalModelError {
@@ -121,7 +131,7 @@ impl LocalModel {
         let mut file = std::fs::File::open(&prepared.path).map_err(|e| invalid(e.to_string()))?;
         let weights = ModelWeights::from_gguf(prepared.content, &mut file, &device)
             .map_err(|e| invalid(e.to_string()))?;
-        tracing::info!(model = %name, path = %gguf.display(), load_ms = started.elapsed().as_millis() as u64, "local model loaded");
+        tracing::info!(model = %name, path = %gguf.display(), kernel = cpu_kernel(), load_ms = started.elapsed().as_millis() as u64, "local model loaded");
         Ok(Self {
             weights,
             tokenizer,

@@ -158,7 +158,7 @@ pub struct ProviderConfig {
     pub model_file: Option<PathBuf>,
     /// Load a `local` model when the daemon starts instead of on first use.
     pub preload: Option<bool>,
-    /// `local`: pad weights for the tiled kernel; ~3x faster prompts for ~200 MB more memory.
+    /// `local`: accepted for compatibility and ignored; the default is now the fast one.
     pub fast_prefill: Option<bool>,
     /// Environment variable holding the API key.
     pub api_key_env: Option<String>,
