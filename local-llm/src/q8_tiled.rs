@@ -54,6 +54,14 @@ pub fn kernel() -> Option<Kernel> {
     })
 }
 
+/// Whether this CPU runs `kernel` (a `Kernel` can be named without having been detected).
+fn runs(kernel: Kernel) -> bool {
+    matches!(
+        (kernel, detect()),
+        (Kernel::Avx512Vnni, Some(Kernel::Avx512Vnni)) | (Kernel::Avx2, Some(_))
+    )
+}
+
 fn detect() -> Option<Kernel> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -74,6 +82,9 @@ pub enum TiledError {
     /// The inputs do not have the sizes the shapes say.
     #[error("tiled Q8_0 matmul: {0}")]
     Shape(String),
+    /// This CPU lacks the kernel's instructions.
+    #[error("tiled Q8_0 matmul: this CPU cannot run the {0:?} kernel")]
+    Cpu(Kernel),
 }
 
 /// An `n × k` Q8_0 matrix in tiles of 16 rows.
@@ -157,6 +168,9 @@ pub struct Rows {
 impl Rows {
     /// Quantise `x`, `m` rows of `k` values (`k` a multiple of 32).
     pub fn new(kernel: Kernel, x: &[f32], m: usize, k: usize) -> Result<Self, TiledError> {
+        if !runs(kernel) {
+            return Err(TiledError::Cpu(kernel));
+        }
         if !k.is_multiple_of(QK) || x.len() != m * k {
             return Err(TiledError::Shape(format!(
                 "{} values are not {m} rows of {k}, or {k} is not a multiple of {QK}",
@@ -189,7 +203,8 @@ fn quantise_row(kernel: Kernel, x: &[f32], qs: &mut [i8], d: &mut [f32], offsets
     #[cfg(target_arch = "x86_64")]
     {
         let _ = kernel;
-        // SAFETY: a `Kernel` exists only where AVX2, FMA and F16C were detected.
+        // SAFETY: `Rows::new` checked that the CPU runs `kernel`, which implies AVX2, FMA and
+        // F16C.
         unsafe { quantise_row_avx2(x, qs, d, offsets) }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -257,6 +272,9 @@ pub fn matmul(
     x: &Rows,
     outs: &mut [Vec<f32>],
 ) -> Result<(), TiledError> {
+    if !runs(kernel) {
+        return Err(TiledError::Cpu(kernel));
+    }
     if outs.len() != weights.len() {
         return Err(TiledError::Shape(format!(
             "{} outputs for {} weights",
@@ -358,8 +376,7 @@ unsafe fn dispatch(
         };
     }
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `kernel()` names only a kernel whose CPU features were detected; the rest is the
-    // caller's promise.
+    // SAFETY: `matmul` checked that the CPU runs `kernel`; the rest is the caller's promise.
     unsafe {
         match kernel {
             Kernel::Avx512Vnni => rows!(tile_avx512, 1 2 3 4 5 6 7 8),
