@@ -131,7 +131,7 @@ pub struct SearchHit {
 
 impl Memory {
     /// Search the given scopes. Semantic and hybrid searches embed the query first (one
-    /// forward pass of the model, about 10 ms here).
+    /// forward pass of the model, about 5 ms here for a short query).
     pub fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>> {
         request.check()?;
         if request.limit == 0 {
