@@ -103,6 +103,10 @@ pub enum AgentCommand {
         /// What the answer should satisfy, for the prompt's `{{ requirements }}`.
         #[arg(long, default_value = "")]
         requirements: String,
+        /// The workspace whose memory an agent with `[memory] scope = "workspace"` uses
+        /// (default: the one its file names, else "default").
+        #[arg(long)]
+        workspace: Option<String>,
         /// Print the whole execution record as JSON.
         #[arg(long, conflicts_with = "stream")]
         json: bool,

@@ -3,14 +3,22 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the wire format; bump it on any change to a type in this module.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Variables every prompt template may use besides the agent's own `[parameters]` keys.
 ///
 /// `request` is the user's text; `context` and `requirements` are optional request fields that
-/// default to the empty string; `agent` is the agent's name; `parameters` is the whole table.
-pub const TEMPLATE_VARIABLES: &[&str] =
-    &["request", "context", "requirements", "agent", "parameters"];
+/// default to the empty string; `agent` is the agent's name; `parameters` is the whole table;
+/// `memory_context` is the memories the supervisor found for the request (empty without
+/// `[memory]`), which `context` also carries after the caller's own context.
+pub const TEMPLATE_VARIABLES: &[&str] = &[
+    "request",
+    "context",
+    "requirements",
+    "agent",
+    "parameters",
+    "memory_context",
+];
 
 /// The worker's first frame: who it is and which protocol it speaks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +150,9 @@ pub struct JobInput {
     pub context: String,
     /// What the caller wants from the answer.
     pub requirements: String,
+    /// The agent's memories most relevant to the request, one per line, added by the
+    /// supervisor (the caller's value is replaced).
+    pub memory_context: String,
 }
 
 /// Who said a chat message.

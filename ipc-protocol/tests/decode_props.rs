@@ -62,6 +62,7 @@ fn sample_frames() -> Vec<Vec<u8>> {
             request: "sales.csv".into(),
             context: String::new(),
             requirements: "brief".into(),
+            memory_context: "- Ada: likes tea".into(),
         },
         stream: true,
     });

@@ -97,6 +97,11 @@ impl Memory {
         &self.embedder
     }
 
+    /// Longest observation accepted, in bytes.
+    pub fn max_observation_bytes(&self) -> usize {
+        self.options.max_observation_bytes
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         self.db.path()

@@ -34,6 +34,7 @@ pub async fn run(
             text,
             context,
             requirements,
+            workspace,
             json,
             stream,
             verbose,
@@ -43,11 +44,21 @@ pub async fn run(
                 request,
                 context,
                 requirements,
+                memory_context: String::new(),
             };
             if stream {
-                run_streaming(&name, input, config, client, verbose).await
+                run_streaming(&name, workspace.as_deref(), input, config, client, verbose).await
             } else {
-                run_agent(&name, input, config, client, json, verbose).await
+                run_agent(
+                    &name,
+                    workspace.as_deref(),
+                    input,
+                    config,
+                    client,
+                    json,
+                    verbose,
+                )
+                .await
             }
         }
     }
@@ -293,15 +304,26 @@ fn read_request(text: Option<String>) -> anyhow::Result<String> {
     }
 }
 
+/// The API's run request body.
+fn run_body(input: &JobInput, workspace: Option<&str>) -> Value {
+    json!({
+        "request": input.request,
+        "context": input.context,
+        "requirements": input.requirements,
+        "workspace": workspace,
+    })
+}
+
 async fn run_agent(
     name: &str,
+    workspace: Option<&str>,
     input: JobInput,
     config: &Config,
     client: &ApiClient,
     json: bool,
     verbose: bool,
 ) -> anyhow::Result<ExitCode> {
-    let body = json!({"request": input.request, "context": input.context, "requirements": input.requirements});
+    let body = run_body(&input, workspace);
     let report: Value = match try_daemon(
         client,
         Method::POST,
@@ -327,7 +349,7 @@ async fn run_agent(
             ensure_data_dir_owner(config)?;
             let supervisor =
                 Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
-            let report = supervisor.run_agent(name, input).await?;
+            let report = supervisor.run_agent(name, workspace, input).await?;
             let value = serde_json::to_value(&report)?;
             if let Some(message) = report.error {
                 if json {
@@ -368,12 +390,13 @@ fn print_piece(text: &str) {
 
 async fn run_streaming(
     name: &str,
+    workspace: Option<&str>,
     input: JobInput,
     config: &Config,
     client: &ApiClient,
     verbose: bool,
 ) -> anyhow::Result<ExitCode> {
-    let body = json!({"request": input.request, "context": input.context, "requirements": input.requirements});
+    let body = run_body(&input, workspace);
     let mut last: Option<Value> = None;
     let path = format!("/api/v1/agents/{name}/run?stream=true");
     let answered = match client
@@ -399,14 +422,14 @@ async fn run_streaming(
         ensure_data_dir_owner(config)?;
         let supervisor =
             Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
-        let agent = supervisor.prepare_run(name)?;
+        let prepared = supervisor.prepare_run(name, workspace)?;
         let (sink, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
         let printer = tokio::spawn(async move {
             while let Some(text) = pieces.recv().await {
                 print_piece(&text);
             }
         });
-        let report = supervisor.run_prepared(agent, input, Some(sink)).await;
+        let report = supervisor.run_prepared(prepared, input, Some(sink)).await;
         let _ = printer.await;
         last = Some(match &report.error {
             None => json!({"done": report}),

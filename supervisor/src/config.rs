@@ -80,6 +80,26 @@ pub struct ConfigFile {
     /// Defaults for agents that do not choose.
     #[serde(default)]
     pub defaults: DefaultsSection,
+    /// The embedded memory.
+    #[serde(default)]
+    pub memory: MemorySection,
+}
+
+/// `[memory]`: the embedded knowledge graph agents with `[memory] enabled` use.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySection {
+    /// The SQLite file; default: `DATA_DIR/memory.db`.
+    pub database: Option<PathBuf>,
+    /// Load the embedding model at start instead of on first use.
+    pub preload: Option<bool>,
+    /// `"normal"` (survives a crash of the daemon, the default) or `"full"` (also survives
+    /// power loss, one fsync per write).
+    pub synchronous: Option<String>,
+    /// Longest observation accepted, e.g. "8KB".
+    pub max_observation: Option<String>,
+    /// Cap on the database file, e.g. "10GB"; writes beyond it fail as on a full disk.
+    pub max_size: Option<String>,
 }
 
 /// `[api]`: the optional TCP listener.
@@ -238,6 +258,23 @@ pub struct Config {
     pub workspaces_dir: PathBuf,
     /// Default provider name.
     pub default_provider: Option<String>,
+    /// The embedded memory.
+    pub memory: MemoryConfig,
+}
+
+/// Resolved `[memory]`.
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    /// The SQLite file.
+    pub database: PathBuf,
+    /// Load the embedding model at start.
+    pub preload: bool,
+    /// Durability of commits.
+    pub synchronous: caxton_memory::Synchronous,
+    /// Longest observation in bytes.
+    pub max_observation_bytes: usize,
+    /// Cap on the database file in bytes.
+    pub max_size_bytes: Option<u64>,
 }
 
 /// TCP listener settings. The token is read only by the daemon when it starts listening, so
@@ -404,7 +441,36 @@ impl Config {
                 None => default_builtin_tools_dir(),
             };
 
+        let memory = MemoryConfig {
+            database: match &file.memory.database {
+                Some(p) if p.is_absolute() => p.clone(),
+                Some(p) => data_dir.join(p),
+                None => data_dir.join("memory.db"),
+            },
+            preload: file.memory.preload.unwrap_or(false),
+            synchronous: match file.memory.synchronous.as_deref() {
+                None | Some("normal") => caxton_memory::Synchronous::Normal,
+                Some("full") => caxton_memory::Synchronous::Full,
+                Some(other) => {
+                    return Err(ConfigError::Inconsistent(format!(
+                        "memory.synchronous = {other:?}: must be \"normal\" or \"full\""
+                    )));
+                }
+            },
+            max_observation_bytes: match &file.memory.max_observation {
+                Some(s) => parse_size("memory.max_observation", s)? as usize,
+                None => caxton_memory::DEFAULT_MAX_OBSERVATION_BYTES,
+            },
+            max_size_bytes: file
+                .memory
+                .max_size
+                .as_deref()
+                .map(|s| parse_size("memory.max_size", s))
+                .transpose()?,
+        };
+
         Ok(Self {
+            memory,
             socket_explicit,
             config_file: sources.config_file.clone(),
             database: data_dir.join("caxton.db"),

@@ -51,13 +51,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = supervisor.config().clone();
     let stop_accepting = CancellationToken::new();
 
+    // Bind every listener before serving on any: a client that sees the Unix socket answer
+    // (as the tests' readiness probe does) may use the TCP listener next.
     let listener = bind_unix_socket(&config.socket).await?;
-    let unix_server = tokio::spawn(
-        axum::serve(listener, api::router(supervisor.clone()))
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-            .into_future(),
-    );
-    let tcp_server = match &config.tcp {
+    let tcp_listener = match &config.tcp {
         None => None,
         Some(tcp) => {
             let token = tcp.read_token().map_err(ServeError::Token)?;
@@ -68,13 +65,21 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                     error,
                 })?;
             tracing::info!(addr = %tcp.listen, "management API listening on TCP (bearer token required)");
-            Some(tokio::spawn(
-                axum::serve(listener, api::router_with_token(supervisor.clone(), token))
-                    .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-                    .into_future(),
-            ))
+            Some((listener, token))
         }
     };
+    let unix_server = tokio::spawn(
+        axum::serve(listener, api::router(supervisor.clone()))
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+            .into_future(),
+    );
+    let tcp_server = tcp_listener.map(|(listener, token)| {
+        tokio::spawn(
+            axum::serve(listener, api::router_with_token(supervisor.clone(), token))
+                .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+                .into_future(),
+        )
+    });
     tracing::info!(socket = %config.socket.display(), pid = std::process::id(), "management API listening");
     notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
     // Models load after READY: a missing or slow model must not hold up the API.

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod memory;
 pub mod metrics;
 pub mod provider;
 pub mod store;
@@ -29,11 +30,12 @@ use serde::Serialize;
 
 use agent::{AgentDefinition, AgentRegistry, DeployOutcome, RegistryError, ReloadReport};
 use config::Config;
+use memory::MemoryService;
 use metrics::Metrics;
 use provider::{ProviderError, ProviderRequest, Providers};
 use store::ExecutionStore;
 use tools::{ToolCallRecord, ToolRegistry};
-use worker_pool::{ExecutionReport, LiveWorker, PoolSettings, WorkerPool, WorkerServices};
+use worker_pool::{ExecutionReport, LiveWorker, Outcome, PoolSettings, WorkerPool, WorkerServices};
 
 pub use worker_pool::{KillError, KillTarget, signal_name};
 
@@ -55,6 +57,9 @@ pub enum StartError {
     /// The tool host could not start.
     #[error(transparent)]
     Tools(#[from] tools::ToolError),
+    /// The memory database could not be opened (a newer schema, say).
+    #[error(transparent)]
+    Memory(#[from] caxton_memory::MemoryError),
     /// The worker binary is missing.
     #[error(
         "worker binary {0} not found: build it with `cargo build --release` or set [worker] path"
@@ -74,6 +79,18 @@ pub enum RunError {
     /// The supervisor is draining.
     #[error("the supervisor is shutting down and accepts no new requests")]
     ShuttingDown,
+    /// The request cannot reach the memory its agent uses.
+    #[error(transparent)]
+    MemoryScope(#[from] memory::ScopeError),
+}
+
+/// A request that passed every check that can refuse it before a worker exists.
+#[derive(Debug, Clone)]
+pub struct PreparedRun {
+    /// The agent that will answer.
+    pub agent: Arc<AgentDefinition>,
+    /// The memory the request reaches, when the agent's memory is enabled.
+    pub memory_scope: Option<caxton_memory::Scope>,
 }
 
 /// Why a deploy was refused.
@@ -117,6 +134,7 @@ pub struct Supervisor {
     registry: AgentRegistry,
     providers: Providers,
     tools: ToolRegistry,
+    memory: MemoryService,
     pool: WorkerPool,
     store: ExecutionStore,
     metrics: Arc<Metrics>,
@@ -155,6 +173,7 @@ impl Supervisor {
             config.builtin_tools_dir.as_deref(),
             &config.cache_dir,
         )?;
+        let memory = MemoryService::open(&config)?;
         let metrics = Arc::new(Metrics::new());
         metrics.agents_deployed.set(registry.len() as i64);
         let pool = WorkerPool::new(PoolSettings::from(&config), metrics.clone())
@@ -165,6 +184,7 @@ impl Supervisor {
             registry,
             providers,
             tools,
+            memory,
             pool,
             store,
             metrics,
@@ -199,6 +219,11 @@ impl Supervisor {
             .collect()
     }
 
+    /// The embedded memory.
+    pub fn memory(&self) -> &MemoryService {
+        &self.memory
+    }
+
     /// The execution database.
     pub fn store(&self) -> &ExecutionStore {
         &self.store
@@ -212,21 +237,30 @@ impl Supervisor {
     /// Load the local models configured with `preload = true`.
     pub async fn preload_models(&self) {
         self.providers.preload().await;
+        if self.config.memory.preload {
+            self.memory.preload().await;
+        }
     }
 
-    /// Run one request for `agent_name` in a fresh worker.
+    /// Run one request for `agent_name` in a fresh worker; `workspace` names the workspace
+    /// whose memory a `scope = "workspace"` agent uses.
     pub async fn run_agent(
         &self,
         agent_name: &str,
+        workspace: Option<&str>,
         input: JobInput,
     ) -> Result<ExecutionReport, RunError> {
-        let agent = self.prepare_run(agent_name)?;
-        Ok(self.run_prepared(agent, input, None).await)
+        let prepared = self.prepare_run(agent_name, workspace)?;
+        Ok(self.run_prepared(prepared, input, None).await)
     }
 
     /// Everything that can refuse a request before a worker exists: draining, an unknown
-    /// agent, a provider that is not configured.
-    pub fn prepare_run(&self, agent_name: &str) -> Result<Arc<AgentDefinition>, RunError> {
+    /// agent, a provider that is not configured, a workspace the agent may not use.
+    pub fn prepare_run(
+        &self,
+        agent_name: &str,
+        workspace: Option<&str>,
+    ) -> Result<PreparedRun, RunError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(RunError::ShuttingDown);
         }
@@ -238,17 +272,32 @@ impl Supervisor {
         self.providers
             .resolve(&agent.llm)
             .map_err(RunError::Provider)?;
-        Ok(agent)
+        let memory_scope = memory::request_scope(&agent, workspace)?;
+        Ok(PreparedRun {
+            agent,
+            memory_scope,
+        })
     }
 
     /// Run a prepared request in a fresh worker; with `answer_sink`, the answer is also sent
     /// there piece by piece as it is generated.
     pub async fn run_prepared(
         &self,
-        agent: Arc<AgentDefinition>,
-        input: JobInput,
+        PreparedRun {
+            agent,
+            memory_scope,
+        }: PreparedRun,
+        mut input: JobInput,
         answer_sink: Option<worker_pool::DeltaSink>,
     ) -> ExecutionReport {
+        // The supervisor, not the caller, decides what the agent remembers.
+        if let Some(scope) = &memory_scope {
+            input.memory_context = self
+                .memory
+                .context_for(scope, &agent.memory, &input.request)
+                .await;
+        }
+        let request = input.request.clone();
         let execution_id = uuid::Uuid::new_v4().to_string();
         let started_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -266,12 +315,22 @@ impl Supervisor {
         let services = Services {
             providers: &self.providers,
             tools: &self.tools,
+            memory: &self.memory,
+            memory_scope: memory_scope.as_ref(),
             workspaces_dir: &self.config.workspaces_dir,
         };
         let report = self
             .pool
-            .execute(agent, input, execution_id, &services, answer_sink)
+            .execute(agent.clone(), input, execution_id, &services, answer_sink)
             .await;
+        if let (Outcome::Succeeded, Some(answer), Some(scope)) =
+            (&report.outcome, &report.answer, &memory_scope)
+            && agent.memory.auto_store
+        {
+            self.memory
+                .store_interaction(scope, agent.name.as_str(), &request, answer)
+                .await;
+        }
         self.metrics.record_execution(
             &report.agent,
             report.outcome.label(),
@@ -395,6 +454,9 @@ impl Supervisor {
 struct Services<'a> {
     providers: &'a Providers,
     tools: &'a ToolRegistry,
+    memory: &'a MemoryService,
+    /// `None` when the agent's memory is off: then it has no memory tools either.
+    memory_scope: Option<&'a caxton_memory::Scope>,
     workspaces_dir: &'a Path,
 }
 
@@ -405,9 +467,12 @@ const TOOL_RESULTS_BUDGET: usize = 1 << 20;
 #[async_trait::async_trait]
 impl WorkerServices for Services<'_> {
     fn agent_tools(&self, agent: &AgentDefinition) -> Vec<ToolSpec> {
-        let (tools, missing) = self.tools.resolve(&agent.tools);
+        let (mut tools, missing) = self.tools.resolve(&agent.tools);
         if !missing.is_empty() {
             tracing::warn!(agent = %agent.name, ?missing, "agent names tools that are not deployed");
+        }
+        if self.memory_scope.is_some() {
+            tools.extend(MemoryService::tool_specs());
         }
         tools
     }
@@ -432,6 +497,13 @@ impl WorkerServices for Services<'_> {
         let mut records = Vec::with_capacity(calls.len());
         for call in calls {
             let outcome = match serde_json::from_str::<serde_json::Value>(&call.arguments_json) {
+                // The memory tools come with `[memory] enabled`, not with the `tools` list.
+                Ok(_)
+                    if let Some(scope) = self.memory_scope
+                        && memory::is_memory_tool(&call.name) =>
+                {
+                    self.memory.call_tool(scope, &call).await
+                }
                 Ok(args) => {
                     self.tools
                         .call(&call.name, args, Some(&allowed), ctx.clone())

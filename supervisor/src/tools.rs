@@ -142,7 +142,8 @@ pub struct CallOutcome {
 }
 
 impl CallOutcome {
-    fn new(
+    /// A finished call's result and its record.
+    pub(crate) fn new(
         tool: &str,
         arguments: &str,
         started: Instant,

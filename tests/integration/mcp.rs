@@ -70,11 +70,18 @@ fn the_official_mcp_sdk_lists_and_calls_the_hosted_tools() {
         )
         .unwrap();
         let out = daemon.cli(&["tool", "deploy", dir.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     let out = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/sdk_client.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/mcp/sdk_client.py"
+        ))
         .arg(format!("http://127.0.0.1:{port}/mcp"))
         .arg(TOKEN)
         .env("PYTHONPATH", mcp_sdk())
@@ -98,12 +105,28 @@ fn the_official_mcp_sdk_lists_and_calls_the_hosted_tools() {
         .map(|t| t.as_str().unwrap())
         .collect();
     assert!(seen["pages"].as_u64().unwrap() >= 2, "{seen}");
-    assert!(tools.contains(&"csv_stats") && tools.contains(&"extra_59"), "{seen}");
-    assert_eq!(tools.len(), 60 + 11, "every tool exactly once across pages: {seen}");
+    assert!(
+        tools.contains(&"csv_stats") && tools.contains(&"extra_59"),
+        "{seen}"
+    );
+    assert_eq!(
+        tools.len(),
+        60 + 11,
+        "every tool exactly once across pages: {seen}"
+    );
     assert_eq!(seen["stats_is_error"], false);
-    assert!(seen["stats_text"].as_str().unwrap().contains("\"mean\":21"), "{seen}");
+    assert!(
+        seen["stats_text"].as_str().unwrap().contains("\"mean\":21"),
+        "{seen}"
+    );
     assert_eq!(seen["bad_args_is_error"], true);
-    assert!(seen["bad_args_text"].as_str().unwrap().contains("invalid arguments"), "{seen}");
+    assert!(
+        seen["bad_args_text"]
+            .as_str()
+            .unwrap()
+            .contains("invalid arguments"),
+        "{seen}"
+    );
     assert_eq!(seen["unknown_tool_error"]["code"], -32602, "{seen}");
 }
 
@@ -139,9 +162,14 @@ fn the_mcp_transport_refuses_what_the_protocol_says_to_refuse() {
     assert_eq!(body["result"]["protocolVersion"], "2025-06-18");
     let session = raw
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("mcp-session-id: ").map(str::to_owned))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("mcp-session-id: ")
+                .map(str::to_owned)
+        })
         .expect("a session id header");
-    let with_session = format!("{auth}Mcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\n");
+    let with_session =
+        format!("{auth}Mcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\n");
 
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
     assert_eq!(post(port, &auth, &list).0, 400, "no session header");
@@ -151,16 +179,39 @@ fn the_mcp_transport_refuses_what_the_protocol_says_to_refuse() {
         "unknown session"
     );
     let (status, body, _) = post(port, &with_session, "{not json");
-    assert_eq!((status, body["error"]["code"].clone()), (400, json!(-32700)));
-    let (_, body, _) = post(port, &with_session, &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/frobnicate"}).to_string());
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!(-32700))
+    );
+    let (_, body, _) = post(
+        port,
+        &with_session,
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/frobnicate"}).to_string(),
+    );
     assert_eq!(body["error"]["code"], -32601);
-    let (_, body, _) = post(port, &with_session, &json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {"cursor": "x"}}).to_string());
+    let (_, body, _) = post(
+        port,
+        &with_session,
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {"cursor": "x"}})
+            .to_string(),
+    );
     assert_eq!(body["error"]["code"], -32602);
-    let (status, _, _) = post(port, &with_session, &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string());
+    let (status, _, _) = post(
+        port,
+        &with_session,
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+    );
     assert_eq!(status, 202, "notifications are accepted without a body");
-    let (status, _, _) = post(port, &format!("{with_session}Origin: https://evil.example\r\n"), &list);
+    let (status, _, _) = post(
+        port,
+        &format!("{with_session}Origin: https://evil.example\r\n"),
+        &list,
+    );
     assert_eq!(status, 403, "a foreign Origin is refused");
     let (status, body, _) = post(port, &with_session, &list);
     assert_eq!(status, 200);
-    assert!(body["result"]["tools"].as_array().unwrap().len() >= 11, "{body}");
+    assert!(
+        body["result"]["tools"].as_array().unwrap().len() >= 11,
+        "{body}"
+    );
 }

@@ -24,7 +24,15 @@ pub fn render(agent: &JobAgent, input: &JobInput) -> Result<RenderedPrompt, Stri
     vars.insert("parameters".into(), serde_json::Value::Object(parameters));
     vars.insert("agent".into(), agent.name.clone().into());
     vars.insert("request".into(), input.request.clone().into());
-    vars.insert("context".into(), input.context.clone().into());
+    // `{{ context }}` is what templates written before memory existed use, so the memories
+    // go there too, after the caller's own context.
+    let context = match (input.context.is_empty(), input.memory_context.is_empty()) {
+        (_, true) => input.context.clone(),
+        (true, false) => input.memory_context.clone(),
+        (false, false) => format!("{}\n\n{}", input.context, input.memory_context),
+    };
+    vars.insert("context".into(), context.into());
+    vars.insert("memory_context".into(), input.memory_context.clone().into());
     vars.insert("requirements".into(), input.requirements.clone().into());
     let system = render_one(&env, "system_prompt", &agent.system_prompt, &vars)?;
     let user = render_one(
@@ -85,7 +93,7 @@ mod tests {
         let input = JobInput {
             request: "hi <b>".into(),
             context: "ctx".into(),
-            requirements: String::new(),
+            ..JobInput::default()
         };
         let out = render(
             &agent("{{ request }} / {{ context }} / {{ tone }} / {{ parameters.tone }}"),
@@ -94,6 +102,24 @@ mod tests {
         .unwrap();
         assert_eq!(out.user, "hi <b> / ctx / dry / dry");
         assert_eq!(out.system, "You help hello users.");
+    }
+
+    #[test]
+    fn memories_reach_both_context_variables() {
+        let input = JobInput {
+            request: "q".into(),
+            context: "caller".into(),
+            memory_context: "- Ada: likes tea".into(),
+            ..JobInput::default()
+        };
+        let out = render(&agent("[{{ context }}] [{{ memory_context }}]"), &input).unwrap();
+        assert_eq!(out.user, "[caller\n\n- Ada: likes tea] [- Ada: likes tea]");
+        let alone = JobInput {
+            context: String::new(),
+            ..input
+        };
+        let out = render(&agent("[{{ context }}]"), &alone).unwrap();
+        assert_eq!(out.user, "[- Ada: likes tea]");
     }
 
     #[test]

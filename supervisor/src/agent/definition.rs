@@ -28,19 +28,32 @@ pub struct AgentFileError {
 
 /// Memory scope of an agent's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
 pub enum MemoryScope {
-    /// Private to the agent.
+    /// Private to the agent (`"agent-only"`; `"agent"` is accepted too).
     #[default]
+    #[serde(rename = "agent-only", alias = "agent")]
     Agent,
-    /// Shared by agents in a workspace.
+    /// Shared by the agents working in the same workspace.
+    #[serde(rename = "workspace")]
     Workspace,
     /// Shared by all agents.
+    #[serde(rename = "global")]
     Global,
 }
 
+/// The workspace of a `scope = "workspace"` agent whose request names none.
+pub const DEFAULT_WORKSPACE: &str = "default";
+/// Memories put in the prompt when `[memory] search_limit` is not set.
+pub const DEFAULT_MEMORY_SEARCH_LIMIT: u32 = 5;
+/// Least cosine similarity of a memory put in the prompt when `[memory] min_similarity` is not
+/// set. all-MiniLM-L6-v2 scores a fact that answers a question around 0.5 to 0.7 and unrelated
+/// text below 0.2, so the seed's 0.7 would drop most useful memories.
+pub const DEFAULT_MEMORY_MIN_SIMILARITY: f32 = 0.3;
+/// The most memories an agent may ask to have put in its prompt.
+const MAX_MEMORY_SEARCH_LIMIT: u32 = 100;
+
 /// `[memory]`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemorySettings {
     /// Whether the agent uses memory at all.
@@ -49,6 +62,71 @@ pub struct MemorySettings {
     /// Which memory it sees.
     #[serde(default)]
     pub scope: MemoryScope,
+    /// The workspace whose memory it shares, with `scope = "workspace"`. Unset, each request
+    /// names it (or gets [`DEFAULT_WORKSPACE`]); set, a request naming another is refused.
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// Store each successful request and its answer as an observation.
+    #[serde(default)]
+    pub auto_store: bool,
+    /// Most memories put in the prompt.
+    #[serde(default = "default_search_limit")]
+    pub search_limit: u32,
+    /// Least similarity of a memory put in the prompt, -1 to 1.
+    #[serde(default = "default_min_similarity")]
+    pub min_similarity: f32,
+}
+
+fn default_search_limit() -> u32 {
+    DEFAULT_MEMORY_SEARCH_LIMIT
+}
+
+fn default_min_similarity() -> f32 {
+    DEFAULT_MEMORY_MIN_SIMILARITY
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            scope: MemoryScope::default(),
+            workspace: None,
+            auto_store: false,
+            search_limit: DEFAULT_MEMORY_SEARCH_LIMIT,
+            min_similarity: DEFAULT_MEMORY_MIN_SIMILARITY,
+        }
+    }
+}
+
+impl MemorySettings {
+    /// Why these settings cannot work, naming the field.
+    fn check(&self) -> Result<(), String> {
+        match (self.scope, &self.workspace) {
+            (MemoryScope::Workspace, Some(w)) => {
+                caxton_memory::Scope::workspace(w.as_str())
+                    .map_err(|e| format!("memory.workspace = {w:?}: {e}"))?;
+            }
+            (MemoryScope::Agent | MemoryScope::Global, Some(_)) => {
+                return Err(
+                    "memory.workspace is only used with memory.scope = \"workspace\"".into(),
+                );
+            }
+            _ => {}
+        }
+        if !(1..=MAX_MEMORY_SEARCH_LIMIT).contains(&self.search_limit) {
+            return Err(format!(
+                "memory.search_limit = {}: must be between 1 and {MAX_MEMORY_SEARCH_LIMIT}",
+                self.search_limit
+            ));
+        }
+        if !(-1.0..=1.0).contains(&self.min_similarity) {
+            return Err(format!(
+                "memory.min_similarity = {}: must be between -1 and 1",
+                self.min_similarity
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[llm]`
@@ -136,7 +214,7 @@ struct RawAgent {
     system_prompt: Option<Spanned<String>>,
     user_prompt_template: Option<Spanned<String>>,
     documentation: Option<String>,
-    memory: Option<MemorySettings>,
+    memory: Option<Spanned<MemorySettings>>,
     parameters: Option<BTreeMap<String, Spanned<toml::Value>>>,
     llm: Option<Spanned<LlmSettings>>,
     limits: Option<RawLimits>,
@@ -296,6 +374,16 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
         None => LlmSettings::default(),
     };
 
+    let memory = match raw.memory {
+        Some(memory) => {
+            let offset = memory.span().start;
+            let memory = memory.into_inner();
+            memory.check().map_err(|reason| err_at(offset, reason))?;
+            memory
+        }
+        None => MemorySettings::default(),
+    };
+
     let (timeout, memory_limit, max_tool_calls) = match raw.limits {
         None => (None, None, DEFAULT_MAX_TOOL_CALLS),
         Some(limits) => {
@@ -354,7 +442,7 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
         description: raw.description,
         capabilities: raw.capabilities,
         tools: raw.tools,
-        memory: raw.memory.unwrap_or_default(),
+        memory,
         parameters: parameters_json,
         system_prompt: system_prompt.into_inner(),
         user_prompt_template: user_prompt_template.into_inner(),
@@ -495,5 +583,35 @@ mod tests {
         assert_eq!(agent.memory_limit, Some(256_000_000));
         let err = parse("name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\n[limits]\ntimeout = \"soon\"\n").unwrap_err();
         assert_eq!(err.line, 5, "{err}");
+    }
+
+    #[test]
+    fn memory_settings_are_checked_where_they_are_written() {
+        let head = "name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\n[memory]\n";
+        let agent = parse(&format!(
+            "{head}enabled = true\nscope = \"agent-only\"\nauto_store = true\n"
+        ))
+        .unwrap();
+        assert_eq!(agent.memory.scope, MemoryScope::Agent);
+        assert!(agent.memory.auto_store);
+        assert_eq!(agent.memory.search_limit, DEFAULT_MEMORY_SEARCH_LIMIT);
+
+        for (body, names) in [
+            ("scope = \"team\"", "team"),
+            ("search_limit = 0", "search_limit"),
+            ("min_similarity = 1.5", "min_similarity"),
+            (
+                "scope = \"global\"\nworkspace = \"ops\"",
+                "memory.workspace",
+            ),
+            (
+                "scope = \"workspace\"\nworkspace = \"\"",
+                "memory.workspace",
+            ),
+        ] {
+            let err = parse(&format!("{head}enabled = true\n{body}\n")).unwrap_err();
+            assert!(err.line >= 4, "{body}: {err}");
+            assert!(err.reason.contains(names), "{body}: {err}");
+        }
     }
 }

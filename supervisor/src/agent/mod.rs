@@ -5,7 +5,8 @@ mod name;
 mod registry;
 
 pub use definition::{
-    AgentDefinition, AgentFileError, LlmSettings, MemoryScope, MemorySettings, parse_agent,
+    AgentDefinition, AgentFileError, DEFAULT_WORKSPACE, LlmSettings, MemoryScope, MemorySettings,
+    parse_agent,
 };
 pub use name::{AgentName, InvalidAgentName};
 pub use registry::{AgentRegistry, DeployOutcome, RegistryError, ReloadReport};

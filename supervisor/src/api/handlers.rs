@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use crate::agent::{AgentDefinition, RegistryError};
 use crate::worker_pool::{ExecutionReport, KillError, KillTarget, Outcome};
-use crate::{DeployError, RunError, Supervisor};
+use crate::{DeployError, PreparedRun, RunError, Supervisor};
 
 type Shared = State<Arc<Supervisor>>;
 type ApiResult = Result<Response, ApiError>;
@@ -135,6 +135,9 @@ pub struct RunBody {
     context: String,
     #[serde(default)]
     requirements: String,
+    /// The workspace whose memory a `scope = "workspace"` agent uses.
+    #[serde(default)]
+    workspace: Option<String>,
 }
 
 /// `?stream=true`
@@ -156,26 +159,32 @@ pub async fn run_agent(
         request: body.request,
         context: body.context,
         requirements: body.requirements,
+        memory_context: String::new(),
     };
-    let agent = sup.prepare_run(&name).map_err(|e| match e {
-        RunError::UnknownAgent(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_agent", e.to_string())
-        }
-        RunError::Provider(_) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "provider_not_configured",
-            e.to_string(),
-        ),
-        RunError::ShuttingDown => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            e.to_string(),
-        ),
-    })?;
+    let prepared = sup
+        .prepare_run(&name, body.workspace.as_deref())
+        .map_err(|e| match e {
+            RunError::UnknownAgent(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_agent", e.to_string())
+            }
+            RunError::Provider(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "provider_not_configured",
+                e.to_string(),
+            ),
+            RunError::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                e.to_string(),
+            ),
+            RunError::MemoryScope(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "workspace_refused", e.to_string())
+            }
+        })?;
     if !query.stream {
-        return report_response(sup.run_prepared(agent, input, None).await);
+        return report_response(sup.run_prepared(prepared, input, None).await);
     }
-    Ok(stream_run(sup, agent, input))
+    Ok(stream_run(sup, prepared, input))
 }
 
 /// The finished report as a response: 200, or the failure's status with the report attached.
@@ -205,12 +214,12 @@ fn failure_of(report: &ExecutionReport) -> Option<ApiError> {
 /// A streamed run: newline-delimited JSON, `{"delta": "..."}` per piece of the answer as the
 /// worker sends it, then one `{"done": report}` or `{"error": {...}, "execution": report}`.
 /// The status is 200 once streaming has begun; the last line says how it ended.
-fn stream_run(sup: Arc<Supervisor>, agent: Arc<AgentDefinition>, input: JobInput) -> Response {
+fn stream_run(sup: Arc<Supervisor>, prepared: PreparedRun, input: JobInput) -> Response {
     let (lines, body) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
     let (deltas, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
     let line = |v: Value| bytes::Bytes::from(format!("{v}\n"));
     tokio::spawn(async move {
-        let run = sup.run_prepared(agent, input, Some(deltas));
+        let run = sup.run_prepared(prepared, input, Some(deltas));
         tokio::pin!(run);
         // A client that went away does not stop the run: it finishes and is recorded.
         let report = loop {

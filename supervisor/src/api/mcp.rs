@@ -105,7 +105,12 @@ fn rpc_result(id: Value, result: Value) -> Value {
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Browsers send `Origin`; a page elsewhere must not drive local tools (DNS rebinding).
@@ -161,7 +166,11 @@ pub async fn post(
     if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return reply(
             StatusCode::BAD_REQUEST,
-            rpc_error(id.unwrap_or(Value::Null), INVALID_REQUEST, "not a JSON-RPC 2.0 message"),
+            rpc_error(
+                id.unwrap_or(Value::Null),
+                INVALID_REQUEST,
+                "not a JSON-RPC 2.0 message",
+            ),
         );
     }
     let session_id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
@@ -213,7 +222,8 @@ pub async fn post(
 
     let Some(method) = method else {
         // A response or something malformed from the client: nothing to answer.
-        return if id.is_some() && (message.get("result").is_some() || message.get("error").is_some())
+        return if id.is_some()
+            && (message.get("result").is_some() || message.get("error").is_some())
         {
             StatusCode::ACCEPTED.into_response()
         } else {
@@ -241,7 +251,11 @@ fn initialize(sup: &Supervisor, sessions: &McpSessions, id: Value, message: &Val
     let Some(asked) = asked else {
         return reply(
             StatusCode::OK,
-            rpc_error(id, INVALID_PARAMS, "initialize needs params.protocolVersion"),
+            rpc_error(
+                id,
+                INVALID_PARAMS,
+                "initialize needs params.protocolVersion",
+            ),
         );
     };
     // Agree on the client's revision when we speak it; otherwise offer ours and let it decide.

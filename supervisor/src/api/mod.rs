@@ -3,8 +3,8 @@
 
 mod error;
 mod handlers;
-pub mod mcp;
 pub(crate) mod listener;
+pub mod mcp;
 mod tool_handlers;
 
 use std::sync::Arc;
@@ -59,10 +59,7 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .route("/metrics", get(handlers::metrics))
         .merge(
             Router::new()
-                .route(
-                    "/mcp",
-                    post(mcp::post).get(mcp::get).delete(mcp::delete),
-                )
+                .route("/mcp", post(mcp::post).get(mcp::get).delete(mcp::delete))
                 .with_state((supervisor.clone(), Arc::new(mcp::McpSessions::default()))),
         )
         .fallback(handlers::not_found)
