@@ -9,6 +9,9 @@ need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+# Node runs the reference MCP memory server in the export/import round-trip test.
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq
@@ -26,7 +29,8 @@ scripts/fetch-models.sh
 # from PyPI; skipped quickly when nothing changed.
 scripts/build-tools.sh
 
-# The official MCP Python SDK, which the test suite uses as the client of /mcp.
+# The official MCP Python SDK (the test suite's client of /mcp) and the reference MCP memory
+# server (which reads the files `caxton memory export --format mcp` writes).
 scripts/install-test-clients.sh
 
 echo "setup: building caxton, caxton-worker and the test fixtures (target: ${CARGO_TARGET_DIR:-target})"

@@ -269,8 +269,25 @@ fn a_bad_mcp_line_refuses_the_file_naming_the_line() {
     assert_eq!(m.stats(&[]).unwrap().entities, 0);
 }
 
+/// Where `scripts/install-test-clients.sh` puts the reference MCP memory server.
+fn mcp_server_memory() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let cache = std::env::var_os("CAXTON_TOOLS_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("caxton")))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".cache/caxton")
+        });
+    let dir = cache.join("mcp-server-memory-2026.8.31");
+    assert!(
+        dir.join(".installed").is_file(),
+        "the reference MCP memory server is not installed: run scripts/install-test-clients.sh (scripts/setup.sh does)"
+    );
+    dir
+}
+
 #[test]
-#[ignore = "needs node and MCP_SERVER_MEMORY_DIR (an npm install of @modelcontextprotocol/server-memory)"]
 fn the_mcp_memory_server_reads_what_caxton_writes() {
     let (_dir, m) = seeded();
     let out_dir = tempfile::tempdir().unwrap();
@@ -285,6 +302,7 @@ fn the_mcp_memory_server_reads_what_caxton_writes() {
     let read = Command::new("node")
         .args([script, "read"])
         .arg(&file)
+        .env("MCP_SERVER_MEMORY_DIR", mcp_server_memory())
         .output()
         .unwrap();
     assert!(
