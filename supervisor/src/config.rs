@@ -748,6 +748,32 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_resolves_as_documented() {
+        let text = include_str!("../../packaging/caxton.toml.example");
+        let file: ConfigFile = toml::from_str(text).unwrap();
+        let cfg = Config::resolve(
+            &ConfigSources {
+                data_dir: Some("/srv/cx".into()),
+                ..Default::default()
+            },
+            file,
+            &env_of(&[("HOME", "/h")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.memory.database, PathBuf::from("/srv/cx/memory.db"));
+        assert_eq!(
+            cfg.memory.max_observation_bytes,
+            caxton_memory::DEFAULT_MAX_OBSERVATION_BYTES
+        );
+        assert_eq!(cfg.memory.synchronous, caxton_memory::Synchronous::Normal);
+
+        let file: ConfigFile = toml::from_str("[memory]\nsynchronous = \"sometimes\"").unwrap();
+        let err = Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("memory.synchronous"), "{err}");
+    }
+
+    #[test]
     fn a_default_provider_must_exist() {
         let file: ConfigFile = toml::from_str("[defaults]\nprovider = \"nope\"").unwrap();
         let err = Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")]))
