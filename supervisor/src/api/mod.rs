@@ -5,6 +5,7 @@ mod error;
 mod handlers;
 pub(crate) mod listener;
 pub mod mcp;
+pub mod memory_handlers;
 mod tool_handlers;
 
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+
+use memory_handlers as mem;
 
 pub use error::ApiError;
 pub use listener::{CheckedUnixListener, bind_unix_socket};
@@ -38,6 +41,11 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             handlers::refuse_oversized(tool_handlers::MAX_DEPLOY_BODY, req, next)
         }));
+    // An import carries a whole memory export, so it too has a limit of its own.
+    let memory_import = Router::new()
+        .route("/api/v1/memory/import", post(mem::import))
+        .layer(DefaultBodyLimit::max(mem::MAX_IMPORT_BODY))
+        .layer(axum::middleware::from_fn(mem::refuse_oversized_import));
     Router::new()
         .route("/api/v1/health", get(handlers::health))
         .route("/api/v1/status", get(handlers::status))
@@ -56,6 +64,27 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .route("/api/v1/executions/{id}", get(handlers::show_execution))
         .route("/api/v1/workers", get(handlers::list_workers))
         .route("/api/v1/workers/{target}/kill", post(handlers::kill_worker))
+        .route("/api/v1/memory/entities", post(mem::upsert_entity))
+        .route(
+            "/api/v1/memory/entities/{name}",
+            get(mem::show_entity).delete(mem::delete_entity),
+        )
+        .route(
+            "/api/v1/memory/entities/{name}/observations",
+            post(mem::add_observations).delete(mem::delete_observations),
+        )
+        .route(
+            "/api/v1/memory/entities/{name}/neighbours",
+            get(mem::neighbours),
+        )
+        .route(
+            "/api/v1/memory/relations",
+            post(mem::relate).delete(mem::unrelate),
+        )
+        .route("/api/v1/memory/search", get(mem::search))
+        .route("/api/v1/memory/path", get(mem::path))
+        .route("/api/v1/memory/export", get(mem::export))
+        .route("/api/v1/memory/stats", get(mem::stats))
         .route("/metrics", get(handlers::metrics))
         .merge(
             Router::new()
@@ -69,6 +98,7 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         }))
         // Added after the layers above, so only the tool routes' own limits apply to them.
         .merge(tools)
+        .merge(memory_import)
         .layer(axum::middleware::from_fn(handlers::trace_request))
         .with_state(supervisor)
 }

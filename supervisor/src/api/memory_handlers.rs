@@ -1,0 +1,1195 @@
+//! `/api/v1/memory/...`: the embedded memory over the management API.
+//!
+//! Every route is a [`MemoryRoute`]; [`parse`] turns a route, its query string and its body
+//! into a checked [`MemoryOp`], and [`MemoryOp::run`] performs it on a [`Memory`] and builds the
+//! answer. The axum handlers below are that and nothing else, and the CLI's offline path (no
+//! daemon running) calls the same three functions, so both answer with the same JSON.
+//!
+//! Every request names the memory it works in with `scope=agent-only:NAME`,
+//! `scope=workspace:NAME` or `scope=global`; there is no default. Search may name several
+//! scopes (`scope` repeated); stats and export without a scope cover every scope.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use caxton_memory::{
+    Direction, EmbedError, EntityInput, ExportRequest, GraphQuery, ImportOptions, MAX_DEPTH,
+    Memory, MemoryError, Relation, Scope, SearchMode, SearchRequest, Timestamp, text_from_bytes,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use super::error::ApiError;
+use crate::Supervisor;
+
+type Shared = State<Arc<Supervisor>>;
+type Body = Result<Bytes, BytesRejection>;
+
+/// Most bytes an import request may carry. An export with embeddings takes about 2.5 KB per
+/// observation, so this holds roughly 100,000 of them; larger memories move scope by scope or
+/// without embeddings (`embeddings=false`), which the importing side recomputes.
+pub const MAX_IMPORT_BODY: usize = 256 << 20;
+
+/// Entity type given to a new entity whose request names none.
+pub const DEFAULT_ENTITY_TYPE: &str = "thing";
+
+/// What a scope parameter looks like, for error messages.
+const SCOPE_SYNTAX: &str = "agent-only:NAME, workspace:NAME or global";
+
+/// One memory endpoint, with its path parameter where it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryRoute {
+    /// `POST /api/v1/memory/entities`: create or update an entity with observations.
+    UpsertEntity,
+    /// `GET /api/v1/memory/entities/{name}`: the entity, its observations and relations.
+    ShowEntity(String),
+    /// `DELETE /api/v1/memory/entities/{name}`: the entity with its observations and relations.
+    DeleteEntity(String),
+    /// `POST /api/v1/memory/entities/{name}/observations`: add observations.
+    AddObservations(String),
+    /// `DELETE /api/v1/memory/entities/{name}/observations`: delete observations by text.
+    DeleteObservations(String),
+    /// `GET /api/v1/memory/entities/{name}/neighbours`: entities within some hops.
+    Neighbours(String),
+    /// `POST /api/v1/memory/relations`: create a relation or update its strength.
+    Relate,
+    /// `DELETE /api/v1/memory/relations`: delete one relation.
+    Unrelate,
+    /// `GET /api/v1/memory/search`: semantic, keyword or hybrid search.
+    Search,
+    /// `GET /api/v1/memory/path`: the shortest path between two entities.
+    Path,
+    /// `GET /api/v1/memory/export`: a file in Caxton's JSON or the MCP memory server's format.
+    Export,
+    /// `POST /api/v1/memory/import`: such a file as the body.
+    Import,
+    /// `GET /api/v1/memory/stats`: counts and sizes, optionally an integrity check.
+    Stats,
+}
+
+impl MemoryRoute {
+    /// The HTTP method.
+    pub fn method(&self) -> Method {
+        match self {
+            Self::UpsertEntity | Self::AddObservations(_) | Self::Relate | Self::Import => {
+                Method::POST
+            }
+            Self::DeleteEntity(_) | Self::DeleteObservations(_) | Self::Unrelate => Method::DELETE,
+            Self::ShowEntity(_)
+            | Self::Neighbours(_)
+            | Self::Search
+            | Self::Path
+            | Self::Export
+            | Self::Stats => Method::GET,
+        }
+    }
+
+    /// The path, with the entity name percent-encoded.
+    pub fn path(&self) -> String {
+        let entity = |name: &str, rest: &str| {
+            format!("/api/v1/memory/entities/{}{rest}", encode_segment(name))
+        };
+        match self {
+            Self::UpsertEntity => "/api/v1/memory/entities".into(),
+            Self::ShowEntity(n) | Self::DeleteEntity(n) => entity(n, ""),
+            Self::AddObservations(n) | Self::DeleteObservations(n) => entity(n, "/observations"),
+            Self::Neighbours(n) => entity(n, "/neighbours"),
+            Self::Relate | Self::Unrelate => "/api/v1/memory/relations".into(),
+            Self::Search => "/api/v1/memory/search".into(),
+            Self::Path => "/api/v1/memory/path".into(),
+            Self::Export => "/api/v1/memory/export".into(),
+            Self::Import => "/api/v1/memory/import".into(),
+            Self::Stats => "/api/v1/memory/stats".into(),
+        }
+    }
+
+    /// The query parameters this route understands.
+    fn parameters(&self) -> &'static [&'static str] {
+        match self {
+            Self::UpsertEntity
+            | Self::ShowEntity(_)
+            | Self::DeleteEntity(_)
+            | Self::AddObservations(_)
+            | Self::DeleteObservations(_)
+            | Self::Relate => &["scope"],
+            Self::Unrelate => &["scope", "from", "to", "relation_type"],
+            Self::Neighbours(_) => &["scope", "depth", "relation_type", "direction", "limit"],
+            Self::Search => &[
+                "scope",
+                "query",
+                "mode",
+                "limit",
+                "min_similarity",
+                "type",
+                "since",
+                "until",
+            ],
+            Self::Path => &["scope", "from", "to", "depth", "relation_type", "direction"],
+            Self::Export => &["scope", "format", "embeddings"],
+            Self::Import => &["scope", "format"],
+            Self::Stats => &["scope", "check"],
+        }
+    }
+}
+
+/// A path segment in percent-encoding: `form_urlencoded` escapes everything but
+/// `A-Za-z0-9*-._` (a literal `+` as `%2B`) and writes spaces as `+`, which a path would keep
+/// as a plus, so those become `%20`.
+fn encode_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// A query string (`a=1&b=x+y`) from pairs, for clients of these routes.
+pub fn encode_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// Export and import file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Caxton's versioned JSON (scopes, times, metadata, strengths, embeddings).
+    Caxton,
+    /// The JSON-lines file of `@modelcontextprotocol/server-memory` (one scope, no times).
+    Mcp,
+}
+
+impl FileFormat {
+    /// `caxton` or `mcp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Caxton => "caxton",
+            Self::Mcp => "mcp",
+        }
+    }
+
+    /// The format of an import file: MCP when its first non-empty line is a JSON object with a
+    /// `type` (every MCP line has one) or at least starts like one, else Caxton's JSON (whose
+    /// first line, pretty-printed, is a lone `{`). The line is read leniently, so a bad byte
+    /// in it is reported by the MCP reader with its line and column.
+    pub fn detect(bytes: &[u8]) -> Self {
+        let Some(first) = bytes
+            .split(|&b| b == b'\n')
+            .find(|line| line.iter().any(|b| !b.is_ascii_whitespace()))
+        else {
+            return Self::Caxton;
+        };
+        let line = String::from_utf8_lossy(first);
+        let starts_like_mcp = line.trim_start().starts_with("{\"type\"");
+        match serde_json::from_str::<Value>(&line) {
+            Ok(Value::Object(o)) if o.contains_key("type") => Self::Mcp,
+            _ if starts_like_mcp => Self::Mcp,
+            _ => Self::Caxton,
+        }
+    }
+}
+
+/// A checked memory operation, ready to run.
+pub struct MemoryOp(Op);
+
+enum Op {
+    Upsert {
+        scope: Scope,
+        body: UpsertBody,
+    },
+    Show {
+        scope: Scope,
+        name: String,
+    },
+    Delete {
+        scope: Scope,
+        name: String,
+    },
+    AddObservations {
+        scope: Scope,
+        name: String,
+        observations: Vec<String>,
+    },
+    DeleteObservations {
+        scope: Scope,
+        name: String,
+        observations: Vec<String>,
+    },
+    Neighbours {
+        scope: Scope,
+        name: String,
+        query: GraphQuery,
+    },
+    Relate {
+        scope: Scope,
+        relation: Relation,
+    },
+    Unrelate {
+        scope: Scope,
+        from: String,
+        to: String,
+        relation_type: String,
+    },
+    Search(SearchRequest),
+    Path {
+        scope: Scope,
+        from: String,
+        to: String,
+        query: GraphQuery,
+    },
+    Export {
+        format: FileFormat,
+        scopes: Vec<Scope>,
+        embeddings: bool,
+    },
+    Import {
+        format: FileFormat,
+        detected: bool,
+        scope: Option<Scope>,
+        bytes: Bytes,
+    },
+    Stats {
+        scopes: Vec<Scope>,
+        check: bool,
+    },
+}
+
+/// Body of `POST /api/v1/memory/entities`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpsertBody {
+    name: String,
+    /// Absent: the entity's current type, or [`DEFAULT_ENTITY_TYPE`] for a new one.
+    entity_type: Option<String>,
+    #[serde(default)]
+    observations: Vec<String>,
+    metadata: Option<serde_json::Map<String, Value>>,
+}
+
+/// Body of the observation routes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObservationsBody {
+    observations: Vec<String>,
+}
+
+/// Body of `POST /api/v1/memory/relations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelateBody {
+    from: String,
+    to: String,
+    relation_type: String,
+    strength: Option<f32>,
+}
+
+/// What a memory operation answers.
+#[derive(Debug)]
+pub enum Reply {
+    /// A JSON document with its status.
+    Json(StatusCode, Value),
+    /// An export file.
+    File {
+        /// `application/json` or `application/x-ndjson`.
+        content_type: &'static str,
+        /// The file.
+        bytes: Vec<u8>,
+    },
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Json(status, value) => (status, axum::Json(value)).into_response(),
+            Self::File {
+                content_type,
+                bytes,
+            } => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        }
+    }
+}
+
+/// Query parameters, decoded, checked against what the route understands.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn new(route: &MemoryRoute, query: &str) -> Result<Self, ApiError> {
+        let allowed = route.parameters();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            return Err(bad_request(format!(
+                "unknown query parameter {k:?}: {} {} takes {}",
+                route.method(),
+                route.path(),
+                allowed.join(", ")
+            )));
+        }
+        Ok(Self(pairs))
+    }
+
+    fn all(&self, key: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn one(&self, key: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.all(key);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(bad_request(format!(
+                "query parameter {key} is given more than once"
+            )));
+        }
+        Ok(first)
+    }
+
+    fn required(&self, key: &str) -> Result<&str, ApiError> {
+        match self.one(key)? {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(bad_request(format!("query parameter {key} is required"))),
+        }
+    }
+
+    fn parsed<T: FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, ApiError> {
+        self.one(key)?
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| bad_request(format!("query parameter {key}={v:?} is not {what}")))
+            })
+            .transpose()
+    }
+
+    fn flag(&self, key: &str, default: bool) -> Result<bool, ApiError> {
+        match self.one(key)? {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(v) => Err(bad_request(format!(
+                "query parameter {key}={v:?} is not true or false"
+            ))),
+        }
+    }
+
+    fn time(&self, key: &str) -> Result<Option<Timestamp>, ApiError> {
+        self.one(key)?
+            .map(|v| {
+                Timestamp::parse(v).map_err(|_| {
+                    bad_request(format!(
+                        "query parameter {key}={v:?} is not an RFC 3339 time (like 2026-01-31T09:00:00Z)"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// Every `scope` given, parsed.
+    fn scopes(&self) -> Result<Vec<Scope>, ApiError> {
+        self.all("scope").map(parse_scope).collect()
+    }
+
+    /// Exactly one `scope`.
+    fn scope(&self) -> Result<Scope, ApiError> {
+        match self.one("scope")? {
+            Some(s) => parse_scope(s),
+            None => Err(bad_request(format!(
+                "query parameter scope is required: name the memory with scope={SCOPE_SYNTAX}"
+            ))),
+        }
+    }
+
+    fn graph_query(&self, default_depth: u32) -> Result<GraphQuery, ApiError> {
+        let mut query = GraphQuery::new(
+            self.parsed("depth", "a number of hops")?
+                .unwrap_or(default_depth),
+        );
+        query.relation_types = self.all("relation_type").map(str::to_owned).collect();
+        if let Some(d) = self.one("direction")? {
+            query.direction = match d {
+                "outgoing" => Direction::Outgoing,
+                "incoming" => Direction::Incoming,
+                "both" => Direction::Both,
+                other => {
+                    return Err(bad_request(format!(
+                        "query parameter direction={other:?} is not outgoing, incoming or both"
+                    )));
+                }
+            };
+        }
+        if let Some(limit) = self.parsed("limit", "a number")? {
+            query.limit = limit;
+        }
+        Ok(query)
+    }
+}
+
+fn parse_scope(s: &str) -> Result<Scope, ApiError> {
+    s.parse::<Scope>().map_err(|e| {
+        bad_request(format!(
+            "query parameter scope={s:?}: {e} (use {SCOPE_SYNTAX})"
+        ))
+    })
+}
+
+/// A JSON body: refused with a message naming the problem when it is not UTF-8, empty, not
+/// JSON, or has a missing or unknown field.
+fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let text = text_from_bytes(body, "request body").map_err(|e| memory_error(&e))?;
+    if text.trim().is_empty() {
+        return Err(bad_request(
+            "the request body is empty: expected a JSON object",
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| bad_request(format!("request body: {e}")))
+}
+
+fn format_param(params: &Params) -> Result<Option<FileFormat>, ApiError> {
+    match params.one("format")? {
+        None | Some("auto") => Ok(None),
+        Some("caxton") => Ok(Some(FileFormat::Caxton)),
+        Some("mcp") => Ok(Some(FileFormat::Mcp)),
+        Some(other) => Err(bad_request(format!(
+            "query parameter format={other:?} is not caxton or mcp"
+        ))),
+    }
+}
+
+/// Check a request to `route` and turn it into an operation.
+pub fn parse(route: MemoryRoute, query: &str, body: Bytes) -> Result<MemoryOp, ApiError> {
+    let p = Params::new(&route, query)?;
+    let op = match route {
+        MemoryRoute::UpsertEntity => Op::Upsert {
+            scope: p.scope()?,
+            body: json_body(&body)?,
+        },
+        MemoryRoute::ShowEntity(name) => Op::Show {
+            scope: p.scope()?,
+            name,
+        },
+        MemoryRoute::DeleteEntity(name) => Op::Delete {
+            scope: p.scope()?,
+            name,
+        },
+        MemoryRoute::AddObservations(name) => Op::AddObservations {
+            scope: p.scope()?,
+            name,
+            observations: json_body::<ObservationsBody>(&body)?.observations,
+        },
+        MemoryRoute::DeleteObservations(name) => Op::DeleteObservations {
+            scope: p.scope()?,
+            name,
+            observations: json_body::<ObservationsBody>(&body)?.observations,
+        },
+        MemoryRoute::Neighbours(name) => Op::Neighbours {
+            scope: p.scope()?,
+            name,
+            query: p.graph_query(1)?,
+        },
+        MemoryRoute::Relate => {
+            let b: RelateBody = json_body(&body)?;
+            Op::Relate {
+                scope: p.scope()?,
+                relation: Relation {
+                    from: b.from,
+                    to: b.to,
+                    relation_type: b.relation_type,
+                    strength: b.strength.unwrap_or(1.0),
+                },
+            }
+        }
+        MemoryRoute::Unrelate => Op::Unrelate {
+            scope: p.scope()?,
+            from: p.required("from")?.to_owned(),
+            to: p.required("to")?.to_owned(),
+            relation_type: p.required("relation_type")?.to_owned(),
+        },
+        MemoryRoute::Search => {
+            let scopes = p.scopes()?;
+            if scopes.is_empty() {
+                return Err(bad_request(format!(
+                    "query parameter scope is required: name the memory to search with scope={SCOPE_SYNTAX} (repeat it to search several)"
+                )));
+            }
+            let mut request = SearchRequest::new(p.required("query")?, scopes);
+            if let Some(mode) = p.one("mode")? {
+                request.mode = match mode {
+                    "hybrid" => SearchMode::Hybrid,
+                    "semantic" => SearchMode::Semantic,
+                    "keyword" => SearchMode::Keyword,
+                    other => {
+                        return Err(bad_request(format!(
+                            "query parameter mode={other:?} is not hybrid, semantic or keyword"
+                        )));
+                    }
+                };
+            }
+            if let Some(limit) = p.parsed("limit", "a number")? {
+                request.limit = limit;
+            }
+            if let Some(min) = p.parsed("min_similarity", "a number")? {
+                request.min_similarity = min;
+            }
+            request.entity_types = p.all("type").map(str::to_owned).collect();
+            request.since = p.time("since")?;
+            request.until = p.time("until")?;
+            Op::Search(request)
+        }
+        MemoryRoute::Path => Op::Path {
+            scope: p.scope()?,
+            from: p.required("from")?.to_owned(),
+            to: p.required("to")?.to_owned(),
+            query: p.graph_query(MAX_DEPTH)?,
+        },
+        MemoryRoute::Export => {
+            let format = format_param(&p)?.unwrap_or(FileFormat::Caxton);
+            let scopes = p.scopes()?;
+            if format == FileFormat::Mcp && scopes.len() != 1 {
+                return Err(bad_request(format!(
+                    "format=mcp exports one scope: name it with scope={SCOPE_SYNTAX} (the MCP memory server's file has no scopes)"
+                )));
+            }
+            Op::Export {
+                format,
+                scopes,
+                embeddings: p.flag("embeddings", true)?,
+            }
+        }
+        MemoryRoute::Import => {
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Err(bad_request(
+                    "the request body is empty: send the file to import as the body",
+                ));
+            }
+            let given = format_param(&p)?;
+            let format = given.unwrap_or_else(|| FileFormat::detect(&body));
+            let scope = p.scopes()?;
+            if scope.len() > 1 {
+                return Err(bad_request("query parameter scope is given more than once"));
+            }
+            let scope = scope.into_iter().next();
+            if format == FileFormat::Mcp && scope.is_none() {
+                return Err(bad_request(format!(
+                    "query parameter scope is required for an MCP memory server file (it has no scopes): name it with scope={SCOPE_SYNTAX}"
+                )));
+            }
+            Op::Import {
+                format,
+                detected: given.is_none(),
+                scope,
+                bytes: body,
+            }
+        }
+        MemoryRoute::Stats => Op::Stats {
+            scopes: p.scopes()?,
+            check: p.flag("check", false)?,
+        },
+    };
+    Ok(MemoryOp(op))
+}
+
+impl MemoryOp {
+    /// A short name for logs (`upsert`, `search`, ...).
+    pub fn name(&self) -> &'static str {
+        match &self.0 {
+            Op::Upsert { .. } => "upsert",
+            Op::Show { .. } => "show",
+            Op::Delete { .. } => "delete",
+            Op::AddObservations { .. } => "add_observations",
+            Op::DeleteObservations { .. } => "delete_observations",
+            Op::Neighbours { .. } => "neighbours",
+            Op::Relate { .. } => "relate",
+            Op::Unrelate { .. } => "unrelate",
+            Op::Search(_) => "search",
+            Op::Path { .. } => "path",
+            Op::Export { .. } => "export",
+            Op::Import { .. } => "import",
+            Op::Stats { .. } => "stats",
+        }
+    }
+
+    /// The scopes it works in, for logs (`all` when it covers every scope).
+    pub fn scope_label(&self) -> String {
+        let list = |scopes: &[Scope]| {
+            if scopes.is_empty() {
+                "all".to_owned()
+            } else {
+                scopes
+                    .iter()
+                    .map(Scope::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        match &self.0 {
+            Op::Upsert { scope, .. }
+            | Op::Show { scope, .. }
+            | Op::Delete { scope, .. }
+            | Op::AddObservations { scope, .. }
+            | Op::DeleteObservations { scope, .. }
+            | Op::Neighbours { scope, .. }
+            | Op::Relate { scope, .. }
+            | Op::Unrelate { scope, .. }
+            | Op::Path { scope, .. } => scope.to_string(),
+            Op::Search(r) => list(&r.scopes),
+            Op::Export { scopes, .. } | Op::Stats { scopes, .. } => list(scopes),
+            Op::Import { scope, .. } => scope
+                .as_ref()
+                .map_or_else(|| "from file".to_owned(), Scope::to_string),
+        }
+    }
+
+    /// Perform it. Blocks (SQLite, the embedding model): async callers use the blocking pool.
+    pub fn run(self, m: &Memory) -> Result<Reply, ApiError> {
+        self.run_inner(m).map_err(|e| memory_error(&e))?
+    }
+
+    /// The outer error is the memory's; the inner one an answer of another kind (a missing
+    /// relation).
+    fn run_inner(self, m: &Memory) -> Result<Result<Reply, ApiError>, MemoryError> {
+        let ok = |v: Value| Ok(Ok(Reply::Json(StatusCode::OK, v)));
+        match self.0 {
+            Op::Upsert { scope, body } => {
+                let entity_type = match body.entity_type {
+                    Some(t) => t,
+                    // Keep the type of an entity that exists, so adding a fact never retypes it.
+                    None => m
+                        .entity(&scope, &body.name)?
+                        .map_or_else(|| DEFAULT_ENTITY_TYPE.to_owned(), |e| e.entity_type),
+                };
+                let input = EntityInput {
+                    name: body.name,
+                    entity_type,
+                    observations: body.observations,
+                    metadata: body.metadata,
+                };
+                let up = m.upsert_entity(&scope, &input)?;
+                tracing::info!(
+                    entity = %input.name,
+                    created = up.created,
+                    observations_added = up.added_observations.len(),
+                    "memory entity stored"
+                );
+                let status = if up.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(Ok(Reply::Json(
+                    status,
+                    json!({
+                        "scope": scope,
+                        "name": input.name,
+                        "entity_type": input.entity_type,
+                        "id": up.id,
+                        "created": up.created,
+                        "observations_added": up.added_observations.len(),
+                        "observations_skipped": input.observations.len().saturating_sub(up.added_observations.len()),
+                    }),
+                )))
+            }
+            Op::Show { scope, name } => {
+                let entity = m
+                    .entity(&scope, &name)?
+                    .ok_or_else(|| not_found(&scope, &name))?;
+                let relations = m.relations_of(&scope, &name)?;
+                ok(json!({ "entity": entity, "relations": relations }))
+            }
+            Op::Delete { scope, name } => {
+                if !m.delete_entity(&scope, &name)? {
+                    return Err(not_found(&scope, &name));
+                }
+                tracing::info!(entity = %name, "memory entity deleted");
+                ok(json!({ "scope": scope, "deleted": name }))
+            }
+            Op::AddObservations {
+                scope,
+                name,
+                observations,
+            } => {
+                let added = m.add_observations(&scope, &name, &observations)?;
+                ok(json!({
+                    "scope": scope,
+                    "name": name,
+                    "observations_added": added.len(),
+                    "observations_skipped": observations.len().saturating_sub(added.len()),
+                }))
+            }
+            Op::DeleteObservations {
+                scope,
+                name,
+                observations,
+            } => {
+                let deleted = m.delete_observations(&scope, &name, &observations)?;
+                ok(json!({ "scope": scope, "name": name, "observations_deleted": deleted }))
+            }
+            Op::Neighbours { scope, name, query } => {
+                let neighbours = m.neighbours(&scope, &name, &query)?;
+                ok(json!({
+                    "scope": scope,
+                    "name": name,
+                    "depth": query.depth,
+                    "neighbours": neighbours,
+                }))
+            }
+            Op::Relate { scope, relation } => {
+                m.relate(&scope, &relation)?;
+                ok(json!({ "scope": scope, "relation": relation }))
+            }
+            Op::Unrelate {
+                scope,
+                from,
+                to,
+                relation_type,
+            } => {
+                if !m.delete_relation(&scope, &from, &to, &relation_type)? {
+                    return Ok(Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "relation_not_found",
+                        format!("no relation {from:?} {relation_type} {to:?} in scope {scope}"),
+                    )));
+                }
+                ok(json!({
+                    "scope": scope,
+                    "deleted": {"from": from, "to": to, "relation_type": relation_type},
+                }))
+            }
+            Op::Search(request) => {
+                let hits = m.search(&request)?;
+                tracing::debug!(hits = hits.len(), mode = ?request.mode, "memory searched");
+                ok(json!({ "query": request.query, "mode": request.mode, "hits": hits }))
+            }
+            Op::Path {
+                scope,
+                from,
+                to,
+                query,
+            } => {
+                let path = m.shortest_path(&scope, &from, &to, &query)?;
+                ok(json!({
+                    "scope": scope,
+                    "from": from,
+                    "to": to,
+                    "depth": query.depth,
+                    "path": path,
+                }))
+            }
+            Op::Export {
+                format,
+                scopes,
+                embeddings,
+            } => {
+                let mut bytes = Vec::new();
+                let content_type = match format {
+                    FileFormat::Caxton => {
+                        let request = ExportRequest {
+                            scopes: (!scopes.is_empty()).then_some(scopes),
+                            include_embeddings: embeddings,
+                        };
+                        m.export_json(&request, &mut bytes)?;
+                        "application/json"
+                    }
+                    FileFormat::Mcp => {
+                        // parse() lets format=mcp through with exactly one scope.
+                        let Some(scope) = scopes.first() else {
+                            return Ok(Err(bad_request("format=mcp exports one scope")));
+                        };
+                        m.export_mcp_jsonl(scope, &mut bytes)?;
+                        "application/x-ndjson"
+                    }
+                };
+                tracing::info!(
+                    format = format.as_str(),
+                    bytes = bytes.len(),
+                    "memory exported"
+                );
+                Ok(Ok(Reply::File {
+                    content_type,
+                    bytes,
+                }))
+            }
+            Op::Import {
+                format,
+                detected,
+                scope,
+                bytes,
+            } => {
+                let report = match (format, &scope) {
+                    (FileFormat::Mcp, Some(scope)) => m.import_mcp_jsonl(&bytes, scope),
+                    (FileFormat::Mcp, None) => {
+                        return Ok(Err(bad_request("an MCP memory file needs a scope")));
+                    }
+                    (FileFormat::Caxton, _) => m.import_json(
+                        &bytes,
+                        &ImportOptions {
+                            scope: scope.clone(),
+                        },
+                    ),
+                };
+                let report = match report {
+                    Ok(r) => r,
+                    // Say which format the file was read as, so a misdetected file is explained.
+                    Err(MemoryError::Import { record, reason }) if detected => {
+                        return Err(MemoryError::Import {
+                            record: format!("{record} (read as the {} format)", format.as_str()),
+                            reason,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
+                tracing::info!(
+                    format = format.as_str(),
+                    entities_created = report.entities_created,
+                    entities_merged = report.entities_merged,
+                    observations_added = report.observations_added,
+                    relations = report.relations,
+                    "memory imported"
+                );
+                ok(json!({ "format": format.as_str(), "scope": scope, "report": report }))
+            }
+            Op::Stats { scopes, check } => {
+                let stats = m.stats(&scopes)?;
+                let mut body = serde_json::to_value(&stats)
+                    .map_err(|e| MemoryError::Database(e.to_string()))?;
+                body["scopes"] = if scopes.is_empty() {
+                    json!("all")
+                } else {
+                    json!(scopes)
+                };
+                if check {
+                    m.integrity_check()?;
+                    body["integrity"] = json!("ok");
+                }
+                ok(body)
+            }
+        }
+    }
+}
+
+fn not_found(scope: &Scope, name: &str) -> MemoryError {
+    MemoryError::EntityNotFound {
+        scope: scope.to_string(),
+        name: name.to_owned(),
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// The answer for a memory error: the caller's fault is a 400 naming the field or record, a
+/// missing entity 404, a full disk 507, a lock held too long 503, the rest 500.
+pub fn memory_error(e: &MemoryError) -> ApiError {
+    let (status, kind) = match e {
+        MemoryError::InvalidInput { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
+        MemoryError::InvalidUtf8 { .. } => (StatusCode::BAD_REQUEST, "invalid_utf8"),
+        MemoryError::Import { .. } => (StatusCode::BAD_REQUEST, "import_refused"),
+        MemoryError::EntityNotFound { .. } => (StatusCode::NOT_FOUND, "entity_not_found"),
+        MemoryError::DiskFull => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
+        MemoryError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        MemoryError::SchemaTooNew { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "schema_too_new"),
+        // Fetching the model fixes it without a restart.
+        MemoryError::Embedding(EmbedError::Missing { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "embedding_model_missing")
+        }
+        MemoryError::Embedding(_) => (StatusCode::INTERNAL_SERVER_ERROR, "embedding_failed"),
+        MemoryError::Open { .. } | MemoryError::Database(_) | MemoryError::Io(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "memory_error")
+        }
+    };
+    ApiError::new(status, kind, e.to_string())
+}
+
+/// Parse, run on the blocking pool inside a span naming the operation and its scopes, answer.
+async fn serve(
+    sup: Arc<Supervisor>,
+    route: MemoryRoute,
+    query: Option<String>,
+    body: Body,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return body_rejection(&r).into_response(),
+    };
+    let op = match parse(route, query.as_deref().unwrap_or(""), body) {
+        Ok(op) => op,
+        Err(e) => {
+            tracing::debug!(error = %e.message, "memory request refused");
+            return e.into_response();
+        }
+    };
+    let span = tracing::info_span!(
+        "memory",
+        op = op.name(),
+        scope = %op.scope_label(),
+        status = tracing::field::Empty,
+    );
+    let inner = span.clone();
+    let result = sup
+        .memory()
+        .run(move |m| {
+            let _entered = inner.enter();
+            Ok(op.run(m))
+        })
+        .instrument(span.clone())
+        .await;
+    let reply = match result {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => {
+            span.record("status", e.status.as_u16());
+            if e.status.is_server_error() {
+                tracing::warn!(parent: &span, kind = e.kind, error = %e.message, "memory operation failed");
+            }
+            return e.into_response();
+        }
+        // The blocking task itself failed (a panic).
+        Err(e) => return memory_error(&e).into_response(),
+    };
+    if let Reply::Json(status, _) = &reply {
+        span.record("status", status.as_u16());
+    }
+    reply.into_response()
+}
+
+fn body_rejection(r: &BytesRejection) -> ApiError {
+    let status = r.status();
+    let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "body_too_large"
+    } else {
+        "bad_request"
+    };
+    ApiError::new(status, kind, r.body_text())
+}
+
+fn name_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(name)| name)
+        .map_err(|r| bad_request(format!("entity name in the path: {}", r.body_text())))
+}
+
+/// `POST /api/v1/memory/entities`
+pub async fn upsert_entity(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Response {
+    serve(sup, MemoryRoute::UpsertEntity, q, body).await
+}
+
+/// `GET /api/v1/memory/entities/{name}`
+pub async fn show_entity(
+    State(sup): Shared,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    match name_of(name) {
+        Ok(n) => serve(sup, MemoryRoute::ShowEntity(n), q, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /api/v1/memory/entities/{name}`
+pub async fn delete_entity(
+    State(sup): Shared,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    match name_of(name) {
+        Ok(n) => serve(sup, MemoryRoute::DeleteEntity(n), q, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/v1/memory/entities/{name}/observations`
+pub async fn add_observations(
+    State(sup): Shared,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    match name_of(name) {
+        Ok(n) => serve(sup, MemoryRoute::AddObservations(n), q, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /api/v1/memory/entities/{name}/observations`
+pub async fn delete_observations(
+    State(sup): Shared,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    match name_of(name) {
+        Ok(n) => serve(sup, MemoryRoute::DeleteObservations(n), q, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/v1/memory/entities/{name}/neighbours`
+pub async fn neighbours(
+    State(sup): Shared,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    match name_of(name) {
+        Ok(n) => serve(sup, MemoryRoute::Neighbours(n), q, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/v1/memory/relations`
+pub async fn relate(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Response {
+    serve(sup, MemoryRoute::Relate, q, body).await
+}
+
+/// `DELETE /api/v1/memory/relations`
+pub async fn unrelate(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Response {
+    serve(sup, MemoryRoute::Unrelate, q, body).await
+}
+
+/// `GET /api/v1/memory/search`
+pub async fn search(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Response {
+    serve(sup, MemoryRoute::Search, q, body).await
+}
+
+/// `GET /api/v1/memory/path`
+pub async fn path(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Response {
+    serve(sup, MemoryRoute::Path, q, body).await
+}
+
+/// `GET /api/v1/memory/export`
+pub async fn export(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Response {
+    serve(sup, MemoryRoute::Export, q, body).await
+}
+
+/// `POST /api/v1/memory/import`
+pub async fn import(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Response {
+    serve(sup, MemoryRoute::Import, q, body).await
+}
+
+/// `GET /api/v1/memory/stats`
+pub async fn stats(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Response {
+    serve(sup, MemoryRoute::Stats, q, body).await
+}
+
+/// Refuse an import whose declared length is over [`MAX_IMPORT_BODY`] before reading it, with
+/// a message saying what to do instead.
+pub async fn refuse_oversized_import(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > MAX_IMPORT_BODY as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "import file of {len} bytes exceeds the {}-MiB import limit: export and import one scope at a time, or export with embeddings=false",
+                MAX_IMPORT_BODY >> 20
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn refused(route: MemoryRoute, query: &str, body: &[u8]) -> ApiError {
+        match parse(route, query, Bytes::copy_from_slice(body)) {
+            Ok(op) => panic!("{} was accepted", op.name()),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn every_request_names_its_scope_and_a_bad_one_is_explained() {
+        let e = refused(MemoryRoute::UpsertEntity, "", br#"{"name":"Ada"}"#);
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("scope is required"), "{}", e.message);
+        let e = refused(MemoryRoute::ShowEntity("Ada".into()), "scope=agent:x", b"");
+        assert!(
+            e.message.contains("scope=\"agent:x\"") && e.message.contains("agent-only:NAME"),
+            "{}",
+            e.message
+        );
+        let e = refused(MemoryRoute::Search, "query=tea", b"");
+        assert!(e.message.contains("scope is required"), "{}", e.message);
+        assert!(parse(MemoryRoute::Stats, "", Bytes::new()).is_ok());
+    }
+
+    #[test]
+    fn unknown_parameters_and_fields_are_named() {
+        let e = refused(MemoryRoute::Search, "scope=global&query=x&limt=3", b"");
+        assert!(
+            e.message.contains("\"limt\"") && e.message.contains("limit"),
+            "{}",
+            e.message
+        );
+        let e = refused(
+            MemoryRoute::UpsertEntity,
+            "scope=global",
+            br#"{"name":"Ada","observation":["x"]}"#,
+        );
+        assert!(e.message.contains("observation"), "{}", e.message);
+        let e = refused(
+            MemoryRoute::UpsertEntity,
+            "scope=global",
+            b"{\"name\":\"A\xffda\"}",
+        );
+        assert_eq!(e.kind, "invalid_utf8");
+        assert!(e.message.contains("offset 10"), "{}", e.message);
+    }
+
+    #[test]
+    fn import_detects_the_mcp_format_and_needs_a_scope_for_it() {
+        let mcp = br#"{"type":"entity","name":"A","entityType":"t","observations":[]}"#;
+        assert_eq!(FileFormat::detect(mcp), FileFormat::Mcp);
+        assert_eq!(
+            FileFormat::detect(b"\n{\"type\":\"entity\",\"name\":\"\xff\"}"),
+            FileFormat::Mcp,
+            "a bad byte does not hide the format"
+        );
+        assert_eq!(FileFormat::detect(b"{\"type\":\"ent"), FileFormat::Mcp);
+        assert_eq!(
+            FileFormat::detect(b"{\n  \"format\": \"caxton-memory\"\n}"),
+            FileFormat::Caxton
+        );
+        let e = refused(MemoryRoute::Import, "", mcp);
+        assert!(e.message.contains("scope is required"), "{}", e.message);
+        assert!(
+            parse(
+                MemoryRoute::Import,
+                "scope=workspace:w",
+                Bytes::from_static(mcp)
+            )
+            .is_ok()
+        );
+        let e = refused(MemoryRoute::Export, "format=mcp", b"");
+        assert!(e.message.contains("one scope"), "{}", e.message);
+    }
+
+    #[test]
+    fn entity_names_survive_the_path() {
+        let route = MemoryRoute::Neighbours("Ada Lovelace/+1 café".into());
+        assert_eq!(
+            route.path(),
+            "/api/v1/memory/entities/Ada%20Lovelace%2F%2B1%20caf%C3%A9/neighbours"
+        );
+        assert_eq!(
+            encode_query([("scope", "workspace:a b")]),
+            "scope=workspace%3Aa+b"
+        );
+    }
+}
