@@ -47,6 +47,12 @@ pub enum Command {
     /// Deploy, inspect and remove MCP tool servers (WebAssembly packages).
     #[command(subcommand)]
     Tool(ToolCommand),
+    /// Store, search, inspect, export and import the agents' long-term memory.
+    ///
+    /// Every command names the memory it works in with `--scope`: `agent-only:AGENT` (one
+    /// agent's private memory), `workspace:NAME` (shared by a workspace's agents) or `global`.
+    #[command(subcommand)]
+    Memory(MemoryCommand),
     /// Show the daemon's uptime, version, agents and live worker processes.
     Status {
         /// Print JSON instead of a table.
@@ -145,6 +151,187 @@ pub enum ToolCommand {
     Remove {
         /// Server name.
         name: String,
+    },
+}
+
+/// The one memory a command works in.
+#[derive(Debug, Args)]
+pub struct ScopeArg {
+    /// The memory: agent-only:AGENT, workspace:NAME or global.
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Create or update an entity and add observations (facts) to it.
+    Add {
+        /// The entity's name, unique within its scope.
+        name: String,
+        /// Facts about it, one argument each; `-` reads them from standard input, one a line.
+        observations: Vec<String>,
+        /// Its type, e.g. person or project (default: unchanged for an entity that exists,
+        /// else "thing").
+        #[arg(long = "type", value_name = "TYPE")]
+        entity_type: Option<String>,
+        /// Metadata to merge into the entity's, as a JSON object.
+        #[arg(long, value_name = "JSON")]
+        metadata: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search by meaning and by keyword (hybrid), or by one of them.
+    Search {
+        /// What to look for, in natural language or keywords.
+        query: String,
+        /// The memory to search (repeat to search several): agent-only:AGENT, workspace:NAME
+        /// or global.
+        #[arg(long = "scope", value_name = "SCOPE", required = true)]
+        scopes: Vec<String>,
+        /// How to rank.
+        #[arg(long, value_parser = ["hybrid", "semantic", "keyword"])]
+        mode: Option<String>,
+        /// Most entities to show (default 10).
+        #[arg(long, short = 'n')]
+        limit: Option<usize>,
+        /// Least cosine similarity of a match by meaning, from -1 to 1.
+        #[arg(long, value_name = "SIMILARITY")]
+        min_similarity: Option<f32>,
+        /// Only entities of this type (repeat for several).
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// Only observations recorded at or after this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only observations recorded at or before this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an entity: its type, observations and relations.
+    Show {
+        /// The entity's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Relate two entities: `caxton memory relate Ada works_at Acme`.
+    Relate {
+        /// The source entity.
+        from: String,
+        /// The relation, a verb phrase such as works_at.
+        relation_type: String,
+        /// The target entity.
+        to: String,
+        /// How strong, from 0 to 1 (default 1).
+        #[arg(long)]
+        strength: Option<f32>,
+        #[command(flatten)]
+        scope: ScopeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the entities within some hops of an entity.
+    Neighbours {
+        /// The entity to start from.
+        name: String,
+        /// How many hops (default 1, at most 10).
+        #[arg(long)]
+        depth: Option<u32>,
+        /// Follow only relations of this type (repeat for several).
+        #[arg(long, value_name = "TYPE")]
+        relation_type: Vec<String>,
+        /// Which way to follow relations (default both).
+        #[arg(long, value_parser = ["outgoing", "incoming", "both"])]
+        direction: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the shortest chain of relations between two entities.
+    Path {
+        /// The entity to start from.
+        from: String,
+        /// The entity to reach.
+        to: String,
+        /// Longest path looked for, in hops (default 10).
+        #[arg(long)]
+        depth: Option<u32>,
+        /// Follow only relations of this type (repeat for several).
+        #[arg(long, value_name = "TYPE")]
+        relation_type: Vec<String>,
+        #[command(flatten)]
+        scope: ScopeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an entity with its observations and relations.
+    Remove {
+        /// The entity's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the memory to FILE (default: standard output).
+    Export {
+        /// Where to write; standard output when absent or `-`.
+        file: Option<PathBuf>,
+        /// `caxton`: Caxton's versioned JSON; `mcp`: the JSON-lines file of the MCP memory
+        /// server (@modelcontextprotocol/server-memory), one scope.
+        #[arg(long, default_value = "caxton", value_parser = ["caxton", "mcp"])]
+        format: String,
+        /// The memory to export (repeat for several; default every scope).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Leave the embeddings out (a file a quarter the size; the importing side
+        /// recomputes them).
+        #[arg(long)]
+        no_embeddings: bool,
+        /// Print a JSON summary.
+        #[arg(long, requires = "file")]
+        json: bool,
+    },
+    /// Import a file written by `export` or by the MCP memory server, all of it or nothing.
+    Import {
+        /// The file; `-` reads standard input.
+        file: PathBuf,
+        /// The file's format (default: recognised from its content).
+        #[arg(long, value_parser = ["caxton", "mcp"])]
+        format: Option<String>,
+        /// Put everything into this memory (required for an MCP file, which has no scopes;
+        /// default for a Caxton file: the scopes it names).
+        #[arg(long, value_name = "SCOPE")]
+        scope: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count entities, observations and relations; show the database's size.
+    Stats {
+        /// Count only this memory (repeat for several; default every scope).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Also run SQLite's integrity check on the database file.
+        #[arg(long)]
+        check: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -99,11 +99,43 @@ impl ApiClient {
         collect(response.status(), response).await
     }
 
+    /// Send one request with a body of any type and return the answer's bytes unparsed (memory
+    /// exports and imports are files, and may not be UTF-8).
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let response = self.send_bytes(method, path, content_type, body).await?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| http_error(&e))?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        self.send_bytes(method, path, "application/json", Bytes::from(payload))
+            .await
+    }
+
+    async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        payload: Bytes,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let stream = match tokio::net::UnixStream::connect(&self.socket).await {
             Ok(s) => s,
@@ -121,13 +153,12 @@ impl ApiClient {
             .await
             .map_err(|e| http_error(&e))?;
         tokio::spawn(connection);
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
         let request = Request::builder()
             .method(method)
             .uri(path)
             .header(header::HOST, "caxton")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(payload)))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Full::new(payload))
             .map_err(|e| http_error(&e))?;
         sender
             .send_request(request)

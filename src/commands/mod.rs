@@ -2,6 +2,7 @@
 
 mod agent;
 mod daemon;
+mod memory;
 mod tool;
 
 use std::process::ExitCode;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => daemon::serve(config).await,
         Command::Agent(cmd) => agent::run(cmd, &config, &client).await,
         Command::Tool(cmd) => tool::run(cmd, &config, &client).await,
+        Command::Memory(cmd) => memory::run(cmd, &config, &client).await,
         Command::Status { json } => daemon::status(&client, json).await,
         Command::Health => daemon::health(&client).await,
         Command::Worker(cmd) => daemon::worker(cmd, &client).await,
