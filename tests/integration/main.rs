@@ -12,6 +12,7 @@ mod cli;
 mod faults;
 mod local_model;
 mod mcp;
+mod memory_api;
 mod providers;
 mod signals;
 mod support;
