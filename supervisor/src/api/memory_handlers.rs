@@ -865,37 +865,12 @@ impl MemoryOp {
                     json!(scopes)
                 };
                 if check {
-                    integrity_check(m.path())?;
+                    m.integrity_check()?;
                     body["integrity"] = json!("ok");
                 }
                 ok(body)
             }
         }
-    }
-}
-
-/// `PRAGMA integrity_check` on a connection of its own, rather than `Memory::integrity_check`
-/// on a pooled reader: SQLite's FTS5 check (3.53) trusts the connection's cached index structure
-/// without noticing that the writer changed the index since that connection last read it, so on
-/// a live daemon it reported corruption that was not there. A new connection caches nothing.
-fn integrity_check(path: &std::path::Path) -> Result<(), MemoryError> {
-    use rusqlite::OpenFlags;
-    let c = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    c.busy_timeout(std::time::Duration::from_secs(10))?;
-    let mut stmt = c.prepare("PRAGMA integrity_check")?;
-    let report = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    if report == ["ok"] {
-        Ok(())
-    } else {
-        Err(MemoryError::Database(format!(
-            "integrity check failed: {}",
-            report.join("; ")
-        )))
     }
 }
 
