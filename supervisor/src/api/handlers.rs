@@ -339,15 +339,19 @@ pub async fn not_found(request: Request) -> ApiError {
     )
 }
 
-/// Refuse a body whose declared length is over the limit before reading any of it, so a client
-/// that sent `Expect: 100-continue` gets the 413 instead of uploading megabytes first.
-pub async fn refuse_oversized(max_body: usize, request: Request, next: Next) -> Response {
-    let declared = request
+/// The body length a request declares in `Content-Length`, if it declares one.
+pub(super) fn declared_length(request: &Request) -> Option<u64> {
+    request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Refuse a body whose declared length is over the limit before reading any of it, so a client
+/// that sent `Expect: 100-continue` gets the 413 instead of uploading megabytes first.
+pub async fn refuse_oversized(max_body: usize, request: Request, next: Next) -> Response {
+    match declared_length(&request) {
         Some(len) if len > max_body as u64 => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",

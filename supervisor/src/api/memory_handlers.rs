@@ -974,6 +974,20 @@ fn name_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError
         .map_err(|r| bad_request(format!("entity name in the path: {}", r.body_text())))
 }
 
+/// A route on one entity: its name from the path, then as [`serve`].
+async fn serve_entity(
+    sup: Arc<Supervisor>,
+    route: fn(String) -> MemoryRoute,
+    name: Result<Path<String>, PathRejection>,
+    query: Option<String>,
+    body: Body,
+) -> Response {
+    match name_of(name) {
+        Ok(n) => serve(sup, route(n), query, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// `POST /api/v1/memory/entities`
 pub async fn upsert_entity(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Response {
     serve(sup, MemoryRoute::UpsertEntity, q, body).await
@@ -986,10 +1000,7 @@ pub async fn show_entity(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    match name_of(name) {
-        Ok(n) => serve(sup, MemoryRoute::ShowEntity(n), q, body).await,
-        Err(e) => e.into_response(),
-    }
+    serve_entity(sup, MemoryRoute::ShowEntity, name, q, body).await
 }
 
 /// `DELETE /api/v1/memory/entities/{name}`
@@ -999,10 +1010,7 @@ pub async fn delete_entity(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    match name_of(name) {
-        Ok(n) => serve(sup, MemoryRoute::DeleteEntity(n), q, body).await,
-        Err(e) => e.into_response(),
-    }
+    serve_entity(sup, MemoryRoute::DeleteEntity, name, q, body).await
 }
 
 /// `POST /api/v1/memory/entities/{name}/observations`
@@ -1012,10 +1020,7 @@ pub async fn add_observations(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    match name_of(name) {
-        Ok(n) => serve(sup, MemoryRoute::AddObservations(n), q, body).await,
-        Err(e) => e.into_response(),
-    }
+    serve_entity(sup, MemoryRoute::AddObservations, name, q, body).await
 }
 
 /// `DELETE /api/v1/memory/entities/{name}/observations`
@@ -1025,10 +1030,7 @@ pub async fn delete_observations(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    match name_of(name) {
-        Ok(n) => serve(sup, MemoryRoute::DeleteObservations(n), q, body).await,
-        Err(e) => e.into_response(),
-    }
+    serve_entity(sup, MemoryRoute::DeleteObservations, name, q, body).await
 }
 
 /// `GET /api/v1/memory/entities/{name}/neighbours`
@@ -1038,10 +1040,7 @@ pub async fn neighbours(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    match name_of(name) {
-        Ok(n) => serve(sup, MemoryRoute::Neighbours(n), q, body).await,
-        Err(e) => e.into_response(),
-    }
+    serve_entity(sup, MemoryRoute::Neighbours, name, q, body).await
 }
 
 /// `POST /api/v1/memory/relations`
@@ -1082,12 +1081,7 @@ pub async fn stats(State(sup): Shared, RawQuery(q): RawQuery, body: Body) -> Res
 /// Refuse an import whose declared length is over [`MAX_IMPORT_BODY`] before reading it, with
 /// a message saying what to do instead.
 pub async fn refuse_oversized_import(request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
+    match super::handlers::declared_length(&request) {
         Some(len) if len > MAX_IMPORT_BODY as u64 => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
