@@ -215,13 +215,17 @@ impl Memory {
         self.db.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT e.scope, e.namespace, e.name, e.entity_type, o.text, o.created_at
-                 FROM observations o JOIN entities e ON e.id = o.entity_id WHERE o.id = ?1",
+                 FROM observations o JOIN entities e ON e.id = o.entity_id
+                 WHERE o.id = ?1 AND o.entity_id = ?2",
             )?;
             let mut out = Vec::with_capacity(hits.len());
             for h in hits {
-                // A row deleted between the scan and this read is simply not reported.
+                // A row deleted between the scan and this read is simply not reported. Row ids
+                // can be reused after a delete, so the row must still belong to the entity the
+                // index saw, and that entity to a scope the caller named: a stale id must never
+                // show another scope's text.
                 let Some(row) = stmt
-                    .query_row([h.observation], |r| {
+                    .query_row((h.observation, h.entity), |r| {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, String>(1)?,
@@ -236,9 +240,13 @@ impl Memory {
                     continue;
                 };
                 let (kind, namespace, name, entity_type, text, at) = row;
+                let scope = Scope::from_parts(ScopeKind::parse(&kind)?, &namespace)?;
+                if !request.scopes.contains(&scope) {
+                    continue;
+                }
                 out.push(SearchHit {
                     entity_id: h.entity,
-                    scope: Scope::from_parts(ScopeKind::parse(&kind)?, &namespace)?,
+                    scope,
                     name,
                     entity_type,
                     score: h.similarity,

@@ -553,7 +553,10 @@ fn print_stats(body: &Value) {
         human_bytes(n(body, "database_bytes")),
         human_bytes(n(body, "wal_bytes"))
     );
-    println!("vectors:       {} in memory", n(body, "indexed_vectors"));
+    println!(
+        "vectors:       {} in memory (all scopes)",
+        n(body, "indexed_vectors")
+    );
     println!("model:         {}", s(body, "embedding_model"));
     println!("schema:        version {}", n(body, "schema_version"));
     if let Some(integrity) = body.get("integrity").and_then(Value::as_str) {

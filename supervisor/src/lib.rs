@@ -328,7 +328,13 @@ impl Supervisor {
             && agent.memory.auto_store
         {
             self.memory
-                .store_interaction(scope, agent.name.as_str(), &request, answer)
+                .store_interaction(
+                    scope,
+                    agent.name.as_str(),
+                    &report.execution_id,
+                    &request,
+                    answer,
+                )
                 .await;
         }
         self.metrics.record_execution(

@@ -150,6 +150,9 @@ impl MemoryService {
         let mut search = SearchRequest::new(request, vec![scope.clone()]);
         search.limit = settings.search_limit as usize;
         search.min_similarity = settings.min_similarity;
+        // By meaning only: a hybrid search also ranks every memory sharing a word such as
+        // "the" with the request, and min_similarity cannot keep those out of the prompt.
+        search.mode = SearchMode::Semantic;
         let started = Instant::now();
         match self.run(move |m| m.search(&search)).await {
             Ok(hits) => {
@@ -167,24 +170,39 @@ impl MemoryService {
         }
     }
 
-    /// Record a successful request of `agent` and its answer as an observation of the entity
-    /// `interactions with AGENT` in `scope`. A failure is logged only: the user already has
-    /// the answer.
-    #[tracing::instrument(skip_all, fields(agent = %agent, scope = %scope))]
-    pub async fn store_interaction(&self, scope: &Scope, agent: &str, request: &str, answer: &str) {
+    /// Record a successful request of `agent` and its answer as the entity `exchange
+    /// EXECUTION_ID` (type `interaction`) in `scope`, one entity per exchange so that search,
+    /// which returns each entity once, can bring back as many past exchanges as are relevant.
+    /// A failure is logged only: the user already has the answer.
+    #[tracing::instrument(skip_all, fields(agent = %agent, scope = %scope, execution_id = %execution_id))]
+    pub async fn store_interaction(
+        &self,
+        scope: &Scope,
+        agent: &str,
+        execution_id: &str,
+        request: &str,
+        answer: &str,
+    ) {
         if request.trim().is_empty() {
             return;
         }
         let max = self.memory.max_observation_bytes();
         let text = crate::tools::cut(
-            &format!("Asked: {}\nAnswered: {}", request.trim(), answer.trim()),
+            &printable(&format!(
+                "Asked: {}\nAnswered: {}",
+                request.trim(),
+                answer.trim()
+            )),
             max.saturating_sub(64),
         );
         let input = EntityInput {
-            name: format!("interactions with {agent}"),
+            name: format!("exchange {execution_id}"),
             entity_type: "interaction".into(),
             observations: vec![text],
-            metadata: None,
+            metadata: Some(serde_json::Map::from_iter([
+                ("agent".to_owned(), json!(agent)),
+                ("execution_id".to_owned(), json!(execution_id)),
+            ])),
         };
         let scope = scope.clone();
         if let Err(e) = self.run(move |m| m.upsert_entity(&scope, &input)).await {
@@ -349,6 +367,47 @@ pub fn request_scope(
     Ok(Some(scope))
 }
 
+/// The type of an entity whose writer names none, when it is new.
+pub const DEFAULT_ENTITY_TYPE: &str = "thing";
+
+/// The input to store `name` with: without `entity_type`, an entity that exists keeps its own
+/// (adding a fact never retypes it) and a new one is a [`DEFAULT_ENTITY_TYPE`].
+pub fn entity_input(
+    memory: &Memory,
+    scope: &Scope,
+    name: String,
+    entity_type: Option<String>,
+    observations: Vec<String>,
+    metadata: Option<serde_json::Map<String, Value>>,
+) -> Result<EntityInput, MemoryError> {
+    let entity_type = match entity_type {
+        Some(t) => t,
+        None => memory
+            .entity(scope, &name)?
+            .map_or_else(|| DEFAULT_ENTITY_TYPE.to_owned(), |e| e.entity_type),
+    };
+    Ok(EntityInput {
+        name,
+        entity_type,
+        observations,
+        metadata,
+    })
+}
+
+/// `text` with control characters other than line breaks and tabs made spaces: the memory
+/// refuses them, and a model's answer may carry any.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// Whether `name` is one of the memory tools.
 pub fn is_memory_tool(name: &str) -> bool {
     MEMORY_TOOLS.contains(&name)
@@ -377,7 +436,11 @@ enum MemoryToolCall {
         limit: Option<usize>,
         mode: Option<SearchMode>,
     },
-    Store(EntityInput),
+    Store {
+        name: String,
+        entity_type: Option<String>,
+        observations: Vec<String>,
+    },
     Relate(Relation),
 }
 
@@ -418,12 +481,11 @@ impl MemoryToolCall {
             }
             "memory_store" => {
                 let a: StoreArgs = serde_json::from_str(arguments).map_err(|e| e.to_string())?;
-                Ok(Self::Store(EntityInput {
+                Ok(Self::Store {
                     name: a.name,
-                    entity_type: a.entity_type.unwrap_or_else(|| "thing".into()),
+                    entity_type: a.entity_type,
                     observations: a.observations,
-                    metadata: None,
-                }))
+                })
             }
             "memory_relate" => {
                 let r: Relation = serde_json::from_str(arguments).map_err(|e| e.to_string())?;
@@ -449,7 +511,12 @@ impl MemoryToolCall {
                     })).collect::<Vec<_>>()
                 }))
             }
-            Self::Store(input) => {
+            Self::Store {
+                name,
+                entity_type,
+                observations,
+            } => {
+                let input = entity_input(memory, scope, name, entity_type, observations, None)?;
                 let upserted = memory.upsert_entity(scope, &input)?;
                 Ok(json!({
                     "name": input.name,

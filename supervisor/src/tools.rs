@@ -28,8 +28,8 @@ pub enum ToolError {
     /// The package is invalid.
     #[error(transparent)]
     Package(#[from] PackageError),
-    /// Another server already provides a tool of the same name.
-    #[error("tool {tool:?} of {server} is already provided by tool server {other}")]
+    /// Another server (or the supervisor's memory) already provides a tool of the same name.
+    #[error("tool {tool:?} of {server} is already provided by {other}")]
     NameClash {
         /// The server being deployed.
         server: String,
@@ -507,6 +507,18 @@ fn find_clash(
     servers: &BTreeMap<String, Arc<Loaded>>,
     manifest: &ToolManifest,
 ) -> Option<ToolError> {
+    // The supervisor serves the memory tools itself; a package must not shadow them.
+    if let Some(tool) = manifest
+        .tools
+        .iter()
+        .find(|t| crate::memory::is_memory_tool(&t.name))
+    {
+        return Some(ToolError::NameClash {
+            server: manifest.name.clone(),
+            tool: tool.name.clone(),
+            other: "the supervisor's memory".into(),
+        });
+    }
     manifest.tools.iter().find_map(|tool| {
         servers
             .iter()
@@ -517,7 +529,7 @@ fn find_clash(
             .map(|(other, _)| ToolError::NameClash {
                 server: manifest.name.clone(),
                 tool: tool.name.clone(),
-                other: other.clone(),
+                other: format!("tool server {other}"),
             })
     })
 }

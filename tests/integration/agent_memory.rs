@@ -55,11 +55,23 @@ fn an_agent_remembers_what_it_was_told_and_finds_it_by_meaning() {
         "nothing remembered yet, so no memories in the prompt: {first}"
     );
 
-    // The only way the fact can come back is auto_store having kept the first exchange.
-    let second = answer(&d, "diary", "Where does Lena live?");
+    answer(&d, "diary", "Lena works as a pharmacist.");
+
+    // The only way the facts can come back is auto_store having kept the earlier exchanges,
+    // each its own memory, so both can.
+    let recall = answer(&d, "diary", "Tell me about my sister Lena.");
     assert!(
-        second.contains("Relevant memories:") && second.contains("Lena lives in Porto"),
-        "the earlier exchange is in the prompt: {second}"
+        recall.contains("Relevant memories:")
+            && recall.contains("Lena lives in Porto")
+            && recall.contains("Lena works as a pharmacist"),
+        "the earlier exchanges are in the prompt: {recall}"
+    );
+
+    // Memories that do not resemble the request stay out, however many words they share.
+    let unrelated = answer(&d, "diary", "How many legs does a spider have?");
+    assert!(
+        !unrelated.contains("memories"),
+        "unrelated memories reached the prompt: {unrelated}"
     );
 }
 
@@ -85,6 +97,22 @@ fn memory_tools_run_through_the_tool_loop_inside_the_agent_s_scope() {
     ));
     assert_eq!(stored["created"], true, "{stored}");
     assert_eq!(stored["observations_added"], 1, "{stored}");
+
+    // Adding a fact without a type keeps the type Ada has.
+    let more = json!({"name": "Ada", "observations": ["Ada cycles to work"]});
+    let added = tool_result(&answer(
+        &d,
+        "keeper",
+        &format!("[call memory_store {more}]"),
+    ));
+    assert_eq!(added["created"], false, "{added}");
+    let search_type = json!({"query": "Ada", "mode": "keyword"});
+    let typed = tool_result(&answer(
+        &d,
+        "keeper",
+        &format!("[call memory_search {search_type}]"),
+    ));
+    assert_eq!(typed["results"][0]["entity_type"], "person", "{typed}");
 
     let relate = json!({"from": "Ada", "to": "Ada", "relation_type": "knows"});
     let related = answer(&d, "keeper", &format!("[call memory_relate {relate}]"));
@@ -145,6 +173,46 @@ fn a_request_cannot_move_an_agent_into_another_workspace() {
     assert!(
         out.status.success(),
         "its own workspace is fine: {}",
+        crate::support::text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_unpinned_agent_works_in_the_workspace_each_request_names() {
+    let (_llm, d) = daemon_with_memory();
+    d.deploy(
+        "team-bot",
+        &remembering_agent("team-bot", "enabled = true\nscope = \"workspace\""),
+    );
+    let run_in = |workspace: &str, request: String| {
+        let (status, body) = http(
+            &d.env.socket,
+            "POST",
+            "/api/v1/agents/team-bot/run",
+            Some(&json!({"request": request, "workspace": workspace}).to_string()),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        tool_result(body["answer"].as_str().unwrap_or_default())
+    };
+    let store = json!({"name": "launch", "observations": ["The launch is on Friday"]});
+    run_in("alpha", format!("[call memory_store {store}]"));
+
+    let search = json!({"query": "when is the launch?"});
+    let alpha = run_in("alpha", format!("[call memory_search {search}]"));
+    assert_eq!(alpha["results"][0]["name"], "launch", "{alpha}");
+    let beta = run_in("beta", format!("[call memory_search {search}]"));
+    assert_eq!(
+        beta["results"],
+        json!([]),
+        "another workspace sees nothing: {beta}"
+    );
+
+    // What the agent stored is the workspace's memory, as the CLI shows it.
+    let out = d.cli(&["memory", "show", "launch", "--scope", "workspace:alpha"]);
+    assert!(
+        crate::support::text(&out.stdout).contains("The launch is on Friday"),
+        "{}",
         crate::support::text(&out.stderr)
     );
 }

@@ -68,6 +68,25 @@ fn tool_servers_deploy_list_show_remove_and_survive_a_restart() {
         "{err}"
     );
 
+    // The memory tools belong to the supervisor: a package cannot shadow one.
+    let shadow = tempfile::tempdir().unwrap();
+    let echo_c = example("echo-c");
+    std::fs::copy(
+        echo_c.join("echo_c.wasm"),
+        shadow.path().join("echo_c.wasm"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(echo_c.join("tool.toml"))
+        .unwrap()
+        .replace("name = \"echo_c\"", "name = \"shadow\"")
+        .replace("name = \"echo\"", "name = \"memory_search\"");
+    std::fs::write(shadow.path().join("tool.toml"), manifest).unwrap();
+    let err = fails(&d.cli(&["tool", "deploy", shadow.path().to_str().unwrap()]));
+    assert!(
+        err.contains("\"memory_search\" of shadow is already provided by the supervisor's memory"),
+        "{err}"
+    );
+
     let bad = tempfile::tempdir().unwrap();
     std::fs::write(
         bad.path().join("tool.toml"),

@@ -19,8 +19,8 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use caxton_memory::{
-    Direction, EmbedError, EntityInput, ExportRequest, GraphQuery, ImportOptions, MAX_DEPTH,
-    Memory, MemoryError, Relation, Scope, SearchMode, SearchRequest, Timestamp, text_from_bytes,
+    Direction, EmbedError, ExportRequest, GraphQuery, ImportOptions, MAX_DEPTH, Memory,
+    MemoryError, Relation, Scope, SearchMode, SearchRequest, Timestamp, text_from_bytes,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -37,9 +37,6 @@ type Body = Result<Bytes, BytesRejection>;
 /// observation, so this holds roughly 100,000 of them; larger memories move scope by scope or
 /// without embeddings (`embeddings=false`), which the importing side recomputes.
 pub const MAX_IMPORT_BODY: usize = 256 << 20;
-
-/// Entity type given to a new entity whose request names none.
-pub const DEFAULT_ENTITY_TYPE: &str = "thing";
 
 /// What a scope parameter looks like, for error messages.
 const SCOPE_SYNTAX: &str = "agent-only:NAME, workspace:NAME or global";
@@ -265,7 +262,7 @@ enum Op {
 #[serde(deny_unknown_fields)]
 struct UpsertBody {
     name: String,
-    /// Absent: the entity's current type, or [`DEFAULT_ENTITY_TYPE`] for a new one.
+    /// Absent: the entity's current type, or [`crate::memory::DEFAULT_ENTITY_TYPE`] for a new one.
     entity_type: Option<String>,
     #[serde(default)]
     observations: Vec<String>,
@@ -658,19 +655,14 @@ impl MemoryOp {
         let ok = |v: Value| Ok(Ok(Reply::Json(StatusCode::OK, v)));
         match self.0 {
             Op::Upsert { scope, body } => {
-                let entity_type = match body.entity_type {
-                    Some(t) => t,
-                    // Keep the type of an entity that exists, so adding a fact never retypes it.
-                    None => m
-                        .entity(&scope, &body.name)?
-                        .map_or_else(|| DEFAULT_ENTITY_TYPE.to_owned(), |e| e.entity_type),
-                };
-                let input = EntityInput {
-                    name: body.name,
-                    entity_type,
-                    observations: body.observations,
-                    metadata: body.metadata,
-                };
+                let input = crate::memory::entity_input(
+                    m,
+                    &scope,
+                    body.name,
+                    body.entity_type,
+                    body.observations,
+                    body.metadata,
+                )?;
                 let up = m.upsert_entity(&scope, &input)?;
                 tracing::info!(
                     entity = %input.name,
