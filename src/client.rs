@@ -110,13 +110,7 @@ impl ApiClient {
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let response = self.send_bytes(method, path, content_type, body).await?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| http_error(&e))?
-            .to_bytes();
-        Ok((status, bytes))
+        Ok((status, body_bytes(response).await?))
     }
 
     async fn send(
@@ -171,17 +165,24 @@ fn http_error(e: &dyn std::fmt::Display) -> ClientError {
     ClientError::Http(e.to_string())
 }
 
+/// The whole body of an answer.
+async fn body_bytes(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<Bytes, ClientError> {
+    Ok(response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| http_error(&e))?
+        .to_bytes())
+}
+
 /// Read a whole answer; a body that is not JSON is kept as a string.
 async fn collect(
     status: StatusCode,
     response: hyper::Response<hyper::body::Incoming>,
 ) -> Result<Answer, ClientError> {
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| http_error(&e))?
-        .to_bytes();
+    let bytes = body_bytes(response).await?;
     let body = if bytes.is_empty() {
         Value::Null
     } else {
