@@ -21,7 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::safetensors::MmapedSafetensors;
+use candle_core::safetensors::Load as _;
 use candle_core::{DType, Device, Tensor};
 use gemm::Parallelism;
 use tokenizers::{
@@ -164,11 +164,7 @@ impl MiniLm {
             }))
             .map_err(|e| invalid(&tokenizer_path, e.to_string()))?;
 
-        // Safety of the mmap: the file is opened read-only and the models directory is not
-        // rewritten while the daemon runs (fetch-models.sh writes .part files and renames).
-        // The weights are copied out, so the map is released when loading ends.
-        let st = unsafe { MmapedSafetensors::new(&weights) }
-            .map_err(|e| invalid(&weights, e.to_string()))?;
+        let st = SafetensorsFile::open(&weights).map_err(|e| invalid(&weights, e))?;
         let model = Bert::load(&st, &config).map_err(|e| invalid(&weights, e.to_string()))?;
         Ok(Self { model, tokenizer })
     }
@@ -286,9 +282,101 @@ struct LayerNorm {
     eps: f32,
 }
 
+/// A safetensors file read one tensor at a time with positioned reads. Mapping the file (as
+/// candle's `MmapedSafetensors` does) keeps every page read so far resident in the process
+/// until loading ends: 87 MB on top of the weights being built, when the model loads beside a
+/// large memory index. Read pages stay in the page cache instead.
+struct SafetensorsFile {
+    file: std::fs::File,
+    /// Where the tensor data begins: after the 8-byte header length and the JSON header.
+    data_start: u64,
+    tensors: std::collections::HashMap<String, safetensors::tensor::TensorInfo>,
+}
+
+impl SafetensorsFile {
+    /// The header's size limit, as the safetensors crate's.
+    const MAX_HEADER: u64 = 100_000_000;
+
+    fn open(path: &Path) -> Result<Self, String> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let mut len = [0u8; 8];
+        file.read_exact_at(&mut len, 0)
+            .map_err(|e| format!("reading the header length: {e}"))?;
+        let header_len = u64::from_le_bytes(len);
+        if header_len > Self::MAX_HEADER {
+            return Err(format!("header of {header_len} bytes is too large"));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact_at(&mut header, 8)
+            .map_err(|e| format!("reading the header: {e}"))?;
+        let mut entries: std::collections::HashMap<String, serde_json::Value> =
+            serde_json::from_slice(&header).map_err(|e| format!("header: {e}"))?;
+        entries.remove("__metadata__");
+        let tensors = entries
+            .into_iter()
+            .map(|(name, info)| {
+                serde_json::from_value(info)
+                    .map(|info| (name.clone(), info))
+                    .map_err(|e| format!("header entry {name}: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            file,
+            data_start: 8 + header_len,
+            tensors,
+        })
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    fn info(&self, name: &str) -> candle_core::Result<&safetensors::tensor::TensorInfo> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no tensor named {name}")))
+    }
+
+    /// The tensor's bytes as stored.
+    fn bytes(&self, name: &str) -> candle_core::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let (start, end) = self.info(name)?.data_offsets;
+        let mut bytes = vec![0u8; end.saturating_sub(start)];
+        self.file
+            .read_exact_at(&mut bytes, self.data_start + start as u64)
+            .map_err(|e| candle_core::Error::Msg(format!("reading {name}: {e}")))?;
+        Ok(bytes)
+    }
+
+    /// The tensor, in the dtype the file stores it in.
+    fn load(&self, name: &str) -> candle_core::Result<Tensor> {
+        let info = self.info(name)?;
+        let bytes = self.bytes(name)?;
+        safetensors::tensor::TensorView::new(info.dtype, info.shape.clone(), &bytes)
+            .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?
+            .load(&Device::Cpu)
+    }
+
+    /// The tensor as f32 values in row-major order, with one copy for an f32 tensor.
+    fn f32s(&self, name: &str) -> candle_core::Result<Vec<f32>> {
+        if self.info(name)?.dtype == safetensors::Dtype::F32 {
+            let bytes = self.bytes(name)?;
+            return Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect());
+        }
+        self.load(name)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()
+    }
+}
+
 /// Reads tensors by name, with or without the `bert.` prefix some exports carry.
 struct Weights<'a> {
-    st: &'a MmapedSafetensors,
+    st: &'a SafetensorsFile,
     prefix: &'static str,
 }
 
@@ -296,7 +384,7 @@ impl Weights<'_> {
     fn get(&self, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
         let t = self
             .st
-            .load(&format!("{}{name}", self.prefix), &Device::Cpu)?
+            .load(&format!("{}{name}", self.prefix))?
             .to_dtype(DType::F32)?;
         if t.dims() != shape {
             candle_core::bail!("{name} has shape {:?}, expected {shape:?}", t.dims());
@@ -340,8 +428,8 @@ impl Weights<'_> {
 }
 
 impl Bert {
-    fn load(st: &MmapedSafetensors, config: &BertConfig) -> candle_core::Result<Self> {
-        let prefix = if st.get("embeddings.word_embeddings.weight").is_ok() {
+    fn load(st: &SafetensorsFile, config: &BertConfig) -> candle_core::Result<Self> {
+        let prefix = if st.contains("embeddings.word_embeddings.weight") {
             ""
         } else {
             "bert."
@@ -349,23 +437,12 @@ impl Bert {
         let w = Weights { st, prefix };
         let (h, eps) = (config.hidden_size, config.layer_norm_eps);
         // The vocabulary size is whatever the file says; only the width is checked. The table
-        // is most of the model (30,522 × 384 f32, 45 MB): an f32 table is copied straight out
-        // of the mapped file, because candle's tensor plus its copy as a Vec would add
-        // another 45 MB to the peak while the model loads.
+        // is most of the model (30,522 × 384 f32, 45 MB), so it is read straight into its
+        // final Vec rather than through a candle tensor and a copy of it.
         let name = format!("{prefix}embeddings.word_embeddings.weight");
-        let view = st.get(&name)?;
-        let words = match (view.dtype(), view.shape()) {
-            (safetensors::Dtype::F32, [_, width]) if *width == h => view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            (_, [_, width]) if *width == h => st
-                .load(&name, &Device::Cpu)?
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1()?,
-            (_, dims) => candle_core::bail!("word embeddings have shape {dims:?}"),
+        let words = match st.info(&name)?.shape.as_slice() {
+            [_, width] if *width == h => st.f32s(&name)?,
+            dims => candle_core::bail!("word embeddings have shape {dims:?}"),
         };
         let positions = w.vec(
             "embeddings.position_embeddings.weight",
@@ -718,6 +795,35 @@ mod tests {
             .to_string();
         assert!(err.contains("model.safetensors"), "{err}");
         assert!(err.contains("scripts/fetch-models.sh"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_weights_file_is_refused_naming_it() {
+        let good = std::env::var_os("CAXTON_MODELS_DIR")
+            .map_or_else(
+                || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models")),
+                PathBuf::from,
+            )
+            .join(MINILM_DIR_NAME);
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["config.json", "tokenizer.json"] {
+            std::fs::copy(good.join(name), dir.path().join(name)).unwrap();
+        }
+        let header = br#"{"embeddings.word_embeddings.weight":{"dtype":"F32","shape":[30522,384],"data_offsets":[0,46881792]}}"#;
+        let cases: [Vec<u8>; 3] = [
+            b"\x01\x02".to_vec(),
+            [&u64::MAX.to_le_bytes()[..], b"{}"].concat(),
+            // A header promising a table the file does not hold.
+            [&(header.len() as u64).to_le_bytes()[..], header, &[0u8; 64]].concat(),
+        ];
+        for bytes in cases {
+            std::fs::write(dir.path().join("model.safetensors"), &bytes).unwrap();
+            let err = MiniLm::load(dir.path(), DEFAULT_FETCH_HINT)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("model.safetensors"), "{err}");
+        }
     }
 
     #[test]

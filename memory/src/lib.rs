@@ -1,7 +1,7 @@
 //! Caxton's embedded memory: a knowledge graph of entities, observations and relations in
-//! SQLite, embedded with all-MiniLM-L6-v2 (weights read with candle, the forward pass over gemm:
-//! see `embed.rs`), searchable by meaning, by keyword and by graph, in scopes (one agent, one
-//! workspace, global), portable as JSON.
+//! SQLite, embedded with all-MiniLM-L6-v2 (weights converted with candle, the forward pass
+//! over gemm: see `embed.rs`), searchable by meaning, by keyword and by graph, in scopes (one
+//! agent, one workspace, global), portable as JSON.
 //!
 //! The supervisor owns one [`Memory`] (it is `Send + Sync`; share it in an `Arc`) and one
 //! [`MiniLm`]. Every method blocks (SQLite, the model), so async callers run them in
