@@ -117,6 +117,14 @@ pub struct ExportRelation {
     pub created_at: Timestamp,
 }
 
+/// One record of an export, in the order [`Memory::export_each`] reads them.
+pub(crate) enum ExportItem {
+    /// An entity with its observations.
+    Entity(ExportEntity),
+    /// A relation; all come after the entities.
+    Relation(ExportRelation),
+}
+
 /// What to export.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportRequest {
@@ -208,88 +216,13 @@ fn entity_record(i: usize, v: &serde_json::Value) -> String {
 impl Memory {
     /// Everything in the selected scopes, read from one snapshot.
     pub fn export(&self, request: &ExportRequest) -> Result<MemoryExport> {
-        let scopes = request.scopes.clone().unwrap_or_default();
-        for s in &scopes {
-            s.validate()?;
-        }
-        let (where_sql, args) = scope_filter_sql("e", &scopes);
-        let (entities, relations) = self.db.read(|c| {
-            // One read transaction: entities, observations and relations from the same moment.
-            let tx = c.unchecked_transaction()?;
-            let mut entities: Vec<ExportEntity> = Vec::new();
-            let mut position: HashMap<EntityId, usize> = HashMap::new();
-            {
-                let mut stmt = tx.prepare(&format!(
-                    "SELECT e.id, e.scope, e.namespace, e.name, e.entity_type, e.metadata,
-                            e.created_at, e.updated_at
-                     FROM entities e WHERE {where_sql} ORDER BY e.id"
-                ))?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-                while let Some(r) = rows.next()? {
-                    let kind: String = r.get(1)?;
-                    let namespace: String = r.get(2)?;
-                    position.insert(r.get(0)?, entities.len());
-                    entities.push(ExportEntity {
-                        scope: Scope::from_parts(ScopeKind::parse(&kind)?, &namespace)?,
-                        name: r.get(3)?,
-                        entity_type: r.get(4)?,
-                        metadata: parse_metadata(&r.get::<_, String>(5)?)?,
-                        created_at: Timestamp(r.get(6)?),
-                        updated_at: Timestamp(r.get(7)?),
-                        observations: Vec::new(),
-                    });
-                }
+        let (mut entities, mut relations) = (Vec::new(), Vec::new());
+        self.export_each(request, &mut |item| {
+            match item {
+                ExportItem::Entity(e) => entities.push(e),
+                ExportItem::Relation(r) => relations.push(r),
             }
-            {
-                let mut stmt = tx.prepare(&format!(
-                    "SELECT o.entity_id, o.text, o.created_at, o.embedding
-                     FROM observations o JOIN entities e ON e.id = o.entity_id
-                     WHERE {where_sql} ORDER BY o.id"
-                ))?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-                while let Some(r) = rows.next()? {
-                    let Some(&at) = position.get(&r.get::<_, i64>(0)?) else {
-                        continue;
-                    };
-                    let embedding = if request.include_embeddings {
-                        let blob = r
-                            .get_ref(3)?
-                            .as_blob()
-                            .map_err(|e| MemoryError::Database(e.to_string()))?;
-                        Some(BASE64.encode(blob))
-                    } else {
-                        None
-                    };
-                    entities[at].observations.push(ExportObservation {
-                        text: r.get(1)?,
-                        created_at: Timestamp(r.get(2)?),
-                        embedding,
-                    });
-                }
-            }
-            let mut relations = Vec::new();
-            {
-                let mut stmt = tx.prepare(&format!(
-                    "SELECT e.scope, e.namespace, e.name, t.name, r.relation_type, r.strength, r.created_at
-                     FROM relations r JOIN entities e ON e.id = r.from_id JOIN entities t ON t.id = r.to_id
-                     WHERE {where_sql} ORDER BY r.id"
-                ))?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-                while let Some(r) = rows.next()? {
-                    let kind: String = r.get(0)?;
-                    let namespace: String = r.get(1)?;
-                    relations.push(ExportRelation {
-                        scope: Scope::from_parts(ScopeKind::parse(&kind)?, &namespace)?,
-                        from: r.get(2)?,
-                        to: r.get(3)?,
-                        relation_type: r.get(4)?,
-                        strength: r.get::<_, f64>(5)? as f32,
-                        created_at: Timestamp(r.get(6)?),
-                    });
-                }
-            }
-            tx.finish()?;
-            Ok((entities, relations))
+            Ok(())
         })?;
         Ok(MemoryExport {
             format: EXPORT_FORMAT.to_owned(),
@@ -302,12 +235,137 @@ impl Memory {
         })
     }
 
-    /// [`Memory::export`] written as pretty JSON.
+    /// [`Memory::export`] written as JSON as it is read, one entity or relation a line, so
+    /// that exporting a large memory never holds it all in memory.
     pub fn export_json(&self, request: &ExportRequest, out: &mut dyn Write) -> Result<()> {
-        let export = self.export(request)?;
-        serde_json::to_writer_pretty(&mut *out, &export).map_err(std::io::Error::from)?;
-        out.write_all(b"\n")?;
+        let exported_at = serde_json::to_value(Timestamp::now()).map_err(std::io::Error::from)?;
+        write!(
+            out,
+            "{{\n\"format\": {},\n\"version\": {EXPORT_VERSION},\n\"exported_at\": {exported_at},\n\"embedding_model\": {},\n\"dimensions\": {EMBEDDING_DIM},\n\"entities\": [",
+            serde_json::Value::from(EXPORT_FORMAT),
+            serde_json::Value::from(self.embedder.model_id()),
+        )?;
+        let (mut entities, mut relations) = (0usize, 0usize);
+        self.export_each(request, &mut |item| {
+            match &item {
+                ExportItem::Entity(e) => {
+                    out.write_all(if entities == 0 { b"\n" } else { b",\n" })?;
+                    entities += 1;
+                    serde_json::to_writer(&mut *out, e).map_err(std::io::Error::from)?;
+                }
+                ExportItem::Relation(r) => {
+                    out.write_all(match (relations, entities) {
+                        (0, 0) => b"],\n\"relations\": [\n".as_slice(),
+                        (0, _) => b"\n],\n\"relations\": [\n".as_slice(),
+                        _ => b",\n".as_slice(),
+                    })?;
+                    relations += 1;
+                    serde_json::to_writer(&mut *out, r).map_err(std::io::Error::from)?;
+                }
+            }
+            Ok(())
+        })?;
+        out.write_all(match (relations, entities) {
+            (0, 0) => b"],\n\"relations\": []\n}\n".as_slice(),
+            (0, _) => b"\n],\n\"relations\": []\n}\n".as_slice(),
+            _ => b"\n]\n}\n".as_slice(),
+        })?;
         Ok(())
+    }
+
+    /// Every entity (with its observations, oldest first) and then every relation of the
+    /// selected scopes, handed to `each` as they are read from one read transaction.
+    pub(crate) fn export_each(
+        &self,
+        request: &ExportRequest,
+        each: &mut dyn FnMut(ExportItem) -> Result<()>,
+    ) -> Result<()> {
+        let scopes = request.scopes.clone().unwrap_or_default();
+        for s in &scopes {
+            s.validate()?;
+        }
+        let (where_sql, args) = scope_filter_sql("e", &scopes);
+        self.db.read(|c| {
+            // One read transaction: entities, observations and relations from the same moment.
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT e.id, e.scope, e.namespace, e.name, e.entity_type, e.metadata,
+                            e.created_at, e.updated_at, o.text, o.created_at, o.embedding
+                     FROM entities e LEFT JOIN observations o ON o.entity_id = e.id
+                     WHERE {where_sql} ORDER BY e.id, o.id"
+                ))?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+                let mut current: Option<(EntityId, ExportEntity)> = None;
+                while let Some(r) = rows.next()? {
+                    let id: EntityId = r.get(0)?;
+                    if current.as_ref().is_none_or(|(at, _)| *at != id) {
+                        if let Some((_, done)) = current.take() {
+                            each(ExportItem::Entity(done))?;
+                        }
+                        let kind: String = r.get(1)?;
+                        let namespace: String = r.get(2)?;
+                        current = Some((
+                            id,
+                            ExportEntity {
+                                scope: Scope::from_parts(ScopeKind::parse(&kind)?, &namespace)?,
+                                name: r.get(3)?,
+                                entity_type: r.get(4)?,
+                                metadata: parse_metadata(&r.get::<_, String>(5)?)?,
+                                created_at: Timestamp(r.get(6)?),
+                                updated_at: Timestamp(r.get(7)?),
+                                observations: Vec::new(),
+                            },
+                        ));
+                    }
+                    // An entity without observations comes as one row of NULLs.
+                    let Some(text) = r.get::<_, Option<String>>(8)? else {
+                        continue;
+                    };
+                    let embedding = if request.include_embeddings {
+                        let blob = r
+                            .get_ref(10)?
+                            .as_blob()
+                            .map_err(|e| MemoryError::Database(e.to_string()))?;
+                        Some(BASE64.encode(blob))
+                    } else {
+                        None
+                    };
+                    if let Some((_, entity)) = current.as_mut() {
+                        entity.observations.push(ExportObservation {
+                            text,
+                            created_at: Timestamp(r.get(9)?),
+                            embedding,
+                        });
+                    }
+                }
+                if let Some((_, done)) = current {
+                    each(ExportItem::Entity(done))?;
+                }
+            }
+            {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT e.scope, e.namespace, e.name, t.name, r.relation_type, r.strength, r.created_at
+                     FROM relations r JOIN entities e ON e.id = r.from_id JOIN entities t ON t.id = r.to_id
+                     WHERE {where_sql} ORDER BY r.id"
+                ))?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+                while let Some(r) = rows.next()? {
+                    let kind: String = r.get(0)?;
+                    let namespace: String = r.get(1)?;
+                    each(ExportItem::Relation(ExportRelation {
+                        scope: Scope::from_parts(ScopeKind::parse(&kind)?, &namespace)?,
+                        from: r.get(2)?,
+                        to: r.get(3)?,
+                        relation_type: r.get(4)?,
+                        strength: r.get::<_, f64>(5)? as f32,
+                        created_at: Timestamp(r.get(6)?),
+                    }))?;
+                }
+            }
+            tx.finish()?;
+            Ok(())
+        })
     }
 
     /// Import a file written by [`Memory::export_json`]: all of it in one transaction, or

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::export::{
-    ExportRequest, ImportEntity, ImportObservation, ImportRelation, ImportReport, refuse,
+    ExportItem, ExportRequest, ImportEntity, ImportObservation, ImportRelation, ImportReport,
+    refuse,
 };
 use crate::memory::Memory;
 use crate::scope::Scope;
@@ -40,27 +41,32 @@ enum Line {
 impl Memory {
     /// Write the entities and relations of `scope` in the MCP memory server's format.
     pub fn export_mcp_jsonl(&self, scope: &Scope, out: &mut dyn Write) -> Result<()> {
-        let export = self.export(&ExportRequest {
+        let request = ExportRequest {
             scopes: Some(vec![scope.clone()]),
             include_embeddings: false,
-        })?;
-        let entities = export.entities.into_iter().map(|e| Line::Entity {
-            name: e.name,
-            entity_type: e.entity_type,
-            observations: e.observations.into_iter().map(|o| o.text).collect(),
-        });
-        let relations = export.relations.into_iter().map(|r| Line::Relation {
-            from: r.from,
-            to: r.to,
-            relation_type: r.relation_type,
-        });
-        for (i, line) in entities.chain(relations).enumerate() {
-            if i > 0 {
+        };
+        let mut first = true;
+        self.export_each(&request, &mut |item| {
+            let line = match item {
+                ExportItem::Entity(e) => Line::Entity {
+                    name: e.name,
+                    entity_type: e.entity_type,
+                    observations: e.observations.into_iter().map(|o| o.text).collect(),
+                },
+                ExportItem::Relation(r) => Line::Relation {
+                    from: r.from,
+                    to: r.to,
+                    relation_type: r.relation_type,
+                },
+            };
+            // The server's own files end without a newline; so do these, byte for byte.
+            if !first {
                 out.write_all(b"\n")?;
             }
+            first = false;
             serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Import an MCP memory server file into `scope`, in one transaction; a bad line refuses

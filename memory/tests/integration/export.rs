@@ -317,6 +317,35 @@ fn the_mcp_memory_server_reads_what_caxton_writes() {
 }
 
 #[test]
+fn the_streamed_file_is_the_typed_export_whatever_the_graph_holds() {
+    let same = |m: &Memory, scopes: Option<Vec<Scope>>| {
+        let request = ExportRequest {
+            scopes,
+            include_embeddings: true,
+        };
+        let mut out = Vec::new();
+        m.export_json(&request, &mut out).unwrap();
+        let mut streamed: serde_json::Value = serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+        let mut typed = serde_json::to_value(m.export(&request).unwrap()).unwrap();
+        streamed.as_object_mut().unwrap().remove("exported_at");
+        typed.as_object_mut().unwrap().remove("exported_at");
+        assert_eq!(streamed, typed);
+        typed
+    };
+    let (_e, empty) = memory();
+    assert_eq!(same(&empty, None)["entities"], serde_json::json!([]));
+    let (_s, m) = seeded();
+    let lone = ws("lone");
+    m.upsert_entity(&lone, &entity("Hermit", "person", &[]))
+        .unwrap();
+    let only = same(&m, Some(vec![lone]));
+    assert_eq!(only["entities"][0]["observations"], serde_json::json!([]));
+    assert_eq!(only["relations"], serde_json::json!([]));
+    assert!(!same(&m, None)["relations"].as_array().unwrap().is_empty());
+}
+
+#[test]
 fn exports_parse_back_into_the_typed_form() {
     let (_dir, m) = seeded();
     let typed: MemoryExport = serde_json::from_slice(&export_bytes(&m)).unwrap();

@@ -240,11 +240,7 @@ enum Op {
         to: String,
         query: GraphQuery,
     },
-    Export {
-        format: FileFormat,
-        scopes: Vec<Scope>,
-        embeddings: bool,
-    },
+    Export(Export),
     Import {
         format: FileFormat,
         detected: bool,
@@ -255,6 +251,62 @@ enum Op {
         scopes: Vec<Scope>,
         check: bool,
     },
+}
+
+/// `GET /api/v1/memory/export`, checked.
+pub struct Export {
+    format: FileFormat,
+    /// Empty for every scope; exactly one for [`FileFormat::Mcp`] (checked by [`parse`]).
+    scopes: Vec<Scope>,
+    embeddings: bool,
+}
+
+impl Export {
+    /// The file's media type.
+    pub fn content_type(&self) -> &'static str {
+        match self.format {
+            FileFormat::Caxton => "application/json",
+            FileFormat::Mcp => "application/x-ndjson",
+        }
+    }
+
+    /// Write the file to `out` as it is read. Blocks (SQLite).
+    pub fn write(&self, m: &Memory, out: &mut dyn std::io::Write) -> Result<(), MemoryError> {
+        match self.format {
+            FileFormat::Caxton => {
+                let request = ExportRequest {
+                    scopes: (!self.scopes.is_empty()).then(|| self.scopes.clone()),
+                    include_embeddings: self.embeddings,
+                };
+                m.export_json(&request, out)
+            }
+            FileFormat::Mcp => match self.scopes.as_slice() {
+                [scope] => m.export_mcp_jsonl(scope, out),
+                _ => Err(MemoryError::InvalidInput {
+                    field: "scope",
+                    reason: "format=mcp exports exactly one scope".into(),
+                }),
+            },
+        }
+    }
+}
+
+/// How the daemon answers a parsed operation.
+pub enum Dispatch {
+    /// Streamed to the client as it is read.
+    Export(Export),
+    /// Run whole, then answered by [`MemoryOp::run`].
+    Run(MemoryOp),
+}
+
+impl MemoryOp {
+    /// Exports are streamed rather than built whole in memory; everything else runs whole.
+    pub fn dispatch(self) -> Dispatch {
+        match self.0 {
+            Op::Export(export) => Dispatch::Export(export),
+            other => Dispatch::Run(Self(other)),
+        }
+    }
 }
 
 /// Body of `POST /api/v1/memory/entities`.
@@ -554,11 +606,11 @@ pub fn parse(route: MemoryRoute, query: &str, body: Bytes) -> Result<MemoryOp, A
                     "format=mcp exports one scope: name it with scope={SCOPE_SYNTAX} (the MCP memory server's file has no scopes)"
                 )));
             }
-            Op::Export {
+            Op::Export(Export {
                 format,
                 scopes,
                 embeddings: p.flag("embeddings", true)?,
-            }
+            })
         }
         MemoryRoute::Import => {
             if body.iter().all(u8::is_ascii_whitespace) {
@@ -607,7 +659,7 @@ impl MemoryOp {
             Op::Unrelate { .. } => "unrelate",
             Op::Search(_) => "search",
             Op::Path { .. } => "path",
-            Op::Export { .. } => "export",
+            Op::Export(_) => "export",
             Op::Import { .. } => "import",
             Op::Stats { .. } => "stats",
         }
@@ -637,7 +689,7 @@ impl MemoryOp {
             | Op::Unrelate { scope, .. }
             | Op::Path { scope, .. } => scope.to_string(),
             Op::Search(r) => list(&r.scopes),
-            Op::Export { scopes, .. } | Op::Stats { scopes, .. } => list(scopes),
+            Op::Export(Export { scopes, .. }) | Op::Stats { scopes, .. } => list(scopes),
             Op::Import { scope, .. } => scope
                 .as_ref()
                 .map_or_else(|| "from file".to_owned(), Scope::to_string),
@@ -774,37 +826,11 @@ impl MemoryOp {
                     "path": path,
                 }))
             }
-            Op::Export {
-                format,
-                scopes,
-                embeddings,
-            } => {
+            Op::Export(export) => {
                 let mut bytes = Vec::new();
-                let content_type = match format {
-                    FileFormat::Caxton => {
-                        let request = ExportRequest {
-                            scopes: (!scopes.is_empty()).then_some(scopes),
-                            include_embeddings: embeddings,
-                        };
-                        m.export_json(&request, &mut bytes)?;
-                        "application/json"
-                    }
-                    FileFormat::Mcp => {
-                        // parse() lets format=mcp through with exactly one scope.
-                        let Some(scope) = scopes.first() else {
-                            return Ok(Err(bad_request("format=mcp exports one scope")));
-                        };
-                        m.export_mcp_jsonl(scope, &mut bytes)?;
-                        "application/x-ndjson"
-                    }
-                };
-                tracing::info!(
-                    format = format.as_str(),
-                    bytes = bytes.len(),
-                    "memory exported"
-                );
+                export.write(m, &mut bytes)?;
                 Ok(Ok(Reply::File {
-                    content_type,
+                    content_type: export.content_type(),
                     bytes,
                 }))
             }
@@ -924,6 +950,10 @@ async fn serve(
         scope = %op.scope_label(),
         status = tracing::field::Empty,
     );
+    let op = match op.dispatch() {
+        Dispatch::Export(export) => return stream_export(&sup, export, span),
+        Dispatch::Run(op) => op,
+    };
     let inner = span.clone();
     let result = sup
         .memory()
@@ -949,6 +979,58 @@ async fn serve(
         span.record("status", status.as_u16());
     }
     reply.into_response()
+}
+
+/// Answer an export with the file as it is read, 64 KiB at a time, so that exporting a large
+/// memory never holds the whole file in the daemon. A failure after the first byte aborts the
+/// response, so a client never takes a cut-off file for a whole one.
+fn stream_export(sup: &Supervisor, export: Export, span: tracing::Span) -> Response {
+    let (chunks, body) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let content_type = export.content_type();
+    let memory = sup.memory().memory().clone();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let mut out = std::io::BufWriter::with_capacity(64 << 10, ChunkWriter(chunks.clone()));
+        let written = export
+            .write(&memory, &mut out)
+            .and_then(|()| std::io::Write::flush(&mut out).map_err(MemoryError::from));
+        match written {
+            Ok(()) => {
+                span.record("status", 200);
+                tracing::info!("memory exported");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "memory export stopped");
+                let _ = chunks.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
+    });
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Hands what is written to the response body; fails once the client has gone.
+struct ChunkWriter(tokio::sync::mpsc::Sender<std::io::Result<Bytes>>);
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn body_rejection(r: &BytesRejection) -> ApiError {
