@@ -287,6 +287,33 @@ pub enum MemoryCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete observations of an entity, by their exact text.
+    Forget {
+        /// The entity's name.
+        name: String,
+        /// The observations to delete, one argument each.
+        #[arg(required = true)]
+        observations: Vec<String>,
+        #[command(flatten)]
+        scope: ScopeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete one relation: `caxton memory unrelate Ada works_at Acme`.
+    Unrelate {
+        /// The source entity.
+        from: String,
+        /// The relation.
+        relation_type: String,
+        /// The target entity.
+        to: String,
+        #[command(flatten)]
+        scope: ScopeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the memory to FILE (default: standard output).
     Export {
         /// Where to write; standard output when absent or `-`.

@@ -143,6 +143,49 @@ pub async fn run(
             });
             Ok(ExitCode::SUCCESS)
         }
+        MemoryCommand::Forget {
+            name,
+            observations,
+            scope,
+            json,
+        } => {
+            let q = [("scope", scope.scope.as_str())];
+            let texts = json!({"observations": observations});
+            let route = MemoryRoute::DeleteObservations(name);
+            let body = api.json(route, &q, Some(&texts)).await?;
+            print(json, &body, |b| {
+                println!(
+                    "forgot {} of {}'s observations in {}",
+                    n(b, "observations_deleted"),
+                    s(b, "name"),
+                    s(b, "scope")
+                );
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        MemoryCommand::Unrelate {
+            from,
+            relation_type,
+            to,
+            scope,
+            json,
+        } => {
+            let q = [
+                ("scope", scope.scope.as_str()),
+                ("from", &from),
+                ("to", &to),
+                ("relation_type", &relation_type),
+            ];
+            let body = api.json(MemoryRoute::Unrelate, &q, None).await?;
+            print(json, &body, |b| {
+                println!(
+                    "removed {} from {}",
+                    relation_text(&b["deleted"]),
+                    s(b, "scope")
+                );
+            });
+            Ok(ExitCode::SUCCESS)
+        }
         MemoryCommand::Export {
             file,
             format,

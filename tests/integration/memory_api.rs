@@ -301,6 +301,55 @@ fn the_cli_stores_finds_walks_exports_and_imports_a_graph() {
         acme,
     ]));
     assert!(out.contains("Ada Lovelace"), "{out}");
+
+    // Forgetting a fact and a relation in the copy leaves the original alone.
+    let copy = "workspace:copy";
+    let out = ok(&d.cli(&[
+        "memory",
+        "forget",
+        "Ada Lovelace",
+        "Prefers green tea in the morning",
+        "--scope",
+        copy,
+    ]));
+    assert!(
+        out.contains("forgot 1 of Ada Lovelace's observations"),
+        "{out}"
+    );
+    let out = ok(&d.cli(&[
+        "memory",
+        "unrelate",
+        "Ada Lovelace",
+        "wrote_about",
+        "Analytical Engine",
+        "--scope",
+        copy,
+    ]));
+    assert!(
+        out.contains("removed Ada Lovelace --wrote_about--> Analytical Engine"),
+        "{out}"
+    );
+    let shown = ok(&d.cli(&["memory", "show", "Ada Lovelace", "--scope", copy]));
+    assert!(
+        !shown.contains("green tea") && !shown.contains("wrote_about"),
+        "{shown}"
+    );
+    assert_eq!(graph(&d, acme), original);
+    let missing = d.cli(&[
+        "memory",
+        "unrelate",
+        "Ada Lovelace",
+        "wrote_about",
+        "Analytical Engine",
+        "--scope",
+        copy,
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        crate::support::text(&missing.stderr).contains("wrote_about"),
+        "{}",
+        crate::support::text(&missing.stderr)
+    );
 }
 
 #[test]
