@@ -316,7 +316,7 @@ fn the_cli_stores_finds_walks_exports_and_imports_a_graph() {
         out.contains("forgot 1 of Ada Lovelace's observations"),
         "{out}"
     );
-    let out = ok(&d.cli(&[
+    let unrelate = [
         "memory",
         "unrelate",
         "Ada Lovelace",
@@ -324,7 +324,8 @@ fn the_cli_stores_finds_walks_exports_and_imports_a_graph() {
         "Analytical Engine",
         "--scope",
         copy,
-    ]));
+    ];
+    let out = ok(&d.cli(&unrelate));
     assert!(
         out.contains("removed Ada Lovelace --wrote_about--> Analytical Engine"),
         "{out}"
@@ -335,15 +336,7 @@ fn the_cli_stores_finds_walks_exports_and_imports_a_graph() {
         "{shown}"
     );
     assert_eq!(graph(&d, acme), original);
-    let missing = d.cli(&[
-        "memory",
-        "unrelate",
-        "Ada Lovelace",
-        "wrote_about",
-        "Analytical Engine",
-        "--scope",
-        copy,
-    ]);
+    let missing = d.cli(&unrelate);
     assert!(!missing.status.success());
     assert!(
         crate::support::text(&missing.stderr).contains("wrote_about"),
