@@ -13,6 +13,7 @@ use bytes::Bytes;
 use caxton_supervisor::api::memory_handlers::{MemoryRoute, Reply, encode_query, parse};
 use caxton_supervisor::config::Config;
 use caxton_supervisor::memory::MemoryService;
+use caxton_supervisor::metrics::Metrics;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
@@ -272,12 +273,13 @@ impl Api<'_> {
         let config = self.config.clone();
         // Opening reads every vector into memory and the model loads on first use: both block.
         let reply = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let service = MemoryService::open(&config).with_context(|| {
-                format!(
-                    "no daemon is running, and the memory database {} cannot be opened",
-                    config.memory.database.display()
-                )
-            })?;
+            let service = MemoryService::open(&config, std::sync::Arc::new(Metrics::new()))
+                .with_context(|| {
+                    format!(
+                        "no daemon is running, and the memory database {} cannot be opened",
+                        config.memory.database.display()
+                    )
+                })?;
             Ok(op.run(service.memory()))
         })
         .await

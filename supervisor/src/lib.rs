@@ -173,8 +173,8 @@ impl Supervisor {
             config.builtin_tools_dir.as_deref(),
             &config.cache_dir,
         )?;
-        let memory = MemoryService::open(&config)?;
         let metrics = Arc::new(Metrics::new());
+        let memory = MemoryService::open(&config, metrics.clone())?;
         metrics.agents_deployed.set(registry.len() as i64);
         let pool = WorkerPool::new(PoolSettings::from(&config), metrics.clone())
             .map_err(StartError::Pool)?;

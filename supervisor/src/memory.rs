@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::agent::{AgentDefinition, DEFAULT_WORKSPACE, MemoryScope, MemorySettings};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::tools::{CallOutcome, error_result};
 
 /// How to get the embedding model when it is missing, for the error a user sees.
@@ -70,6 +71,7 @@ impl Embedder for LazyMiniLm {
 pub struct MemoryService {
     memory: Arc<Memory>,
     model: Arc<LazyMiniLm>,
+    metrics: Arc<Metrics>,
 }
 
 /// The memory tools every agent with `[memory] enabled` is offered.
@@ -80,7 +82,7 @@ const TOOL_SEARCH_MAX: usize = 50;
 
 impl MemoryService {
     /// Open (creating or migrating) the memory database. The model is not loaded here.
-    pub fn open(config: &Config) -> Result<Self, MemoryError> {
+    pub fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Self, MemoryError> {
         let model = Arc::new(LazyMiniLm {
             dir: config.models_dir.join(MINILM_DIR_NAME),
             loaded: Mutex::new(None),
@@ -104,6 +106,7 @@ impl MemoryService {
         Ok(Self {
             memory: Arc::new(memory),
             model,
+            metrics,
         })
     }
 
@@ -121,6 +124,13 @@ impl MemoryService {
             Ok(Err(e)) => tracing::warn!(error = %e, "embedding model not preloaded"),
             Err(e) => tracing::warn!(error = %e, "embedding model load task failed"),
         }
+    }
+
+    /// Count one operation begun at `started` in the metrics: `outcome` is `ok`, `refused`
+    /// (the caller's input) or `failed`.
+    pub fn record(&self, op: &str, outcome: &str, started: Instant) {
+        self.metrics
+            .record_memory(op, outcome, started.elapsed().as_secs_f64());
     }
 
     /// Run `f` on the blocking pool: every memory operation touches SQLite or the model.
@@ -154,7 +164,9 @@ impl MemoryService {
         // "the" with the request, and min_similarity cannot keep those out of the prompt.
         search.mode = SearchMode::Semantic;
         let started = Instant::now();
-        match self.run(move |m| m.search(&search)).await {
+        let found = self.run(move |m| m.search(&search)).await;
+        self.record("prompt_search", outcome_of(&found), started);
+        match found {
             Ok(hits) => {
                 tracing::debug!(
                     hits = hits.len(),
@@ -205,7 +217,10 @@ impl MemoryService {
             ])),
         };
         let scope = scope.clone();
-        if let Err(e) = self.run(move |m| m.upsert_entity(&scope, &input)).await {
+        let started = Instant::now();
+        let stored = self.run(move |m| m.upsert_entity(&scope, &input)).await;
+        self.record("auto_store", outcome_of(&stored), started);
+        if let Err(e) = stored {
             tracing::warn!(error = %e, "interaction not stored in memory");
         }
     }
@@ -269,6 +284,12 @@ impl MemoryService {
     pub async fn call_tool(&self, scope: &Scope, call: &ToolCall) -> CallOutcome {
         let started = Instant::now();
         let finish = |result: Value, outcome: &str, error: Option<String>| {
+            let counted = match outcome {
+                "ok" => "ok",
+                "invalid" | "refused" => "refused",
+                _ => "failed",
+            };
+            self.record(&call.name, counted, started);
             CallOutcome::new(
                 &call.name,
                 &call.arguments_json,
@@ -301,6 +322,20 @@ impl MemoryService {
                 finish(error_result(&message), "tool_error", Some(message))
             }
         }
+    }
+}
+
+/// The metrics outcome of a memory result: input the memory refused, or a failure.
+pub fn outcome_of<T>(result: &Result<T, MemoryError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(
+            MemoryError::InvalidInput { .. }
+            | MemoryError::InvalidUtf8 { .. }
+            | MemoryError::EntityNotFound { .. }
+            | MemoryError::Import { .. },
+        ) => "refused",
+        Err(_) => "failed",
     }
 }
 

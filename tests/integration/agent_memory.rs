@@ -33,6 +33,20 @@ fn answer(d: &Daemon, agent: &str, request: &str) -> String {
     body["answer"].as_str().unwrap_or_default().to_owned()
 }
 
+/// The daemon's Prometheus exposition.
+fn metrics_text(d: &Daemon) -> String {
+    use std::io::Write;
+    let mut stream = std::os::unix::net::UnixStream::connect(&d.env.socket).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (code, body) = crate::support::read_response(&mut stream).unwrap();
+    assert_eq!(code, 200);
+    body.as_str().unwrap_or_default().to_owned()
+}
+
 /// The JSON a memory tool returned, from the fake LLM's `tool said: RESULT` answer.
 fn tool_result(answer: &str) -> Value {
     let raw = answer
@@ -137,6 +151,16 @@ fn memory_tools_run_through_the_tool_loop_inside_the_agent_s_scope() {
         &format!("[call memory_search {search}]"),
     ));
     assert_eq!(elsewhere["results"], json!([]), "{elsewhere}");
+
+    // Each memory operation is counted, by operation and outcome.
+    let metrics = metrics_text(&d);
+    for line in [
+        "caxton_memory_operations_total{op=\"memory_store\",outcome=\"ok\"} 2",
+        "caxton_memory_operations_total{op=\"memory_search\",outcome=\"ok\"} 3",
+        "caxton_memory_operations_total{op=\"prompt_search\",outcome=\"ok\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
 
     // Without [memory] enabled the model is offered no memory tools at all.
     let (status, body) = d.run("forgetful", &format!("[call memory_store {store}]"));

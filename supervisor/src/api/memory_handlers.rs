@@ -954,6 +954,7 @@ async fn serve(
         Dispatch::Export(export) => return stream_export(&sup, export, span),
         Dispatch::Run(op) => op,
     };
+    let (name, started) = (op.name(), std::time::Instant::now());
     let inner = span.clone();
     let result = sup
         .memory()
@@ -963,6 +964,18 @@ async fn serve(
         })
         .instrument(span.clone())
         .await;
+    let status = match &result {
+        Ok(Ok(Reply::Json(status, _))) => *status,
+        Ok(Ok(Reply::File { .. })) => StatusCode::OK,
+        Ok(Err(e)) => e.status,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let outcome = match status.as_u16() {
+        200..=299 => "ok",
+        400..=499 => "refused",
+        _ => "failed",
+    };
+    sup.memory().record(name, outcome, started);
     let reply = match result {
         Ok(Ok(reply)) => reply,
         Ok(Err(e)) => {
@@ -984,16 +997,21 @@ async fn serve(
 /// Answer an export with the file as it is read, 64 KiB at a time, so that exporting a large
 /// memory never holds the whole file in the daemon. A failure after the first byte aborts the
 /// response, so a client never takes a cut-off file for a whole one.
-fn stream_export(sup: &Supervisor, export: Export, span: tracing::Span) -> Response {
+fn stream_export(sup: &Arc<Supervisor>, export: Export, span: tracing::Span) -> Response {
     let (chunks, body) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     let content_type = export.content_type();
     let memory = sup.memory().memory().clone();
+    let service = sup.clone();
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        let started = std::time::Instant::now();
         let mut out = std::io::BufWriter::with_capacity(64 << 10, ChunkWriter(chunks.clone()));
         let written = export
             .write(&memory, &mut out)
             .and_then(|()| std::io::Write::flush(&mut out).map_err(MemoryError::from));
+        service
+            .memory()
+            .record("export", crate::memory::outcome_of(&written), started);
         match written {
             Ok(()) => {
                 span.record("status", 200);
