@@ -634,14 +634,7 @@ fn supervisor_rss(db: &Path) {
     let took = started.elapsed();
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let mb = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    let (rss, hwm) = (mb("VmRSS:"), mb("VmHWM:"));
+    let (rss, hwm) = (status_mb(&status, "VmRSS:"), status_mb(&status, "VmHWM:"));
     let _ = child.kill();
     let _ = child.wait();
     if !answer.starts_with("HTTP/1.1 200") {
@@ -674,7 +667,14 @@ fn rss_child(db: &Path) {
 }
 
 fn self_mb(key: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_mb(
+        &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+        key,
+    )
+}
+
+/// A `/proc/PID/status` field in MB.
+fn status_mb(status: &str, key: &str) -> f64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key))

@@ -297,7 +297,9 @@ impl Supervisor {
                 .context_for(scope, &agent.memory, &input.request)
                 .await;
         }
-        let request = input.request.clone();
+        // Kept only when the exchange will be stored: most requests have no memory.
+        let request =
+            (memory_scope.is_some() && agent.memory.auto_store).then(|| input.request.clone());
         let execution_id = uuid::Uuid::new_v4().to_string();
         let started_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -323,16 +325,15 @@ impl Supervisor {
             .pool
             .execute(agent.clone(), input, execution_id, &services, answer_sink)
             .await;
-        if let (Outcome::Succeeded, Some(answer), Some(scope)) =
-            (&report.outcome, &report.answer, &memory_scope)
-            && agent.memory.auto_store
+        if let (Outcome::Succeeded, Some(answer), Some(scope), Some(request)) =
+            (&report.outcome, &report.answer, &memory_scope, &request)
         {
             self.memory
                 .store_interaction(
                     scope,
                     agent.name.as_str(),
                     &report.execution_id,
-                    &request,
+                    request,
                     answer,
                 )
                 .await;
