@@ -1139,11 +1139,26 @@ fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
 /// once. As tests/integration/support.rs's `scripted_tool_turn`: when the first user message holds
 /// `[call NAME {json}]`, tools are offered and no tool result came back yet, the model calls that
 /// tool; once a result is there it answers `tool said: RESULT`. Anything else is answered `ok`.
+/// Strict as llama.cpp's server: tools are called only when `tool_choice` asks, and a tool-call
+/// turn sent back with `"content": null` is answered HTTP 500.
 async fn start_llm_server() -> u16 {
     let app = axum::Router::new().route(
         "/v1/chat/completions",
         axum::routing::post(|axum::Json(body): axum::Json<Value>| async move {
-            axum::Json(scripted_answer(&body))
+            let null_content = body["messages"].as_array().is_some_and(|m| {
+                m.iter()
+                    .any(|m| m["role"] == "assistant" && !m["content"].is_string())
+            });
+            if null_content {
+                return (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"error": {"message": "assistant content must be a string"}})),
+                );
+            }
+            (
+                axum::http::StatusCode::OK,
+                axum::Json(scripted_answer(&body)),
+            )
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1173,7 +1188,8 @@ fn scripted_answer(body: &Value) -> Value {
         .filter(|m| m["role"] == "tool")
         .filter_map(|m| m["content"].as_str())
         .collect();
-    let offered = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let offered = body["tools"].as_array().is_some_and(|t| !t.is_empty())
+        && body["tool_choice"].as_str().is_some_and(|c| c != "none");
     let usage = json!({"prompt_tokens": 1, "completion_tokens": 1});
     let scripted = first_user.find("[call ").and_then(|at| {
         let (name, rest) = first_user[at + 6..].split_once(' ')?;

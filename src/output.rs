@@ -132,14 +132,18 @@ pub fn print_run_details(r: &Value) {
         );
     }
     if let Some(u) = r.get("usage").filter(|u| !u.is_null()) {
+        let tokens = |key: &str| u.get(key).and_then(Value::as_u64);
+        // A server that reports no counts gets no invented zeros.
+        let counts = match (tokens("prompt_tokens"), tokens("completion_tokens")) {
+            (Some(p), Some(c)) => format!("{p} prompt + {c} completion tokens"),
+            (Some(p), None) => format!("{p} prompt tokens, completion tokens unknown"),
+            (None, Some(c)) => format!("prompt tokens unknown, {c} completion tokens"),
+            (None, None) => "usage unknown: the provider reported no token counts".to_owned(),
+        };
         eprintln!(
-            "model:     {} via {} ({} prompt + {} completion tokens)",
+            "model:     {} via {} ({counts})",
             s(u, "model"),
             s(u, "provider"),
-            u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-            u.get("completion_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
         );
     }
     for (i, call) in r

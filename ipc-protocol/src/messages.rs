@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the wire format; bump it on any change to a type in this module.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Variables every prompt template may use besides the agent's own `[parameters]` keys.
 ///
@@ -244,10 +244,10 @@ pub struct CompletionResponse {
     pub content: String,
     /// The provider's name for the model that answered.
     pub model: String,
-    /// Tokens in the prompt, as the provider counted them.
-    pub prompt_tokens: u32,
-    /// Tokens in the answer, as the provider counted them.
-    pub completion_tokens: u32,
+    /// Tokens in the prompt, as the provider counted them; `None` when it did not say.
+    pub prompt_tokens: Option<u32>,
+    /// Tokens in the answer, as the provider counted them; `None` when it did not say.
+    pub completion_tokens: Option<u32>,
     /// Tools the model called instead of (or besides) answering.
     pub tool_calls: Vec<ToolCall>,
 }

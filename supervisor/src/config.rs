@@ -188,6 +188,9 @@ pub struct ProviderConfig {
     pub timeout: Option<String>,
     /// Retries on 429 and 5xx after the first attempt (default 2).
     pub max_retries: Option<u32>,
+    /// `auto` (the default), `none` or `required` (`any`): sent whenever tools are offered;
+    /// an agent's `[llm] tool_choice` overrides it.
+    pub tool_choice: Option<crate::provider::ToolChoice>,
 }
 
 /// Operator inputs that come from the command line (or their `CAXTON_*` variables).
@@ -516,6 +519,7 @@ impl ProviderConfig {
             api_key_file: None,
             timeout: None,
             max_retries: None,
+            tool_choice: None,
         }
     }
 }
@@ -809,5 +813,23 @@ mod tests {
         let err = read_config_file(&path).unwrap_err().to_string();
         assert!(err.contains("c.toml:3"), "{err}");
         assert!(err.contains("timout"), "{err}");
+    }
+
+    #[test]
+    fn a_provider_tool_choice_is_read_and_a_bad_one_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let provider =
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nmodel = \"m\"\n";
+        std::fs::write(&path, format!("{provider}tool_choice = \"required\"\n")).unwrap();
+        let file = read_config_file(&path).unwrap();
+        assert_eq!(
+            file.providers["a"].tool_choice,
+            Some(crate::provider::ToolChoice::Required)
+        );
+        std::fs::write(&path, format!("{provider}tool_choice = \"always\"\n")).unwrap();
+        let err = read_config_file(&path).unwrap_err().to_string();
+        assert!(err.contains("c.toml:5"), "{err}");
+        assert!(err.contains("always"), "{err}");
     }
 }

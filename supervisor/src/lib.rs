@@ -568,6 +568,7 @@ impl WorkerServices for Services<'_> {
                     top_p: agent.llm.top_p,
                     stop: agent.llm.stop.clone(),
                     seed: agent.llm.seed,
+                    tool_choice: agent.llm.tool_choice,
                 },
                 deltas,
             ),

@@ -209,8 +209,8 @@ impl ExecutionStore {
                 r.duration_ms,
                 usage.map(|u| u.provider.as_str()),
                 usage.map(|u| u.model.as_str()),
-                usage.map(|u| u.prompt_tokens),
-                usage.map(|u| u.completion_tokens),
+                usage.and_then(|u| u.prompt_tokens),
+                usage.and_then(|u| u.completion_tokens),
                 r.llm_ms,
             ],
         )?;

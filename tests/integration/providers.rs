@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::support::*;
 
 /// A daemon whose only agent, `asker`, uses a provider of `kind` on the fake server, with a
@@ -74,6 +76,37 @@ fn exercise(kind: &str) {
     let (_, body) = daemon.run("asker", &format!("[garbage] {tag}"));
     assert!(message(&body).contains("malformed answer"), "{body}");
 
+    // A server that reports no token counts: the usage is unknown, not 0 + 0, in the answer, in
+    // the execution's record and in what `--verbose` prints, plain and streamed.
+    let (code, body) = daemon.run("asker", &format!("[no-usage] {tag}"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["answer"], format!("echo: [no-usage] {tag}"));
+    assert_eq!(body["usage"]["provider"], "under-test");
+    assert_eq!(body["usage"]["prompt_tokens"], Value::Null, "{body}");
+    assert_eq!(body["usage"]["completion_tokens"], Value::Null, "{body}");
+    let id = body["execution_id"].as_str().unwrap();
+    let (_, record) = http(
+        &daemon.env.socket,
+        "GET",
+        &format!("/api/v1/executions/{id}"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(record["provider"], "under-test", "{record}");
+    assert_eq!(record["prompt_tokens"], Value::Null, "{record}");
+    assert_eq!(record["completion_tokens"], Value::Null, "{record}");
+    for stream in [&[][..], &["--stream"][..]] {
+        let request = format!("[no-usage] verbose {tag}");
+        let mut args = vec!["agent", "run", "asker", &request, "--verbose"];
+        args.extend_from_slice(stream);
+        let out = daemon.cli(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("echo: {request}\n"));
+        let details = text(&out.stderr);
+        assert!(details.contains("usage unknown"), "{stream:?}: {details}");
+        assert!(!details.contains("0 prompt"), "{stream:?}: {details}");
+    }
+
     // And the next request works.
     assert_eq!(daemon.run("asker", &format!("still fine {tag}")).0, 200);
 }
@@ -86,4 +119,65 @@ fn openai_compatible_servers() {
 #[test]
 fn anthropic_messages_api() {
     exercise("anthropic");
+}
+
+/// An agent on the fake server (as strict as llama.cpp's) with one tool; `llm` is its `[llm]`.
+fn tool_agent(name: &str, llm: &str) -> String {
+    echo_agent(name, &format!("tools = [\"json_query\"]\n\n[llm]\n{llm}"))
+}
+
+#[test]
+fn tool_calls_work_against_a_server_as_strict_as_llama_cpp_and_tool_choice_is_honoured() {
+    builtin_tools_dir();
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.extra_config = format!(
+        "[providers.reluctant]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake-model\"\ntool_choice = \"none\"\n",
+        llm.base_url()
+    );
+    let daemon = Daemon::start(opts);
+    daemon.deploy("caller", &tool_agent("caller", "provider = \"fake\"\n"));
+    let request = r#"[call json_query {"document": {"a": [1, 2]}, "path": "a[1]"}]"#;
+
+    // The server calls tools only when tool_choice asks, refuses a tool-call turn sent back
+    // with null content, and streams a first chunk with "tool_calls": null.
+    let (code, body) = daemon.run("caller", request);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["answer"], "tool said: 2", "{body}");
+    assert_eq!(body["tool_calls"][0]["tool"], "json_query", "{body}");
+    let out = daemon.cli(&["agent", "run", "caller", request, "--stream"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "tool said: 2\n");
+
+    // A provider's tool_choice applies to its agents; an agent's own overrides it.
+    daemon.deploy(
+        "reluctant",
+        &tool_agent("reluctant", "provider = \"reluctant\"\n"),
+    );
+    let (code, body) = daemon.run("reluctant", request);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["answer"], "tool_choice none: answered without tools");
+    daemon.deploy(
+        "eager",
+        &tool_agent(
+            "eager",
+            "provider = \"reluctant\"\ntool_choice = \"required\"\n",
+        ),
+    );
+    let (code, body) = daemon.run("eager", request);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["answer"], "tool said: 2", "{body}");
+
+    // A word the protocols do not have is refused where it is written.
+    let file = daemon.env.agent_file(
+        "bad",
+        &tool_agent("bad", "provider = \"fake\"\ntool_choice = \"sometimes\"\n"),
+    );
+    let out = daemon.cli(&["agent", "deploy", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:8:", file.display())) && err.contains("sometimes"),
+        "{err}"
+    );
 }

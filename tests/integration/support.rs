@@ -47,7 +47,8 @@ static SEEN: std::sync::Mutex<std::collections::BTreeMap<String, u32>> =
 /// `[slow]` waits 300 ms, `[hang]` never answers, `[500]` fails, `[garbage]` is not JSON,
 /// `[401]` refuses the key, `[empty]` answers 200 with no body, `[429once]` and `[500once]` fail
 /// the first time only, `[429always]` never stops, `[unknown-model]` and `[context]` fail as
-/// OpenAI does; anything else is echoed back as `echo: <message>`.
+/// OpenAI does; `[no-usage]` reports no token counts; anything else is echoed back as
+/// `echo: <message>`. It is as strict as llama.cpp's server: see [`strict_like_llama_cpp`].
 pub struct FakeLlm {
     pub addr: SocketAddr,
     _runtime: tokio::runtime::Runtime,
@@ -120,6 +121,11 @@ async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
     let error = |status: StatusCode, message: &str, code: &str| {
         (status, Json(serde_json::json!({"type": "error", "error": {"message": message, "code": code, "type": code}}))).into_response()
     };
+    if wire == Wire::OpenAi
+        && let Some(refusal) = strict_like_llama_cpp(&body)
+    {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &refusal, "server_error");
+    }
     // How often this exact message has been seen: "once" failures succeed on retry.
     let seen = {
         let mut counts = SEEN.lock().unwrap_or_else(|p| p.into_inner());
@@ -183,10 +189,15 @@ async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
     let stream = body["stream"] == true;
     let model = &body["model"];
     if wire == Wire::OpenAi
-        && !stream
         && let Some(reply) = scripted_tool_turn(&body)
     {
+        if stream {
+            return openai_stream_of(&reply);
+        }
         return Json(reply).into_response();
+    }
+    if last.contains("[no-usage]") {
+        return no_usage_answer(wire, stream, model, &format!("echo: {last}"));
     }
     let answer = format!("echo: {last}");
     let words: Vec<&str> = answer.split_inclusive(' ').collect();
@@ -198,8 +209,9 @@ async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
         }))
         .into_response(),
         (Wire::OpenAi, true) => {
-            // One server-sent event per word, then usage, then [DONE], as OpenAI streams.
-            let mut events = String::new();
+            // One server-sent event per word, then usage, then [DONE], as OpenAI streams; the
+            // first says `"tool_calls": null`, as llama.cpp's server does.
+            let mut events = format!("data: {}\n\n", llama_cpp_first_chunk(model));
             for word in &words {
                 let chunk = serde_json::json!({"model": model, "choices": [{"index": 0, "delta": {"content": word}}]});
                 events.push_str(&format!("data: {chunk}\n\n"));
@@ -303,6 +315,19 @@ fn scripted_tool_turn(body: &Value) -> Option<Value> {
     if !results.is_empty() && !forever {
         return Some(answer(format!("tool said: {}", results.join(" | "))));
     }
+    // Like llama.cpp's server (and the models behind it), it calls tools only when asked to;
+    // otherwise the model makes an answer up.
+    match body["tool_choice"].as_str() {
+        None => {
+            return Some(answer(
+                "made up: no tool_choice was sent, so no tool was called".into(),
+            ));
+        }
+        Some("none") => {
+            return Some(answer("tool_choice none: answered without tools".into()));
+        }
+        Some(_) => {}
+    }
     let tool_calls: Vec<Value> = calls
         .iter()
         .enumerate()
@@ -319,6 +344,101 @@ fn scripted_tool_turn(body: &Value) -> Option<Value> {
         "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": tool_calls}, "finish_reason": "tool_calls"}],
         "usage": usage,
     }))
+}
+
+/// What llama.cpp's server refuses, with the HTTP 500 it answers: an assistant turn that calls
+/// tools with `"content": null` (or no content at all).
+fn strict_like_llama_cpp(body: &Value) -> Option<String> {
+    let messages = body["messages"].as_array()?;
+    messages
+        .iter()
+        .any(|m| {
+            m["role"] == "assistant"
+                && m["tool_calls"].as_array().is_some_and(|c| !c.is_empty())
+                && !m["content"].is_string()
+        })
+        .then(|| "Failed to parse messages: Expected 'content' to be a string or an array".into())
+}
+
+/// The first chunk llama.cpp's server streams: the role, with null content and tool calls.
+fn llama_cpp_first_chunk(model: &Value) -> Value {
+    serde_json::json!({"model": model, "choices": [{"index": 0, "finish_reason": null,
+        "delta": {"role": "assistant", "content": null, "tool_calls": null}}]})
+}
+
+/// A non-streamed OpenAI answer (text or tool calls) as the event stream that carries it: the
+/// llama.cpp first chunk, the text or each call (id and name, then its arguments in two
+/// pieces), usage, `[DONE]`.
+fn openai_stream_of(reply: &Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let model = &reply["model"];
+    let message = &reply["choices"][0]["message"];
+    let chunk = |delta: Value| {
+        let c = serde_json::json!({"model": model, "choices": [{"index": 0, "delta": delta}]});
+        format!("data: {c}\n\n")
+    };
+    let mut events = format!("data: {}\n\n", llama_cpp_first_chunk(model));
+    if let Some(text) = message["content"].as_str() {
+        events.push_str(&chunk(serde_json::json!({"content": text})));
+    }
+    for (i, call) in message["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let args = call["function"]["arguments"].as_str().unwrap_or_default();
+        let (head, tail) = args.split_at(args.len() / 2);
+        events.push_str(&chunk(
+            serde_json::json!({"tool_calls": [{"index": i, "id": call["id"],
+            "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]}),
+        ));
+        for piece in [head, tail] {
+            events.push_str(&chunk(
+                serde_json::json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
+            ));
+        }
+    }
+    let usage = serde_json::json!({"model": model, "choices": [], "usage": reply["usage"]});
+    events.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+    ([("content-type", "text/event-stream")], events).into_response()
+}
+
+/// An answer that reports no token counts: `"usage": null` (or no usage event), as some
+/// OpenAI-compatible servers answer.
+fn no_usage_answer(
+    wire: Wire,
+    stream: bool,
+    model: &Value,
+    answer: &str,
+) -> axum::response::Response {
+    use axum::Json;
+    use axum::response::IntoResponse;
+    let sse = |events: String| ([("content-type", "text/event-stream")], events).into_response();
+    match (wire, stream) {
+        (Wire::OpenAi, false) => Json(serde_json::json!({"model": model, "usage": null,
+            "choices": [{"message": {"role": "assistant", "content": answer, "tool_calls": null}}]}))
+        .into_response(),
+        (Wire::OpenAi, true) => {
+            let text = serde_json::json!({"model": model, "usage": null, "choices": [{"index": 0, "delta": {"content": answer}}]});
+            sse(format!("data: {}\n\ndata: {text}\n\ndata: [DONE]\n\n", llama_cpp_first_chunk(model)))
+        }
+        (Wire::Anthropic, false) => Json(serde_json::json!({"type": "message", "role": "assistant",
+            "model": model, "content": [{"type": "text", "text": answer}], "usage": null}))
+        .into_response(),
+        (Wire::Anthropic, true) => {
+            let events = [
+                serde_json::json!({"type": "message_start", "message": {"model": model, "content": null, "usage": null}}),
+                serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": answer}}),
+                serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": null}),
+                serde_json::json!({"type": "message_stop"}),
+            ];
+            sse(events
+                .iter()
+                .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or_default()))
+                .collect())
+        }
+    }
 }
 
 /// The repository's built-in tool packages (built by `scripts/build-tools.sh`).

@@ -148,6 +148,8 @@ pub struct LlmSettings {
     pub stop: Vec<String>,
     /// Sampling seed, so a request can be repeated.
     pub seed: Option<u64>,
+    /// Overrides the provider's `tool_choice`.
+    pub tool_choice: Option<crate::provider::ToolChoice>,
 }
 
 /// A validated agent definition.
@@ -544,6 +546,28 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.line, 3, "{err}");
+    }
+
+    #[test]
+    fn llm_tool_choice_takes_the_openai_and_anthropic_words_and_names_a_bad_one() {
+        let agent = |choice: &str| {
+            parse(&format!(
+                "name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\n\n[llm]\ntool_choice = \"{choice}\"\n"
+            ))
+        };
+        use crate::provider::ToolChoice;
+        for (word, choice) in [
+            ("auto", ToolChoice::Auto),
+            ("none", ToolChoice::None),
+            ("required", ToolChoice::Required),
+            ("any", ToolChoice::Required),
+        ] {
+            assert_eq!(agent(word).unwrap().llm.tool_choice, Some(choice), "{word}");
+        }
+        let err = agent("sometimes").unwrap_err();
+        assert!(err.to_string().starts_with("agents/test.toml:6:"), "{err}");
+        assert!(err.reason.contains("sometimes"), "{err}");
+        assert!(err.reason.contains("`required`"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{self, Endpoint};
-use super::{DeltaSink, Provider, ProviderError, ProviderRequest};
+use super::{DeltaSink, Provider, ProviderError, ProviderRequest, ToolChoice};
 use crate::config::ProviderConfig;
 
 /// The API version this client speaks.
@@ -77,10 +77,12 @@ fn conversation(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), Provid
     Ok((system.join("\n\n"), messages))
 }
 
+/// The request body; `tool_choice` is the provider's unless the request sets one.
 fn request_body(
     request: &ProviderRequest,
     model: &str,
     stream: bool,
+    tool_choice: ToolChoice,
 ) -> Result<Value, ProviderError> {
     let (system, messages) = conversation(&request.messages)?;
     let mut body = json!({
@@ -111,6 +113,12 @@ fn request_body(
             })
             .collect::<Result<Vec<_>, ProviderError>>()?;
         body["tools"] = tools.into();
+        let choice = match request.tool_choice.unwrap_or(tool_choice) {
+            ToolChoice::Auto => "auto",
+            ToolChoice::None => "none",
+            ToolChoice::Required => "any",
+        };
+        body["tool_choice"] = json!({"type": choice});
     }
     if stream {
         body["stream"] = true.into();
@@ -118,12 +126,13 @@ fn request_body(
     Ok(body)
 }
 
+// Every list or object a server may leave out is also accepted as `null`.
 #[derive(Deserialize)]
 struct Message {
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "http::null_as_default")]
     content: Vec<Block>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "http::null_as_default")]
     usage: Usage,
 }
 
@@ -131,11 +140,13 @@ struct Message {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Block {
     Text {
+        #[serde(default, deserialize_with = "http::null_as_default")]
         text: String,
     },
     ToolUse {
         id: String,
         name: String,
+        #[serde(default)]
         input: Value,
     },
     #[serde(other)]
@@ -163,7 +174,7 @@ enum Event {
         delta: BlockDelta,
     },
     MessageDelta {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "http::null_as_default")]
         usage: Usage,
     },
     MessageStop,
@@ -211,7 +222,12 @@ impl Provider for AnthropicProvider {
             .model
             .clone()
             .unwrap_or_else(|| self.endpoint.model.clone());
-        let body = request_body(&request, &model, deltas.is_some())?;
+        let body = request_body(
+            &request,
+            &model,
+            deltas.is_some(),
+            self.endpoint.tool_choice,
+        )?;
         let auth = |r: reqwest::RequestBuilder, key: &str| r.header("x-api-key", key);
         let response = self
             .endpoint
@@ -229,7 +245,12 @@ impl Provider for AnthropicProvider {
                     Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
                         id,
                         name,
-                        arguments_json: input.to_string(),
+                        // A tool that takes no arguments may come with no (or a null) input.
+                        arguments_json: if input.is_null() {
+                            "{}".into()
+                        } else {
+                            input.to_string()
+                        },
                     }),
                     Block::Other => {}
                 }
@@ -237,8 +258,8 @@ impl Provider for AnthropicProvider {
             return Ok(CompletionResponse {
                 content,
                 model: message.model.unwrap_or(model),
-                prompt_tokens: message.usage.input_tokens.unwrap_or(0),
-                completion_tokens: message.usage.output_tokens.unwrap_or(0),
+                prompt_tokens: message.usage.input_tokens,
+                completion_tokens: message.usage.output_tokens,
                 tool_calls,
             });
         }
@@ -317,8 +338,8 @@ impl Provider for AnthropicProvider {
         Ok(CompletionResponse {
             content,
             model: answered_model.unwrap_or(model),
-            prompt_tokens: usage.input_tokens.unwrap_or(0),
-            completion_tokens: usage.output_tokens.unwrap_or(0),
+            prompt_tokens: usage.input_tokens,
+            completion_tokens: usage.output_tokens,
             tool_calls: calls.into_values().collect(),
         })
     }

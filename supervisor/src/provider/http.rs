@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 
-use super::{DeltaSink, ProviderError};
+use super::{DeltaSink, ProviderError, ToolChoice};
 use crate::config::{ProviderConfig, parse_duration};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +30,8 @@ pub struct Endpoint {
     pub url: String,
     /// Model used when the agent names none.
     pub model: String,
+    /// `tool_choice` when the agent sets none.
+    pub tool_choice: ToolChoice,
     key: KeySource,
     timeout: Duration,
     retry: RetryPolicy,
@@ -81,6 +83,7 @@ impl Endpoint {
             name: name.to_owned(),
             url: format!("{base}{path}"),
             model,
+            tool_choice: cfg.tool_choice.unwrap_or_default(),
             key,
             timeout,
             retry: RetryPolicy::with_retries(cfg.max_retries.unwrap_or(DEFAULT_RETRIES)),
@@ -177,6 +180,18 @@ impl Endpoint {
         }
         Ok(())
     }
+}
+
+/// For `#[serde(default, deserialize_with = "...")]`: servers write an absent list or object
+/// as `null` as often as they leave it out (llama.cpp streams `"tool_calls": null`), and both
+/// mean the default.
+pub fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A tool's input schema as JSON, for the request body.

@@ -185,8 +185,8 @@ impl Provider for LocalProvider {
         Ok(CompletionResponse {
             content: result.text.trim().to_owned(),
             model: model_name,
-            prompt_tokens: result.prompt_tokens as u32,
-            completion_tokens: result.completion_tokens as u32,
+            prompt_tokens: Some(result.prompt_tokens as u32),
+            completion_tokens: Some(result.completion_tokens as u32),
             tool_calls: Vec::new(),
         })
     }

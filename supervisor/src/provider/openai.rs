@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{self, Endpoint};
-use super::{DeltaSink, Provider, ProviderError, ProviderRequest};
+use super::{DeltaSink, Provider, ProviderError, ProviderRequest, ToolChoice};
 use crate::config::ProviderConfig;
 
 /// A client for one configured OpenAI-compatible server.
@@ -32,9 +32,11 @@ fn message_json(m: &ChatMessage) -> Value {
         ChatRole::Assistant if m.tool_calls.is_empty() => {
             json!({"role": "assistant", "content": m.content})
         }
+        // `""`, not `null`, when the turn only calls tools: strict servers (llama.cpp's) answer
+        // a null content with HTTP 500.
         ChatRole::Assistant => json!({
             "role": "assistant",
-            "content": if m.content.is_empty() { Value::Null } else { m.content.clone().into() },
+            "content": m.content,
             "tool_calls": m.tool_calls.iter().map(|c| json!({
                 "id": c.id, "type": "function",
                 "function": {"name": c.name, "arguments": c.arguments_json},
@@ -46,11 +48,13 @@ fn message_json(m: &ChatMessage) -> Value {
     }
 }
 
-/// The request body: the conversation, the agent's sampling settings, the tools.
+/// The request body: the conversation, the agent's sampling settings, the tools and how to use
+/// them (`tool_choice` is the provider's unless the request sets one).
 fn request_body(
     request: &ProviderRequest,
     model: &str,
     stream: bool,
+    tool_choice: ToolChoice,
 ) -> Result<Value, ProviderError> {
     let mut body = json!({
         "model": model,
@@ -81,6 +85,12 @@ fn request_body(
             })
             .collect::<Result<Vec<_>, ProviderError>>()?;
         body["tools"] = tools.into();
+        body["tool_choice"] = match request.tool_choice.unwrap_or(tool_choice) {
+            ToolChoice::Auto => "auto",
+            ToolChoice::None => "none",
+            ToolChoice::Required => "required",
+        }
+        .into();
     }
     if stream {
         body["stream"] = true.into();
@@ -90,9 +100,11 @@ fn request_body(
     Ok(body)
 }
 
+// Every list or object a server may leave out is also accepted as `null`.
 #[derive(Deserialize)]
 struct ChatCompletion {
     model: Option<String>,
+    #[serde(default, deserialize_with = "http::null_as_default")]
     choices: Vec<Choice>,
     usage: Option<Usage>,
 }
@@ -105,20 +117,20 @@ struct Choice {
 #[derive(Deserialize)]
 struct AssistantMessage {
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "http::null_as_default")]
     tool_calls: Vec<WireToolCall>,
 }
 
 #[derive(Deserialize)]
 struct WireToolCall {
-    id: String,
+    id: Option<String>,
     function: WireFunction,
 }
 
 #[derive(Deserialize)]
 struct WireFunction {
     name: String,
-    arguments: String,
+    arguments: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -130,21 +142,21 @@ struct Usage {
 #[derive(Deserialize)]
 struct Chunk {
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "http::null_as_default")]
     choices: Vec<ChunkChoice>,
     usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
 struct ChunkChoice {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "http::null_as_default")]
     delta: Delta,
 }
 
 #[derive(Deserialize, Default)]
 struct Delta {
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "http::null_as_default")]
     tool_calls: Vec<ToolCallDelta>,
 }
 
@@ -159,6 +171,13 @@ struct ToolCallDelta {
 struct FunctionDelta {
     name: Option<String>,
     arguments: Option<String>,
+}
+
+/// A call's arguments, `{}` when the server sent none (a tool that takes no arguments).
+fn arguments_or_empty(arguments: Option<String>) -> String {
+    arguments
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| "{}".into())
 }
 
 #[async_trait::async_trait]
@@ -180,7 +199,12 @@ impl Provider for OpenAiProvider {
             .model
             .clone()
             .unwrap_or_else(|| self.endpoint.model.clone());
-        let body = request_body(&request, &model, deltas.is_some())?;
+        let body = request_body(
+            &request,
+            &model,
+            deltas.is_some(),
+            self.endpoint.tool_choice,
+        )?;
         let response = self
             .endpoint
             .post(&body, &model, |r, key| r.bearer_auth(key))
@@ -195,16 +219,18 @@ impl Provider for OpenAiProvider {
             return Ok(CompletionResponse {
                 content: choice.message.content.unwrap_or_default(),
                 model: parsed.model.unwrap_or(model),
-                prompt_tokens: usage.prompt_tokens.unwrap_or(0),
-                completion_tokens: usage.completion_tokens.unwrap_or(0),
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
                 tool_calls: choice
                     .message
                     .tool_calls
                     .into_iter()
-                    .map(|c| ToolCall {
-                        id: c.id,
+                    .enumerate()
+                    .map(|(i, c)| ToolCall {
+                        // Some servers leave the id out; the result turn still needs one.
+                        id: c.id.unwrap_or_else(|| format!("call_{i}")),
                         name: c.function.name,
-                        arguments_json: c.function.arguments,
+                        arguments_json: arguments_or_empty(c.function.arguments),
                     })
                     .collect(),
             });
@@ -259,9 +285,18 @@ impl Provider for OpenAiProvider {
         Ok(CompletionResponse {
             content,
             model: answered_model.unwrap_or(model),
-            prompt_tokens: usage.prompt_tokens.unwrap_or(0),
-            completion_tokens: usage.completion_tokens.unwrap_or(0),
-            tool_calls: calls.into_values().collect(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            tool_calls: calls
+                .into_iter()
+                .map(|(i, mut call)| {
+                    if call.id.is_empty() {
+                        call.id = format!("call_{i}");
+                    }
+                    call.arguments_json = arguments_or_empty(Some(call.arguments_json));
+                    call
+                })
+                .collect(),
         })
     }
 }

@@ -8,13 +8,46 @@ use axum::response::IntoResponse;
 use caxton_ipc_protocol::{ChatMessage, ChatRole, ToolCall, ToolSpec};
 use serde_json::{Value, json};
 
-use super::{AnthropicProvider, OpenAiProvider, Provider, ProviderRequest};
+use super::{AnthropicProvider, OpenAiProvider, Provider, ProviderRequest, ToolChoice};
 use crate::config::{ProviderConfig, ProviderKind};
 
 type Seen = Arc<Mutex<Vec<Value>>>;
 
+/// Server-sent events of these data lines, each named by its `type` when it has one.
+fn sse(events: &[Value], done: bool) -> axum::response::Response {
+    let mut text: String = events
+        .iter()
+        .map(|e| match e["type"].as_str() {
+            Some(name) => format!("event: {name}\ndata: {e}\n\n"),
+            None => format!("data: {e}\n\n"),
+        })
+        .collect();
+    if done {
+        text.push_str("data: [DONE]\n\n");
+    }
+    ([("content-type", "text/event-stream")], text).into_response()
+}
+
 async fn openai(seen: Seen, body: Value) -> axum::response::Response {
     seen.lock().unwrap().push(body.clone());
+    // `null` wherever a list or object may be absent, and no usage at all, as llama.cpp's
+    // server and others answer.
+    if body["messages"][0]["content"] == "nulls" {
+        if body["stream"] == true {
+            return sse(
+                &[
+                    json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": null, "tool_calls": null}}]}),
+                    json!({"choices": [{"index": 0, "delta": {"content": "hi", "tool_calls": null}}], "usage": null}),
+                    json!({"choices": [{"index": 0, "delta": null, "finish_reason": "stop"}]}),
+                    json!({"choices": null, "usage": null}),
+                ],
+                true,
+            );
+        }
+        return Json(json!({"model": "m", "usage": null,
+            "choices": [{"message": {"role": "assistant", "content": "hi", "tool_calls": null}}]}))
+        .into_response();
+    }
     if body["stream"] == true {
         let chunks = [
             json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}]}}]}),
@@ -38,6 +71,22 @@ async fn openai(seen: Seen, body: Value) -> axum::response::Response {
 
 async fn anthropic(seen: Seen, body: Value) -> axum::response::Response {
     seen.lock().unwrap().push(body.clone());
+    if body["system"] == "nulls" {
+        if body["stream"] == true {
+            return sse(
+                &[
+                    json!({"type": "message_start", "message": {"model": "claude-x", "content": null, "usage": null}}),
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}),
+                    json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": null}),
+                    json!({"type": "message_stop"}),
+                ],
+                false,
+            );
+        }
+        return Json(json!({"model": "claude-x", "usage": null,
+            "content": [{"type": "text", "text": "hi"}, {"type": "tool_use", "id": "t", "name": "lookup", "input": null}]}))
+        .into_response();
+    }
     if body["system"] == "overload" {
         let events = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"content\":[],\"usage\":{}}}\n\n\
                       event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
@@ -151,6 +200,7 @@ fn request() -> ProviderRequest {
         top_p: None,
         stop: Vec::new(),
         seed: None,
+        tool_choice: None,
     }
 }
 
@@ -176,7 +226,10 @@ async fn openai_offers_tools_and_returns_tool_calls_plain_and_streamed() {
                 arguments_json: r#"{"q":"paris"}"#.into()
             }]
         );
-        assert_eq!((out.prompt_tokens, out.completion_tokens), (9, 4));
+        assert_eq!(
+            (out.prompt_tokens, out.completion_tokens),
+            (Some(9), Some(4))
+        );
     }
     let sent = seen.lock().unwrap()[0].clone();
     assert_eq!(sent["tools"][0]["function"]["name"], "lookup");
@@ -214,7 +267,10 @@ async fn anthropic_offers_tools_and_returns_tool_use_plain_and_streamed() {
                 arguments_json: r#"{"q":"paris"}"#.into()
             }]
         );
-        assert_eq!((out.prompt_tokens, out.completion_tokens), (9, 4));
+        assert_eq!(
+            (out.prompt_tokens, out.completion_tokens),
+            (Some(9), Some(4))
+        );
         assert_eq!(out.model, "claude-x");
         if stream {
             assert_eq!(rx.recv().await.as_deref(), Some("Looking up."));
@@ -245,4 +301,110 @@ async fn an_error_event_in_the_middle_of_a_stream_is_reported_as_such() {
         err.to_string().contains("failed mid-answer: Overloaded"),
         "{err}"
     );
+}
+
+/// The `tool_choice` each request body carries, for a provider configured with `configured`
+/// and requests that set `per_agent`, with tools and without.
+async fn tool_choices_sent(
+    kind: ProviderKind,
+    configured: Option<ToolChoice>,
+    per_agent: Option<ToolChoice>,
+) -> (Value, Value) {
+    let seen = Seen::default();
+    let mut cfg = config(kind, serve(seen.clone()).await);
+    cfg.tool_choice = configured;
+    let provider: Box<dyn Provider> = match kind {
+        ProviderKind::Anthropic => Box::new(AnthropicProvider::new("a", &cfg).unwrap()),
+        _ => Box::new(OpenAiProvider::new("o", &cfg).unwrap()),
+    };
+    let mut req = request();
+    req.tool_choice = per_agent;
+    provider.complete(req.clone(), None).await.unwrap();
+    req.tools.clear();
+    provider.complete(req, None).await.unwrap();
+    let sent = seen.lock().unwrap().clone();
+    (
+        sent[0]["tool_choice"].clone(),
+        sent[1]["tool_choice"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn tool_choice_is_sent_with_tools_and_the_agent_overrides_the_provider() {
+    use ToolChoice::{Auto, None as Never, Required};
+    let cases = [
+        (None, None, json!("auto"), json!({"type": "auto"})),
+        (Some(Never), None, json!("none"), json!({"type": "none"})),
+        (
+            Some(Never),
+            Some(Required),
+            json!("required"),
+            json!({"type": "any"}),
+        ),
+        (
+            Some(Required),
+            Some(Auto),
+            json!("auto"),
+            json!({"type": "auto"}),
+        ),
+    ];
+    for (configured, per_agent, openai, anthropic) in cases {
+        for (kind, expected) in [
+            (ProviderKind::Openai, openai.clone()),
+            (ProviderKind::Anthropic, anthropic),
+        ] {
+            let (with_tools, without) = tool_choices_sent(kind, configured, per_agent).await;
+            assert_eq!(
+                with_tools, expected,
+                "{kind:?} {configured:?} {per_agent:?}"
+            );
+            // Servers refuse a tool_choice without tools.
+            assert_eq!(without, Value::Null, "{kind:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tool_call_turn_goes_back_with_empty_string_content_not_null() {
+    let seen = Seen::default();
+    let provider = OpenAiProvider::new(
+        "o",
+        &config(ProviderKind::Openai, serve(seen.clone()).await),
+    )
+    .unwrap();
+    provider.complete(request(), None).await.unwrap();
+    let sent = seen.lock().unwrap()[0].clone();
+    assert_eq!(sent["messages"][2]["content"], json!(""), "{sent}");
+}
+
+#[tokio::test]
+async fn null_lists_and_objects_are_accepted_and_missing_usage_stays_unknown() {
+    let seen = Seen::default();
+    let base = serve(seen).await;
+    let openai = OpenAiProvider::new("o", &config(ProviderKind::Openai, base.clone())).unwrap();
+    let anthropic = AnthropicProvider::new("a", &config(ProviderKind::Anthropic, base)).unwrap();
+    let mut req = request();
+    req.messages[0] = ChatMessage::text(ChatRole::System, "nulls");
+    for stream in [false, true] {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let out = openai
+            .complete(req.clone(), stream.then_some(tx))
+            .await
+            .unwrap_or_else(|e| panic!("openai, stream {stream}: {e}"));
+        assert_eq!(out.content, "hi");
+        assert!(out.tool_calls.is_empty());
+        assert_eq!((out.prompt_tokens, out.completion_tokens), (None, None));
+
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let out = anthropic
+            .complete(req.clone(), stream.then_some(tx))
+            .await
+            .unwrap_or_else(|e| panic!("anthropic, stream {stream}: {e}"));
+        assert_eq!(out.content, "hi");
+        assert_eq!((out.prompt_tokens, out.completion_tokens), (None, None));
+        if !stream {
+            // A tool that takes no arguments may come with a null input.
+            assert_eq!(out.tool_calls[0].arguments_json, "{}");
+        }
+    }
 }

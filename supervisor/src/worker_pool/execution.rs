@@ -60,10 +60,22 @@ pub struct Usage {
     pub provider: String,
     /// Model that answered.
     pub model: String,
-    /// Prompt tokens, summed over completions.
-    pub prompt_tokens: u32,
-    /// Completion tokens, summed over completions.
-    pub completion_tokens: u32,
+    /// Prompt tokens, summed over completions; `None` when a provider did not report them
+    /// (a partial sum would pass for the whole).
+    pub prompt_tokens: Option<u32>,
+    /// Completion tokens, summed over completions; `None` as for `prompt_tokens`.
+    pub completion_tokens: Option<u32>,
+}
+
+impl Usage {
+    /// Add one completion's counts; an unknown count makes the sum unknown.
+    fn add(&mut self, response: &CompletionResponse, provider: String) {
+        let sum = |a: Option<u32>, b: Option<u32>| Some(a?.saturating_add(b?));
+        self.provider = provider;
+        self.model = response.model.clone();
+        self.prompt_tokens = sum(self.prompt_tokens, response.prompt_tokens);
+        self.completion_tokens = sum(self.completion_tokens, response.completion_tokens);
+    }
 }
 
 /// How an execution ended.
@@ -853,11 +865,13 @@ impl<'a> Conversation<'a> {
         result: Result<(CompletionResponse, String), CompletionFailure>,
     ) -> Step {
         let result = result.map(|(response, provider)| {
-            let usage = self.usage.get_or_insert_with(Usage::default);
-            usage.provider = provider;
-            usage.model = response.model.clone();
-            usage.prompt_tokens += response.prompt_tokens;
-            usage.completion_tokens += response.completion_tokens;
+            self.usage
+                .get_or_insert_with(|| Usage {
+                    prompt_tokens: Some(0),
+                    completion_tokens: Some(0),
+                    ..Usage::default()
+                })
+                .add(&response, provider);
             response
         });
         self.pool
