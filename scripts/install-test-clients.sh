@@ -2,8 +2,9 @@
 # Clients and reference servers the test suite drives Caxton with, from the package registries:
 # the official MCP Python SDK (PyPI `mcp`, pinned) for the /mcp endpoint's conformance test, and
 # the reference MCP memory server (npm `@modelcontextprotocol/server-memory`, pinned) that reads
-# the knowledge-graph files Caxton's memory exports. Installed into a cache directory outside
-# the repository (no root, no venv); each is skipped when already there.
+# the knowledge-graph files Caxton's memory exports, and Prometheus's `promtool` (from Debian's
+# `prometheus` package, unpacked, not installed) that lints `/metrics`. Installed into a cache
+# directory outside the repository (no root, no venv); each is skipped when already there.
 # Environment: CAXTON_TOOLS_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/caxton).
 set -euo pipefail
 MCP_VERSION=2.3.0
@@ -29,6 +30,26 @@ if [ ! -f "$dest/.installed" ]; then
     mkdir -p "$dest.part"
     npm install --silent --no-audit --no-fund --prefix "$dest.part" \
         "@modelcontextprotocol/server-memory@$SERVER_MEMORY_VERSION"
+    rm -rf "$dest"
+    mv "$dest.part" "$dest"
+    touch "$dest/.installed"
+fi
+
+# promtool: `apt-get download` + `dpkg -x` unpack the package without installing it (no server,
+# no user, no unit), and only the promtool binary is kept.
+dest="$cache/promtool"
+if [ ! -f "$dest/.installed" ]; then
+    echo "install-test-clients: unpacking promtool from Debian's prometheus package into $dest"
+    rm -rf "$dest.part"
+    mkdir -p "$dest.part/deb"
+    if ! (cd "$dest.part/deb" && apt-get download -qq prometheus 2>/dev/null); then
+        apt-get update -qq
+        (cd "$dest.part/deb" && apt-get download -qq prometheus)
+    fi
+    dpkg -x "$dest.part"/deb/prometheus_*.deb "$dest.part/deb/root"
+    mv "$dest.part/deb/root/usr/bin/promtool" "$dest.part/promtool"
+    rm -rf "$dest.part/deb"
+    "$dest.part/promtool" --version >/dev/null
     rm -rf "$dest"
     mv "$dest.part" "$dest"
     touch "$dest/.installed"

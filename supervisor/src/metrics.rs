@@ -1,4 +1,6 @@
-//! Prometheus metrics, rendered in the text exposition format at `/metrics`.
+//! Prometheus metrics at `/metrics`, in the format the scraper asks for: OpenMetrics 1.0.0
+//! (what `prometheus-client` encodes) when its `Accept` header offers it, else the Prometheus
+//! text format 0.0.4 (what `promtool check metrics` and plain `curl` readers expect).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -165,11 +167,155 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The text exposition.
+    /// The OpenMetrics 1.0.0 exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The exposition in the format `accept` (an HTTP `Accept` header) prefers, and its content
+    /// type.
+    pub fn render_for(&self, accept: Option<&str>) -> (&'static str, String) {
+        let openmetrics = self.render();
+        if accept.is_some_and(prefers_openmetrics) {
+            (OPENMETRICS_CONTENT_TYPE, openmetrics)
+        } else {
+            (TEXT_CONTENT_TYPE, openmetrics_to_text(&openmetrics))
+        }
+    }
+}
+
+/// The content type of [`Metrics::render`]'s body.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the Prometheus text format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an `Accept` header ranks OpenMetrics at least as high as the plain text format, as
+/// Prometheus's own scrapers send it (`application/openmetrics-text;version=1.0.0,...,
+/// text/plain;version=0.0.4;q=0.5,*/*;q=0.1`).
+fn prefers_openmetrics(accept: &str) -> bool {
+    let mut openmetrics = 0.0f32;
+    let mut text = 0.0f32;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= text
+}
+
+/// The same exposition in the Prometheus text format 0.0.4. The formats differ where this
+/// supervisor's metrics reach: a counter family is named without `_total` in OpenMetrics and
+/// with it in 0.0.4 (its samples carry `_total` in both), `unknown` is `untyped`, and `# UNIT`
+/// and `# EOF` do not exist. Samples, labels and escaping are the same in both.
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match descriptor {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let tail = if prefix == "# TYPE " && tail == "unknown" {
+                    "untyped"
+                } else {
+                    tail
+                };
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            // A counter's creation time is a sample of its own in OpenMetrics only.
+            None if counters.iter().any(|c| {
+                line.strip_prefix(c)
+                    .is_some_and(|r| r.starts_with("_created"))
+            }) => {}
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Metrics {
+        let m = Metrics::new();
+        m.record_execution("echo", "succeeded", 0.2);
+        m.record_memory("search", "ok", 0.01);
+        m.live_workers.set(1);
+        m
+    }
+
+    #[test]
+    fn prometheus_scrapers_get_openmetrics_and_everyone_else_the_text_format() {
+        let m = sample();
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let (ct, body) = m.render_for(Some(prometheus));
+        assert_eq!(ct, OPENMETRICS_CONTENT_TYPE);
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        for accept in [
+            None,
+            Some("*/*"),
+            Some("text/plain"),
+            Some("text/plain;version=0.0.4, application/openmetrics-text;q=0.5"),
+        ] {
+            let (ct, body) = m.render_for(accept);
+            assert_eq!(ct, TEXT_CONTENT_TYPE, "{accept:?}");
+            assert!(!body.contains("# EOF"), "{body}");
+        }
+    }
+
+    #[test]
+    fn the_text_format_names_counter_families_with_total() {
+        let text = openmetrics_to_text(&sample().render());
+        assert!(
+            text.contains("# TYPE caxton_executions_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP caxton_executions_total Agent executions"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE caxton_memory_operations_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE caxton_live_workers gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("caxton_executions_total{agent=\"echo\",outcome=\"succeeded\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE caxton_execution_duration_seconds histogram\n"));
     }
 }

@@ -320,13 +320,16 @@ pub async fn kill_worker(
     Ok(Json(json!({"signalled": worker, "signal": crate::signal_name(signal)})).into_response())
 }
 
-pub async fn metrics(State(sup): Shared) -> Response {
+/// `/metrics` in the format the `Accept` header prefers (see [`crate::metrics`]).
+pub async fn metrics(State(sup): Shared, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = sup.metrics().render_for(accept);
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        sup.metrics().render(),
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::VARY, "Accept"),
+        ],
+        body,
     )
         .into_response()
 }
