@@ -35,7 +35,7 @@ fn busy_daemon() -> (FakeLlm, Daemon) {
     let daemon = Daemon::start(DaemonOptions::new(&llm));
     daemon.deploy("echo", &echo_agent("echo", ""));
     assert_eq!(daemon.run("echo", "one").0, 200);
-    assert_eq!(daemon.run("echo", "[500]").0, 500);
+    assert_eq!(daemon.run("echo", "[500]").0, 502);
     (llm, daemon)
 }
 
@@ -113,7 +113,6 @@ fn prometheus_gets_openmetrics_and_both_formats_parse() {
         .unwrap_or_else(|e| panic!("not OpenMetrics: {e:?}\n{body}"));
     for (family, kind) in [
         ("caxton_executions", OpenMetricsType::Counter),
-        ("caxton_memory_operations", OpenMetricsType::Counter),
         (
             "caxton_execution_duration_seconds",
             OpenMetricsType::Histogram,

@@ -138,16 +138,17 @@ fn tool_calls_work_against_a_server_as_strict_as_llama_cpp_and_tool_choice_is_ho
     let daemon = Daemon::start(opts);
     daemon.deploy("caller", &tool_agent("caller", "provider = \"fake\"\n"));
     let request = r#"[call json_query {"document": {"a": [1, 2]}, "path": "a[1]"}]"#;
+    let answered = r#"tool said: {"count":1,"matches":[2],"truncated":false}"#;
 
     // The server calls tools only when tool_choice asks, refuses a tool-call turn sent back
     // with null content, and streams a first chunk with "tool_calls": null.
     let (code, body) = daemon.run("caller", request);
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["answer"], "tool said: 2", "{body}");
+    assert_eq!(body["answer"], answered, "{body}");
     assert_eq!(body["tool_calls"][0]["tool"], "json_query", "{body}");
     let out = daemon.cli(&["agent", "run", "caller", request, "--stream"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "tool said: 2\n");
+    assert_eq!(text(&out.stdout), format!("{answered}\n"));
 
     // A provider's tool_choice applies to its agents; an agent's own overrides it.
     daemon.deploy(
@@ -166,7 +167,7 @@ fn tool_calls_work_against_a_server_as_strict_as_llama_cpp_and_tool_choice_is_ho
     );
     let (code, body) = daemon.run("eager", request);
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["answer"], "tool said: 2", "{body}");
+    assert_eq!(body["answer"], answered, "{body}");
 
     // A word the protocols do not have is refused where it is written.
     let file = daemon.env.agent_file(

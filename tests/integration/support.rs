@@ -388,7 +388,11 @@ fn openai_stream_of(reply: &Value) -> axum::response::Response {
         .enumerate()
     {
         let args = call["function"]["arguments"].as_str().unwrap_or_default();
-        let (head, tail) = args.split_at(args.len() / 2);
+        let middle = args
+            .char_indices()
+            .nth(args.chars().count() / 2)
+            .map_or(args.len(), |(at, _)| at);
+        let (head, tail) = args.split_at(middle);
         events.push_str(&chunk(
             serde_json::json!({"tool_calls": [{"index": i, "id": call["id"],
             "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]}),
