@@ -83,6 +83,18 @@ pub struct ConfigFile {
     /// The embedded memory.
     #[serde(default)]
     pub memory: MemorySection,
+    /// The execution history database.
+    #[serde(default)]
+    pub executions: ExecutionsSection,
+}
+
+/// `[executions]`: the database of execution records (`DATA_DIR/caxton.db`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionsSection {
+    /// Cap on the database file, e.g. "1GB"; when a record would grow it beyond, runs are
+    /// refused as on a full disk.
+    pub max_size: Option<String>,
 }
 
 /// `[memory]`: the embedded knowledge graph agents with `[memory] enabled` use.
@@ -134,6 +146,9 @@ pub struct WorkerSection {
     pub cpu_seconds: Option<u64>,
     /// Open file descriptors a worker may hold.
     pub open_files: Option<u64>,
+    /// Processes (and threads) a worker and everything it starts may have at once, where the
+    /// kernel offers a pids cgroup to enforce it.
+    pub processes: Option<u64>,
 }
 
 /// `[shutdown]`
@@ -210,6 +225,8 @@ pub struct WorkerLimits {
     pub cpu_seconds: u64,
     /// `RLIMIT_NOFILE`.
     pub open_files: u64,
+    /// `pids.max` of the worker's own cgroup, where one can be made.
+    pub processes: u64,
 }
 
 /// Resolved configuration; every path is absolute and every default applied.
@@ -223,6 +240,8 @@ pub struct Config {
     pub agents_dir: PathBuf,
     /// SQLite database file.
     pub database: PathBuf,
+    /// `[executions] max_size` in bytes.
+    pub database_max_bytes: Option<u64>,
     /// Management API socket.
     pub socket: PathBuf,
     /// Whether the socket (or the data directory holding it) was chosen by the operator rather
@@ -407,6 +426,15 @@ impl Config {
             address_space,
             cpu_seconds: file.worker.cpu_seconds.unwrap_or(300),
             open_files: file.worker.open_files.unwrap_or(64),
+            processes: match file.worker.processes {
+                None => DEFAULT_WORKER_PROCESSES,
+                Some(n @ 1..=MAX_WORKER_PROCESSES) => n,
+                Some(n) => {
+                    return Err(ConfigError::Inconsistent(format!(
+                        "[worker] processes = {n}: must be between 1 and {MAX_WORKER_PROCESSES}"
+                    )));
+                }
+            },
         };
         let max_concurrent_workers = file.worker.max_concurrent.unwrap_or(64).max(1);
 
@@ -474,6 +502,12 @@ impl Config {
             socket_explicit,
             config_file: sources.config_file.clone(),
             database: data_dir.join("caxton.db"),
+            database_max_bytes: file
+                .executions
+                .max_size
+                .as_deref()
+                .map(|s| parse_size("executions.max_size", s))
+                .transpose()?,
             cache_dir: data_dir.join("cache"),
             tools_dir: data_dir.join("tools"),
             builtin_tools_dir,
@@ -495,6 +529,12 @@ impl Config {
         })
     }
 }
+
+/// Processes a worker's cgroup may hold when `[worker] processes` is not set: the worker itself
+/// needs one, so this leaves room for what a tool-less agent never starts.
+pub const DEFAULT_WORKER_PROCESSES: u64 = 32;
+/// Most `[worker] processes` may say.
+pub const MAX_WORKER_PROCESSES: u64 = 4096;
 
 /// Name of the built-in offline provider.
 pub const LOCAL_PROVIDER: &str = "local";

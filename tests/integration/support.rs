@@ -336,6 +336,8 @@ pub struct DaemonOptions {
     pub llm_url: String,
     pub worker_path: Option<PathBuf>,
     pub extra_config: String,
+    /// More lines for the config's `[worker]` table.
+    pub worker_config: String,
     pub env: Vec<(String, String)>,
 }
 
@@ -345,6 +347,7 @@ impl DaemonOptions {
             llm_url: llm.base_url(),
             worker_path: None,
             extra_config: String::new(),
+            worker_config: String::new(),
             env: Vec::new(),
         }
     }
@@ -355,6 +358,7 @@ impl DaemonOptions {
             llm_url: String::new(),
             worker_path: None,
             extra_config: String::new(),
+            worker_config: String::new(),
             env: vec![("CAXTON_MODELS_DIR".into(), models.display().to_string())],
         }
     }
@@ -392,8 +396,8 @@ impl Env {
             )
         };
         let text = format!(
-            "[worker]\n{worker}grace_period = \"300ms\"\n\n[shutdown]\ngrace_period = \"5s\"\n\n{fake}{}",
-            opts.extra_config
+            "[worker]\n{worker}grace_period = \"300ms\"\n{}\n[shutdown]\ngrace_period = \"5s\"\n\n{fake}{}",
+            opts.worker_config, opts.extra_config
         );
         std::fs::write(&config, text).expect("write config");
         let socket = dir.path().join("caxton.sock");
