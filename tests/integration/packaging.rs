@@ -171,6 +171,44 @@ fn runtime_stage(stages: &[Stage]) -> &Stage {
         .expect("containerfile() checked there are stages")
 }
 
+/// `${NAME}` and `$NAME` replaced by the default the stage's `ARG` or `ENV` gives NAME.
+fn expand(stage: &Stage, value: &str) -> String {
+    let defaults: Vec<(String, String)> = stage
+        .instructions
+        .iter()
+        .filter(|i| i.keyword == "ARG" || i.keyword == "ENV")
+        .flat_map(Instruction::words)
+        .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let lookup = |name: &str| {
+        defaults
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, tail) = match after.strip_prefix('{') {
+            Some(braced) => braced.split_once('}').unwrap_or((braced, "")),
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                after.split_at(end)
+            }
+        };
+        out.push_str(&lookup(name));
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `.dockerignore` patterns: `*`/`?` within one path segment, `**` for any number of segments,
 /// a pattern that matches a directory excludes what is under it, `!` re-includes, the last
 /// matching pattern wins.
@@ -654,16 +692,38 @@ fn containerfile_runtime_stage_carries_what_the_daemon_looks_for() {
         );
     }
 
-    // An unprivileged user, a data directory on a volume, and the daemon as the command.
-    let user = runtime
-        .last("USER")
-        .map(|u| u.args.clone())
-        .unwrap_or_default();
-    let name = user.split(':').next().unwrap_or_default();
-    assert!(
-        !name.is_empty() && name != "root" && name != "0",
-        "{CONTAINERFILE}: the runtime stage must run as an unprivileged user, not {user:?}"
+    // A numeric, non-root user (so an orchestrator can verify it), the account behind it owning
+    // the data directory, which is a volume.
+    let user = expand(
+        runtime,
+        &runtime
+            .last("USER")
+            .map(|u| u.args.clone())
+            .unwrap_or_default(),
     );
+    let uid = user.split(':').next().unwrap_or_default();
+    assert!(
+        uid.parse::<u32>().is_ok_and(|n| n != 0),
+        "{CONTAINERFILE}: the runtime stage must run as a numeric, non-root user, not {user:?}"
+    );
+    let commands: Vec<Vec<String>> = runtime
+        .all("RUN")
+        .flat_map(|r| r.args.split("&&"))
+        .map(|command| {
+            command
+                .split_whitespace()
+                .map(|w| expand(runtime, w.trim_matches('"')))
+                .collect()
+        })
+        .collect();
+    let account = commands
+        .iter()
+        .find(|w| {
+            w.first().is_some_and(|c| c == "useradd")
+                && w.windows(2).any(|p| p[0] == "--uid" && p[1] == uid)
+        })
+        .and_then(|w| w.last())
+        .unwrap_or_else(|| panic!("{CONTAINERFILE}: no useradd creates UID {uid}"));
     let env: Vec<String> = runtime.all("ENV").flat_map(|e| e.words()).collect();
     let data_dir = env
         .iter()
@@ -675,10 +735,12 @@ fn containerfile_runtime_stage_carries_what_the_daemon_looks_for() {
         "{CONTAINERFILE}: the data directory {data_dir} is not a VOLUME ({volumes:?})"
     );
     assert!(
-        runtime
-            .all("RUN")
-            .any(|r| r.args.contains(data_dir) && r.args.contains(&format!("-o {name}"))),
-        "{CONTAINERFILE}: the runtime stage does not create {data_dir} owned by {name}"
+        commands.iter().any(|w| w.iter().any(|a| a == data_dir)
+            && (w.windows(2).any(|p| p[0] == "-o" && &p[1] == account)
+                || (w.first().is_some_and(|c| c == "chown")
+                    && w.get(1)
+                        .is_some_and(|o| o.split(':').next() == Some(account))))),
+        "{CONTAINERFILE}: the runtime stage does not create {data_dir} owned by {account}"
     );
     let mut command: Vec<String> = runtime
         .last("ENTRYPOINT")
@@ -730,4 +792,38 @@ fn build_context_leaves_out_local_build_outputs() {
             "{IGNORE_FILE} leaves out {path}, which the build needs"
         );
     }
+}
+
+/// Where `scripts/install-test-clients.sh` puts hadolint.
+fn hadolint() -> PathBuf {
+    let cache = std::env::var_os("CAXTON_TOOLS_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("caxton")))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".cache/caxton")
+        });
+    let dir = cache.join("hadolint-2.15.1");
+    assert!(
+        dir.join(".installed").is_file(),
+        "hadolint is not installed: run scripts/install-test-clients.sh (scripts/setup.sh does)"
+    );
+    dir.join("bin/hadolint")
+}
+
+#[test]
+fn containerfile_passes_hadolint() {
+    // A real Dockerfile parser (and ShellCheck on every RUN): a syntax error, a stage named twice
+    // or a broken shell command fails here, as would any rule the file does not opt out of.
+    let output = Command::new(hadolint())
+        .args(["--no-color", CONTAINERFILE])
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "hadolint {CONTAINERFILE}:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
