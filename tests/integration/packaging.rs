@@ -11,15 +11,18 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const CONTAINERFILE: &str = "packaging/Containerfile";
 const IGNORE_FILE: &str = ".dockerignore";
 
-/// One instruction of the Containerfile, continuation lines joined and comments dropped.
+/// One instruction of the Containerfile, as the checks below need it.
 #[derive(Debug)]
 struct Instruction {
     /// Upper-case keyword: `COPY`, `RUN`, ...
-    keyword: String,
-    /// Leading `--name=value` options (`--from=build`, `--mount=...`).
+    keyword: &'static str,
+    /// Its `--name=value` options (`--from=build`, `--mount=...`).
     flags: Vec<(String, String)>,
-    /// Everything after the options.
+    /// The argument text: a RUN's shell command, a USER's or WORKDIR's value.
     args: String,
+    /// The arguments as a list: sources then destination of a COPY, the exec form of CMD, the
+    /// `NAME=value` words of ENV and ARG, the paths of VOLUME.
+    list: Vec<String>,
     /// Line of the Containerfile the instruction starts on.
     line: usize,
 }
@@ -32,18 +35,8 @@ impl Instruction {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The arguments as a list: the JSON (exec) form, or words split on white space.
     fn words(&self) -> Vec<String> {
-        if self.args.starts_with('[') {
-            serde_json::from_str(&self.args).unwrap_or_else(|e| {
-                panic!(
-                    "{CONTAINERFILE}:{}: {} arguments are not a JSON string array: {e}",
-                    self.line, self.keyword
-                )
-            })
-        } else {
-            self.args.split_whitespace().map(str::to_owned).collect()
-        }
+        self.list.clone()
     }
 }
 
@@ -66,73 +59,153 @@ impl Stage {
     }
 }
 
-/// The subset of the Dockerfile syntax this file uses: `\` continuations, `#` comment lines,
-/// leading `--flag=value` options. Hand-written because no maintained Rust parser for the format
-/// exists and this much is a few lines; anything else is passed through as plain arguments.
+/// The file's stages, read with parse-dockerfile (the Dockerfile grammar, continuations,
+/// escapes, JSON and shell forms); a syntax error fails the test, naming the line.
 fn parse(text: &str) -> Vec<Stage> {
-    let mut logical: Vec<(usize, String)> = Vec::new();
-    let mut current: Option<(usize, String)> = None;
-    for (index, raw) in text.lines().enumerate() {
-        let trimmed = raw.trim();
-        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_none()) {
-            continue;
-        }
-        let (body, continued) = match trimmed.strip_suffix('\\') {
-            Some(body) => (body.trim(), true),
-            None => (trimmed, false),
-        };
-        let (_, joined) = current.get_or_insert_with(|| (index + 1, String::new()));
-        if !joined.is_empty() && !body.is_empty() {
-            joined.push(' ');
-        }
-        joined.push_str(body);
-        if !continued {
-            logical.extend(current.take());
-        }
-    }
-    logical.extend(current.take());
+    use parse_dockerfile::{Command as Form, Flag, Instruction as I, JsonOrStringArray};
 
-    let mut stages: Vec<Stage> = Vec::new();
-    for (line, text) in logical {
-        let (keyword, mut rest) = text
-            .split_once(char::is_whitespace)
-            .unwrap_or((text.as_str(), ""));
-        let keyword = keyword.to_ascii_uppercase();
-        let mut flags = Vec::new();
-        loop {
-            rest = rest.trim_start();
-            let Some(option) = rest.strip_prefix("--") else {
-                break;
-            };
-            let (word, tail) = option
-                .split_once(char::is_whitespace)
-                .unwrap_or((option, ""));
-            let (name, value) = word.split_once('=').unwrap_or((word, ""));
-            flags.push((name.to_owned(), value.to_owned()));
-            rest = tail;
+    let dockerfile = parse_dockerfile::parse(text)
+        .unwrap_or_else(|e| panic!("{CONTAINERFILE} does not parse: {e}"));
+    let flags = |options: &[Flag<'_>]| -> Vec<(String, String)> {
+        options
+            .iter()
+            .map(|f| {
+                let value = f.value.as_ref().map(|v| v.value.to_string());
+                (f.name.value.to_string(), value.unwrap_or_default())
+            })
+            .collect()
+    };
+    let split = |s: &str| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
+    let form = |command: &Form<'_>| -> (String, Vec<String>) {
+        match command {
+            Form::Exec(exec) => {
+                let list: Vec<String> = exec.value.iter().map(|a| a.value.to_string()).collect();
+                (list.join(" "), list)
+            }
+            Form::Shell(shell) => {
+                // The shell form comes as written: join its continuation lines and drop the
+                // comment lines between them, as the builder does before running it.
+                let joined: Vec<&str> = shell
+                    .value
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with('#'))
+                    .map(|l| l.trim_end().strip_suffix('\\').unwrap_or(l))
+                    .collect();
+                let command = joined.join(" ");
+                let list = split(&command);
+                (command, list)
+            }
+            _ => panic!("{CONTAINERFILE}: a command form this test does not know"),
         }
-        let instruction = Instruction {
-            keyword,
-            flags,
-            args: rest.trim().to_owned(),
-            line,
-        };
-        if instruction.keyword == "FROM" {
-            let words = instruction.words();
-            let name = match words.as_slice() {
-                [_, as_, name] if as_.eq_ignore_ascii_case("as") => Some(name.clone()),
-                _ => None,
-            };
-            stages.push(Stage {
-                name,
-                instructions: Vec::new(),
-            });
-        } else if let Some(stage) = stages.last_mut() {
-            stage.instructions.push(instruction);
-        }
-        // Before the first FROM only global ARGs may stand; they matter to nothing checked here.
-    }
-    stages
+    };
+    let line = |keyword: &parse_dockerfile::Keyword| text[..keyword.span.start].lines().count();
+    let paths = |src: &[parse_dockerfile::Source<'_>],
+                 dest: &parse_dockerfile::UnescapedString<'_>| {
+        let mut list: Vec<String> = src
+            .iter()
+            .map(|s| match s {
+                parse_dockerfile::Source::Path(p) => p.value.to_string(),
+                _ => panic!("{CONTAINERFILE}: this test reads plain COPY sources only"),
+            })
+            .collect();
+        list.push(dest.value.to_string());
+        list
+    };
+
+    dockerfile
+        .stages()
+        .map(|stage| {
+            let instructions = stage
+                .instructions
+                .iter()
+                .filter_map(|instruction| {
+                    let (keyword, at, flags, args, list) = match instruction {
+                        I::Copy(c) => (
+                            "COPY",
+                            &c.copy,
+                            flags(&c.options),
+                            String::new(),
+                            paths(&c.src, &c.dest),
+                        ),
+                        I::Add(c) => (
+                            "ADD",
+                            &c.add,
+                            flags(&c.options),
+                            String::new(),
+                            paths(&c.src, &c.dest),
+                        ),
+                        I::Run(r) => {
+                            let (args, list) = form(&r.arguments);
+                            ("RUN", &r.run, flags(&r.options), args, list)
+                        }
+                        I::Cmd(c) => {
+                            let (args, list) = form(&c.arguments);
+                            ("CMD", &c.cmd, Vec::new(), args, list)
+                        }
+                        I::Entrypoint(e) => {
+                            let (args, list) = form(&e.arguments);
+                            ("ENTRYPOINT", &e.entrypoint, Vec::new(), args, list)
+                        }
+                        I::Env(e) => (
+                            "ENV",
+                            &e.env,
+                            Vec::new(),
+                            e.arguments.value.to_string(),
+                            split(&e.arguments.value),
+                        ),
+                        I::Arg(a) => (
+                            "ARG",
+                            &a.arg,
+                            Vec::new(),
+                            a.arguments.value.to_string(),
+                            split(&a.arguments.value),
+                        ),
+                        I::User(u) => (
+                            "USER",
+                            &u.user,
+                            Vec::new(),
+                            u.arguments.value.trim().to_owned(),
+                            split(&u.arguments.value),
+                        ),
+                        I::Workdir(w) => (
+                            "WORKDIR",
+                            &w.workdir,
+                            Vec::new(),
+                            w.arguments.value.trim().to_owned(),
+                            split(&w.arguments.value),
+                        ),
+                        I::Volume(v) => {
+                            let list: Vec<String> = match &v.arguments {
+                                JsonOrStringArray::Json(json) => {
+                                    json.value.iter().map(|p| p.value.to_string()).collect()
+                                }
+                                JsonOrStringArray::String(words) => {
+                                    words.iter().map(|p| p.value.to_string()).collect()
+                                }
+                            };
+                            ("VOLUME", &v.volume, Vec::new(), list.join(" "), list)
+                        }
+                        _ => return None,
+                    };
+                    Some(Instruction {
+                        keyword,
+                        flags,
+                        args,
+                        list,
+                        line: line(at),
+                    })
+                })
+                .collect();
+            Stage {
+                name: stage
+                    .from
+                    .as_
+                    .as_ref()
+                    .map(|(_, name)| name.value.to_string()),
+                instructions,
+            }
+        })
+        .collect()
 }
 
 fn read(relative: &str) -> String {
@@ -155,7 +228,7 @@ fn build_stage(stages: &[Stage]) -> (&Stage, PathBuf) {
     for stage in stages {
         let mut workdir = PathBuf::from("/");
         for instruction in &stage.instructions {
-            match instruction.keyword.as_str() {
+            match instruction.keyword {
                 "WORKDIR" => workdir = workdir.join(&instruction.args),
                 "RUN" if instruction.args.contains("cargo build") => return (stage, workdir),
                 _ => {}
@@ -211,7 +284,8 @@ fn expand(stage: &Stage, value: &str) -> String {
 
 /// `.dockerignore` patterns: `*`/`?` within one path segment, `**` for any number of segments,
 /// a pattern that matches a directory excludes what is under it, `!` re-includes, the last
-/// matching pattern wins.
+/// matching pattern wins. These are the builder's rules, not gitignore's (a pattern is anchored
+/// at the context root), so a gitignore library would match differently.
 struct Ignore {
     patterns: Vec<(bool, Vec<String>)>,
 }
@@ -311,7 +385,7 @@ fn reproduce_build_tree(stage: &Stage, cargo_dir: &Path, into: &Path) {
     let ignore = Ignore::load();
     let mut workdir = PathBuf::from("/");
     for instruction in &stage.instructions {
-        match instruction.keyword.as_str() {
+        match instruction.keyword {
             "WORKDIR" => workdir = workdir.join(&instruction.args),
             "COPY" | "ADD" if instruction.flag("from").is_none() => {
                 let mut words = instruction.words();
