@@ -98,7 +98,8 @@ fn parse(text: &str) -> Vec<Stage> {
             _ => panic!("{CONTAINERFILE}: a command form this test does not know"),
         }
     };
-    let line = |keyword: &parse_dockerfile::Keyword| text[..keyword.span.start].lines().count();
+    let line =
+        |keyword: &parse_dockerfile::Keyword| text[..keyword.span.start].matches('\n').count() + 1;
     let paths = |src: &[parse_dockerfile::Source<'_>],
                  dest: &parse_dockerfile::UnescapedString<'_>| {
         let mut list: Vec<String> = src
@@ -400,7 +401,13 @@ fn reproduce_build_tree(stage: &Stage, cargo_dir: &Path, into: &Path) {
                 let Ok(inside) = target.strip_prefix(cargo_dir) else {
                     continue;
                 };
-                let dest_dir = dest.ends_with('/') || dest == "." || words.len() > 1;
+                let dest_dir = dest.ends_with('/') || dest == ".";
+                assert!(
+                    dest_dir || words.len() == 1,
+                    "{CONTAINERFILE}:{}: with several sources the destination must be a \
+                     directory ending in /, not {dest:?}",
+                    instruction.line
+                );
                 for source in &words {
                     assert!(
                         !source.contains(['*', '?', '[']) && !source.contains("://"),
@@ -506,13 +513,15 @@ fn containerfile_build_stage_holds_a_workspace_cargo_can_load() {
             .strip_prefix(&root)
             .unwrap()
             .to_owned();
+        let hint = match member.to_str() {
+            Some("") => "add `COPY Cargo.toml Cargo.lock ./`".to_owned(),
+            _ => format!("add `COPY {0}/ {0}/`", member.display()),
+        };
         assert!(
             tree.join(&member).join("Cargo.toml").is_file(),
-            "{CONTAINERFILE}: workspace member {name} ({}) is not copied into the build stage; \
-             add `COPY {}/ {}/`",
-            member.display(),
-            member.display(),
-            member.display()
+            "{CONTAINERFILE}: workspace member {name} ({}) is not copied into the build \
+             stage; {hint}",
+            member.join("Cargo.toml").display()
         );
         // Cargo reads every declared target's path (tests, benches, build scripts) when it loads
         // the workspace.
