@@ -13,6 +13,7 @@ mod faults;
 mod local_model;
 mod mcp;
 mod memory_api;
+mod packaging;
 mod providers;
 mod signals;
 mod support;
