@@ -3,8 +3,9 @@
 //!
 //! Invariants: tool names are unique across all servers (an agent's model sees one flat list);
 //! a deploy either replaces a server completely or changes nothing; calls run on the blocking
-//! pool, at most [`MAX_CONCURRENT_CALLS`] at once (the instance pool's size), and a failing call
-//! is that call's error result.
+//! pool, at most [`MAX_CONCURRENT_CALLS`] at once (the instance pool's size), of which one tool
+//! server may hold half and one caller (agent) a quarter, so slow calls of one cannot starve the
+//! others; a failing call is that call's error result.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -14,12 +15,14 @@ use std::time::Instant;
 use caxton_ipc_protocol::ToolSpec;
 use caxton_tool_host::manifest::{MANIFEST_FILE, ToolManifest};
 use caxton_tool_host::{
-    CallContext, HostLimits, PackageError, ToolCallError, ToolHost, ToolServer,
+    CallContext, CallSlots, HostLimits, PackageError, SlotLimits, ToolCallError, ToolHost,
+    ToolServer,
 };
 use serde::Serialize;
 use serde_json::Value;
 
-/// Calls running at once; more wait their turn.
+/// Calls running at once; more wait their turn (see [`SlotLimits::for_pool`] for the shares of
+/// one tool server and one caller).
 pub const MAX_CONCURRENT_CALLS: usize = 64;
 
 /// Why a tool operation failed.
@@ -168,7 +171,7 @@ pub struct ToolRegistry {
     host: Arc<ToolHost>,
     dir: PathBuf,
     servers: RwLock<BTreeMap<String, Arc<Loaded>>>,
-    permits: tokio::sync::Semaphore,
+    slots: CallSlots,
 }
 
 impl ToolRegistry {
@@ -191,7 +194,7 @@ impl ToolRegistry {
             host: Arc::new(host),
             dir: tools_dir.to_owned(),
             servers: RwLock::new(BTreeMap::new()),
-            permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
+            slots: CallSlots::new(SlotLimits::for_pool(MAX_CONCURRENT_CALLS)),
         };
         if let Some(dir) = builtin_dir {
             registry.load_all(dir, ToolSource::BuiltIn);
@@ -456,9 +459,16 @@ impl ToolRegistry {
             let message = format!("no deployed tool server provides {tool:?}");
             return finish(error_result(&message), "refused", Some(message));
         };
-        let Ok(_permit) = self.permits.acquire().await else {
-            let message = "the tool host is shutting down".to_owned();
-            return finish(error_result(&message), "failed", Some(message));
+        let _slot = match self
+            .slots
+            .acquire(&server.manifest.name, &ctx.caller())
+            .await
+        {
+            Ok(slot) => slot,
+            Err(closed) => {
+                let message = closed.to_string();
+                return finish(error_result(&message), "failed", Some(message));
+            }
         };
         let name = tool.to_owned();
         let host = self.host.clone();
