@@ -14,9 +14,10 @@
 //! hash of their bytes and of the engine's settings; every call gets a fresh instance from a
 //! pre-linked `InstancePre` on the pooling allocator, so nothing leaks between calls; CPU is
 //! bounded by fuel, wall time by epoch interruption, memory by a per-call limiter, host
-//! functions (WASI's `poll_oneoff` included) by the call's remaining wall time; files only inside the granted directories, HTTP
-//! only to the allowlist with addresses checked at connect time; any fault is an error for that
-//! call, never a panic of the host.
+//! functions (WASI's `poll_oneoff` included) by the call's remaining wall time; files only
+//! inside the granted directories, HTTP only where one allowlist entry grants both host and
+//! port, with addresses checked at connect time; any fault is an error for that call, never a
+//! panic of the host.
 #![deny(missing_docs)]
 
 mod cache;
