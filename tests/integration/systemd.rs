@@ -51,6 +51,8 @@ fn the_unit_file_keeps_the_settings_the_daemon_relies_on() {
         "OOMPolicy=continue",
         "StateDirectory=caxton",
         "RuntimeDirectory=caxton",
+        // The exit status of a refused configuration (src/main.rs): no restart loop on it.
+        "RestartPreventExitStatus=78",
     ] {
         assert!(unit.lines().any(|l| l.trim() == line), "missing {line}");
     }
