@@ -458,41 +458,38 @@ impl TcpApi {
 impl Config {
     /// What only the daemon needs and only the machine it runs on can tell: the worker binary
     /// is an executable regular file, the worker rlimits do not exceed the daemon's own hard
-    /// limits (an unprivileged process cannot raise them, so every spawn would fail), and the
-    /// TCP API token can be read and is long enough. `caxton serve` calls this before it
-    /// binds anything, so a refused configuration leaves no socket behind.
+    /// limits (raising a limit past the hard one takes privilege the unit does not grant, so
+    /// every spawn would fail), and the TCP API token can be read and is long enough.
+    /// `caxton serve` calls this before it binds anything, so a refused configuration leaves
+    /// no socket behind.
     pub fn check_runnable(&self) -> Result<(), ConfigError> {
+        use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
         self.check_worker_path()?;
         let hard_limits = [
             (
                 "open_files",
-                libc::RLIMIT_NOFILE,
+                Resource::RLIMIT_NOFILE,
                 self.worker_limits.open_files,
                 "RLIMIT_NOFILE",
             ),
             (
                 "cpu_seconds",
-                libc::RLIMIT_CPU,
+                Resource::RLIMIT_CPU,
                 self.worker_limits.cpu_seconds,
                 "RLIMIT_CPU",
             ),
             (
                 "memory",
-                libc::RLIMIT_AS,
+                Resource::RLIMIT_AS,
                 self.worker_limits.address_space,
                 "RLIMIT_AS",
             ),
         ];
         for (field, resource, wanted, resource_name) in hard_limits {
-            let mut current = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: getrlimit writes one rlimit struct we own.
-            if unsafe { libc::getrlimit(resource, &mut current) } != 0 {
+            let Ok((_, hard)) = getrlimit(resource) else {
                 continue;
-            }
-            if current.rlim_max != libc::RLIM_INFINITY && wanted > current.rlim_max {
+            };
+            if hard != RLIM_INFINITY && wanted > hard {
                 let shown = if field == "memory" {
                     show_size(wanted)
                 } else {
@@ -502,10 +499,9 @@ impl Config {
                     &self.origin,
                     &["worker", field],
                     format!(
-                        "worker.{field} = {shown}: exceeds this daemon's hard {resource_name} of {} \
+                        "worker.{field} = {shown}: exceeds this daemon's hard {resource_name} of {hard} \
                          (workers cannot be given more than the daemon has); lower it or raise \
                          the daemon's limit (LimitNOFILE=/LimitCPU=/LimitAS= under systemd)",
-                        current.rlim_max
                     ),
                 ));
             }
@@ -525,27 +521,30 @@ impl Config {
     fn check_worker_path(&self) -> Result<(), ConfigError> {
         let path = &self.worker_path;
         let problem = match std::fs::metadata(path) {
-            Err(e) => Some(e.to_string()),
-            Ok(meta) if !meta.is_file() => Some("not a regular file".to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("not found".to_owned()),
+            Err(e) => Some(format!("cannot be read: {e}")),
+            Ok(meta) if !meta.is_file() => Some("is not a regular file".to_owned()),
             Ok(_) => nix::unistd::access(path, nix::unistd::AccessFlags::X_OK)
                 .err()
-                .map(|e| format!("not executable by this daemon: {}", e.desc())),
+                .map(|e| format!("is not executable by this daemon: {}", e.desc())),
         };
         let Some(problem) = problem else {
             return Ok(());
         };
-        let reason = format!("worker.path = {:?}: {problem}", path.display().to_string());
+        let reason = format!("worker binary {} {problem}", path.display());
         Err(match self.worker_path_set_by {
-            SetBy::File => Origin::error(&self.origin, &["worker", "path"], reason),
+            SetBy::File => Origin::error(
+                &self.origin,
+                &["worker", "path"],
+                format!("worker.path: {reason}"),
+            ),
             SetBy::Env(var) => ConfigError::Env {
                 var,
                 value: path.display().to_string(),
-                reason: problem,
+                reason,
             },
             SetBy::Default => ConfigError::Inconsistent(format!(
-                "the worker binary {} (the default: beside this executable): {problem}; \
-                 set [worker] path",
-                path.display()
+                "{reason} (the default, beside this executable); set [worker] path"
             )),
         })
     }

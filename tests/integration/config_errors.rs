@@ -182,7 +182,7 @@ fn a_worker_path_that_is_not_an_executable_file_is_refused() {
     for (path, reason) in [
         (plain.as_path(), "not executable"),
         (scratch.path(), "not a regular file"),
-        (Path::new("/nonexistent/caxton-worker"), "No such file"),
+        (Path::new("/nonexistent/caxton-worker"), "not found"),
     ] {
         refused_at_start(
             &format!("[worker]\npath = \"{}\"\n", path.display()),
