@@ -359,3 +359,26 @@ fn templates_may_use_minijinja_builtins_but_not_unknown_variables() {
     );
     assert!(!err.contains("range"), "{err}");
 }
+
+#[test]
+fn two_files_defining_one_agent_are_both_refused_at_start_naming_each_other() {
+    let llm = FakeLlm::start();
+    let env = Env::new(&DaemonOptions::new(&llm));
+    let agents = env.data_dir().join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    std::fs::write(agents.join("a.toml"), echo_agent("twin", "")).unwrap();
+    std::fs::write(
+        agents.join("b.toml"),
+        echo_agent("twin", "").replace("1.0.0", "2.0.0"),
+    )
+    .unwrap();
+    let daemon = Daemon::start_in(env, &[]);
+    let (code, body) = daemon.run("twin", "which one?");
+    assert_ne!(code, 200, "{body}");
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("a.toml") && l.contains("b.toml") && l.contains("twin")),
+        "{log}"
+    );
+}
