@@ -12,6 +12,8 @@ python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # Node runs the reference MCP memory server in the export/import round-trip test.
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+# systemd-analyze verifies the shipped unit file in the systemd test.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq

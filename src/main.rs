@@ -29,7 +29,23 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_code_of(&e)
         }
+    }
+}
+
+/// Exit status for a configuration the process refused (sysexits' `EX_CONFIG`). The systemd
+/// unit lists it in `RestartPreventExitStatus=`: restarting cannot fix a bad config file.
+pub const EXIT_CONFIG: u8 = 78;
+
+/// The exit status for an error: [`EXIT_CONFIG`] when the configuration was refused, 1 else.
+fn exit_code_of(error: &anyhow::Error) -> ExitCode {
+    let config_error = error
+        .chain()
+        .any(|cause| cause.is::<caxton_supervisor::config::ConfigError>());
+    if config_error {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::FAILURE
     }
 }

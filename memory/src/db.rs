@@ -118,7 +118,14 @@ pub struct DbOptions {
     /// Cap on the database file size in bytes (rounded down to whole pages); writes beyond it
     /// fail with [`MemoryError::DiskFull`] as if the disk were full.
     pub max_bytes: Option<u64>,
+    /// Size the write-ahead log is cut back to after a checkpoint; without it a WAL that grew
+    /// once (a long read during a burst of writes) keeps its size on disk for good.
+    pub wal_size_limit: u64,
 }
+
+/// Default [`DbOptions::wal_size_limit`]: 64 MiB, well above what one checkpoint interval
+/// (1,000 pages) writes, so ordinary use never truncates and regrows the file.
+pub const DEFAULT_WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 impl Default for DbOptions {
     fn default() -> Self {
@@ -127,6 +134,7 @@ impl Default for DbOptions {
             busy_timeout: Duration::from_secs(10),
             readers: 4,
             max_bytes: None,
+            wal_size_limit: DEFAULT_WAL_SIZE_LIMIT,
         }
     }
 }
@@ -231,6 +239,11 @@ fn configure_writer(conn: &Connection, options: &DbOptions) -> Result<()> {
     };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        i64::try_from(options.wal_size_limit).unwrap_or(i64::MAX),
+    )?;
     if let Some(max) = options.max_bytes {
         let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let pages = i64::try_from(max).unwrap_or(i64::MAX) / page.max(512);
@@ -283,6 +296,46 @@ pub(crate) fn create_at_version(path: &Path, n: usize) -> Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn regression_the_wal_shrinks_back_after_a_burst_that_outgrew_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let limit = 128 * 1024;
+        let db = Db::open(
+            &path,
+            &DbOptions {
+                wal_size_limit: limit,
+                ..DbOptions::default()
+            },
+        )
+        .unwrap();
+        let wal = dir.path().join("m.db-wal");
+        db.with_writer(|c| Ok(c.execute_batch("CREATE TABLE filler (b BLOB)")?))
+            .unwrap();
+        // A reader holding an old snapshot stops checkpoints, so the burst piles up in the WAL.
+        let reader = Connection::open(&path).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT COUNT(*) FROM filler;")
+            .unwrap();
+        for _ in 0..64 {
+            db.write(
+                |tx| Ok(tx.execute("INSERT INTO filler VALUES (zeroblob(16384))", [])?),
+                |_| (),
+            )
+            .unwrap();
+        }
+        let grown = std::fs::metadata(&wal).unwrap().len();
+        assert!(grown > 4 * limit, "the WAL did not grow: {grown} bytes");
+        reader.execute_batch("COMMIT").unwrap();
+        db.with_writer(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")?))
+            .unwrap();
+        // The next write starts the log over and cuts the file back to the limit.
+        db.write(|tx| Ok(tx.execute("DELETE FROM filler", [])?), |_| ())
+            .unwrap();
+        let after = std::fs::metadata(&wal).unwrap().len();
+        assert!(after <= limit, "the WAL kept {after} bytes (limit {limit})");
+    }
 
     #[test]
     fn a_newer_schema_is_refused_naming_both_versions() {

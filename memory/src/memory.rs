@@ -79,6 +79,7 @@ impl Memory {
                 busy_timeout: options.busy_timeout,
                 readers: options.readers,
                 max_bytes: options.max_database_bytes,
+                ..DbOptions::default()
             },
         )?;
         let memory = Self {

@@ -99,8 +99,10 @@ pub(super) fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Read an agent file within the size cap the daemon's API accepts (so a deploy it refuses
+/// fails here, naming the file) and as UTF-8 (naming the line of a bad byte).
 fn read_file(file: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+    Ok(caxton_supervisor::agent::read_agent_file(file)?)
 }
 
 pub(super) fn print_warnings(warnings: impl IntoIterator<Item = String>) {

@@ -33,6 +33,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         socket: cli.global.socket.clone(),
     };
     let config = Config::load(&sources).context("loading configuration")?;
+    if matches!(cli.command, Command::Serve) {
+        config.check_runnable().context("checking configuration")?;
+    }
     let client = ApiClient::new(&client_socket(&config));
     match cli.command {
         Command::Serve => daemon::serve(config).await,

@@ -54,6 +54,10 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// The file and its text, when it was read from one, so that a value refused after parsing
+    /// can still be reported at its line.
+    #[serde(skip)]
+    origin: Option<Origin>,
     /// Where the database, agents and (by default) the socket live.
     pub data_dir: Option<PathBuf>,
     /// Directory of agent TOML files.
@@ -83,6 +87,18 @@ pub struct ConfigFile {
     /// The embedded memory.
     #[serde(default)]
     pub memory: MemorySection,
+    /// The execution history database.
+    #[serde(default)]
+    pub executions: ExecutionsSection,
+}
+
+/// `[executions]`: the database of execution records (`DATA_DIR/caxton.db`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionsSection {
+    /// Cap on the database file, e.g. "1GB"; when a record would grow it beyond, runs are
+    /// refused as on a full disk.
+    pub max_size: Option<String>,
 }
 
 /// `[memory]`: the embedded knowledge graph agents with `[memory] enabled` use.
@@ -134,6 +150,9 @@ pub struct WorkerSection {
     pub cpu_seconds: Option<u64>,
     /// Open file descriptors a worker may hold.
     pub open_files: Option<u64>,
+    /// Processes (and threads) a worker and everything it starts may have at once, where the
+    /// kernel offers a pids cgroup to enforce it.
+    pub processes: Option<u64>,
 }
 
 /// `[shutdown]`
@@ -204,6 +223,120 @@ pub struct ConfigSources {
     pub socket: Option<PathBuf>,
 }
 
+/// Where a config file came from, kept to name the line of a value refused after parsing.
+#[derive(Debug, Clone, Default)]
+struct Origin {
+    path: PathBuf,
+    text: String,
+}
+
+impl Origin {
+    /// The error for the value at `key` (e.g. `["worker", "timeout"]`): `file:line: reason` when
+    /// the key is in the file, the bare reason otherwise (the value was a default).
+    fn error(origin: &Option<Self>, key: &[&str], reason: String) -> ConfigError {
+        match origin
+            .as_ref()
+            .and_then(|o| line_of_key(&o.text, key).map(|line| (o, line)))
+        {
+            Some((o, line)) => ConfigError::Invalid {
+                path: o.path.clone(),
+                line,
+                reason,
+            },
+            None => ConfigError::Inconsistent(reason),
+        }
+    }
+}
+
+/// 1-based line of the value of a dotted key in TOML text, if the key is there.
+pub(crate) fn line_of_key(text: &str, key: &[&str]) -> Option<usize> {
+    let root = toml::de::DeValue::Table(toml::de::DeTable::parse(text).ok()?.into_inner());
+    let mut value = &root;
+    let mut start = 0;
+    for part in key {
+        let next = value.get(*part)?;
+        start = next.span().start;
+        value = next.get_ref();
+    }
+    Some(line_of(text, start))
+}
+
+/// An inclusive range a setting must fall in.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds<T> {
+    /// Least accepted value.
+    pub min: T,
+    /// Greatest accepted value.
+    pub max: T,
+}
+
+/// Request deadlines (`[worker] timeout`, an agent's `[limits] timeout`, a provider's
+/// `timeout`): no worker can start and answer in less than 100ms, and a day is far beyond any
+/// request while keeping `Instant + timeout` arithmetic far from overflow.
+pub const TIMEOUT_BOUNDS: Bounds<Duration> = Bounds {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(24 * 60 * 60),
+};
+/// `[worker] grace_period`: zero means KILL at once; the unit's stop timeout assumes
+/// three of these fit in it, so a minute is the most.
+pub const KILL_GRACE_BOUNDS: Bounds<Duration> = Bounds {
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+};
+/// `[shutdown] grace_period`: zero stops running requests at once; an hour is the most.
+pub const SHUTDOWN_GRACE_BOUNDS: Bounds<Duration> = Bounds {
+    min: Duration::ZERO,
+    max: Duration::from_secs(60 * 60),
+};
+/// A worker's address space (`[worker] memory`, an agent's `[limits] memory`). The least is
+/// what `caxton-worker` needs to run one request, with a margin: measured with RLIMIT_AS
+/// lowered before exec, the (larger) debug build answers at 7MiB, cannot even map libc at
+/// 6.5MiB, and answers a 900KB request at 12MiB. The most is the x86-64 user address space,
+/// beyond which a limit limits nothing.
+pub const WORKER_MEMORY_BOUNDS: Bounds<u64> = Bounds {
+    min: 16 * 1024 * 1024,
+    max: 128 << 40,
+};
+/// `[worker] cpu_seconds`: at least one second (zero kills every worker with SIGXCPU at once),
+/// at most the longest request deadline.
+pub const CPU_SECONDS_BOUNDS: Bounds<u64> = Bounds {
+    min: 1,
+    max: 24 * 60 * 60,
+};
+/// `[worker] open_files`: the worker holds its three standard descriptors and the dynamic
+/// loader needs one more (measured: it answers with 4 and cannot load its libraries with 3);
+/// 8 leaves a margin. The most is further limited by the daemon's own hard `RLIMIT_NOFILE`,
+/// checked when the daemon starts.
+pub const OPEN_FILES_BOUNDS: Bounds<u64> = Bounds {
+    min: 8,
+    max: 1 << 20,
+};
+/// `[worker] max_concurrent`: each live worker costs the daemon a few descriptors.
+pub const MAX_CONCURRENT_BOUNDS: Bounds<u64> = Bounds { min: 1, max: 4096 };
+/// `[api] max_body`: at least what deploying the largest accepted agent file needs, so a
+/// file that `caxton agent validate` accepts is never refused by the API for its size.
+pub const MAX_BODY_BOUNDS: Bounds<u64> = Bounds {
+    min: crate::agent::MAX_AGENT_DEPLOY_BODY as u64,
+    max: 256 * 1024 * 1024,
+};
+/// `[memory] max_observation`: an observation crosses the worker protocol in one frame.
+pub const MAX_OBSERVATION_BOUNDS: Bounds<u64> = Bounds {
+    min: 1,
+    max: 4 * 1024 * 1024,
+};
+/// `[worker] processes`: the worker itself is one; the unit's `TasksMax=` bounds the sum.
+pub const WORKER_PROCESSES_BOUNDS: Bounds<u64> = Bounds { min: 1, max: 4096 };
+/// `[executions] max_size`: the schema alone takes five 4 KiB pages.
+pub const EXECUTIONS_MAX_SIZE_BOUNDS: Bounds<u64> = Bounds {
+    min: 32 * 1024,
+    max: 1 << 48,
+};
+/// `[memory] max_size`: SQLite needs a few pages for its schema alone.
+pub const MEMORY_MAX_SIZE_BOUNDS: Bounds<u64> = Bounds {
+    min: 1024 * 1024,
+    max: 1 << 48,
+};
+
 /// Resource limits applied to every worker process.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerLimits {
@@ -213,6 +346,8 @@ pub struct WorkerLimits {
     pub cpu_seconds: u64,
     /// `RLIMIT_NOFILE`.
     pub open_files: u64,
+    /// `pids.max` of the worker's own cgroup, where one can be made.
+    pub processes: u64,
 }
 
 /// Resolved configuration; every path is absolute and every default applied.
@@ -226,6 +361,8 @@ pub struct Config {
     pub agents_dir: PathBuf,
     /// SQLite database file.
     pub database: PathBuf,
+    /// `[executions] max_size` in bytes.
+    pub database_max_bytes: Option<u64>,
     /// Management API socket.
     pub socket: PathBuf,
     /// Whether the socket (or the data directory holding it) was chosen by the operator rather
@@ -263,6 +400,18 @@ pub struct Config {
     pub default_provider: Option<String>,
     /// The embedded memory.
     pub memory: MemoryConfig,
+    /// The config file's text, to name lines in the checks made when the daemon starts.
+    origin: Option<Origin>,
+    /// Where `worker_path` came from, for the same checks.
+    worker_path_set_by: SetBy,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, Copy)]
+enum SetBy {
+    File,
+    Env(&'static str),
+    Default,
 }
 
 /// Resolved `[memory]`.
@@ -288,6 +437,9 @@ pub struct TcpApi {
     pub listen: SocketAddr,
     token: TokenSource,
 }
+
+/// Shortest bearer token the TCP API accepts.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, Clone)]
 enum TokenSource {
@@ -316,16 +468,116 @@ impl TcpApi {
                 .trim()
                 .to_owned(),
         };
-        if token.len() < 16 {
-            return Err(ConfigError::Inconsistent(
-                "the API token must be at least 16 characters".into(),
-            ));
+        if token.len() < MIN_TOKEN_LEN {
+            let from = match &self.token {
+                TokenSource::Env(var) => format!("api.token_env = {var:?}"),
+                TokenSource::File(path) => {
+                    format!("api.token_file = {:?}", path.display().to_string())
+                }
+            };
+            return Err(ConfigError::Inconsistent(format!(
+                "{from}: the API token has {} characters; it must have at least {MIN_TOKEN_LEN}",
+                token.len()
+            )));
         }
         Ok(token)
     }
 }
 
 impl Config {
+    /// What only the daemon needs and only the machine it runs on can tell: the worker binary
+    /// is an executable regular file, the worker rlimits do not exceed the daemon's own hard
+    /// limits (raising a limit past the hard one takes privilege the unit does not grant, so
+    /// every spawn would fail), and the TCP API token can be read and is long enough.
+    /// `caxton serve` calls this before it binds anything, so a refused configuration leaves
+    /// no socket behind.
+    pub fn check_runnable(&self) -> Result<(), ConfigError> {
+        use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+        self.check_worker_path()?;
+        let hard_limits = [
+            (
+                "open_files",
+                Resource::RLIMIT_NOFILE,
+                self.worker_limits.open_files,
+                "RLIMIT_NOFILE",
+            ),
+            (
+                "cpu_seconds",
+                Resource::RLIMIT_CPU,
+                self.worker_limits.cpu_seconds,
+                "RLIMIT_CPU",
+            ),
+            (
+                "memory",
+                Resource::RLIMIT_AS,
+                self.worker_limits.address_space,
+                "RLIMIT_AS",
+            ),
+        ];
+        for (field, resource, wanted, resource_name) in hard_limits {
+            let Ok((_, hard)) = getrlimit(resource) else {
+                continue;
+            };
+            if hard != RLIM_INFINITY && wanted > hard {
+                let shown = if field == "memory" {
+                    show_size(wanted)
+                } else {
+                    wanted.to_string()
+                };
+                return Err(Origin::error(
+                    &self.origin,
+                    &["worker", field],
+                    format!(
+                        "worker.{field} = {shown}: exceeds this daemon's hard {resource_name} of {hard} \
+                         (workers cannot be given more than the daemon has); lower it or raise \
+                         the daemon's limit (LimitNOFILE=/LimitCPU=/LimitAS= under systemd)",
+                    ),
+                ));
+            }
+        }
+        if let Some(tcp) = &self.tcp {
+            tcp.read_token().map_err(|e| {
+                let key = match tcp.token {
+                    TokenSource::Env(_) => "token_env",
+                    TokenSource::File(_) => "token_file",
+                };
+                Origin::error(&self.origin, &["api", key], e.to_string())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn check_worker_path(&self) -> Result<(), ConfigError> {
+        let path = &self.worker_path;
+        let problem = match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("not found".to_owned()),
+            Err(e) => Some(format!("cannot be read: {e}")),
+            Ok(meta) if !meta.is_file() => Some("is not a regular file".to_owned()),
+            Ok(_) => nix::unistd::access(path, nix::unistd::AccessFlags::X_OK)
+                .err()
+                .map(|e| format!("is not executable by this daemon: {}", e.desc())),
+        };
+        let Some(problem) = problem else {
+            return Ok(());
+        };
+        let reason = format!("worker binary {} {problem}", path.display());
+        Err(match self.worker_path_set_by {
+            SetBy::File => Origin::error(
+                &self.origin,
+                &["worker", "path"],
+                format!("worker.path: {reason}"),
+            ),
+            SetBy::Env(var) => ConfigError::Env {
+                var,
+                value: path.display().to_string(),
+                reason,
+            },
+            SetBy::Default => ConfigError::Inconsistent(format!(
+                "{reason} (the default, beside this executable); set [worker] path"
+            )),
+        })
+    }
+
     /// Load the config file (if any), apply environment overrides and resolve defaults.
     pub fn load(sources: &ConfigSources) -> Result<Self, ConfigError> {
         let file = match &sources.config_file {
@@ -338,9 +590,11 @@ impl Config {
     /// Resolve with an explicit environment (tests pass their own).
     pub fn resolve(
         sources: &ConfigSources,
-        file: ConfigFile,
+        mut file: ConfigFile,
         env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
     ) -> Result<Self, ConfigError> {
+        let origin = file.origin.take();
+        let at = |key: &[&str], reason: String| Origin::error(&origin, key, reason);
         let env_path = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         let system_mode = is_system_instance(env);
 
@@ -375,51 +629,114 @@ impl Config {
             None => None,
             Some(listen) => Some(TcpApi {
                 listen,
-                token: token_source(&file.api)?,
+                token: token_source(&file.api).map_err(|reason| at(&["api"], reason))?,
             }),
         };
-        let max_body_bytes = match &file.api.max_body {
-            Some(s) => parse_size("api.max_body", s)? as usize,
-            None => 1024 * 1024,
+        let size = |key: [&str; 2], value: &Option<String>, bounds, default: u64| {
+            value.as_deref().map_or(Ok(default), |v| {
+                parse_bounded_size(&key.join("."), v, bounds).map_err(|reason| at(&key, reason))
+            })
         };
+        let duration = |key: [&str; 2], value: &Option<String>, bounds, default: Duration| {
+            value.as_deref().map_or(Ok(default), |v| {
+                parse_bounded_duration(&key.join("."), v, bounds).map_err(|reason| at(&key, reason))
+            })
+        };
+        let count = |key: [&str; 2], value: Option<u64>, bounds, default: u64| {
+            value.map_or(Ok(default), |v| {
+                check_count(&key.join("."), v, bounds).map_err(|reason| at(&key, reason))
+            })
+        };
+        let max_body_bytes = size(
+            ["api", "max_body"],
+            &file.api.max_body,
+            MAX_BODY_BOUNDS,
+            1024 * 1024,
+        )? as usize;
 
-        let worker_path = match env_path("CAXTON_WORKER_PATH").or(file.worker.path.clone()) {
-            Some(p) => absolute(&p)?,
-            None => default_worker_path(),
+        let (worker_path, worker_path_set_by) = match env_path("CAXTON_WORKER_PATH") {
+            Some(p) => (absolute(&p)?, SetBy::Env("CAXTON_WORKER_PATH")),
+            None => match &file.worker.path {
+                Some(p) => (absolute(p)?, SetBy::File),
+                None => (default_worker_path(), SetBy::Default),
+            },
         };
-        let default_timeout = parse_duration_opt(
-            "worker.timeout",
+        let default_timeout = duration(
+            ["worker", "timeout"],
             &file.worker.timeout,
+            TIMEOUT_BOUNDS,
             Duration::from_secs(120),
         )?;
-        let kill_grace = parse_duration_opt(
-            "worker.grace_period",
+        let kill_grace = duration(
+            ["worker", "grace_period"],
             &file.worker.grace_period,
+            KILL_GRACE_BOUNDS,
             Duration::from_secs(2),
         )?;
-        let shutdown_grace = parse_duration_opt(
-            "shutdown.grace_period",
+        let shutdown_grace = duration(
+            ["shutdown", "grace_period"],
             &file.shutdown.grace_period,
+            SHUTDOWN_GRACE_BOUNDS,
             Duration::from_secs(10),
         )?;
-        let address_space = match &file.worker.memory {
-            Some(s) => parse_size("worker.memory", s)?,
-            None => 1024 * 1024 * 1024,
-        };
+        let address_space = size(
+            ["worker", "memory"],
+            &file.worker.memory,
+            WORKER_MEMORY_BOUNDS,
+            1024 * 1024 * 1024,
+        )?;
         let worker_limits = WorkerLimits {
             address_space,
-            cpu_seconds: file.worker.cpu_seconds.unwrap_or(300),
-            open_files: file.worker.open_files.unwrap_or(64),
+            cpu_seconds: count(
+                ["worker", "cpu_seconds"],
+                file.worker.cpu_seconds,
+                CPU_SECONDS_BOUNDS,
+                300,
+            )?,
+            open_files: count(
+                ["worker", "open_files"],
+                file.worker.open_files,
+                OPEN_FILES_BOUNDS,
+                64,
+            )?,
+            processes: count(
+                ["worker", "processes"],
+                file.worker.processes,
+                WORKER_PROCESSES_BOUNDS,
+                DEFAULT_WORKER_PROCESSES,
+            )?,
         };
-        let max_concurrent_workers = file.worker.max_concurrent.unwrap_or(64).max(1);
+        let database_max_bytes = file
+            .executions
+            .max_size
+            .as_deref()
+            .map(|v| {
+                parse_bounded_size("executions.max_size", v, EXECUTIONS_MAX_SIZE_BOUNDS)
+                    .map_err(|reason| at(&["executions", "max_size"], reason))
+            })
+            .transpose()?;
+        let max_concurrent_workers = count(
+            ["worker", "max_concurrent"],
+            file.worker.max_concurrent.map(|n| n as u64),
+            MAX_CONCURRENT_BOUNDS,
+            64,
+        )? as usize;
+        for (name, provider) in &file.providers {
+            if let Some(t) = &provider.timeout {
+                let key = ["providers", name.as_str(), "timeout"];
+                parse_bounded_duration(&key.join("."), t, TIMEOUT_BOUNDS)
+                    .map_err(|reason| at(&key, reason))?;
+            }
+        }
 
         if let Some(default) = &file.defaults.provider
             && !file.providers.contains_key(default)
             && default != LOCAL_PROVIDER
         {
-            return Err(ConfigError::Inconsistent(format!(
-                "[defaults] provider = {default:?} names no [providers.{default}] table"
-            )));
+            return Err(at(
+                &["defaults", "provider"],
+                format!("[defaults] provider = {default:?} names no [providers.{default}] table"),
+            ));
         }
         // With exactly one provider configured, it is the obvious default; otherwise the
         // offline model is.
@@ -455,28 +772,37 @@ impl Config {
                 None | Some("normal") => caxton_memory::Synchronous::Normal,
                 Some("full") => caxton_memory::Synchronous::Full,
                 Some(other) => {
-                    return Err(ConfigError::Inconsistent(format!(
-                        "memory.synchronous = {other:?}: must be \"normal\" or \"full\""
-                    )));
+                    return Err(at(
+                        &["memory", "synchronous"],
+                        format!("memory.synchronous = {other:?}: must be \"normal\" or \"full\""),
+                    ));
                 }
             },
-            max_observation_bytes: match &file.memory.max_observation {
-                Some(s) => parse_size("memory.max_observation", s)? as usize,
-                None => caxton_memory::DEFAULT_MAX_OBSERVATION_BYTES,
+            max_observation_bytes: size(
+                ["memory", "max_observation"],
+                &file.memory.max_observation,
+                MAX_OBSERVATION_BOUNDS,
+                caxton_memory::DEFAULT_MAX_OBSERVATION_BYTES as u64,
+            )? as usize,
+            max_size_bytes: match file.memory.max_size {
+                Some(_) => Some(size(
+                    ["memory", "max_size"],
+                    &file.memory.max_size,
+                    MEMORY_MAX_SIZE_BOUNDS,
+                    0,
+                )?),
+                None => None,
             },
-            max_size_bytes: file
-                .memory
-                .max_size
-                .as_deref()
-                .map(|s| parse_size("memory.max_size", s))
-                .transpose()?,
         };
 
         Ok(Self {
+            origin,
+            worker_path_set_by,
             memory,
             socket_explicit,
             config_file: sources.config_file.clone(),
             database: data_dir.join("caxton.db"),
+            database_max_bytes,
             cache_dir: data_dir.join("cache"),
             tools_dir: data_dir.join("tools"),
             builtin_tools_dir,
@@ -498,6 +824,10 @@ impl Config {
         })
     }
 }
+
+/// Processes a worker's cgroup may hold when `[worker] processes` is not set: the worker itself
+/// needs one, so this leaves room for what a tool-less agent never starts.
+pub const DEFAULT_WORKER_PROCESSES: u64 = 32;
 
 /// Name of the built-in offline provider.
 pub const LOCAL_PROVIDER: &str = "local";
@@ -570,11 +900,16 @@ pub fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
         path: path.to_owned(),
         error,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+    let mut file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
         path: path.to_owned(),
         line: e.span().map(|s| line_of(&text, s.start)).unwrap_or(1),
-        reason: e.message().to_owned(),
-    })
+        reason: e.message().trim().to_owned(),
+    })?;
+    file.origin = Some(Origin {
+        path: path.to_owned(),
+        text,
+    });
+    Ok(file)
 }
 
 /// 1-based line number of a byte offset.
@@ -592,14 +927,38 @@ pub fn parse_duration(field: &str, value: &str) -> Result<Duration, ConfigError>
         .map_err(|e| ConfigError::Inconsistent(format!("{field} = {value:?}: {e}")))
 }
 
-fn parse_duration_opt(
+/// Parse a duration written as text and check it against `bounds`; the error names the field,
+/// the value and the accepted range.
+pub fn parse_bounded_duration(
     field: &str,
-    value: &Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    value
-        .as_deref()
-        .map_or(Ok(default), |v| parse_duration(field, v))
+    value: &str,
+    bounds: Bounds<Duration>,
+) -> Result<Duration, String> {
+    let d = humantime::parse_duration(value).map_err(|e| {
+        format!(
+            "{field} = {value:?}: {e}; write a duration between {} and {}, e.g. \"30s\"",
+            show_duration(bounds.min),
+            show_duration(bounds.max)
+        )
+    })?;
+    check_duration(field, &format!("{value:?}"), d, bounds)
+}
+
+/// Check a duration against `bounds`; `shown` is the value as the operator wrote it.
+pub fn check_duration(
+    field: &str,
+    shown: &str,
+    value: Duration,
+    bounds: Bounds<Duration>,
+) -> Result<Duration, String> {
+    if (bounds.min..=bounds.max).contains(&value) {
+        return Ok(value);
+    }
+    Err(format!(
+        "{field} = {shown}: must be between {} and {}",
+        show_duration(bounds.min),
+        show_duration(bounds.max)
+    ))
 }
 
 /// Parse "512MB", "1GiB" and the like into bytes.
@@ -608,6 +967,72 @@ pub fn parse_size(field: &str, value: &str) -> Result<u64, ConfigError> {
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
         .map_err(|e| ConfigError::Inconsistent(format!("{field} = {value:?}: {e}")))
+}
+
+/// Parse a size written as text and check it against `bounds`.
+pub fn parse_bounded_size(field: &str, value: &str, bounds: Bounds<u64>) -> Result<u64, String> {
+    let bytes = value
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| {
+            format!(
+                "{field} = {value:?}: {e}; write a size between {} and {}, e.g. \"512MiB\"",
+                show_size(bounds.min),
+                show_size(bounds.max)
+            )
+        })?;
+    check_size(field, &format!("{value:?}"), bytes, bounds)
+}
+
+/// Check a size in bytes against `bounds`; `shown` is the value as the operator wrote it.
+pub fn check_size(
+    field: &str,
+    shown: &str,
+    value: u64,
+    bounds: Bounds<u64>,
+) -> Result<u64, String> {
+    if (bounds.min..=bounds.max).contains(&value) {
+        return Ok(value);
+    }
+    Err(format!(
+        "{field} = {shown}: must be between {} and {}",
+        show_size(bounds.min),
+        show_size(bounds.max)
+    ))
+}
+
+/// Check a count against `bounds`.
+fn check_count(field: &str, value: u64, bounds: Bounds<u64>) -> Result<u64, String> {
+    if (bounds.min..=bounds.max).contains(&value) {
+        return Ok(value);
+    }
+    Err(format!(
+        "{field} = {value}: must be between {} and {}",
+        bounds.min, bounds.max
+    ))
+}
+
+/// A duration as an operator writes it: "24h" rather than humantime's "1day".
+pub fn show_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() == 0 && secs >= 3600 && secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+/// A byte count as an operator writes it ("16MiB"), with the exact number when that rounds.
+pub fn show_size(bytes: u64) -> String {
+    let shown = bytesize::ByteSize::b(bytes).display().iec().to_string();
+    let exact = shown
+        .parse::<bytesize::ByteSize>()
+        .is_ok_and(|b| b.as_u64() == bytes);
+    if exact {
+        shown.replace(".0 ", "").replace(' ', "")
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// Run by systemd (it sets `INVOCATION_ID`) or as root: use the system paths.
@@ -675,16 +1100,14 @@ fn default_worker_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/caxton/caxton-worker"))
 }
 
-fn token_source(api: &ApiSection) -> Result<TokenSource, ConfigError> {
+fn token_source(api: &ApiSection) -> Result<TokenSource, String> {
     match (&api.token_env, &api.token_file) {
         (Some(var), None) => Ok(TokenSource::Env(var.clone())),
         (None, Some(path)) => Ok(TokenSource::File(path.clone())),
-        (Some(_), Some(_)) => Err(ConfigError::Inconsistent(
-            "set api.token_env or api.token_file, not both".into(),
-        )),
-        (None, None) => Err(ConfigError::Inconsistent(
-            "api.tcp_listen is set but no token: set api.token_env or api.token_file".into(),
-        )),
+        (Some(_), Some(_)) => Err("set api.token_env or api.token_file, not both".into()),
+        (None, None) => {
+            Err("api.tcp_listen is set but no token: set api.token_env or api.token_file".into())
+        }
     }
 }
 
@@ -803,6 +1226,102 @@ mod tests {
             Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")])).unwrap();
         assert_eq!(cfg.default_provider.as_deref(), Some("a"));
         assert!(cfg.providers.contains_key(LOCAL_PROVIDER));
+    }
+
+    /// Load `text` as a config file; the error's text.
+    fn refusal(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let file = read_config_file(&path).unwrap();
+        let sources = ConfigSources {
+            data_dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        };
+        Config::resolve(&sources, file, &env_of(&[("HOME", "/h")]))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn every_duration_size_and_count_is_bounded_and_named_at_its_line() {
+        for (text, expected) in [
+            (
+                "[worker]\ntimeout = \"soon\"",
+                "c.toml:2: worker.timeout = \"soon\"",
+            ),
+            (
+                "[worker]\ntimeout = \"0s\"",
+                "must be between 100ms and 24h",
+            ),
+            ("[worker]\ntimeout = \"25h\"", "c.toml:2: worker.timeout"),
+            ("[worker]\ngrace_period = \"2min\"", "between 0s and 1m"),
+            (
+                "[worker]\nmemory = \"1KiB\"",
+                "c.toml:2: worker.memory = \"1KiB\": must be between 16MiB",
+            ),
+            ("[worker]\nmemory = \"1PiB\"", "c.toml:2: worker.memory"),
+            (
+                "[worker]\ncpu_seconds = 0",
+                "c.toml:2: worker.cpu_seconds = 0",
+            ),
+            (
+                "[worker]\nopen_files = 2",
+                "c.toml:2: worker.open_files = 2",
+            ),
+            (
+                "[worker]\nmax_concurrent = 0",
+                "c.toml:2: worker.max_concurrent = 0",
+            ),
+            (
+                "[shutdown]\ngrace_period = \"2h\"",
+                "c.toml:2: shutdown.grace_period",
+            ),
+            ("[api]\nmax_body = \"1KiB\"", "c.toml:2: api.max_body"),
+            (
+                "[memory]\nmax_observation = \"1GiB\"",
+                "c.toml:2: memory.max_observation",
+            ),
+            ("[memory]\nmax_size = \"1KiB\"", "c.toml:2: memory.max_size"),
+            (
+                "[memory]\nsynchronous = \"sometimes\"",
+                "c.toml:2: memory.synchronous",
+            ),
+            (
+                "[providers.x]\nkind = \"openai\"\n\ntimeout = \"0ms\"",
+                "c.toml:4: providers.x.timeout",
+            ),
+            (
+                "\n[defaults]\nprovider = \"nope\"",
+                "c.toml:3: [defaults] provider",
+            ),
+            (
+                "[api]\ntcp_listen = \"127.0.0.1:1\"",
+                "c.toml:1: api.tcp_listen is set but no token",
+            ),
+        ] {
+            let err = refusal(text);
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_deploy_body_limit_admits_the_largest_agent_file() {
+        // JSON at most doubles a TOML file; the default and the least max_body both fit it.
+        assert!(MAX_BODY_BOUNDS.min as usize >= 2 * crate::agent::MAX_AGENT_FILE_BYTES);
+        let file: ConfigFile = toml::from_str("").unwrap();
+        let cfg =
+            Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")])).unwrap();
+        assert!(cfg.max_body_bytes >= crate::agent::MAX_AGENT_DEPLOY_BODY);
+    }
+
+    #[test]
+    fn sizes_and_durations_are_shown_as_written() {
+        assert_eq!(show_size(16 * 1024 * 1024), "16MiB");
+        assert_eq!(show_size(1000), "1000B");
+        assert_eq!(show_size(5 * 1024 * 1024 + 1), "5242881 bytes");
+        assert_eq!(show_duration(Duration::from_secs(86400)), "24h");
+        assert_eq!(show_duration(Duration::from_millis(100)), "100ms");
     }
 
     #[test]

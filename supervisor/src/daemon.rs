@@ -48,6 +48,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let mut sighup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
 
     let supervisor = Supervisor::open(config)?;
+    // Workers' children that detach from their process group come back to the daemon and end.
+    if let Err(e) = supervisor.adopt_orphans() {
+        tracing::warn!(error = %e, "cannot become the child subreaper; escaped worker descendants would go to PID 1");
+    }
     let config = supervisor.config().clone();
     let stop_accepting = CancellationToken::new();
 

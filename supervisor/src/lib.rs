@@ -162,7 +162,7 @@ impl Supervisor {
             Some(p) => p,
             None => Providers::from_config(&config)?,
         };
-        let store = ExecutionStore::open(&config.database)?;
+        let store = ExecutionStore::open_capped(&config.database, config.database_max_bytes)?;
         let registry = AgentRegistry::new(&config.agents_dir);
         let report = registry.reload()?;
         for e in &report.errors {
@@ -301,19 +301,55 @@ impl Supervisor {
         let request =
             (memory_scope.is_some() && agent.memory.auto_store).then(|| input.request.clone());
         let execution_id = uuid::Uuid::new_v4().to_string();
+        let started = Instant::now();
         let started_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        self.store_write({
-            let (id, name, version) = (
-                execution_id.clone(),
-                agent.name.to_string(),
-                agent.version.clone(),
+        // A run whose record cannot be written is not run: the history never silently misses
+        // an execution (the caller gets the reason, 507 for a full disk).
+        if let Err(e) = self
+            .store_write({
+                let (id, name, version) = (
+                    execution_id.clone(),
+                    agent.name.to_string(),
+                    agent.version.clone(),
+                );
+                move |s| s.record_start(&id, &name, &version, started_at)
+            })
+            .await
+        {
+            let report = ExecutionReport::without_worker(
+                execution_id,
+                &agent,
+                started_at,
+                started.elapsed().as_secs_f64() * 1000.0,
+                Outcome::NotRecorded {
+                    detail: e.to_string(),
+                },
             );
-            move |s| s.record_start(&id, &name, &version, started_at)
-        })
-        .await;
+            self.metrics.record_execution(
+                &report.agent,
+                report.outcome.label(),
+                report.duration_ms / 1000.0,
+            );
+            return report;
+        }
+        // Until the end is recorded below, dropping this future (the caller went away) still
+        // records it: as cancelled while the worker runs (the pool's own guard ends the worker),
+        // as it ended after that.
+        let mut pending = PendingRecord {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            report: Some(ExecutionReport::without_worker(
+                execution_id.clone(),
+                &agent,
+                started_at,
+                0.0,
+                Outcome::Cancelled,
+            )),
+            started,
+        };
         let services = Services {
             providers: &self.providers,
             tools: &self.tools,
@@ -321,10 +357,11 @@ impl Supervisor {
             memory_scope: memory_scope.as_ref(),
             workspaces_dir: &self.config.workspaces_dir,
         };
-        let report = self
+        let mut report = self
             .pool
             .execute(agent.clone(), input, execution_id, &services, answer_sink)
             .await;
+        pending.report = Some(report.clone());
         if let (Outcome::Succeeded, Some(answer), Some(scope), Some(request)) =
             (&report.outcome, &report.answer, &memory_scope, &request)
         {
@@ -338,31 +375,42 @@ impl Supervisor {
                 )
                 .await;
         }
+        if let Err(e) = self
+            .store_write({
+                let report = report.clone();
+                move |s| s.record_finish(&report)
+            })
+            .await
+        {
+            // The work is done and its answer is kept for the caller, who is told that the
+            // history does not have it.
+            report.record_error = Some(e.to_string());
+        }
+        pending.report = None;
         self.metrics.record_execution(
             &report.agent,
             report.outcome.label(),
             report.duration_ms / 1000.0,
         );
-        self.store_write({
-            let report = report.clone();
-            move |s| s.record_finish(&report)
-        })
-        .await;
         report
     }
 
-    /// Database writes run on the blocking pool; a failure is logged, never lost silently, and
-    /// never turns a finished request into a failed one.
+    /// Database writes run on the blocking pool; a failure is logged and returned.
     async fn store_write(
         &self,
         f: impl FnOnce(&ExecutionStore) -> Result<(), store::StoreError> + Send + 'static,
-    ) {
+    ) -> Result<(), store::StoreError> {
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot record execution"),
-            Err(e) => tracing::error!(error = %e, "execution record task failed"),
+        let result = match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(result) => result,
+            Err(e) => Err(store::StoreError::Query(format!(
+                "execution record task failed: {e}"
+            ))),
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "cannot record execution");
         }
+        result
     }
 
     /// Validate and deploy an agent file's contents.
@@ -454,6 +502,50 @@ impl Supervisor {
     /// Terminate every running worker.
     pub fn terminate_all(&self) {
         self.pool.terminate_all();
+    }
+
+    /// Become the child subreaper and end any process a worker leaves behind; for a process
+    /// whose only children are workers (the daemon, the CLI's in-process supervisor).
+    pub fn adopt_orphans(&self) -> std::io::Result<()> {
+        self.pool.adopt_orphans()
+    }
+}
+
+/// The final record of an execution whose future may be dropped before it writes it (its
+/// caller went away): written when the guard drops still holding it.
+struct PendingRecord {
+    store: ExecutionStore,
+    metrics: Arc<Metrics>,
+    report: Option<ExecutionReport>,
+    started: Instant,
+}
+
+impl Drop for PendingRecord {
+    fn drop(&mut self) {
+        let Some(mut report) = self.report.take() else {
+            return;
+        };
+        if report.outcome == Outcome::Cancelled {
+            report.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            tracing::info!(execution_id = %report.execution_id, "execution cancelled by its caller");
+        }
+        self.metrics.record_execution(
+            &report.agent,
+            report.outcome.label(),
+            report.duration_ms / 1000.0,
+        );
+        let store = self.store.clone();
+        // A drop cannot await; the write gets a thread of its own.
+        let writer = std::thread::Builder::new()
+            .name("caxton-cancel".into())
+            .spawn(move || {
+                if let Err(e) = store.record_finish(&report) {
+                    tracing::error!(error = %e, "cannot record an execution whose caller went away");
+                }
+            });
+        if let Err(e) = writer {
+            tracing::error!(error = %e, "cannot start a thread to record an execution");
+        }
     }
 }
 

@@ -22,6 +22,11 @@ pub enum StoreError {
         /// What failed.
         detail: String,
     },
+    /// A write found no room: the disk, or the database's `max_size`, is full.
+    #[error(
+        "the execution history database is full (no space left on its disk, or its max_size reached): {0}"
+    )]
+    Full(String),
     /// A query failed.
     #[error("database: {0}")]
     Query(String),
@@ -29,7 +34,19 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Query(e.to_string())
+        let full = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => {
+                f.code == rusqlite::ErrorCode::DiskFull
+                    // ENOSPC or EFBIG on a fresh page is reported as a write I/O error.
+                    || f.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE
+            }
+            _ => false,
+        };
+        if full {
+            Self::Full(e.to_string())
+        } else {
+            Self::Query(e.to_string())
+        }
     }
 }
 
@@ -121,6 +138,12 @@ impl ExecutionStore {
     /// Open (creating if needed) the database, and mark executions a previous crash left
     /// `running` as `abandoned`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_capped(path, None)
+    }
+
+    /// As [`open`](Self::open); with `max_bytes`, writes that would grow the file beyond it fail
+    /// with [`StoreError::Full`], as on a full disk.
+    pub fn open_capped(path: &Path, max_bytes: Option<u64>) -> Result<Self, StoreError> {
         let open_err = |detail: String| StoreError::Open {
             path: path.to_owned(),
             detail,
@@ -141,9 +164,15 @@ impl ExecutionStore {
                 .map_err(|e| open_err(e.to_string()))?;
             migrate(&conn).map_err(|e| open_err(e.to_string()))?;
         }
-        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+        let manager = SqliteConnectionManager::file(path).with_init(move |c| {
             c.busy_timeout(Duration::from_secs(5))?;
-            c.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            c.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+            if let Some(max) = max_bytes {
+                let page_size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+                let pages = i64::try_from(max).unwrap_or(i64::MAX) / page_size.max(512);
+                c.pragma_update(None, "max_page_count", pages.max(1))?;
+            }
+            Ok(())
         });
         let pool = r2d2::Pool::builder()
             .max_size(4)

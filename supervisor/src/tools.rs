@@ -3,8 +3,9 @@
 //!
 //! Invariants: tool names are unique across all servers (an agent's model sees one flat list);
 //! a deploy either replaces a server completely or changes nothing; calls run on the blocking
-//! pool, at most [`MAX_CONCURRENT_CALLS`] at once (the instance pool's size), and a failing call
-//! is that call's error result.
+//! pool, at most [`MAX_CONCURRENT_CALLS`] at once (the instance pool's size), of which one tool
+//! server may hold half and one caller (agent) a quarter, so slow calls of one cannot starve the
+//! others; a failing call is that call's error result.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -14,12 +15,14 @@ use std::time::Instant;
 use caxton_ipc_protocol::ToolSpec;
 use caxton_tool_host::manifest::{MANIFEST_FILE, ToolManifest};
 use caxton_tool_host::{
-    CallContext, HostLimits, PackageError, ToolCallError, ToolHost, ToolServer,
+    CallContext, CallSlots, HostLimits, PackageError, SlotLimits, ToolCallError, ToolHost,
+    ToolServer,
 };
 use serde::Serialize;
 use serde_json::Value;
 
-/// Calls running at once; more wait their turn.
+/// Calls running at once; more wait their turn (see [`SlotLimits::for_pool`] for the shares of
+/// one tool server and one caller).
 pub const MAX_CONCURRENT_CALLS: usize = 64;
 
 /// Why a tool operation failed.
@@ -168,7 +171,7 @@ pub struct ToolRegistry {
     host: Arc<ToolHost>,
     dir: PathBuf,
     servers: RwLock<BTreeMap<String, Arc<Loaded>>>,
-    permits: tokio::sync::Semaphore,
+    slots: CallSlots,
 }
 
 impl ToolRegistry {
@@ -191,7 +194,7 @@ impl ToolRegistry {
             host: Arc::new(host),
             dir: tools_dir.to_owned(),
             servers: RwLock::new(BTreeMap::new()),
-            permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
+            slots: CallSlots::new(SlotLimits::for_pool(MAX_CONCURRENT_CALLS)),
         };
         if let Some(dir) = builtin_dir {
             registry.load_all(dir, ToolSource::BuiltIn);
@@ -456,9 +459,16 @@ impl ToolRegistry {
             let message = format!("no deployed tool server provides {tool:?}");
             return finish(error_result(&message), "refused", Some(message));
         };
-        let Ok(_permit) = self.permits.acquire().await else {
-            let message = "the tool host is shutting down".to_owned();
-            return finish(error_result(&message), "failed", Some(message));
+        let _slot = match self
+            .slots
+            .acquire(&server.manifest.name, &ctx.caller())
+            .await
+        {
+            Ok(slot) => slot,
+            Err(closed) => {
+                let message = closed.to_string();
+                return finish(error_result(&message), "failed", Some(message));
+            }
         };
         let name = tool.to_owned();
         let host = self.host.clone();
@@ -589,4 +599,150 @@ pub fn cut(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}… [{} more bytes cut]", &text[..end], text.len() - end)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// Tool `hog` tells the loopback server at `port` that it runs, then sleeps 10 s through
+    /// WASI's `poll_oneoff`; tool `ping` answers at once.
+    fn module(port: u16) -> String {
+        let request = format!(r#"{{"url":"http://127.0.0.1:{port}/arrived"}}"#);
+        format!(
+            r#"(module
+  (import "caxton" "http_request" (func $http (param i32 i32) (result i64)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 4096))
+  (data (i32.const 1024) "{{\"content\":[]}}")
+  (data (i32.const 2048) "{escaped}")
+  (func (export "caxton_alloc") (param $len i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $next))
+    (global.set $next (i32.add (global.get $next) (local.get $len)))
+    (local.get $p))
+  (func (export "caxton_call") (param $np i32) (param $nl i32) (param $ap i32) (param $al i32) (result i64)
+    (if (i32.eq (i32.load8_u (local.get $np)) (i32.const 104))
+      (then
+        (drop (call $http (i32.const 2048) (i32.const {len})))
+        (i32.store8 (i32.const 264) (i32.const 0))
+        (i32.store (i32.const 272) (i32.const 1))
+        (i64.store (i32.const 280) (i64.const 10000000000))
+        (drop (call $poll (i32.const 256) (i32.const 512) (i32.const 1) (i32.const 600)))))
+    (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 14))))"#,
+            escaped = request.replace('"', "\\\""),
+            len = request.len()
+        )
+    }
+
+    fn manifest(server: &str, tool: &str, hosts: &str) -> String {
+        format!(
+            r#"name = "{server}"
+version = "1.0.0"
+description = "test"
+module = "{server}.wasm"
+
+[[tools]]
+name = "{tool}"
+description = "test"
+
+[tools.input_schema]
+type = "object"
+
+[capabilities]
+http_hosts = [{hosts}]
+
+[limits]
+timeout = "1s"
+"#
+        )
+    }
+
+    /// A loopback server that reports each request it answers.
+    fn arrivals() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                        line.clear();
+                    }
+                    let _ = tx.send(());
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_agents_slow_calls_leave_slots_for_another_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, mut arrived) = arrivals();
+        let registry = Arc::new(
+            ToolRegistry::open(&dir.path().join("tools"), None, &dir.path().join("cache")).unwrap(),
+        );
+        let wasm = module(port);
+        let hosts = format!("\"127.0.0.1:{port}\"");
+        registry
+            .deploy(
+                dir.path(),
+                &manifest("hogs", "hog", &hosts),
+                wasm.as_bytes(),
+            )
+            .unwrap();
+        registry
+            .deploy(dir.path(), &manifest("pinger", "ping", ""), wasm.as_bytes())
+            .unwrap();
+        let ctx = |agent: &str| CallContext {
+            workspace: Some(dir.path().join("workspaces").join(agent)),
+        };
+        // More sleeping calls from one agent than there are slots in all.
+        let mut hogs = Vec::new();
+        for _ in 0..MAX_CONCURRENT_CALLS + 8 {
+            let (registry, ctx) = (registry.clone(), ctx("busy"));
+            hogs.push(tokio::spawn(async move {
+                registry
+                    .call("hog", Value::Object(Default::default()), None, ctx)
+                    .await
+            }));
+        }
+        // The agent's share of the slots is taken, each call asleep in it.
+        for _ in 0..SlotLimits::for_pool(MAX_CONCURRENT_CALLS).per_caller {
+            arrived.recv().await.unwrap();
+        }
+        let ping = registry
+            .call(
+                "ping",
+                Value::Object(Default::default()),
+                None,
+                ctx("other"),
+            )
+            .await;
+        assert_eq!(ping.record.outcome, "ok", "{:?}", ping.record);
+        assert!(
+            hogs.iter().all(|h| !h.is_finished()),
+            "the other agent's call waited for a sleeping call to give its slot back"
+        );
+        // The sleepers end at their 1 s limit, not after the 10 s they asked for.
+        let first = hogs.remove(0).await.unwrap();
+        assert_eq!(first.record.outcome, "failed", "{:?}", first.record);
+        let error = first.record.error.unwrap_or_default();
+        assert!(error.contains("time limit"), "{error}");
+        for hog in hogs {
+            hog.abort();
+        }
+    }
 }

@@ -275,3 +275,110 @@ fn stream_prints_the_answer_as_it_arrives_through_the_worker() {
         "{last}"
     );
 }
+
+#[test]
+fn an_agent_file_over_the_size_cap_is_refused_by_validate_and_deploy_naming_it() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    // 5 MB of documentation: valid TOML, far over the 256 KiB cap.
+    let body = echo_agent(
+        "huge",
+        &format!(
+            "documentation = \"\"\"\n{}\n\"\"\"\n",
+            "x".repeat(5_000_000)
+        ),
+    );
+    let file = daemon.env.agent_file("huge", &body);
+    for command in ["validate", "deploy"] {
+        let out = daemon.cli(&["agent", command, file.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {err}");
+        assert!(err.contains("huge.src.toml:1:"), "{command}: {err}");
+        assert!(
+            err.contains(&format!("{} bytes", body.len())) && err.contains("256KiB"),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("413"), "{command}: {err}");
+    }
+    // A file under the cap deploys through the daemon, even one whose JSON encoding is twice
+    // its size (every quote and backslash escaped).
+    let fits = echo_agent(
+        "roomy",
+        &format!("documentation = '''\n{}\n'''\n", "\"\\".repeat(120 * 1024)),
+    );
+    let file = daemon.env.agent_file("roomy", &fits);
+    let out = daemon.cli(&["agent", "deploy", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_agent_file_that_is_not_utf8_names_the_line_and_byte_column() {
+    let llm = FakeLlm::start();
+    let env = Env::new(&DaemonOptions::new(&llm));
+    let file = env.data_dir().join("latin1.toml");
+    std::fs::write(
+        &file,
+        b"name = \"cafe\"\nversion = \"1\"\n# caf\xe9\nuser_prompt_template = \"{{ request }}\"\n",
+    )
+    .unwrap();
+    for command in ["validate", "deploy"] {
+        let out = env.cli(&["agent", command, file.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {err}");
+        assert!(err.contains("latin1.toml:3:"), "{command}: {err}");
+        assert!(err.contains("byte column 6"), "{command}: {err}");
+    }
+}
+
+#[test]
+fn templates_may_use_minijinja_builtins_but_not_unknown_variables() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    let counter = daemon.env.agent_file(
+        "counter",
+        "name = \"counter\"\nversion = \"1\"\nuser_prompt_template = '''\
+         {% set ns = namespace(total=0) %}{% for i in range(3) %}{{ loop.index }}\
+         {% set ns.total = ns.total + i %}{% endfor %} {{ dict(a=ns.total).a }} {{ request }}'''\n",
+    );
+    let out = daemon.cli(&["agent", "deploy", counter.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, body) = daemon.run("counter", "go");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["answer"], "echo: 123 3 go", "{body}");
+
+    let unknown = daemon.env.agent_file(
+        "mystery",
+        "name = \"mystery\"\nversion = \"1\"\nuser_prompt_template = '{{ range(3) | join }} {{ customer }}'\n",
+    );
+    let out = daemon.cli(&["agent", "deploy", unknown.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("mystery.src.toml:3:") && err.contains("customer"),
+        "{err}"
+    );
+    assert!(!err.contains("range"), "{err}");
+}
+
+#[test]
+fn two_files_defining_one_agent_are_both_refused_at_start_naming_each_other() {
+    let llm = FakeLlm::start();
+    let env = Env::new(&DaemonOptions::new(&llm));
+    let agents = env.data_dir().join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    std::fs::write(agents.join("a.toml"), echo_agent("twin", "")).unwrap();
+    std::fs::write(
+        agents.join("b.toml"),
+        echo_agent("twin", "").replace("1.0.0", "2.0.0"),
+    )
+    .unwrap();
+    let daemon = Daemon::start_in(env, &[]);
+    let (code, body) = daemon.run("twin", "which one?");
+    assert_ne!(code, 200, "{body}");
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("a.toml") && l.contains("b.toml") && l.contains("twin")),
+        "{log}"
+    );
+}

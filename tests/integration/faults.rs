@@ -197,3 +197,263 @@ fn a_missing_worker_binary_fails_the_daemon_start_with_its_path() {
         text(&out.stderr)
     );
 }
+
+/// Whether `pid` is gone from the process table altogether: not alive, and not a zombie
+/// waiting for a parent that never reaps it.
+fn wait_reaped(pid: u32, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// The live workers of a daemon, as `GET /api/v1/workers` lists them.
+fn live_workers(daemon: &Daemon) -> Vec<serde_json::Value> {
+    let (code, body) = http(&daemon.env.socket, "GET", "/api/v1/workers", None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    body["workers"].as_array().cloned().unwrap_or_default()
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn regression_a_descendant_that_detaches_from_the_worker_group_is_ended_with_its_request() {
+    let (_llm, daemon) = fixture_daemon("", "");
+    let (code, body) = daemon.run("victim", "escape");
+    assert_eq!(code, 200, "{body}");
+    let escaped: u32 = body["answer"].as_str().unwrap().parse().unwrap();
+    assert!(escaped > 0, "{body}");
+    // Its own session, its parent gone: neither the group sweep nor PID 1 would end it.
+    assert!(
+        wait_reaped(escaped, Duration::from_secs(5)),
+        "process {escaped} outlived its request (or was left a zombie): {}",
+        std::fs::read_to_string(format!("/proc/{escaped}/stat")).unwrap_or_default()
+    );
+    let (code, body) = daemon.run("victim", "still here?");
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn regression_a_worker_cannot_start_more_processes_than_its_bound() {
+    let llm = FakeLlm::start();
+    let scratch = tempfile::tempdir().unwrap().keep();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.worker_path = Some(fixture_worker(&scratch, ""));
+    opts.worker_config = "processes = 8\n".into();
+    let daemon = Daemon::start(opts);
+    daemon.deploy("victim", &echo_agent("victim", ""));
+    let (code, body) = daemon.run("victim", "spawn-many");
+    assert_eq!(code, 200, "{body}");
+    let pids: Vec<u32> = body["answer"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().unwrap())
+        .collect();
+    if daemon.log().contains("each worker gets a pids cgroup") {
+        // The worker itself is one of the 8.
+        assert!(pids.len() <= 7, "{} children started: {body}", pids.len());
+    } else {
+        assert!(
+            daemon.log().contains("workers get no pids cgroup"),
+            "the daemon says nothing about how workers' processes are bounded: {}",
+            daemon.log()
+        );
+    }
+    for pid in pids {
+        assert!(
+            wait_reaped(pid, Duration::from_secs(5)),
+            "child {pid} outlived its request"
+        );
+    }
+}
+
+#[test]
+fn regression_a_dropped_request_stops_its_worker_and_is_recorded_cancelled() {
+    use std::io::Write;
+    let (_llm, daemon) = fixture_daemon("", "");
+    daemon.deploy(
+        "patient",
+        &echo_agent("patient", "[limits]\ntimeout = \"60s\"\n"),
+    );
+    let mut client = std::os::unix::net::UnixStream::connect(&daemon.env.socket).unwrap();
+    let body = r#"{"request":"hang"}"#;
+    write!(
+        client,
+        "POST /api/v1/agents/patient/run HTTP/1.1\r\nHost: caxton\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut worker = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            worker = live_workers(&daemon)
+                .into_iter()
+                .find(|w| w["agent"] == "patient" && w["state"] == "running")
+                .unwrap_or_default();
+            !worker.is_null()
+        }),
+        "the worker never started"
+    );
+    let pid = worker["pid"].as_u64().unwrap() as u32;
+    let execution = worker["execution_id"].as_str().unwrap().to_owned();
+
+    // The caller goes away (Ctrl-C on `caxton agent run`).
+    drop(client);
+
+    assert!(
+        wait_reaped(pid, Duration::from_secs(5)),
+        "worker {pid} outlived its dropped request"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || live_workers(&daemon).is_empty()),
+        "the worker is still in the live table"
+    );
+    let (_, metrics) = http(&daemon.env.socket, "GET", "/metrics", None).unwrap();
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    let live = metrics
+        .lines()
+        .find(|l| l.starts_with("caxton_live_workers "))
+        .unwrap_or_default();
+    assert_eq!(live, "caxton_live_workers 0", "{metrics}");
+    let mut record = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            record = http(
+                &daemon.env.socket,
+                "GET",
+                &format!("/api/v1/executions/{execution}"),
+                None,
+            )
+            .unwrap()
+            .1;
+            record["outcome"] == "cancelled"
+        }),
+        "the execution is not recorded as cancelled: {record}"
+    );
+    assert_eq!(record["status"], "finished", "{record}");
+}
+
+#[test]
+fn regression_a_sigkilled_worker_with_unread_replies_is_killed_not_a_protocol_violation() {
+    let (_llm, daemon) = fixture_daemon("", "");
+    daemon.deploy("deaf", &echo_agent("deaf", "[limits]\ntimeout = \"30s\"\n"));
+    let socket = daemon.env.socket.clone();
+    let run = std::thread::spawn(move || {
+        http(
+            &socket,
+            "POST",
+            "/api/v1/agents/deaf/run",
+            Some(r#"{"request":"ask-and-hang"}"#),
+        )
+        .unwrap()
+    });
+    // The worker asked for a completion and got it, but never read it: when it dies, its end
+    // of the socket closes with data unread, which the supervisor sees as a reset.
+    let mut pid = 0;
+    assert!(wait_until(Duration::from_secs(10), || {
+        if let Some(w) = live_workers(&daemon)
+            .into_iter()
+            .find(|w| w["agent"] == "deaf" && w["state"] == "running")
+        {
+            pid = w["pid"].as_u64().unwrap() as u32;
+        }
+        pid != 0
+            && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|name| name.trim() == "asked")
+    }));
+    // SAFETY: SIGKILL to the worker, as an out-of-memory killer or an operator's kill -9 would.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let (code, body) = run.join().unwrap();
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(body["error"]["kind"], "killed", "{body}");
+    assert_eq!(body["execution"]["exit_signal"], libc::SIGKILL, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("killed by signal 9 (SIGKILL)"),
+        "{body}"
+    );
+}
+
+#[test]
+fn regression_a_worker_that_runs_out_of_memory_says_it_hit_its_limit() {
+    let (_llm, daemon) = fixture_daemon("", "");
+    daemon.deploy(
+        "hungry",
+        &echo_agent(
+            "hungry",
+            "[limits]\ntimeout = \"30s\"\nmemory = \"256MiB\"\n",
+        ),
+    );
+    let (code, body) = daemon.run("hungry", "memory-bomb");
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(body["error"]["kind"], "memory_limit", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ran out of memory: it reached its limit of 256 MiB"),
+        "{message}"
+    );
+    // The worker's own last words are kept.
+    assert!(message.contains("memory allocation of"), "{message}");
+}
+
+#[test]
+fn regression_a_full_history_database_refuses_runs_and_keeps_every_record() {
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.extra_config = "[executions]\nmax_size = \"48KiB\"\n".into();
+    let daemon = Daemon::start(opts);
+    daemon.deploy(
+        "scribe",
+        &echo_agent("scribe", "[llm]\nprovider = \"fake\"\n"),
+    );
+    let mut answered = Vec::new();
+    let refusal = loop {
+        assert!(answered.len() < 2000, "the database never filled up");
+        let (code, body) = daemon.run("scribe", "write this down");
+        if code != 200 {
+            break (code, body);
+        }
+        answered.push(body["execution_id"].as_str().unwrap().to_owned());
+    };
+    let (code, body) = refusal;
+    assert_eq!(code, 507, "{body}");
+    assert_eq!(body["error"]["kind"], "not_recorded", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("execution history database is full"),
+        "{body}"
+    );
+    // Every run that was answered 200 is in the history.
+    for id in &answered {
+        let (code, record) = http(
+            &daemon.env.socket,
+            "GET",
+            &format!("/api/v1/executions/{id}"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(code, 200, "{record}");
+        assert_eq!(record["outcome"], "succeeded", "{record}");
+    }
+    let (code, _) = http(&daemon.env.socket, "GET", "/api/v1/health", None).unwrap();
+    assert_eq!(code, 200);
+}

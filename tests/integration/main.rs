@@ -9,11 +9,13 @@
 mod agent_memory;
 mod api;
 mod cli;
+mod config_errors;
 mod faults;
 mod local_model;
 mod mcp;
 mod memory_api;
 mod metrics;
+mod packaging;
 mod providers;
 mod signals;
 mod support;

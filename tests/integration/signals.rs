@@ -224,3 +224,54 @@ fn sighup_reloads_the_agents_directory_and_keeps_good_versions_of_bad_files() {
         daemon.log()
     );
 }
+
+#[test]
+fn sighup_refuses_a_second_file_defining_a_running_agent_and_keeps_the_running_version() {
+    let (_llm, daemon) = daemon_with_agent("30s");
+    let agents = daemon.env.data_dir().join("agents");
+    // A copy claims the name while the original is broken: the copy must not take over.
+    std::fs::write(
+        agents.join("a-copy.toml"),
+        echo_agent("slowpoke", "").replace("1.0.0", "2.0.0"),
+    )
+    .unwrap();
+    std::fs::write(
+        agents.join("slowpoke.toml"),
+        "name = \"slowpoke\"\nversion = 2\n",
+    )
+    .unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
+    let start = std::time::Instant::now();
+    while !daemon.log().contains("is also defined by") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "SIGHUP did not report the second file: {}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("a-copy.toml") && l.contains("slowpoke.toml")),
+        "{log}"
+    );
+    let (code, body) = daemon.run("slowpoke", "still v1");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["agent_version"], "1.0.0");
+    // A deploy of the name is refused while both files exist, naming the other one.
+    let file = daemon.env.agent_file(
+        "slowpoke-v3",
+        &echo_agent("slowpoke", "").replace("1.0.0", "3.0.0"),
+    );
+    let out = daemon.cli(&["agent", "deploy", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("a-copy.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (_, body) = daemon.run("slowpoke", "still v1");
+    assert_eq!(body["agent_version"], "1.0.0");
+}

@@ -460,6 +460,8 @@ pub struct DaemonOptions {
     pub llm_url: String,
     pub worker_path: Option<PathBuf>,
     pub extra_config: String,
+    /// More lines for the config's `[worker]` table.
+    pub worker_config: String,
     pub env: Vec<(String, String)>,
 }
 
@@ -469,6 +471,7 @@ impl DaemonOptions {
             llm_url: llm.base_url(),
             worker_path: None,
             extra_config: String::new(),
+            worker_config: String::new(),
             env: Vec::new(),
         }
     }
@@ -479,6 +482,7 @@ impl DaemonOptions {
             llm_url: String::new(),
             worker_path: None,
             extra_config: String::new(),
+            worker_config: String::new(),
             env: vec![("CAXTON_MODELS_DIR".into(), models.display().to_string())],
         }
     }
@@ -516,8 +520,8 @@ impl Env {
             )
         };
         let text = format!(
-            "[worker]\n{worker}grace_period = \"300ms\"\n\n[shutdown]\ngrace_period = \"5s\"\n\n{fake}{}",
-            opts.extra_config
+            "[worker]\n{worker}grace_period = \"300ms\"\n{}\n[shutdown]\ngrace_period = \"5s\"\n\n{fake}{}",
+            opts.worker_config, opts.extra_config
         );
         std::fs::write(&config, text).expect("write config");
         let socket = dir.path().join("caxton.sock");

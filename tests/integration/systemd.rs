@@ -51,6 +51,8 @@ fn the_unit_file_keeps_the_settings_the_daemon_relies_on() {
         "OOMPolicy=continue",
         "StateDirectory=caxton",
         "RuntimeDirectory=caxton",
+        // The exit status of a refused configuration (src/main.rs): no restart loop on it.
+        "RestartPreventExitStatus=78",
     ] {
         assert!(unit.lines().any(|l| l.trim() == line), "missing {line}");
     }
@@ -60,4 +62,36 @@ fn the_unit_file_keeps_the_settings_the_daemon_relies_on() {
             .any(|l| l.trim().starts_with("MemoryDenyWriteExecute=yes")),
         "wasmtime needs W^X toggling"
     );
+}
+
+#[test]
+fn the_unit_file_passes_systemd_analyze_verify() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/caxton.service"
+    ))
+    .unwrap();
+    // verify checks that ExecStart's binary exists: point it at the one under test.
+    let unit = unit.replace(
+        "ExecStart=/usr/bin/caxton",
+        &format!("ExecStart={}", caxton_bin().display()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("caxton.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (scripts/setup.sh installs the systemd package)");
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // systemd before 254 does not know the restart back-off keys and says so; nothing else.
+    for line in err.lines() {
+        assert!(
+            line.contains("Unknown key 'RestartSteps'")
+                || line.contains("Unknown key 'RestartMaxDelaySec'"),
+            "systemd-analyze verify: {line}"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::host_fns::CallIo;
 use crate::http_access::HttpAccess;
+use crate::wasi_time::{CallClock, SleptPastDeadline};
 use crate::{CallState, LoadError, ToolModule};
 
 /// What a module's stdout and stderr may hold per call; the rest is dropped.
@@ -67,7 +68,7 @@ pub enum ToolFault {
         fuel: u64,
     },
     /// The wall-clock limit passed.
-    #[error("tool {tool} did not finish within {limit:?}")]
+    #[error("tool {tool} did not finish within {limit:?}, its time limit")]
     WallClock {
         /// Tool server.
         tool: String,
@@ -181,14 +182,15 @@ impl ToolModule {
     ) -> Result<serde_json::Value, ToolFault> {
         let memory_limit = limits.memory_bytes.min(self.max_memory);
         let output = MemoryOutputPipe::new(CAPTURED_OUTPUT);
+        let started = Instant::now();
         let wasi = if self.imports_wasi {
-            Some(self.wasi_context(grants, &output)?)
+            Some(self.wasi_context(grants, &output, started)?)
         } else {
             None
         };
         let io = CallIo {
             server: self.name.clone(),
-            deadline: Instant::now() + limits.wall,
+            deadline: started + limits.wall,
             dirs: grants.dirs.clone(),
             http: grants.http.clone(),
             runtime: self.io.clone(),
@@ -200,6 +202,7 @@ impl ToolModule {
                 memory_limit,
                 hit_memory_limit: false,
                 wasi,
+                clock_origin: started,
                 io,
             },
         );
@@ -227,9 +230,13 @@ impl ToolModule {
         &self,
         grants: &Grants,
         output: &MemoryOutputPipe,
+        clock_origin: Instant,
     ) -> Result<wasmtime_wasi::p1::WasiP1Ctx, ToolFault> {
         let mut builder = WasiCtxBuilder::new();
         builder
+            .monotonic_clock(CallClock {
+                origin: clock_origin,
+            })
             .stdout(output.clone())
             .stderr(output.clone())
             .allow_tcp(false)
@@ -316,6 +323,12 @@ impl ToolModule {
             return ToolFault::BadOutput {
                 tool,
                 detail: detail.clone(),
+            };
+        }
+        if e.downcast_ref::<SleptPastDeadline>().is_some() {
+            return ToolFault::WallClock {
+                tool,
+                limit: limits.wall,
             };
         }
         if store.data().hit_memory_limit {

@@ -1,14 +1,21 @@
-//! HTTP for tool modules: only to the manifest's hosts, and never to an address the operator did
-//! not mean to expose.
+//! HTTP for tool modules: only to the manifest's hosts and ports, and never to an address the
+//! operator did not mean to expose.
 //!
-//! The host name is checked against the allowlist before the request and on every redirect. The
+//! Every connection must be granted by one allowlist entry that matches its host (name or literal
+//! address) and its port; an entry without a port grants the scheme's default port only (80 for
+//! http, 443 for https). The URL is checked before the request and on every redirect. The
 //! address is checked where it matters, at connect time: our resolver hands reqwest only the
 //! addresses that pass, so a name that resolves (or re-resolves, DNS rebinding) to loopback,
 //! private, link-local or cloud-metadata space is refused even though its name was allowed.
-//! Such addresses are reachable only when the manifest lists them literally (`127.0.0.1:8080`).
+//! Such addresses are reachable only when the manifest lists them literally for the same port
+//! (`127.0.0.1:8080`): a name does not inherit the ports of an address it resolves to.
+//!
+//! reqwest's resolver is told only a name, never a port, so each request gets its own client
+//! (without a connection pool) whose resolver knows the one destination being connected to: the
+//! request's URL, then each redirect's, as the redirect policy accepts it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -65,60 +72,49 @@ impl HostAllowlist {
         self.entries.is_empty()
     }
 
-    /// Refuse a URL whose scheme, host or port the allowlist does not grant, or whose literal
-    /// address is in refused space without being listed.
+    /// Refuse a URL whose scheme, host or port no single entry grants (an entry without a port
+    /// grants the scheme's default port only).
     pub fn check_url(&self, url: &Url) -> Result<(), String> {
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "scheme {:?} is not allowed (http or https only)",
-                url.scheme()
-            ));
-        }
-        let host = match url.host() {
-            Some(url::Host::Domain(d)) => {
-                Target::Name(d.trim_end_matches('.').to_ascii_lowercase())
-            }
-            Some(url::Host::Ipv4(ip)) => Target::Ip(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Target::Ip(IpAddr::V6(ip)),
-            None => return Err(format!("{url} has no host")),
-        };
-        let port = url.port_or_known_default().unwrap_or(0);
-        let listed = self.entries.iter().any(|e| e.matches(&host, port));
-        let shown = url.host_str().unwrap_or_default();
+        Destination::of(url).and_then(|d| self.check_destination(&d))
+    }
+
+    fn check_destination(&self, dest: &Destination) -> Result<(), String> {
+        let listed = self
+            .entries
+            .iter()
+            .any(|e| e.matches(&dest.host, dest.port, dest.default_port));
         if !listed {
             return Err(format!(
-                "host {shown}:{port} is not in this tool's http_hosts allowlist"
+                "host {}:{} is not in this tool's http_hosts allowlist",
+                dest.shown, dest.port
             ));
         }
-        if let Target::Ip(ip) = host
-            && let Some(class) = refused_class(ip)
-        {
-            // Listed literally, so the operator meant it.
-            if !self.lists_ip(ip) {
-                return Err(format!("address {ip} is {class} and is refused"));
-            }
-        }
+        // A literal address matched a literal entry above, host and port: the operator meant it,
+        // whatever space it lies in.
         Ok(())
     }
 
-    fn lists_ip(&self, ip: IpAddr) -> bool {
+    /// Whether an entry lists `ip` literally for `port`.
+    fn lists_address(&self, ip: IpAddr, port: u16, default_port: u16) -> bool {
         self.entries
             .iter()
-            .any(|e| matches!(e.host, HostPattern::Ip(listed) if listed == ip))
+            .any(|e| e.matches(&Target::Ip(ip), port, default_port))
     }
 
-    /// Addresses a resolved name may connect to: public ones, and refused ones only when listed.
+    /// Addresses a name may connect to on `dest`'s port: public ones, and refused ones only when
+    /// an entry lists that address literally for that same port.
     fn filter_resolved(
         &self,
-        name: &str,
+        dest: &Destination,
         addrs: Vec<SocketAddr>,
     ) -> Result<Vec<SocketAddr>, String> {
+        let name = dest.shown.as_str();
         let mut refused = Vec::new();
         let allowed: Vec<SocketAddr> = addrs
             .into_iter()
             .filter(|a| match refused_class(a.ip()) {
-                Some(class) if !self.lists_ip(a.ip()) => {
-                    refused.push(format!("{} ({class})", a.ip()));
+                Some(class) if !self.lists_address(a.ip(), dest.port, dest.default_port) => {
+                    refused.push(format!("{} ({class})", SocketAddr::new(a.ip(), dest.port)));
                     false
                 }
                 _ => true,
@@ -137,14 +133,58 @@ impl HostAllowlist {
     }
 }
 
+#[derive(Debug, Clone, PartialEq)]
 enum Target {
     Name(String),
     Ip(IpAddr),
 }
 
+/// Where one connection goes: a URL's host, port and its scheme's default port.
+#[derive(Debug, Clone, PartialEq)]
+struct Destination {
+    host: Target,
+    port: u16,
+    default_port: u16,
+    /// The host as the URL wrote it, for messages.
+    shown: String,
+}
+
+impl Destination {
+    fn of(url: &Url) -> Result<Self, String> {
+        let default_port = match url.scheme() {
+            "http" => 80,
+            "https" => 443,
+            other => {
+                return Err(format!(
+                    "scheme {other:?} is not allowed (http or https only)"
+                ));
+            }
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => Target::Name(normal_name(d)),
+            Some(url::Host::Ipv4(ip)) => Target::Ip(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Target::Ip(IpAddr::V6(ip)),
+            None => return Err(format!("{url} has no host")),
+        };
+        Ok(Self {
+            host,
+            port: url.port().unwrap_or(default_port),
+            default_port,
+            shown: url.host_str().unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+/// A host name as entries and destinations compare it.
+fn normal_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
 impl AllowedHost {
-    fn matches(&self, target: &Target, port: u16) -> bool {
-        if self.port.is_some_and(|p| p != port) {
+    /// Whether this entry grants `target` on `port`; without a port of its own it grants only
+    /// the scheme's `default_port`.
+    fn matches(&self, target: &Target, port: u16, default_port: u16) -> bool {
+        if self.port.unwrap_or(default_port) != port {
             return false;
         }
         match (&self.host, target) {
@@ -176,7 +216,7 @@ fn parse_entry(entry: &str) -> Result<AllowedHost, BadHostEntry> {
     let port = url.port();
     let host = match url.host() {
         Some(url::Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            let d = normal_name(d);
             if wildcard.is_some() {
                 HostPattern::Suffix(d)
             } else {
@@ -247,31 +287,45 @@ fn refused_v4(ip: Ipv4Addr) -> Option<&'static str> {
     }
 }
 
-/// Resolves names with the system resolver and drops the addresses the allowlist refuses.
+/// The destination the current connection of one request goes to, shared by the request, its
+/// redirect policy and its resolver.
+type CurrentDestination = Arc<Mutex<Option<Destination>>>;
+
+/// Resolves names with the system resolver and drops the addresses the allowlist refuses for the
+/// request's current destination.
 struct CheckedResolver {
     allow: Arc<HostAllowlist>,
+    current: CurrentDestination,
 }
 
 impl Resolve for CheckedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow = self.allow.clone();
+        let dest = self
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
+            // Fail closed: a name that is not the destination just checked is never resolved.
+            let dest = dest
+                .filter(|d| d.host == Target::Name(normal_name(&host)))
+                .ok_or_else(|| format!("{host} is not the destination that was checked"))?;
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await
                 .map_err(|e| format!("cannot resolve {host}: {e}"))?
                 .collect();
-            let allowed = allow.filter_resolved(&host, addrs)?;
+            let allowed = allow.filter_resolved(&dest, addrs)?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
 }
 
-/// An HTTP client bound to one tool server's allowlist.
+/// HTTP for one tool server, bound to its allowlist.
 #[derive(Clone)]
 pub struct HttpAccess {
     allow: Arc<HostAllowlist>,
-    client: reqwest::Client,
 }
 
 impl std::fmt::Debug for HttpAccess {
@@ -283,33 +337,52 @@ impl std::fmt::Debug for HttpAccess {
 }
 
 impl HttpAccess {
-    /// A client that connects only where `allow` says, with no proxy from the environment.
+    /// Access that connects only where `allow` says, with no proxy from the environment. The
+    /// client is built here once to report a configuration error at load time.
     pub fn new(allow: HostAllowlist) -> Result<Self, String> {
-        let allow = Arc::new(allow);
-        let redirect_allow = allow.clone();
+        let access = Self {
+            allow: Arc::new(allow),
+        };
+        access.client(Arc::default())?;
+        Ok(access)
+    }
+
+    /// A client for one request: no pool (every connection resolves afresh, against the
+    /// destination of that moment), redirects checked and recorded in `current`.
+    fn client(&self, current: CurrentDestination) -> Result<reqwest::Client, String> {
+        let redirect_allow = self.allow.clone();
+        let redirect_current = current.clone();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
             }
-            match redirect_allow.check_url(attempt.url()) {
-                Ok(()) => attempt.follow(),
+            let checked = Destination::of(attempt.url())
+                .and_then(|d| redirect_allow.check_destination(&d).map(|()| d));
+            match checked {
+                Ok(dest) => {
+                    *redirect_current
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(dest);
+                    attempt.follow()
+                }
                 Err(e) => {
                     let to = attempt.url().to_string();
                     attempt.error(format!("redirect to {to} refused: {e}"))
                 }
             }
         });
-        let client = reqwest::Client::builder()
+        reqwest::Client::builder()
             .no_proxy()
             .redirect(redirects)
+            .pool_max_idle_per_host(0)
             .dns_resolver(CheckedResolver {
-                allow: allow.clone(),
+                allow: self.allow.clone(),
+                current,
             })
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("caxton-tool/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { allow, client })
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))
     }
 
     /// Perform one request for a module, within `timeout`; the reply is the ABI's JSON.
@@ -326,10 +399,12 @@ impl HttpAccess {
         timeout: Duration,
     ) -> Result<serde_json::Value, String> {
         let url = Url::parse(&req.url).map_err(|e| format!("bad url {:?}: {e}", req.url))?;
-        self.allow.check_url(&url)?;
+        let dest = Destination::of(&url)?;
+        self.allow.check_destination(&dest)?;
         let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("bad method {:?}", req.method))?;
-        let mut builder = self.client.request(method, url.clone()).timeout(timeout);
+        let client = self.client(Arc::new(Mutex::new(Some(dest))))?;
+        let mut builder = client.request(method, url.clone()).timeout(timeout);
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
@@ -473,6 +548,10 @@ mod tests {
         );
     }
 
+    fn dest(url: &str) -> Destination {
+        Destination::of(&Url::parse(url).unwrap()).unwrap()
+    }
+
     #[test]
     fn resolved_private_addresses_are_dropped_unless_listed() {
         let a = allow(&["internal.example.com"]);
@@ -480,15 +559,53 @@ mod tests {
             "10.0.0.5:0".parse().unwrap(),
             "127.0.0.1:0".parse().unwrap(),
         ];
-        let e = a
-            .filter_resolved("internal.example.com", addrs.clone())
-            .unwrap_err();
-        assert!(e.contains("10.0.0.5 (private)"), "{e}");
+        let to = dest("http://internal.example.com/");
+        let e = a.filter_resolved(&to, addrs.clone()).unwrap_err();
+        assert!(e.contains("10.0.0.5:80 (private)"), "{e}");
         let b = allow(&["internal.example.com", "10.0.0.5"]);
         assert_eq!(
-            b.filter_resolved("internal.example.com", addrs).unwrap(),
+            b.filter_resolved(&to, addrs).unwrap(),
             vec!["10.0.0.5:0".parse::<SocketAddr>().unwrap()]
         );
+    }
+
+    #[test]
+    fn an_entry_without_a_port_grants_the_default_port_only() {
+        let a = allow(&["api.example.com", "93.184.216.34"]);
+        assert!(check(&a, "http://api.example.com/").is_ok());
+        assert!(check(&a, "https://api.example.com/").is_ok());
+        assert!(check(&a, "http://api.example.com:80/").is_ok());
+        for url in [
+            "http://api.example.com:8080/",
+            "https://api.example.com:80/",
+            "http://api.example.com:443/",
+            "http://93.184.216.34:22/",
+        ] {
+            let e = check(&a, url).unwrap_err();
+            assert!(e.contains("allowlist"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_name_does_not_inherit_the_ports_of_a_listed_address() {
+        let loopback = vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()];
+        // The address is listed for 8080 only; the name, for its default port or for 9000.
+        let a = allow(&["localhost", "rebound.example.com:9000", "127.0.0.1:8080"]);
+        assert!(check(&a, "http://localhost:8080/").is_err());
+        for url in ["http://localhost/", "http://rebound.example.com:9000/"] {
+            let to = dest(url);
+            assert!(a.check_destination(&to).is_ok(), "{url} is listed by name");
+            let e = a.filter_resolved(&to, loopback.clone()).unwrap_err();
+            assert!(e.contains("loopback"), "{url}: {e}");
+        }
+        // Listed by name and by address for the same port: the operator meant it.
+        let b = allow(&["localhost:8080", "127.0.0.1:8080"]);
+        let to = dest("http://localhost:8080/");
+        assert!(b.check_destination(&to).is_ok());
+        assert_eq!(b.filter_resolved(&to, loopback.clone()).unwrap(), loopback);
+        // Public addresses need only the name's entry.
+        let public = vec!["93.184.216.34:0".parse::<SocketAddr>().unwrap()];
+        assert_eq!(b.filter_resolved(&to, public.clone()).unwrap(), public);
     }
 
     #[test]

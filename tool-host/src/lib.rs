@@ -14,9 +14,10 @@
 //! hash of their bytes and of the engine's settings; every call gets a fresh instance from a
 //! pre-linked `InstancePre` on the pooling allocator, so nothing leaks between calls; CPU is
 //! bounded by fuel, wall time by epoch interruption, memory by a per-call limiter, host
-//! functions by the call's remaining wall time; files only inside the granted directories, HTTP
-//! only to the allowlist with addresses checked at connect time; any fault is an error for that
-//! call, never a panic of the host.
+//! functions (WASI's `poll_oneoff` included) by the call's remaining wall time; files only
+//! inside the granted directories, HTTP only where one allowlist entry grants both host and
+//! port, with addresses checked at connect time; any fault is an error for that call, never a
+//! panic of the host.
 #![deny(missing_docs)]
 
 mod cache;
@@ -25,12 +26,14 @@ mod host_fns;
 pub mod http_access;
 pub mod manifest;
 mod server;
+mod slots;
 mod sqlite_access;
+mod wasi_time;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, PoolingAllocationConfig,
@@ -38,6 +41,7 @@ use wasmtime::{
 
 pub use call::{CallLimits, DirGrant, Grants, ToolFault};
 pub use server::{CallContext, PackageError, ToolCallError, ToolServer};
+pub use slots::{CallSlot, CallSlots, SlotLimits, SlotsClosed};
 
 /// How often the wall-clock tick advances; call deadlines are counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -91,7 +95,22 @@ pub(crate) struct CallState {
     pub(crate) hit_memory_limit: bool,
     /// Present when the module imports WASI.
     pub(crate) wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
+    /// Time zero of the call's WASI monotonic clock.
+    pub(crate) clock_origin: Instant,
     pub(crate) io: host_fns::CallIo,
+}
+
+impl CallState {
+    /// The call's WASI context; a module that imports WASI without a grant gets one with nothing
+    /// preopened.
+    pub(crate) fn wasi_ctx(&mut self) -> &mut wasmtime_wasi::p1::WasiP1Ctx {
+        let origin = self.clock_origin;
+        self.wasi.get_or_insert_with(|| {
+            wasmtime_wasi::WasiCtxBuilder::new()
+                .monotonic_clock(wasi_time::CallClock { origin })
+                .build_p1()
+        })
+    }
 }
 
 impl wasmtime::ResourceLimiter for CallState {
@@ -162,12 +181,8 @@ impl ToolHost {
         let mut linker = Linker::new(&engine);
         let linking =
             |e: wasmtime::Error| LoadError::Engine(format!("cannot link host functions: {e:#}"));
-        // A module that imports WASI without a grant gets a context with nothing preopened.
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CallState| {
-            s.wasi
-                .get_or_insert_with(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1())
-        })
-        .map_err(linking)?;
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, CallState::wasi_ctx).map_err(linking)?;
+        wasi_time::bound_poll_oneoff(&mut linker).map_err(linking)?;
         host_fns::add_to_linker(&mut linker).map_err(linking)?;
         let io_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -85,6 +85,17 @@ pub struct CallContext {
     pub workspace: Option<PathBuf>,
 }
 
+impl CallContext {
+    /// Who is calling, for sharing the call slots: each agent has its own workspace (and the MCP
+    /// endpoint one of its own), so the workspace names the caller; calls with none share one.
+    pub fn caller(&self) -> String {
+        self.workspace
+            .as_deref()
+            .map(|w| w.display().to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// A loaded tool server.
 pub struct ToolServer {
     manifest: ToolManifest,

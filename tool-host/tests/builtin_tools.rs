@@ -915,6 +915,7 @@ fn http_refusals_are_tool_errors_naming_the_cause() {
         );
     }
     // Allowed by name, refused by address: localhost resolves to loopback.
+    let http = http_client(&[format!("localhost:{port}")]);
     let url = format!("http://localhost:{port}/data.csv");
     let result = call(&http, "http_get", json!({ "url": url }));
     let text = error_text(&result);
@@ -922,7 +923,10 @@ fn http_refusals_are_tool_errors_naming_the_cause() {
         text.starts_with(&format!("GET {url} refused or failed: ")),
         "{text}"
     );
-    assert!(text.contains("127.0.0.1 (loopback)"), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port} (loopback)")),
+        "{text}"
+    );
     // The shipped manifest lists no host at all.
     let http = server("builtin/http");
     let result = call(

@@ -161,7 +161,8 @@ fn files_are_reachable_only_inside_the_grant() {
 }
 
 /// A loopback HTTP server: `/ok` answers, `/to-meta` and `/to-other` redirect to refused
-/// addresses, `/slow` never answers within a test's patience.
+/// addresses, `/to-other-by-name` and `/to-self-by-name` redirect to `localhost` on the other
+/// server's port or its own, `/slow` never answers within a test's patience.
 fn http_server(other_port: u16) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -184,6 +185,8 @@ fn http_server(other_port: u16) -> u16 {
                     "/to-meta" => "HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/latest/meta-data\r\ncontent-length: 0\r\n\r\n".to_owned(),
                     "/to-other" => format!("HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{other_port}/ok\r\ncontent-length: 0\r\n\r\n"),
                     "/to-ok" => "HTTP/1.1 302 Found\r\nlocation: /ok\r\ncontent-length: 0\r\n\r\n".to_owned(),
+                    "/to-other-by-name" => format!("HTTP/1.1 302 Found\r\nlocation: http://localhost:{other_port}/ok\r\ncontent-length: 0\r\n\r\n"),
+                    "/to-self-by-name" => format!("HTTP/1.1 302 Found\r\nlocation: http://localhost:{port}/ok\r\ncontent-length: 0\r\n\r\n"),
                     "/slow" => {
                         std::thread::sleep(Duration::from_secs(10));
                         return;
@@ -279,6 +282,72 @@ fn http_goes_only_where_the_allowlist_says() {
             .contains("no http_hosts capability"),
         "{none}"
     );
+}
+
+/// The `error` of a fetch that must be refused.
+fn refused(m: &ToolModule, grants: &Grants, url: &str) -> String {
+    let reply = fetch(m, grants, url, Duration::from_secs(5));
+    reply["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{url} must be refused: {reply}"))
+        .to_owned()
+}
+
+#[test]
+fn a_connection_needs_one_entry_for_its_host_and_its_port() {
+    let cache = tempfile::tempdir().unwrap();
+    let h = host(cache.path());
+    let m = module(&h, "relay", RELAY);
+    // Two loopback servers; only `port` is listed by address.
+    let other = http_server(1);
+    let port = http_server(other);
+    let sec = Duration::from_secs(5);
+
+    // A port-less name entry grants port 80 only, and does not borrow the listed address's port.
+    let g = http_grants(&["localhost".to_owned(), format!("127.0.0.1:{port}")]);
+    for p in [other, port] {
+        let error = refused(&m, &g, &format!("http://localhost:{p}/ok"));
+        assert!(
+            error.contains(&format!("localhost:{p} is not in")),
+            "{error}"
+        );
+    }
+    let error = refused(&m, &g, "http://localhost/ok");
+    assert!(error.contains("127.0.0.1:80 (loopback)"), "{error}");
+    assert_eq!(
+        fetch(&m, &g, &format!("http://127.0.0.1:{port}/ok"), sec)["body"],
+        "hello"
+    );
+
+    // The name listed for the other port: it resolves to an address listed for `port` only.
+    let g = http_grants(&[format!("localhost:{other}"), format!("127.0.0.1:{port}")]);
+    let error = refused(&m, &g, &format!("http://localhost:{other}/ok"));
+    assert!(
+        error.contains(&format!("127.0.0.1:{other} (loopback)")),
+        "{error}"
+    );
+    // Nor through a redirect, by address or by name.
+    let error = refused(&m, &g, &format!("http://127.0.0.1:{port}/to-other"));
+    assert!(error.contains("redirect"), "{error}");
+    let error = refused(&m, &g, &format!("http://127.0.0.1:{port}/to-other-by-name"));
+    assert!(
+        error.contains(&format!("127.0.0.1:{other} (loopback)")),
+        "{error}"
+    );
+
+    // Name and address both listed for the same port: reachable, directly and by redirect.
+    let g = http_grants(&[format!("localhost:{port}"), format!("127.0.0.1:{port}")]);
+    let ok = fetch(&m, &g, &format!("http://localhost:{port}/ok"), sec);
+    assert_eq!(ok["body"], "hello", "{ok}");
+    let ok = fetch(
+        &m,
+        &g,
+        &format!("http://127.0.0.1:{port}/to-self-by-name"),
+        sec,
+    );
+    assert_eq!(ok["body"], "hello", "{ok}");
+    let error = refused(&m, &g, &format!("http://localhost:{other}/ok"));
+    assert!(error.contains("allowlist"), "{error}");
 }
 
 #[test]

@@ -55,10 +55,12 @@ fn render_one(
         .map_err(|e| format!("cannot parse {field}: {e}"))?;
     // Strict mode alone reports "undefined value" without the name; look the names up first so
     // the error says which variable the request did not supply.
+    // minijinja's global functions (`range`, `dict`, `namespace`, ...) are defined by the
+    // environment, not by the request.
     let mut missing: Vec<String> = template
         .undeclared_variables(false)
         .into_iter()
-        .filter(|name| !vars.contains_key(name))
+        .filter(|name| !vars.contains_key(name) && !env.globals().any(|(g, _)| g == name))
         .collect();
     if !missing.is_empty() {
         missing.sort();

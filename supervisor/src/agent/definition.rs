@@ -12,7 +12,71 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::name::AgentName;
-use crate::config::{line_of, parse_duration, parse_size};
+use crate::config::{
+    TIMEOUT_BOUNDS, WORKER_MEMORY_BOUNDS, check_duration, check_size, line_of,
+    parse_bounded_duration, parse_bounded_size, show_size,
+};
+
+/// Largest agent file accepted, in bytes. Prompts and documentation fit many times over; the
+/// cap keeps a deploy request within the API's body limit (see [`MAX_AGENT_DEPLOY_BODY`]).
+pub const MAX_AGENT_FILE_BYTES: usize = 256 * 1024;
+
+/// Largest deploy request an agent file at the cap makes: JSON escapes at most double a TOML
+/// file (TOML allows no control characters but tab and line ends, each escaped in two bytes),
+/// plus the file's name and the JSON around it. `[api] max_body` may not be set below this.
+pub const MAX_AGENT_DEPLOY_BODY: usize = 2 * MAX_AGENT_FILE_BYTES + 32 * 1024;
+
+/// Read an agent file, refusing one larger than [`MAX_AGENT_FILE_BYTES`] (without reading all
+/// of it) or one that is not UTF-8 (naming the line and byte column of the first bad byte).
+pub fn read_agent_file(path: &Path) -> Result<String, AgentFileError> {
+    use std::io::Read;
+    let file_name = path.display().to_string();
+    let fail = |line: usize, reason: String| AgentFileError {
+        file: file_name.clone(),
+        line,
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(1, format!("cannot read: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_AGENT_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(1, format!("cannot read: {e}")))?;
+    if bytes.len() > MAX_AGENT_FILE_BYTES {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(fail(1, too_large(size)));
+    }
+    agent_source_from_bytes(path, bytes)
+}
+
+/// The text of an agent file, or an error at the first byte that is not UTF-8.
+pub fn agent_source_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<String, AgentFileError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let line_start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        AgentFileError {
+            file: path.display().to_string(),
+            line,
+            reason: format!(
+                "not valid UTF-8: byte 0x{:02x} at byte column {} (agent files must be UTF-8 text)",
+                bytes[at],
+                at - line_start + 1
+            ),
+        }
+    })
+}
+
+fn too_large(size: u64) -> String {
+    format!(
+        "the file is {size} bytes ({}); agent files may be at most {MAX_AGENT_FILE_BYTES} bytes ({})",
+        show_size(size),
+        show_size(MAX_AGENT_FILE_BYTES as u64)
+    )
+}
 
 /// An agent file that cannot be used, with where and why.
 #[derive(Debug, Clone, thiserror::Error, Serialize)]
@@ -255,6 +319,13 @@ const LIFTABLE: [&str; 3] = ["system_prompt", "user_prompt_template", "documenta
 /// Parse and validate one agent file. `file` names it in errors.
 pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFileError> {
     let file_name = file.display().to_string();
+    if source.len() > MAX_AGENT_FILE_BYTES {
+        return Err(AgentFileError {
+            file: file_name,
+            line: 1,
+            reason: too_large(source.len() as u64),
+        });
+    }
     let err_at = |offset: usize, reason: String| AgentFileError {
         file: file_name.clone(),
         line: line_of(source, offset),
@@ -393,17 +464,19 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
                 None => None,
                 Some(t) => {
                     let offset = t.span().start;
+                    // Bounded here so that no deadline computed from it can overflow.
                     let d = match t.into_inner() {
-                        DurationValue::Seconds(s) => Duration::from_secs(s),
-                        DurationValue::Text(text) => parse_duration("limits.timeout", &text)
-                            .map_err(|e| err_at(offset, e.to_string()))?,
-                    };
-                    if d.is_zero() {
-                        return Err(err_at(
-                            offset,
-                            "limits.timeout must be more than zero".into(),
-                        ));
+                        DurationValue::Seconds(s) => check_duration(
+                            "limits.timeout",
+                            &s.to_string(),
+                            Duration::from_secs(s),
+                            TIMEOUT_BOUNDS,
+                        ),
+                        DurationValue::Text(text) => {
+                            parse_bounded_duration("limits.timeout", &text, TIMEOUT_BOUNDS)
+                        }
                     }
+                    .map_err(|reason| err_at(offset, reason))?;
                     Some(d)
                 }
             };
@@ -412,14 +485,14 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
                 Some(m) => {
                     let offset = m.span().start;
                     let bytes = match m.into_inner() {
-                        SizeValue::Bytes(b) => b,
-                        SizeValue::Text(text) => parse_size("limits.memory", &text)
-                            .map_err(|e| err_at(offset, e.to_string()))?,
-                    };
-                    // The worker binary alone maps a few MB; less than this cannot run anything.
-                    if bytes < 16 * 1024 * 1024 {
-                        return Err(err_at(offset, "limits.memory must be at least 16MB".into()));
+                        SizeValue::Bytes(b) => {
+                            check_size("limits.memory", &b.to_string(), b, WORKER_MEMORY_BOUNDS)
+                        }
+                        SizeValue::Text(text) => {
+                            parse_bounded_size("limits.memory", &text, WORKER_MEMORY_BOUNDS)
+                        }
                     }
+                    .map_err(|reason| err_at(offset, reason))?;
                     Some(bytes)
                 }
             };
@@ -458,16 +531,19 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
     })
 }
 
-/// Syntax-check a template and refuse variables that no request can supply.
+/// Syntax-check a template and refuse variables that no request can supply. minijinja's
+/// global functions (`range`, `dict`, `namespace`, ...) are not variables the request must
+/// supply: the worker renders with the same default environment, where they are defined.
 fn check_template(field: &str, source: &str, known: &[&str]) -> Result<(), String> {
     let env = minijinja::Environment::new();
     let template = env
         .template_from_str(source)
         .map_err(|e| format!("{field}: template error: {e}"))?;
+    let globals: Vec<&str> = env.globals().map(|(name, _)| name).collect();
     let mut unknown: Vec<String> = template
         .undeclared_variables(false)
         .into_iter()
-        .filter(|v| !known.contains(&v.as_str()))
+        .filter(|v| !known.contains(&v.as_str()) && !globals.contains(&v.as_str()))
         .collect();
     if unknown.is_empty() {
         return Ok(());
@@ -607,6 +683,90 @@ mod tests {
         assert_eq!(agent.memory_limit, Some(256_000_000));
         let err = parse("name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\n[limits]\ntimeout = \"soon\"\n").unwrap_err();
         assert_eq!(err.line, 5, "{err}");
+    }
+
+    #[test]
+    fn limits_are_bounded_on_their_line() {
+        let head = "name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\n[limits]\n";
+        for (body, expected) in [
+            (
+                "timeout = 18446744073709551615",
+                "limits.timeout = 18446744073709551615: must be between 100ms and 24h",
+            ),
+            ("timeout = 0", "limits.timeout = 0: must be between"),
+            (
+                "timeout = \"0s\"",
+                "limits.timeout = \"0s\": must be between",
+            ),
+            ("timeout = \"25h\"", "limits.timeout = \"25h\""),
+            (
+                "memory = \"1KiB\"",
+                "limits.memory = \"1KiB\": must be between 16MiB",
+            ),
+            (
+                "memory = 18446744073709551615",
+                "limits.memory = 18446744073709551615",
+            ),
+        ] {
+            let err = parse(&format!("{head}{body}\n")).unwrap_err();
+            assert_eq!(err.line, 5, "{body}: {err}");
+            assert!(err.reason.contains(expected), "{body}: {err}");
+        }
+        let agent = parse(&format!("{head}timeout = 86400\nmemory = \"16MiB\"\n")).unwrap();
+        assert_eq!(agent.timeout, Some(Duration::from_secs(86400)));
+    }
+
+    #[test]
+    fn a_file_over_the_cap_is_refused_naming_its_size_and_the_cap() {
+        let big = format!(
+            "name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\n# {}\n",
+            "x".repeat(MAX_AGENT_FILE_BYTES)
+        );
+        let err = parse(&big).unwrap_err().to_string();
+        assert!(err.starts_with("agents/test.toml:1:"), "{err}");
+        assert!(err.contains(&format!("{} bytes", big.len())), "{err}");
+        assert!(err.contains("256KiB"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.toml");
+        std::fs::write(&path, &big).unwrap();
+        let err = read_agent_file(&path).unwrap_err();
+        assert!(
+            err.reason.contains(&format!("{} bytes", big.len())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line_and_byte_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latin1.toml");
+        std::fs::write(
+            &path,
+            b"name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"caf\xe9\"\n",
+        )
+        .unwrap();
+        let err = read_agent_file(&path).unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.to_string().contains("latin1.toml:3:"), "{err}");
+        assert!(
+            err.reason.contains("0xe9") && err.reason.contains("byte column 28"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn minijinja_builtins_pass_the_template_check_and_unknown_variables_do_not() {
+        let head = "name = \"hi\"\nversion = \"1\"\n";
+        let template = "{% set ns = namespace(n=0) %}{% for i in range(3) %}{{ loop.index }}{% set ns.n = ns.n + i %}{% endfor %}{{ dict(a=1).a }} {{ ns.n }} {{ request | upper }}";
+        let agent = parse(&format!("{head}user_prompt_template = '{template}'\n"));
+        assert!(agent.is_ok(), "{:?}", agent.err());
+        let err = parse(&format!(
+            "{head}user_prompt_template = '{{% for i in range(customer) %}}{{{{ i }}}}{{% endfor %}}'\n"
+        ))
+        .unwrap_err();
+        assert!(err.reason.contains("customer"), "{err}");
+        assert!(!err.reason.contains("range"), "{err}");
     }
 
     #[test]

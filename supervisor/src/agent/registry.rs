@@ -1,15 +1,16 @@
 //! The set of deployed agents, kept in memory and mirrored by the files of the agents directory.
 //!
 //! Invariants: a file that fails to parse never replaces the version of its agent that is
-//! running; a request holds an `Arc` of the definition it started with, so a reload or removal
-//! never changes a request already in flight.
+//! running; one agent name is defined by one file (two files defining it are both refused, and
+//! the running version stays); a request holds an `Arc` of the definition it started with, so a
+//! reload or removal never changes a request already in flight.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use super::definition::{AgentDefinition, AgentFileError, parse_agent};
+use super::definition::{AgentDefinition, AgentFileError, parse_agent, read_agent_file};
 use super::name::AgentName;
 
 /// Failures of registry operations.
@@ -97,34 +98,11 @@ impl AgentRegistry {
 
         let mut report = ReloadReport::default();
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = State::default();
+        let mut parsed = Vec::new();
         let mut failed_files = Vec::new();
         for path in &files {
-            let parsed = std::fs::read_to_string(path)
-                .map_err(|e| AgentFileError {
-                    file: path.display().to_string(),
-                    line: 1,
-                    reason: e.to_string(),
-                })
-                .and_then(|src| parse_agent(path, &src));
-            match parsed {
-                Ok(agent) => {
-                    if let Some(other) = next.file_of.get(&agent.name) {
-                        report.errors.push(AgentFileError {
-                            file: path.display().to_string(),
-                            line: 1,
-                            reason: format!(
-                                "agent {:?} is already defined by {}",
-                                agent.name.as_str(),
-                                other.display()
-                            ),
-                        });
-                        continue;
-                    }
-                    report.warnings.extend(agent.warnings.iter().cloned());
-                    next.file_of.insert(agent.name.clone(), path.clone());
-                    next.by_name.insert(agent.name.clone(), Arc::new(agent));
-                }
+            match read_agent_file(path).and_then(|src| parse_agent(path, &src)) {
+                Ok(agent) => parsed.push((path.clone(), agent)),
                 Err(e) => {
                     tracing::warn!(file = %path.display(), line = e.line, reason = %e.reason, "agent file rejected");
                     report.errors.push(e);
@@ -132,9 +110,51 @@ impl AgentRegistry {
                 }
             }
         }
-        // Keep the running version of any agent whose file is now broken.
+        // Which files define each name. A broken file still holds the name of the agent it
+        // defined before, whose running version it keeps.
+        let mut claims: BTreeMap<AgentName, Vec<PathBuf>> = BTreeMap::new();
+        for (path, agent) in &parsed {
+            claims
+                .entry(agent.name.clone())
+                .or_default()
+                .push(path.clone());
+        }
         for (name, path) in &state.file_of {
-            if failed_files.contains(path)
+            if failed_files.contains(path) {
+                claims.entry(name.clone()).or_default().push(path.clone());
+            }
+        }
+        let mut next = State::default();
+        for (path, agent) in parsed {
+            let owners = &claims[&agent.name];
+            if owners.len() > 1 {
+                let others: Vec<String> = owners
+                    .iter()
+                    .filter(|p| **p != path)
+                    .map(|p| p.display().to_string())
+                    .collect();
+                let e = AgentFileError {
+                    file: path.display().to_string(),
+                    line: name_line(&agent.source),
+                    reason: format!(
+                        "agent {:?} is also defined by {}; an agent must be defined by one file \
+                         only, so neither is loaded (a running version stays)",
+                        agent.name.as_str(),
+                        others.join(", ")
+                    ),
+                };
+                tracing::warn!(file = %e.file, line = e.line, reason = %e.reason, "agent file rejected");
+                report.errors.push(e);
+                continue;
+            }
+            report.warnings.extend(agent.warnings.iter().cloned());
+            next.file_of.insert(agent.name.clone(), path);
+            next.by_name.insert(agent.name.clone(), Arc::new(agent));
+        }
+        // Keep the running version of any agent whose file is now broken or contested.
+        for (name, path) in &state.file_of {
+            let contested = claims.get(name).is_some_and(|owners| owners.len() > 1);
+            if (contested || failed_files.contains(path))
                 && !next.by_name.contains_key(name)
                 && let Some(agent) = state.by_name.get(name)
             {
@@ -147,6 +167,28 @@ impl AgentRegistry {
         Ok(report)
     }
 
+    /// Another file of the directory, besides `target`, that defines `name`.
+    fn other_file_defining(&self, name: &AgentName, target: &Path) -> Option<PathBuf> {
+        #[derive(serde::Deserialize)]
+        struct NameOnly {
+            name: Option<String>,
+        }
+        let entries = std::fs::read_dir(&self.dir).ok()?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file() && p != target)
+            .collect();
+        files.sort();
+        files.into_iter().find(|path| {
+            read_agent_file(path)
+                .ok()
+                .and_then(|src| toml::from_str::<NameOnly>(&src).ok())
+                .and_then(|raw| raw.name)
+                .and_then(|n| AgentName::parse(&n).ok())
+                .is_some_and(|n| &n == name)
+        })
+    }
+
     /// Validate `source` and, if it is good, write it to the directory and deploy it.
     pub fn deploy(&self, origin: &Path, source: &str) -> Result<DeployOutcome, RegistryError> {
         let agent = parse_agent(origin, source)?;
@@ -157,6 +199,18 @@ impl AgentRegistry {
             .get(&agent.name)
             .cloned()
             .unwrap_or_else(|| self.dir.join(format!("{}.toml", agent.name)));
+        if let Some(other) = self.other_file_defining(&agent.name, &path) {
+            return Err(RegistryError::Invalid(AgentFileError {
+                file: origin.display().to_string(),
+                line: name_line(source),
+                reason: format!(
+                    "agent {:?} is also defined by {} in the agents directory; an agent must be \
+                     defined by one file only: remove that file first (the running version stays)",
+                    agent.name.as_str(),
+                    other.display()
+                ),
+            }));
+        }
         write_atomically(&path, source).map_err(|error| RegistryError::Io {
             path: path.clone(),
             error,
@@ -232,6 +286,11 @@ impl AgentRegistry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The line of an agent file's `name`, for errors about the name.
+fn name_line(source: &str) -> usize {
+    crate::config::line_of_key(source, &["name"]).unwrap_or(1)
 }
 
 /// Write to a temporary file in the same directory, sync, then rename over the target, so a
@@ -310,14 +369,54 @@ mod tests {
     }
 
     #[test]
-    fn two_files_with_one_name_keep_the_first() {
+    fn two_files_with_one_name_are_both_refused_naming_each_other() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
-        std::fs::write(dir.path().join("b.toml"), GOOD_V2).unwrap();
+        let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        std::fs::write(&a, GOOD).unwrap();
+        std::fs::write(&b, GOOD_V2).unwrap();
         let reg = AgentRegistry::new(dir.path());
         let report = reg.reload().unwrap();
-        assert_eq!(report.errors.len(), 1);
-        assert!(report.errors[0].reason.contains("already defined"));
+        assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+        let a_err = report
+            .errors
+            .iter()
+            .find(|e| e.file == a.display().to_string())
+            .unwrap();
+        assert!(a_err.reason.contains(&b.display().to_string()), "{a_err}");
+        assert_eq!(a_err.line, 1, "{a_err}");
+        assert!(reg.get("hi").is_none());
+    }
+
+    #[test]
+    fn a_second_file_never_takes_over_a_running_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let hello = dir.path().join("hello.toml");
+        std::fs::write(&hello, GOOD).unwrap();
+        let reg = AgentRegistry::new(dir.path());
+        reg.reload().unwrap();
+        // Another file claims the name while the original is broken.
+        std::fs::write(dir.path().join("a-copy.toml"), GOOD_V2).unwrap();
+        std::fs::write(&hello, "name = \"hi\"\nversion = 1\n").unwrap();
+        let report = reg.reload().unwrap();
         assert_eq!(reg.get("hi").unwrap().version, "1");
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.file.ends_with("a-copy.toml") && e.reason.contains("hello.toml")),
+            "{:?}",
+            report.errors
+        );
+        // Both files good: still contested, still the running version.
+        std::fs::write(&hello, GOOD).unwrap();
+        reg.reload().unwrap();
+        assert_eq!(reg.get("hi").unwrap().version, "1");
+        // A deploy of the name is refused while the other file exists.
+        let err = reg
+            .deploy(Path::new("new.toml"), GOOD_V2)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a-copy.toml"), "{err}");
+        assert_eq!(std::fs::read_to_string(&hello).unwrap(), GOOD);
     }
 }

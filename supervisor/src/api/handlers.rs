@@ -196,8 +196,23 @@ fn report_response(report: ExecutionReport) -> ApiResult {
 }
 
 fn failure_of(report: &ExecutionReport) -> Option<ApiError> {
+    // Whatever the run did, a caller is never told it succeeded when its record is missing;
+    // the answer still comes back, inside the execution.
+    if let Some(reason) = &report.record_error {
+        return Some(ApiError {
+            status: StatusCode::INSUFFICIENT_STORAGE,
+            kind: "not_recorded",
+            message: format!(
+                "the execution ran ({}) but its record could not be written, so the history \
+                 will not show it: {reason}",
+                report.outcome.label()
+            ),
+            extra: Some(json!({"execution": report})),
+        });
+    }
     let status = match report.outcome {
         Outcome::Succeeded => return None,
+        Outcome::NotRecorded { .. } => StatusCode::INSUFFICIENT_STORAGE,
         Outcome::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
         Outcome::AgentFailed { .. } => StatusCode::BAD_GATEWAY,
         Outcome::ShutDown => StatusCode::SERVICE_UNAVAILABLE,

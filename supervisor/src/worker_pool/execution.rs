@@ -4,7 +4,7 @@ use std::future::Future;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::pin::Pin;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +21,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::Instrument;
 
+use super::cgroup::WorkerCgroup;
 use super::live::{Entry, WorkerState};
 use super::{WorkerPool, os};
 use crate::agent::AgentDefinition;
@@ -102,6 +103,17 @@ pub enum Outcome {
         signal: i32,
         /// Whether it came through `caxton worker kill`.
         by_operator: bool,
+        /// The end of what it wrote to stderr.
+        stderr: String,
+    },
+    /// The worker could not get memory within its address-space limit and died of it.
+    MemoryLimit {
+        /// The limit in bytes.
+        limit_bytes: u64,
+        /// The signal it died by.
+        signal: i32,
+        /// The end of what it wrote to stderr.
+        stderr: String,
     },
     /// The worker exited without replying.
     WorkerExited {
@@ -122,6 +134,13 @@ pub enum Outcome {
     },
     /// The supervisor was shutting down and stopped the worker.
     ShutDown,
+    /// The caller went away before the answer (a client disconnected); the worker was stopped.
+    Cancelled,
+    /// The execution's record could not be written, so no worker was started.
+    NotRecorded {
+        /// Why.
+        detail: String,
+    },
 }
 
 impl Outcome {
@@ -136,6 +155,9 @@ impl Outcome {
             Self::ProtocolViolation { .. } => "protocol_violation",
             Self::SpawnFailed { .. } => "spawn_failed",
             Self::ShutDown => "shut_down",
+            Self::Cancelled => "cancelled",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::NotRecorded { .. } => "not_recorded",
         }
     }
 
@@ -164,14 +186,27 @@ impl Outcome {
             Self::Killed {
                 signal,
                 by_operator,
+                stderr,
             } => format!(
-                "{worker} was killed by signal {signal} ({}){}",
+                "{worker} was killed by signal {signal} ({}){}{}",
                 os::signal_name(*signal),
                 if *by_operator {
                     " sent by an operator"
                 } else {
                     ""
-                }
+                },
+                stderr_suffix(stderr)
+            ),
+            Self::MemoryLimit {
+                limit_bytes,
+                signal,
+                stderr,
+            } => format!(
+                "{worker} ran out of memory: it reached its limit of {} ([limits] memory of the \
+                 agent, or [worker] memory) and died by {}{}",
+                human_bytes(*limit_bytes),
+                os::signal_name(*signal),
+                stderr_suffix(stderr)
             ),
             Self::WorkerExited { code, stderr } if stderr.is_empty() => {
                 format!("{worker} exited with status {code} without replying")
@@ -187,9 +222,44 @@ impl Outcome {
             }
             Self::SpawnFailed { detail } => format!("cannot start a worker: {detail}"),
             Self::ShutDown => format!("the supervisor is shutting down; {worker} was stopped"),
+            Self::Cancelled => {
+                format!("the caller went away before the answer; {worker} was stopped")
+            }
+            Self::NotRecorded { detail } => {
+                format!("the request was not run because its record could not be written: {detail}")
+            }
         })
     }
 }
+
+fn stderr_suffix(stderr: &str) -> String {
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes.is_multiple_of(1024 * MIB) {
+        format!("{} GiB", bytes / (1024 * MIB))
+    } else if bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// What a process that could not allocate prints before it aborts (Rust's allocation-failure
+/// handler, glibc's malloc checks, C++'s bad_alloc).
+const OUT_OF_MEMORY_MARKS: [&str; 4] = [
+    "memory allocation of",
+    "Cannot allocate memory",
+    "std::bad_alloc",
+    "out of memory",
+];
 
 fn human_ms(ms: u64) -> String {
     if ms.is_multiple_of(1000) {
@@ -233,6 +303,40 @@ pub struct ExecutionReport {
     pub exit_code: Option<i32>,
     /// The signal that ended the worker, if any.
     pub exit_signal: Option<i32>,
+    /// Why the end of this execution could not be recorded, when it could not: the caller must
+    /// then be told, as the history will not show it.
+    pub record_error: Option<String>,
+}
+
+impl ExecutionReport {
+    /// The report of an execution that ended without a worker's part in it (its record could
+    /// not be written, or its caller went away), `duration_ms` after it started.
+    pub fn without_worker(
+        execution_id: String,
+        agent: &AgentDefinition,
+        started_at: f64,
+        duration_ms: f64,
+        outcome: Outcome,
+    ) -> Self {
+        Self {
+            execution_id,
+            agent: agent.name.to_string(),
+            agent_version: agent.version.clone(),
+            worker_pid: None,
+            started_at,
+            duration_ms,
+            startup_ms: None,
+            llm_ms: None,
+            error: outcome.error_message(None),
+            outcome,
+            answer: None,
+            usage: None,
+            tool_calls: Vec::new(),
+            exit_code: None,
+            exit_signal: None,
+            record_error: None,
+        }
+    }
 }
 
 /// How the conversation ended, before the worker's exit status is known.
@@ -312,6 +416,7 @@ impl WorkerPool {
             tool_calls: Vec::new(),
             exit_code: None,
             exit_signal: None,
+            record_error: None,
         };
         let finish = |mut report: ExecutionReport, outcome: Outcome| {
             report.error = outcome.error_message(report.worker_pid);
@@ -324,7 +429,12 @@ impl WorkerPool {
             return finish(report, Outcome::ShutDown);
         };
         let timeout = agent.timeout.unwrap_or(self.settings.default_timeout);
-        let deadline = tokio::time::Instant::from_std(started + timeout);
+        // Durations are bounded when files are parsed; this keeps a bound that slipped through
+        // from panicking the runtime: such a deadline is simply never reached.
+        let deadline = started
+            .checked_add(timeout)
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + FAR_FUTURE);
 
         let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
             Ok(pair) => pair,
@@ -366,12 +476,13 @@ impl WorkerPool {
         self.metrics
             .worker_spawn_duration
             .observe(spawned.spawn_time.as_secs_f64());
-        let mut child = spawned.child;
-        let pid = child.id();
+        let mut worker = WorkerProcess::new(spawned.child, spawned.cgroup, &self.spawner);
+        let pid = worker.pid;
         report.worker_pid = Some(pid);
         tracing::Span::current().record("worker_pid", pid);
         let pidfd = Arc::new(spawned.pidfd);
-        self.live.insert(
+        let live_entry = LiveEntry::insert(
+            self,
             &execution_id,
             Entry {
                 pid,
@@ -383,10 +494,8 @@ impl WorkerPool {
                 operator_signal: None,
             },
         );
-        self.metrics.live_workers.inc();
-        let stderr_tail = child
-            .stderr
-            .take()
+        let stderr_tail = worker
+            .stderr()
             .map(|s| tokio::spawn(drain_stderr(OwnedFd::from(s), pid)));
 
         // SAFETY: PidFd holds an Arc of the OwnedFd, so the fd stays open and refers to this
@@ -434,11 +543,10 @@ impl WorkerPool {
             verdict,
             Verdict::Answered(_) | Verdict::AgentFailed(_) | Verdict::Gone
         );
-        let status = self
-            .stop_and_reap(&execution_id, child, exit_fd.as_ref(), polite)
+        let ending = self
+            .stop_and_reap(&execution_id, &mut worker, exit_fd.as_ref(), polite)
             .await;
-        let operator_signal = self.live.remove(&execution_id);
-        self.metrics.live_workers.dec();
+        let operator_signal = live_entry.remove();
         let stderr = match stderr_tail {
             Some(task) => tokio::time::timeout(Duration::from_millis(200), task)
                 .await
@@ -447,12 +555,26 @@ impl WorkerPool {
                 .unwrap_or_default(),
             None => String::new(),
         };
-        report.exit_code = status.and_then(|s| s.code());
-        report.exit_signal = status.and_then(|s| s.signal());
+        report.exit_code = ending.status.and_then(|s| s.code());
+        report.exit_signal = ending.status.and_then(|s| s.signal());
 
-        let killed = report.exit_signal.map(|signal| Outcome::Killed {
-            signal,
-            by_operator: operator_signal == Some(signal),
+        // How the process ended comes first: a worker that died by a signal nobody in the
+        // supervisor sent did not break the protocol, whatever its socket said as it went.
+        let died_of = report.exit_signal.filter(|_| !ending.signalled_by_us);
+        let killed = died_of.map(|signal| {
+            if signal != libc::SIGKILL && OUT_OF_MEMORY_MARKS.iter().any(|m| stderr.contains(m)) {
+                Outcome::MemoryLimit {
+                    limit_bytes: address_space,
+                    signal,
+                    stderr: stderr.clone(),
+                }
+            } else {
+                Outcome::Killed {
+                    signal,
+                    by_operator: operator_signal == Some(signal),
+                    stderr: stderr.clone(),
+                }
+            }
         });
         let outcome = match verdict {
             Verdict::Answered(answer) => {
@@ -461,25 +583,15 @@ impl WorkerPool {
             }
             Verdict::AgentFailed(message) => Outcome::AgentFailed { message },
             Verdict::Deadline => Outcome::DeadlineExceeded {
-                after_ms: timeout.as_millis() as u64,
+                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
                 operator_signal,
             },
             Verdict::ShutDown => Outcome::ShutDown,
-            Verdict::Protocol(detail) => match killed {
-                Some(
-                    k @ Outcome::Killed {
-                        by_operator: true, ..
-                    },
-                ) => k,
-                _ => Outcome::ProtocolViolation { detail },
-            },
-            Verdict::Gone => match killed {
-                Some(k) => k,
-                None => Outcome::WorkerExited {
-                    code: report.exit_code.unwrap_or(-1),
-                    stderr,
-                },
-            },
+            Verdict::Protocol(detail) => killed.unwrap_or(Outcome::ProtocolViolation { detail }),
+            Verdict::Gone => killed.unwrap_or(Outcome::WorkerExited {
+                code: report.exit_code.unwrap_or(-1),
+                stderr,
+            }),
         };
         tracing::info!(
             outcome = outcome.label(),
@@ -489,24 +601,27 @@ impl WorkerPool {
         finish(report, outcome)
     }
 
-    /// Wait for the worker to exit (TERM, CONT, grace, KILL unless `polite`), sweep its process
-    /// group while the leader is still an unreaped zombie, then reap it.
+    /// Wait for the worker to exit (TERM, CONT, grace, KILL unless `polite`), end every process
+    /// it left (its process group while the leader is still an unreaped zombie, and its
+    /// cgroup), then reap it.
     async fn stop_and_reap(
         &self,
         execution_id: &str,
-        mut child: std::process::Child,
+        worker: &mut WorkerProcess,
         exit_fd: Option<&AsyncFd<PidFd>>,
         polite: bool,
-    ) -> Option<ExitStatus> {
-        let pid = child.id();
+    ) -> Ending {
+        let pid = worker.pid;
         let grace = self.settings.kill_grace;
         let mut exited = if polite {
             wait_exit(exit_fd, grace).await
         } else {
-            false
+            os::has_exited(pid)
         };
+        let mut signalled_by_us = false;
         if !exited {
             self.live.set_state(execution_id, WorkerState::Terminating);
+            signalled_by_us = true;
             let _ = os::signal_group(pid, libc::SIGTERM);
             // A stopped worker cannot act on TERM until it is continued.
             let _ = os::signal_group(pid, libc::SIGCONT);
@@ -515,22 +630,143 @@ impl WorkerPool {
         // The leader may be gone already, but its unreaped zombie keeps the group id ours, so this
         // also kills any grandchild it left behind.
         let _ = os::signal_group(pid, libc::SIGKILL);
+        if let Some(cgroup) = &worker.cgroup {
+            cgroup.kill_all();
+        }
         if !exited {
             wait_exit(exit_fd, grace).await;
         }
+        Ending {
+            status: worker.reap(),
+            signalled_by_us,
+        }
+    }
+}
+
+/// How a worker's process ended.
+struct Ending {
+    /// Its exit status, once reaped.
+    status: Option<ExitStatus>,
+    /// Whether the supervisor signalled it before it exited (deadline, shutdown, protocol).
+    signalled_by_us: bool,
+}
+
+/// A deadline so far away it is never reached; used where adding a timeout would overflow.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The worker process of one execution. It is reaped exactly once: by [`reap`](Self::reap) on
+/// the normal path, or, when the execution is dropped before that (its caller went away, or a
+/// panic unwound), by the drop, which first kills its group and cgroup so nothing outlives it.
+struct WorkerProcess {
+    child: Option<Child>,
+    pid: u32,
+    cgroup: Option<WorkerCgroup>,
+    spawner: super::spawner::Spawner,
+}
+
+impl WorkerProcess {
+    fn new(child: Child, cgroup: Option<WorkerCgroup>, spawner: &super::spawner::Spawner) -> Self {
+        Self {
+            pid: child.id(),
+            child: Some(child),
+            cgroup,
+            spawner: spawner.clone(),
+        }
+    }
+
+    fn stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.as_mut().and_then(|c| c.stderr.take())
+    }
+
+    /// Reap the (already signalled) worker and hand its leftovers to the spawner thread.
+    fn reap(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = self.pid;
         match child.try_wait() {
-            Ok(Some(status)) => Some(status),
+            Ok(Some(status)) => {
+                self.spawner.retire(pid, self.cgroup.take());
+                Some(status)
+            }
             Ok(None) => {
                 // Still not gone after SIGKILL (stuck in the kernel): reap it whenever it dies,
                 // without holding up this request.
                 tracing::error!(pid, "worker survived SIGKILL; reaping it in the background");
-                std::thread::spawn(move || child.wait());
+                let (spawner, cgroup) = (self.spawner.clone(), self.cgroup.take());
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                    spawner.retire(pid, cgroup);
+                });
                 None
             }
             Err(e) => {
                 tracing::error!(pid, error = %e, "cannot reap worker");
                 None
             }
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = self.pid;
+        tracing::warn!(
+            pid,
+            "execution dropped before its worker ended; killing the worker"
+        );
+        // Unreaped, so the group id is still this worker's.
+        let _ = os::signal_group(pid, libc::SIGKILL);
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill_all();
+        }
+        let (spawner, cgroup) = (self.spawner.clone(), self.cgroup.take());
+        // Waiting blocks; a drop may run on the async runtime, so the wait gets its own thread.
+        let reaper = std::thread::Builder::new()
+            .name("caxton-reap".into())
+            .spawn(move || {
+                let _ = child.wait();
+                spawner.retire(pid, cgroup);
+            });
+        if let Err(e) = reaper {
+            tracing::error!(pid, error = %e, "cannot start a thread to reap a dropped worker");
+        }
+    }
+}
+
+/// A worker's row in the live table and its share of the `live_workers` gauge, removed on the
+/// normal path by [`remove`](Self::remove) and otherwise when the execution is dropped.
+struct LiveEntry<'a> {
+    pool: &'a WorkerPool,
+    execution_id: &'a str,
+    present: bool,
+}
+
+impl<'a> LiveEntry<'a> {
+    fn insert(pool: &'a WorkerPool, execution_id: &'a str, entry: Entry) -> Self {
+        pool.live.insert(execution_id, entry);
+        pool.metrics.live_workers.inc();
+        Self {
+            pool,
+            execution_id,
+            present: true,
+        }
+    }
+
+    /// Remove the row; returns the signal an operator sent the worker, if any.
+    fn remove(mut self) -> Option<i32> {
+        self.present = false;
+        self.pool.metrics.live_workers.dec();
+        self.pool.live.remove(self.execution_id)
+    }
+}
+
+impl Drop for LiveEntry<'_> {
+    fn drop(&mut self) {
+        if self.present {
+            self.pool.metrics.live_workers.dec();
+            self.pool.live.remove(self.execution_id);
         }
     }
 }
@@ -941,7 +1177,13 @@ async fn next_delta(
 fn frame_error(e: std::io::Error) -> Verdict {
     if e.kind() == std::io::ErrorKind::InvalidData {
         Verdict::Protocol(format!("frame larger than the {MAX_FRAME_LEN}-byte limit"))
-    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+    } else if matches!(
+        e.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+    ) {
+        // The worker's end closed, typically because the process died.
         Verdict::Gone
     } else {
         Verdict::Protocol(format!("socket error: {e}"))

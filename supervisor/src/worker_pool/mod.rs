@@ -3,13 +3,19 @@
 //!
 //! Architecture invariants:
 //! - every worker is its own process group, and the group is swept with SIGKILL before the
-//!   worker is reaped, so no grandchild outlives its request;
+//!   worker is reaped, so no grandchild outlives its request; where a pids cgroup can be made,
+//!   each worker gets one that bounds its processes and is emptied at the end too, and the
+//!   daemon is the child subreaper, so a descendant that left the group (setsid, double fork)
+//!   is adopted and ended rather than re-parented to PID 1;
+//! - a worker is owned by a guard that kills and reaps it when its execution is dropped (a
+//!   caller that went away), so no worker outlives its request's future;
 //! - a worker is signalled only through its pidfd (or its unreaped group), never by a bare PID,
 //!   so an operator's kill can never hit a recycled PID;
 //! - workers are spawned by one dedicated thread that lives as long as the pool, because the
 //!   parent-death signal fires when the spawning *thread* exits;
 //! - a worker's misbehaviour becomes the [`Outcome`] of its own execution and nothing else.
 
+mod cgroup;
 mod execution;
 mod live;
 mod os;
@@ -89,6 +95,18 @@ impl WorkerPool {
     /// Send a signal to a live worker, chosen by PID or execution id.
     pub fn kill(&self, target: &KillTarget, signal: i32) -> Result<LiveWorker, KillError> {
         self.live.signal(target, signal)
+    }
+
+    /// Become the child subreaper of this process and end every orphan a worker leaves behind
+    /// (the daemon and the CLI's in-process supervisor do; a library user that has children of
+    /// its own must not, as any child that is not a worker would be ended).
+    pub fn adopt_orphans(&self) -> std::io::Result<()> {
+        self.spawner.adopt_orphans()
+    }
+
+    /// Whether each worker's processes are counted and bounded by a pids cgroup.
+    pub fn processes_bounded(&self) -> bool {
+        self.spawner.processes_bounded()
     }
 
     /// Stop every running worker now (TERM, grace, KILL); used when draining times out.

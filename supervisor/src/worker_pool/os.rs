@@ -71,6 +71,76 @@ pub fn apply_limits(pid: u32, limits: &WorkerLimits, address_space: u64) -> io::
     Ok(())
 }
 
+/// Make this process the reaper of every orphan among its descendants: a worker's child that
+/// detached itself (setsid, setpgid, a double fork) is re-parented here instead of to PID 1,
+/// where [`adopted_children`] can find it and end it.
+pub fn become_child_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument and changes only this process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Children of this process that `is_ours` does not claim: with the child-subreaper flag set,
+/// these are orphans adopted from workers' descendants. Read from every thread's `children`
+/// list (a re-parented orphan is attached to one of this process's threads).
+pub fn adopted_children(is_ours: impl Fn(u32) -> bool) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return found;
+    };
+    for task in tasks.flatten() {
+        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for pid in list
+            .split_ascii_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+        {
+            if !is_ours(pid) && !found.contains(&pid) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// SIGKILL a child of this process by PID. Only for unreaped children: until this process
+/// reaps it, the PID cannot be given to anyone else.
+pub fn kill_child(pid: u32) {
+    // SAFETY: kill with a positive PID of our own unreaped child and a signal number.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+/// Whether our unreaped child has exited, without reaping it.
+pub fn has_exited(pid: u32) -> bool {
+    // SAFETY: an all-zero siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on one PID with WNOWAIT leaves the child unreaped; `info` is valid.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is the field waitid fills; zero means no child has changed state.
+    rc == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// Reap a child of this process if it has exited; `true` once it is gone.
+pub fn try_reap(pid: u32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid on one PID with a valid status pointer and WNOHANG.
+    let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+    // ECHILD: not (or no longer) our child, nothing to reap.
+    rc == pid as libc::pid_t || rc < 0
+}
+
 /// `SIGKILL` for 9, and so on; the number for unknown signals.
 pub fn signal_name(signal: i32) -> String {
     let name = match signal {

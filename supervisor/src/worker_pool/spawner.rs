@@ -2,14 +2,18 @@
 //! created it exits, and tokio retires idle blocking-pool threads; so every worker is created by
 //! this one thread, which lives as long as the pool and does nothing else.
 
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::cgroup::{PidsCgroups, WorkerCgroup};
 use super::os;
 use crate::config::WorkerLimits;
 
@@ -21,33 +25,51 @@ pub struct Spawned {
     pub pidfd: OwnedFd,
     /// How long spawn + pidfd + prlimit took.
     pub spawn_time: Duration,
+    /// The worker's own pids cgroup, where one could be made.
+    pub cgroup: Option<WorkerCgroup>,
 }
 
-struct Order {
-    command: Command,
-    limits: WorkerLimits,
-    address_space: u64,
-    reply: oneshot::Sender<io::Result<Spawned>>,
+enum Order {
+    Spawn {
+        command: Command,
+        limits: WorkerLimits,
+        address_space: u64,
+        reply: oneshot::Sender<io::Result<Spawned>>,
+    },
+    /// A worker has been reaped: forget its PID, end what it left behind, remove its cgroup.
+    Retire {
+        pid: u32,
+        cgroup: Option<WorkerCgroup>,
+    },
 }
+
+/// How often orphans are looked for when no worker ends: one that detaches after its worker's
+/// last sweep is found within this time.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Handle to the spawner thread.
+#[derive(Clone)]
 pub struct Spawner {
     orders: mpsc::Sender<Order>,
+    adopting: Arc<AtomicBool>,
+    bounded: Arc<AtomicBool>,
 }
 
 impl Spawner {
     /// Start the thread.
     pub fn start() -> io::Result<Self> {
         let (orders, rx) = mpsc::channel::<Order>();
+        let adopting = Arc::new(AtomicBool::new(false));
+        let bounded = Arc::new(AtomicBool::new(false));
+        let (adopt, bound) = (adopting.clone(), bounded.clone());
         std::thread::Builder::new()
             .name("caxton-spawner".into())
-            .spawn(move || {
-                for order in rx {
-                    let result = spawn(order.command, &order.limits, order.address_space);
-                    let _ = order.reply.send(result);
-                }
-            })?;
-        Ok(Self { orders })
+            .spawn(move || run(&rx, &adopt, &bound))?;
+        Ok(Self {
+            orders,
+            adopting,
+            bounded,
+        })
     }
 
     /// Spawn `command` on the spawner thread and apply the limits.
@@ -59,7 +81,7 @@ impl Spawner {
     ) -> io::Result<Spawned> {
         let (reply, answer) = oneshot::channel();
         self.orders
-            .send(Order {
+            .send(Order::Spawn {
                 command,
                 limits,
                 address_space,
@@ -70,9 +92,117 @@ impl Spawner {
             .await
             .map_err(|_| io::Error::other("the spawner thread has stopped"))?
     }
+
+    /// A worker has been reaped; what it left behind is ended on the spawner thread.
+    pub fn retire(&self, pid: u32, cgroup: Option<WorkerCgroup>) {
+        let _ = self.orders.send(Order::Retire { pid, cgroup });
+    }
+
+    /// Become the reaper of orphaned worker descendants and end them as they appear.
+    pub fn adopt_orphans(&self) -> io::Result<()> {
+        os::become_child_subreaper()?;
+        self.adopting.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether workers get a pids cgroup that bounds their processes.
+    pub fn processes_bounded(&self) -> bool {
+        self.bounded.load(Ordering::SeqCst)
+    }
 }
 
-fn spawn(mut command: Command, limits: &WorkerLimits, address_space: u64) -> io::Result<Spawned> {
+fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool, bounded: &AtomicBool) {
+    let cgroups = match PidsCgroups::detect() {
+        Ok(c) => {
+            tracing::info!(cgroup = %c.base().display(), "each worker gets a pids cgroup");
+            bounded.store(true, Ordering::SeqCst);
+            Some(c)
+        }
+        Err(reason) => {
+            tracing::warn!(
+                %reason,
+                "workers get no pids cgroup: their processes are not counted, and descendants \
+                 that leave the worker's process group are found only as adopted orphans"
+            );
+            None
+        }
+    };
+    // Workers spawned and not yet reaped: every other child of this process is an orphan.
+    let mut workers: HashSet<u32> = HashSet::new();
+    // Cgroups whose last member had not finished exiting when they were retired.
+    let mut leftovers: Vec<WorkerCgroup> = Vec::new();
+    loop {
+        match rx.recv_timeout(SWEEP_INTERVAL) {
+            Ok(Order::Spawn {
+                command,
+                limits,
+                address_space,
+                reply,
+            }) => {
+                let result = spawn(command, &limits, address_space, cgroups.as_ref());
+                if let Ok(s) = &result {
+                    workers.insert(s.child.id());
+                }
+                if let Err(Ok(s)) = reply.send(result) {
+                    // Its request is gone already: the worker must not outlive it.
+                    let mut child = s.child;
+                    let _ = os::signal_group(child.id(), libc::SIGKILL);
+                    let _ = child.wait();
+                    workers.remove(&child.id());
+                    leftovers.extend(s.cgroup);
+                }
+            }
+            Ok(Order::Retire { pid, cgroup }) => {
+                workers.remove(&pid);
+                if let Some(cgroup) = cgroup {
+                    cgroup.kill_all();
+                    leftovers.push(cgroup);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if adopting.load(Ordering::SeqCst) {
+            end_orphans(&workers);
+        }
+        leftovers.retain(|c| c.remove().is_err());
+    }
+}
+
+/// Kill and reap every child that is not a live worker. Killing one re-parents its own
+/// children here, so this repeats until a round finds none (bounded, in case of a fork bomb
+/// without a pids cgroup: the next sweep goes on).
+fn end_orphans(workers: &HashSet<u32>) {
+    for _ in 0..16 {
+        let orphans = os::adopted_children(|pid| workers.contains(&pid));
+        if orphans.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            count = orphans.len(),
+            ?orphans,
+            "ending processes a worker left behind"
+        );
+        for &pid in &orphans {
+            os::kill_child(pid);
+        }
+        let limit = Instant::now() + Duration::from_millis(200);
+        let mut unreaped = orphans;
+        while !unreaped.is_empty() && Instant::now() < limit {
+            unreaped.retain(|&pid| !os::try_reap(pid));
+            if !unreaped.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+fn spawn(
+    mut command: Command,
+    limits: &WorkerLimits,
+    address_space: u64,
+    cgroups: Option<&PidsCgroups>,
+) -> io::Result<Spawned> {
     let started = Instant::now();
     let mut child = command.spawn()?;
     let setup = os::pidfd_open(child.id()).and_then(|pidfd| {
@@ -80,11 +210,23 @@ fn spawn(mut command: Command, limits: &WorkerLimits, address_space: u64) -> io:
         Ok(pidfd)
     });
     match setup {
-        Ok(pidfd) => Ok(Spawned {
-            child,
-            pidfd,
-            spawn_time: started.elapsed(),
-        }),
+        Ok(pidfd) => {
+            // Before the handshake is answered, like the rlimits: the worker starts nothing
+            // before it has its job.
+            let cgroup = cgroups.and_then(|c| match c.enter(child.id(), limits.processes) {
+                Ok(cgroup) => Some(cgroup),
+                Err(e) => {
+                    tracing::warn!(pid = child.id(), error = %e, "worker runs without its pids cgroup");
+                    None
+                }
+            });
+            Ok(Spawned {
+                child,
+                pidfd,
+                spawn_time: started.elapsed(),
+                cgroup,
+            })
+        }
         Err(e) => {
             // A worker without its limits must not run; it is still ours, so kill and reap it.
             let _ = child.kill();
