@@ -1200,3 +1200,43 @@ fn name_of(message: &WorkerMessage) -> &'static str {
         WorkerMessage::Failed { .. } => "Failed",
     }
 }
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    fn completion(prompt: Option<u32>, completion: Option<u32>) -> CompletionResponse {
+        CompletionResponse {
+            content: String::new(),
+            model: "m".into(),
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            tool_calls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_completion_without_counts_makes_the_execution_s_counts_unknown() {
+        let mut usage = Usage {
+            prompt_tokens: Some(0),
+            completion_tokens: Some(0),
+            ..Usage::default()
+        };
+        usage.add(&completion(Some(5), Some(2)), "p".into());
+        usage.add(&completion(Some(7), Some(3)), "p".into());
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens),
+            (Some(12), Some(5))
+        );
+        usage.add(&completion(Some(1), None), "p".into());
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens),
+            (Some(13), None)
+        );
+        usage.add(&completion(Some(1), Some(1)), "p".into());
+        assert_eq!(
+            usage.completion_tokens, None,
+            "a later count does not make the sum known"
+        );
+    }
+}
