@@ -319,7 +319,7 @@ impl Supervisor {
             })
             .await
         {
-            let report = ExecutionReport::without_worker(
+            let report = ExecutionReport::new(
                 execution_id,
                 &agent,
                 started_at,
@@ -341,7 +341,7 @@ impl Supervisor {
         let mut pending = PendingRecord {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
-            report: Some(ExecutionReport::without_worker(
+            report: Some(ExecutionReport::new(
                 execution_id.clone(),
                 &agent,
                 started_at,

@@ -13,13 +13,7 @@ const TOKEN: &str = "mcp-test-token-of-sufficient-length";
 
 /// Where `scripts/install-test-clients.sh` puts the MCP Python SDK.
 fn mcp_sdk() -> PathBuf {
-    let cache = std::env::var_os("CAXTON_TOOLS_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("caxton")))
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-                .join(".cache/caxton")
-        });
+    let cache = crate::support::test_clients_cache();
     let dir = cache.join("python-mcp-2.3.0");
     assert!(
         dir.join(".installed").is_file(),

@@ -14,13 +14,7 @@ const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,appl
 
 /// Where `scripts/install-test-clients.sh` unpacks promtool.
 fn promtool() -> PathBuf {
-    let cache = std::env::var_os("CAXTON_TOOLS_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("caxton")))
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-                .join(".cache/caxton")
-        });
+    let cache = crate::support::test_clients_cache();
     let bin = cache.join("promtool/promtool");
     assert!(
         bin.is_file(),

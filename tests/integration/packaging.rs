@@ -879,13 +879,7 @@ fn build_context_leaves_out_local_build_outputs() {
 
 /// Where `scripts/install-test-clients.sh` puts hadolint.
 fn hadolint() -> PathBuf {
-    let cache = std::env::var_os("CAXTON_TOOLS_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("caxton")))
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-                .join(".cache/caxton")
-        });
+    let cache = crate::support::test_clients_cache();
     let dir = cache.join("hadolint-2.15.1");
     assert!(
         dir.join(".installed").is_file(),

@@ -455,6 +455,17 @@ pub fn builtin_tools_dir() -> PathBuf {
     dir
 }
 
+/// Where `scripts/install-test-clients.sh` installs the test clients and reference tools.
+pub fn test_clients_cache() -> PathBuf {
+    std::env::var_os("CAXTON_TOOLS_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("caxton")))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".cache/caxton")
+        })
+}
+
 /// Options for a daemon under test.
 pub struct DaemonOptions {
     pub llm_url: String,

@@ -309,9 +309,10 @@ pub struct ExecutionReport {
 }
 
 impl ExecutionReport {
-    /// The report of an execution that ended without a worker's part in it (its record could
-    /// not be written, or its caller went away), `duration_ms` after it started.
-    pub fn without_worker(
+    /// A report of no more than who ran, when, for how long and how it ended: where every
+    /// execution's report starts, and the whole report of one that ended before a worker took
+    /// part (its record could not be written, or its caller went away).
+    pub fn new(
         execution_id: String,
         agent: &AgentDefinition,
         started_at: f64,
@@ -400,24 +401,13 @@ impl WorkerPool {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        let mut report = ExecutionReport {
-            execution_id: execution_id.clone(),
-            agent: agent.name.to_string(),
-            agent_version: agent.version.clone(),
-            worker_pid: None,
+        let mut report = ExecutionReport::new(
+            execution_id.clone(),
+            &agent,
             started_at,
-            duration_ms: 0.0,
-            startup_ms: None,
-            llm_ms: None,
-            outcome: Outcome::Succeeded,
-            error: None,
-            answer: None,
-            usage: None,
-            tool_calls: Vec::new(),
-            exit_code: None,
-            exit_signal: None,
-            record_error: None,
-        };
+            0.0,
+            Outcome::Succeeded,
+        );
         let finish = |mut report: ExecutionReport, outcome: Outcome| {
             report.error = outcome.error_message(report.worker_pid);
             report.outcome = outcome;
