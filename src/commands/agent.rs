@@ -11,6 +11,7 @@ use caxton_ipc_protocol::JobInput;
 use caxton_supervisor::Supervisor;
 use caxton_supervisor::agent::{AgentRegistry, parse_agent};
 use caxton_supervisor::config::Config;
+use caxton_supervisor::daemon::{DataDirLock, LockError};
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -81,7 +82,7 @@ pub(super) async fn try_daemon(
 /// Offline commands write into the data directory themselves. Doing that as another user than
 /// its owner (typically root on a system whose daemon runs as `caxton`) would leave files the
 /// daemon cannot open, so refuse and say what to do instead.
-pub(super) fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
+fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(&config.data_dir) else {
         return Ok(());
@@ -97,6 +98,28 @@ pub(super) fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Before working on the data directory in this process (no daemon answered): check its owner
+/// and take its lock, held until the returned guard drops. A daemon whose socket refused (it is
+/// draining, or stopping) still holds the lock, and then nothing is written.
+pub(super) fn claim_data_dir(
+    config: &Config,
+    client: &ApiClient,
+    role: &str,
+) -> anyhow::Result<DataDirLock> {
+    ensure_data_dir_owner(config)?;
+    match DataDirLock::acquire(&config.data_dir, role) {
+        Ok(lock) => Ok(lock),
+        Err(e) if e.held_by_daemon() => bail!(
+            "{e}, but its socket {} did not accept the connection (the daemon is probably \
+             draining or stopping; `caxton health` says which). Not working on the data \
+             directory behind its back: try again once it has stopped or restarted",
+            client.socket().display()
+        ),
+        Err(e @ LockError::Held { .. }) => bail!("{e}: try again when it has finished"),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn read_file(file: &Path) -> anyhow::Result<String> {
@@ -171,7 +194,7 @@ async fn deploy(file: &Path, config: &Config, client: &ApiClient) -> anyhow::Res
         return Ok(ExitCode::SUCCESS);
     }
     // No daemon: validate and write into the agents directory; a daemon started later loads it.
-    ensure_data_dir_owner(config)?;
+    let _lock = claim_data_dir(config, client, "agent deploy")?;
     let parsed = parse_agent(file, &source)?;
     check_provider_offline(config, parsed.llm.provider.as_deref(), file)?;
     let registry = AgentRegistry::new(&config.agents_dir);
@@ -282,7 +305,7 @@ async fn remove(name: &str, config: &Config, client: &ApiClient) -> anyhow::Resu
             }
         }
         None => {
-            ensure_data_dir_owner(config)?;
+            let _lock = claim_data_dir(config, client, "agent remove")?;
             offline_registry(config)?.remove(name)?;
         }
     }
@@ -290,18 +313,39 @@ async fn remove(name: &str, config: &Config, client: &ApiClient) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// The question: the argument, or standard input when the argument is `-` or absent and standard
+/// input is not a terminal (text piped in). Refused when there is none or it is blank.
 fn read_request(text: Option<String>) -> anyhow::Result<String> {
-    match text.as_deref() {
-        Some("-") => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading the request from standard input")?;
-            Ok(s)
-        }
-        Some(t) => Ok(t.to_owned()),
-        None => Ok(String::new()),
+    use std::io::IsTerminal;
+    let from_stdin = match text.as_deref() {
+        Some("-") => true,
+        Some(_) => false,
+        None if std::io::stdin().is_terminal() => bail!(
+            "no question given: pass it as an argument (`caxton agent run NAME \"...\"`), or pipe \
+             it in (`-` reads standard input)"
+        ),
+        None => true,
+    };
+    let request = if from_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the question from standard input")?;
+        s
+    } else {
+        text.unwrap_or_default()
+    };
+    if request.trim().is_empty() {
+        bail!(
+            "the question is empty{}: nothing to ask the agent",
+            if from_stdin {
+                " (standard input held no text)"
+            } else {
+                ""
+            }
+        );
     }
+    Ok(request)
 }
 
 /// The API's run request body.
@@ -346,7 +390,7 @@ async fn run_agent(
         }
         None => {
             // No daemon: one supervisor in this process, the same code path, still one worker.
-            ensure_data_dir_owner(config)?;
+            let _lock = claim_data_dir(config, client, "agent run")?;
             let supervisor =
                 Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
             let report = supervisor.run_agent(name, workspace, input).await?;
@@ -419,7 +463,7 @@ async fn run_streaming(
     };
     if !answered {
         // No daemon: an in-process supervisor, printing the worker's pieces as they come.
-        ensure_data_dir_owner(config)?;
+        let _lock = claim_data_dir(config, client, "agent run")?;
         let supervisor =
             Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
         let prepared = supervisor.prepare_run(name, workspace)?;

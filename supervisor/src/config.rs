@@ -114,6 +114,19 @@ pub struct ApiSection {
     pub token_file: Option<PathBuf>,
     /// Largest accepted request body, e.g. "1MB".
     pub max_body: Option<String>,
+    /// Longest wait for a request's headers, and for the next request on an idle connection,
+    /// e.g. "10s".
+    pub header_timeout: Option<String>,
+    /// Longest wait for the next piece of a request body, e.g. "30s".
+    pub body_timeout: Option<String>,
+    /// Most connections open at once on each listener.
+    pub max_connections: Option<usize>,
+    /// Most connections on each listener whose peer is not yet known to be allowed (TCP before a
+    /// valid token, refused Unix peers); the oldest of them is closed first.
+    pub max_unauthenticated: Option<usize>,
+    /// File descriptors kept free for workers, databases and tools; the connection caps shrink
+    /// to fit the rest.
+    pub fd_reserve: Option<u64>,
 }
 
 /// `[worker]`: how agent requests are run.
@@ -232,6 +245,8 @@ pub struct Config {
     pub tcp: Option<TcpApi>,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Timeouts and connection caps of the API listeners.
+    pub api_limits: ApiLimits,
     /// The worker binary.
     pub worker_path: PathBuf,
     /// Default per-request deadline.
@@ -275,6 +290,68 @@ pub struct MemoryConfig {
     pub max_observation_bytes: usize,
     /// Cap on the database file in bytes.
     pub max_size_bytes: Option<u64>,
+}
+
+/// Resolved timeouts and connection caps of `[api]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Longest wait for a request's headers (and for the next one on an idle connection).
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// Most connections at once per listener.
+    pub max_connections: usize,
+    /// Most not-yet-allowed connections at once per listener.
+    pub max_unauthenticated: usize,
+    /// File descriptors kept free for everything but API connections.
+    pub fd_reserve: u64,
+}
+
+impl ApiLimits {
+    /// Defaults and bounds: a timeout between 100 ms and one hour, caps between 1 and 65536
+    /// with the unauthenticated one no larger than the total.
+    fn resolve(api: &ApiSection) -> Result<Self, ConfigError> {
+        let timeout = |field: &str, value: &Option<String>, default: u64| {
+            let d = parse_duration_opt(field, value, Duration::from_secs(default))?;
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                return Err(ConfigError::Inconsistent(format!(
+                    "{field} = {:?}: must be between 100ms and 1h",
+                    value.as_deref().unwrap_or_default()
+                )));
+            }
+            Ok(d)
+        };
+        let header_timeout = timeout("api.header_timeout", &api.header_timeout, 10)?;
+        let body_timeout = timeout("api.body_timeout", &api.body_timeout, 30)?;
+        let max_connections = api.max_connections.unwrap_or(256);
+        if !(1..=65536).contains(&max_connections) {
+            return Err(ConfigError::Inconsistent(format!(
+                "api.max_connections = {max_connections}: must be between 1 and 65536"
+            )));
+        }
+        let max_unauthenticated = api
+            .max_unauthenticated
+            .unwrap_or_else(|| (max_connections / 4).max(1));
+        if !(1..=max_connections).contains(&max_unauthenticated) {
+            return Err(ConfigError::Inconsistent(format!(
+                "api.max_unauthenticated = {max_unauthenticated}: must be between 1 and \
+                 api.max_connections ({max_connections})"
+            )));
+        }
+        let fd_reserve = api.fd_reserve.unwrap_or(256);
+        if !(16..=1_000_000).contains(&fd_reserve) {
+            return Err(ConfigError::Inconsistent(format!(
+                "api.fd_reserve = {fd_reserve}: must be between 16 and 1000000"
+            )));
+        }
+        Ok(Self {
+            header_timeout,
+            body_timeout,
+            max_connections,
+            max_unauthenticated,
+            fd_reserve,
+        })
+    }
 }
 
 /// TCP listener settings. The token is read only by the daemon when it starts listening, so
@@ -379,6 +456,7 @@ impl Config {
             Some(s) => parse_size("api.max_body", s)? as usize,
             None => 1024 * 1024,
         };
+        let api_limits = ApiLimits::resolve(&file.api)?;
 
         let worker_path = match env_path("CAXTON_WORKER_PATH").or(file.worker.path.clone()) {
             Some(p) => absolute(&p)?,
@@ -483,6 +561,7 @@ impl Config {
             socket,
             tcp,
             max_body_bytes,
+            api_limits,
             worker_path,
             default_timeout,
             kill_grace,
@@ -809,5 +888,29 @@ mod tests {
         let err = read_config_file(&path).unwrap_err().to_string();
         assert!(err.contains("c.toml:3"), "{err}");
         assert!(err.contains("timout"), "{err}");
+    }
+
+    #[test]
+    fn api_limits_have_defaults_and_bounds() {
+        let limits = |text: &str| {
+            let file: ConfigFile = toml::from_str(text).unwrap();
+            Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")]))
+                .map(|c| c.api_limits)
+        };
+        let default = limits("").unwrap();
+        assert_eq!(default.header_timeout, Duration::from_secs(10));
+        assert_eq!(default.max_connections, 256);
+        assert_eq!(default.max_unauthenticated, 64);
+        let set = limits("[api]\nheader_timeout = \"1s\"\nmax_connections = 16\n").unwrap();
+        assert_eq!(set.header_timeout, Duration::from_secs(1));
+        assert_eq!(set.max_unauthenticated, 4);
+        let err = limits("[api]\nmax_connections = 8\nmax_unauthenticated = 9\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.max_unauthenticated = 9"), "{err}");
+        let err = limits("[api]\nheader_timeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.header_timeout = \"0s\""), "{err}");
     }
 }
