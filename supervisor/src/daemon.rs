@@ -361,3 +361,32 @@ fn notify(states: &[NotifyState<'_>]) {
         tracing::debug!(error = %e, "sd_notify failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_directory_has_one_owner_at_a_time_and_others_hear_who() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = DataDirLock::acquire(dir.path(), "serve").unwrap();
+        let err = DataDirLock::acquire(dir.path(), "agent run").unwrap_err();
+        assert!(err.held_by_daemon());
+        assert!(
+            err.to_string().contains(&format!(
+                "another caxton daemon (pid {}) is already serving the data directory",
+                std::process::id()
+            )),
+            "{err}"
+        );
+        drop(daemon);
+        let cli = DataDirLock::acquire(dir.path(), "agent run").unwrap();
+        let err = DataDirLock::acquire(dir.path(), "serve").unwrap_err();
+        assert!(!err.held_by_daemon());
+        assert!(
+            err.to_string().contains("in use by `caxton agent run`"),
+            "{err}"
+        );
+        drop(cli);
+    }
+}
