@@ -101,7 +101,8 @@ pub enum AgentCommand {
     Run {
         /// Agent name.
         name: String,
-        /// The request text; `-` reads it from standard input.
+        /// The question; `-` reads it from standard input, as does leaving it out when input
+        /// is piped in.
         text: Option<String>,
         /// Extra data for the prompt's `{{ context }}`.
         #[arg(long, default_value = "")]

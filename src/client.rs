@@ -17,6 +17,13 @@ pub enum ClientError {
     /// Connecting failed for another reason (permissions, ...).
     #[error("cannot connect to the daemon at {}: {}", .0.display(), .1)]
     Connect(PathBuf, std::io::Error),
+    /// The daemon closed the connection before answering.
+    #[error(
+        "the daemon at {} closed the connection without answering (it may be at its connection \
+         limit, or stopping; its log says why)",
+        .0.display()
+    )]
+    Closed(PathBuf),
     /// The HTTP exchange failed.
     #[error("talking to the daemon: {0}")]
     Http(String),
@@ -53,6 +60,21 @@ impl ApiClient {
     pub fn new(socket: &Path) -> Self {
         Self {
             socket: socket.to_owned(),
+        }
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// A hyper failure, told apart when the daemon simply hung up (hyper calls that "operation
+    /// was canceled" or "connection closed before message completed").
+    fn exchange_error(&self, e: &hyper::Error) -> ClientError {
+        if e.is_canceled() || e.is_incomplete_message() || e.is_closed() {
+            ClientError::Closed(self.socket.clone())
+        } else {
+            ClientError::Http(e.to_string())
         }
     }
 
@@ -145,7 +167,7 @@ impl ApiClient {
         };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| http_error(&e))?;
+            .map_err(|e| self.exchange_error(&e))?;
         tokio::spawn(connection);
         let request = Request::builder()
             .method(method)
@@ -157,7 +179,7 @@ impl ApiClient {
         sender
             .send_request(request)
             .await
-            .map_err(|e| http_error(&e))
+            .map_err(|e| self.exchange_error(&e))
     }
 }
 

@@ -11,6 +11,7 @@ use caxton_ipc_protocol::JobInput;
 use caxton_supervisor::Supervisor;
 use caxton_supervisor::agent::{AgentRegistry, parse_agent};
 use caxton_supervisor::config::Config;
+use caxton_supervisor::daemon::{DataDirLock, LockError};
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -81,7 +82,7 @@ pub(super) async fn try_daemon(
 /// Offline commands write into the data directory themselves. Doing that as another user than
 /// its owner (typically root on a system whose daemon runs as `caxton`) would leave files the
 /// daemon cannot open, so refuse and say what to do instead.
-pub(super) fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
+fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(&config.data_dir) else {
         return Ok(());
@@ -97,6 +98,39 @@ pub(super) fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Before working on the data directory in this process (no daemon answered): check its owner
+/// and take its lock, held until the returned guard drops. A daemon whose socket refused (it is
+/// draining, or stopping) still holds the lock, and then nothing is written.
+pub(super) fn claim_data_dir(
+    config: &Config,
+    client: &ApiClient,
+    role: &str,
+) -> anyhow::Result<DataDirLock> {
+    ensure_data_dir_owner(config)?;
+    match DataDirLock::acquire(&config.data_dir, role) {
+        Ok(lock) => Ok(lock),
+        Err(e) if e.held_by_daemon() => bail!(
+            "{e}, but its socket {} did not accept the connection (the daemon is probably \
+             draining or stopping; `caxton health` says which). Not working on the data \
+             directory behind its back: try again once it has stopped or restarted",
+            client.socket().display()
+        ),
+        Err(e @ LockError::Held { .. }) => bail!("{e}: try again when it has finished"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A supervisor in this process, for one command run without a daemon. Like the daemon, it
+/// adopts and ends whatever a worker leaves behind: its only children are its workers.
+fn open_in_process(config: &Config) -> anyhow::Result<std::sync::Arc<Supervisor>> {
+    let supervisor =
+        Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
+    if let Err(e) = supervisor.adopt_orphans() {
+        tracing::warn!(error = %e, "cannot become the child subreaper");
+    }
+    Ok(supervisor)
 }
 
 /// Read an agent file within the size cap the daemon's API accepts (so a deploy it refuses
@@ -173,7 +207,7 @@ async fn deploy(file: &Path, config: &Config, client: &ApiClient) -> anyhow::Res
         return Ok(ExitCode::SUCCESS);
     }
     // No daemon: validate and write into the agents directory; a daemon started later loads it.
-    ensure_data_dir_owner(config)?;
+    let _lock = claim_data_dir(config, client, "agent deploy")?;
     let parsed = parse_agent(file, &source)?;
     check_provider_offline(config, parsed.llm.provider.as_deref(), file)?;
     let registry = AgentRegistry::new(&config.agents_dir);
@@ -284,7 +318,7 @@ async fn remove(name: &str, config: &Config, client: &ApiClient) -> anyhow::Resu
             }
         }
         None => {
-            ensure_data_dir_owner(config)?;
+            let _lock = claim_data_dir(config, client, "agent remove")?;
             offline_registry(config)?.remove(name)?;
         }
     }
@@ -292,18 +326,39 @@ async fn remove(name: &str, config: &Config, client: &ApiClient) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// The question: the argument, or standard input when the argument is `-` or absent and standard
+/// input is not a terminal (text piped in). Refused when there is none or it is blank.
 fn read_request(text: Option<String>) -> anyhow::Result<String> {
-    match text.as_deref() {
-        Some("-") => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading the request from standard input")?;
-            Ok(s)
-        }
-        Some(t) => Ok(t.to_owned()),
-        None => Ok(String::new()),
+    use std::io::IsTerminal;
+    let from_stdin = match text.as_deref() {
+        Some("-") => true,
+        Some(_) => false,
+        None if std::io::stdin().is_terminal() => bail!(
+            "no question given: pass it as an argument (`caxton agent run NAME \"...\"`), or pipe \
+             it in (`-` reads standard input)"
+        ),
+        None => true,
+    };
+    let request = if from_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the question from standard input")?;
+        s
+    } else {
+        text.unwrap_or_default()
+    };
+    if request.trim().is_empty() {
+        bail!(
+            "the question is empty{}: nothing to ask the agent",
+            if from_stdin {
+                " (standard input held no text)"
+            } else {
+                ""
+            }
+        );
     }
+    Ok(request)
 }
 
 /// The API's run request body.
@@ -336,10 +391,16 @@ async fn run_agent(
     {
         Some(answer) => {
             if let Some(message) = answer.error_message() {
-                if json && let Some(exec) = answer.body.get("execution") {
+                let exec = answer.body.get("execution");
+                if json && let Some(exec) = exec {
                     output::print_json(exec);
+                } else if let Some(text) =
+                    exec.and_then(|e| e.get("answer")).and_then(Value::as_str)
+                {
+                    // An answer whose record could not be written is still the user's.
+                    println!("{text}");
                 }
-                if verbose && let Some(exec) = answer.body.get("execution") {
+                if verbose && let Some(exec) = exec {
                     output::print_run_details(exec);
                 }
                 bail!(message);
@@ -348,14 +409,15 @@ async fn run_agent(
         }
         None => {
             // No daemon: one supervisor in this process, the same code path, still one worker.
-            ensure_data_dir_owner(config)?;
-            let supervisor =
-                Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
+            let _lock = claim_data_dir(config, client, "agent run")?;
+            let supervisor = open_in_process(config)?;
             let report = supervisor.run_agent(name, workspace, input).await?;
             let value = serde_json::to_value(&report)?;
-            if let Some(message) = report.error {
+            if let Some(message) = report.not_recorded_message().or(report.error) {
                 if json {
                     output::print_json(&value);
+                } else if let Some(text) = &report.answer {
+                    println!("{text}");
                 }
                 if verbose {
                     output::print_run_details(&value);
@@ -421,9 +483,8 @@ async fn run_streaming(
     };
     if !answered {
         // No daemon: an in-process supervisor, printing the worker's pieces as they come.
-        ensure_data_dir_owner(config)?;
-        let supervisor =
-            Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
+        let _lock = claim_data_dir(config, client, "agent run")?;
+        let supervisor = open_in_process(config)?;
         let prepared = supervisor.prepare_run(name, workspace)?;
         let (sink, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
         let printer = tokio::spawn(async move {
@@ -433,10 +494,12 @@ async fn run_streaming(
         });
         let report = supervisor.run_prepared(prepared, input, Some(sink)).await;
         let _ = printer.await;
-        last = Some(match &report.error {
-            None => json!({"done": report}),
-            Some(message) => json!({"error": {"message": message}, "execution": report}),
-        });
+        last = Some(
+            match report.not_recorded_message().or(report.error.clone()) {
+                None => json!({"done": report}),
+                Some(message) => json!({"error": {"message": message}, "execution": report}),
+            },
+        );
     }
     println!();
     let Some(last) = last else {

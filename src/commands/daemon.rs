@@ -64,12 +64,15 @@ pub async fn health(client: &ApiClient) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Ok(answer) => {
-            let state = answer
-                .body
-                .get("status")
-                .and_then(Value::as_str)
-                .unwrap_or("not ready");
-            println!("{state}");
+            // `draining` while the daemon stops; otherwise the refusal's reason (a peer the
+            // socket does not allow, ...).
+            match answer.body.get("status").and_then(Value::as_str) {
+                Some(state) => println!("{state}"),
+                None => eprintln!(
+                    "{}",
+                    answer.error_message().unwrap_or_else(|| "not ready".into())
+                ),
+            }
             Ok(ExitCode::from(EXIT_UNAVAILABLE))
         }
         Err(e) => {

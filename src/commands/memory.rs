@@ -17,7 +17,7 @@ use caxton_supervisor::metrics::Metrics;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use super::agent::ensure_data_dir_owner;
+use super::agent::claim_data_dir;
 use crate::cli::MemoryCommand;
 use crate::client::{ApiClient, ClientError};
 use crate::output;
@@ -265,7 +265,7 @@ impl Api<'_> {
         query: &str,
         body: Bytes,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
-        ensure_data_dir_owner(self.config)?;
+        let _lock = claim_data_dir(self.config, self.client, "memory")?;
         let op = match parse(route, query, body) {
             Ok(op) => op,
             Err(e) => return Ok(error_answer(e.status, e.kind, &e.message)),

@@ -12,7 +12,7 @@ use caxton_tool_host::manifest::{MANIFEST_FILE, ToolManifest};
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::agent::{ensure_data_dir_owner, try_daemon};
+use super::agent::{claim_data_dir, try_daemon};
 use crate::cli::ToolCommand;
 use crate::client::{Answer, ApiClient};
 use crate::output;
@@ -68,7 +68,7 @@ async fn deploy(dir: &Path, config: &Config, client: &ApiClient) -> anyhow::Resu
                 (body["server"].clone(), replaced, false)
             }
             None => {
-                ensure_data_dir_owner(config)?;
+                let _lock = claim_data_dir(config, client, "tool deploy")?;
                 let registry = offline_registry(config)?;
                 let replaced = registry.info(&manifest.name).is_some();
                 let info = registry.deploy(&origin, &manifest_text, &wasm)?;
@@ -141,7 +141,7 @@ async fn remove(name: &str, config: &Config, client: &ApiClient) -> anyhow::Resu
             println!("removed tool server {name}");
         }
         None => {
-            ensure_data_dir_owner(config)?;
+            let _lock = claim_data_dir(config, client, "tool remove")?;
             offline_registry(config)?.remove(name)?;
             println!("removed tool server {name} (no daemon running)");
         }

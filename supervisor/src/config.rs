@@ -130,6 +130,19 @@ pub struct ApiSection {
     pub token_file: Option<PathBuf>,
     /// Largest accepted request body, e.g. "1MB".
     pub max_body: Option<String>,
+    /// Longest wait for a request's headers, and for the next request on an idle connection,
+    /// e.g. "10s".
+    pub header_timeout: Option<String>,
+    /// Longest wait for the next piece of a request body, e.g. "30s".
+    pub body_timeout: Option<String>,
+    /// Most connections open at once on each listener.
+    pub max_connections: Option<usize>,
+    /// Most connections on each listener whose peer is not yet known to be allowed (TCP before a
+    /// valid token, refused Unix peers); the oldest of them is closed first.
+    pub max_unauthenticated: Option<usize>,
+    /// File descriptors kept free for workers, databases and tools; the connection caps shrink
+    /// to fit the rest.
+    pub fd_reserve: Option<u64>,
 }
 
 /// `[worker]`: how agent requests are run.
@@ -324,6 +337,19 @@ pub const MAX_OBSERVATION_BOUNDS: Bounds<u64> = Bounds {
     min: 1,
     max: 4 * 1024 * 1024,
 };
+/// `[api] header_timeout` and `body_timeout`: long enough for a slow client on a slow link,
+/// short enough that an idle or stalled connection gives its place back.
+pub const API_TIMEOUT_BOUNDS: Bounds<Duration> = Bounds {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(60 * 60),
+};
+/// `[api] max_connections`, per listener.
+pub const MAX_CONNECTIONS_BOUNDS: Bounds<u64> = Bounds { min: 1, max: 65536 };
+/// `[api] fd_reserve`: a worker spawn alone needs a few descriptors.
+pub const FD_RESERVE_BOUNDS: Bounds<u64> = Bounds {
+    min: 16,
+    max: 1_000_000,
+};
 /// `[worker] processes`: the worker itself is one; the unit's `TasksMax=` bounds the sum.
 pub const WORKER_PROCESSES_BOUNDS: Bounds<u64> = Bounds { min: 1, max: 4096 };
 /// `[executions] max_size`: the schema alone takes five 4 KiB pages.
@@ -372,6 +398,8 @@ pub struct Config {
     pub tcp: Option<TcpApi>,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Timeouts and connection caps of the API listeners.
+    pub api_limits: ApiLimits,
     /// The worker binary.
     pub worker_path: PathBuf,
     /// Default per-request deadline.
@@ -427,6 +455,21 @@ pub struct MemoryConfig {
     pub max_observation_bytes: usize,
     /// Cap on the database file in bytes.
     pub max_size_bytes: Option<u64>,
+}
+
+/// Resolved timeouts and connection caps of `[api]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Longest wait for a request's headers (and for the next one on an idle connection).
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// Most connections at once per listener.
+    pub max_connections: usize,
+    /// Most not-yet-allowed connections at once per listener.
+    pub max_unauthenticated: usize,
+    /// File descriptors kept free for everything but API connections.
+    pub fd_reserve: u64,
 }
 
 /// TCP listener settings. The token is read only by the daemon when it starts listening, so
@@ -653,6 +696,46 @@ impl Config {
             MAX_BODY_BOUNDS,
             1024 * 1024,
         )? as usize;
+        let header_timeout = duration(
+            ["api", "header_timeout"],
+            &file.api.header_timeout,
+            API_TIMEOUT_BOUNDS,
+            Duration::from_secs(10),
+        )?;
+        let body_timeout = duration(
+            ["api", "body_timeout"],
+            &file.api.body_timeout,
+            API_TIMEOUT_BOUNDS,
+            Duration::from_secs(30),
+        )?;
+        let max_connections = count(
+            ["api", "max_connections"],
+            file.api.max_connections.map(|n| n as u64),
+            MAX_CONNECTIONS_BOUNDS,
+            256,
+        )?;
+        // Unset, a quarter of the connections may be not-yet-allowed ones.
+        let max_unauthenticated = count(
+            ["api", "max_unauthenticated"],
+            file.api.max_unauthenticated.map(|n| n as u64),
+            Bounds {
+                min: 1,
+                max: max_connections,
+            },
+            (max_connections / 4).max(1),
+        )?;
+        let api_limits = ApiLimits {
+            header_timeout,
+            body_timeout,
+            max_connections: max_connections as usize,
+            max_unauthenticated: max_unauthenticated as usize,
+            fd_reserve: count(
+                ["api", "fd_reserve"],
+                file.api.fd_reserve,
+                FD_RESERVE_BOUNDS,
+                256,
+            )?,
+        };
 
         let (worker_path, worker_path_set_by) = match env_path("CAXTON_WORKER_PATH") {
             Some(p) => (absolute(&p)?, SetBy::Env("CAXTON_WORKER_PATH")),
@@ -812,6 +895,7 @@ impl Config {
             socket,
             tcp,
             max_body_bytes,
+            api_limits,
             worker_path,
             default_timeout,
             kill_grace,
@@ -1350,5 +1434,29 @@ mod tests {
         let err = read_config_file(&path).unwrap_err().to_string();
         assert!(err.contains("c.toml:5"), "{err}");
         assert!(err.contains("always"), "{err}");
+    }
+
+    #[test]
+    fn api_limits_have_defaults_and_bounds() {
+        let limits = |text: &str| {
+            let file: ConfigFile = toml::from_str(text).unwrap();
+            Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")]))
+                .map(|c| c.api_limits)
+        };
+        let default = limits("").unwrap();
+        assert_eq!(default.header_timeout, Duration::from_secs(10));
+        assert_eq!(default.max_connections, 256);
+        assert_eq!(default.max_unauthenticated, 64);
+        let set = limits("[api]\nheader_timeout = \"1s\"\nmax_connections = 16\n").unwrap();
+        assert_eq!(set.header_timeout, Duration::from_secs(1));
+        assert_eq!(set.max_unauthenticated, 4);
+        let err = limits("[api]\nmax_connections = 8\nmax_unauthenticated = 9\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.max_unauthenticated = 9"), "{err}");
+        let err = limits("[api]\nheader_timeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.header_timeout = \"0s\""), "{err}");
     }
 }

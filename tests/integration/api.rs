@@ -1,6 +1,6 @@
 //! The management API directly: errors, limits, metrics, TCP with a token, socket permissions.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 
 use crate::support::*;
@@ -296,10 +296,11 @@ fn peers_outside_the_daemons_user_and_group_are_refused() {
     )
     .unwrap();
     std::fs::set_permissions(&daemon.env.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    // Prints how many bytes of answer came back (0 when the daemon hung up on us).
+    // Prints the answer (empty when the daemon hung up on us).
     let probe = "import socket,sys\ntry:\n    s=socket.socket(socket.AF_UNIX)\n    s.connect(sys.argv[1])\n    \
                  s.settimeout(5)\n    s.sendall(b'GET /api/v1/health HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n    \
-                 print(len(s.recv(100)))\nexcept Exception:\n    print(0)\n";
+                 data=b''\n    while True:\n        chunk=s.recv(4096)\n        if not chunk: break\n        data+=chunk\n    \
+                 print(data.decode())\nexcept Exception:\n    print('')\n";
     let probe_as = |supplementary: &'static [libc::gid_t]| {
         let mut cmd = std::process::Command::new("python3");
         cmd.arg("-c").arg(probe).arg(&daemon.env.socket);
@@ -319,21 +320,219 @@ fn peers_outside_the_daemons_user_and_group_are_refused() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout).trim().to_owned()
     };
-    assert_eq!(probe_as(&[]), "0", "nobody got an answer");
+    // The refused peer is told why, rather than seeing the connection drop.
+    let refused = probe_as(&[]);
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(
+        refused.contains("uid 65534 (gid 65534) may not use this socket: only root, uid 0"),
+        "{refused}"
+    );
     assert!(
         daemon.log().contains("peer not allowed"),
         "{}",
         daemon.log()
+    );
+    // The CLI says so too, instead of "operation was canceled".
+    let mut cli = std::process::Command::new(caxton_bin());
+    cli.arg("--socket").arg(&daemon.env.socket).arg("health");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cli.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cli.env("HOME", "/nonexistent").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("uid 65534 (gid 65534) may not use this socket"),
+        "{}",
+        text(&out.stderr)
     );
     // A member of the socket's group (root's group 0 here, as a supplementary group only, the
     // way `usermod -aG` grants it) is let in.
     let socket_gid =
         std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&daemon.env.socket).unwrap());
     assert_eq!(socket_gid, 0, "the test expects a root-owned socket");
-    assert_ne!(
-        probe_as(&[0]),
-        "0",
-        "a member of the socket's group was refused"
+    let member = probe_as(&[0]);
+    assert!(
+        member.starts_with("HTTP/1.1 200"),
+        "a member of the socket's group was refused: {member}"
     );
     assert!(daemon.cli(&["health"]).status.success());
+}
+
+#[test]
+fn a_run_body_that_is_not_a_json_object_is_refused_with_the_reason() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy("echo", &echo_agent("echo", ""));
+    for (body, kind) in [(r#"["hi"]"#, "an array"), (r#""hi""#, "a string")] {
+        let (code, answer) = http(
+            &daemon.env.socket,
+            "POST",
+            "/api/v1/agents/echo/run",
+            Some(body),
+        )
+        .unwrap();
+        assert_eq!(code, 400, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("the request body must be a JSON object")
+                && message.contains(&format!("not {kind}")),
+            "{message}"
+        );
+    }
+    let (_, executions) = http(&daemon.env.socket, "GET", "/api/v1/executions", None).unwrap();
+    assert_eq!(
+        executions["executions"],
+        serde_json::json!([]),
+        "nothing ran"
+    );
+}
+
+#[test]
+fn a_busy_tcp_port_stops_serve_with_the_address_and_leaves_no_socket_file() {
+    let llm = FakeLlm::start();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.extra_config =
+        format!("[api]\ntcp_listen = \"{addr}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");
+    let env = Env::new(&opts);
+    let out = std::process::Command::new(caxton_bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("--data-dir")
+        .arg(env.data_dir())
+        .arg("serve")
+        .env("CAXTON_TEST_TOKEN", "s3cret-token-of-sufficient-length")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(!env.socket.exists(), "the socket file was left behind");
+    // Nothing holds the data directory either: a daemon starts there once the port is free.
+    drop(taken);
+    let daemon = Daemon::start_in(
+        env,
+        &[(
+            "CAXTON_TEST_TOKEN".into(),
+            "s3cret-token-of-sufficient-length".into(),
+        )],
+    );
+    assert!(daemon.cli(&["health"]).status.success());
+}
+
+/// Start a connection that sends the beginning of a request and never finishes it.
+fn slowloris(
+    connect: impl FnOnce() -> std::io::Result<Box<dyn SlowStream>>,
+) -> Box<dyn SlowStream> {
+    let mut stream = connect().unwrap();
+    stream
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    stream
+}
+
+trait SlowStream: std::io::Read + std::io::Write {
+    fn set_timeout(&self, t: std::time::Duration);
+}
+impl SlowStream for std::os::unix::net::UnixStream {
+    fn set_timeout(&self, t: std::time::Duration) {
+        self.set_read_timeout(Some(t)).unwrap();
+    }
+}
+impl SlowStream for std::net::TcpStream {
+    fn set_timeout(&self, t: std::time::Duration) {
+        self.set_read_timeout(Some(t)).unwrap();
+    }
+}
+
+fn open_descriptors(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn slow_and_idle_clients_are_closed_and_cannot_keep_others_out() {
+    use std::time::{Duration, Instant};
+    let llm = FakeLlm::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let token = "s3cret-token-of-sufficient-length";
+    let mut opts = DaemonOptions::new(&llm);
+    opts.extra_config = format!(
+        "[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n\
+         header_timeout = \"1s\"\nmax_connections = 16\nmax_unauthenticated = 4\n"
+    );
+    opts.env.push(("CAXTON_TEST_TOKEN".into(), token.into()));
+    let daemon = Daemon::start(opts);
+    daemon.deploy("echo", &echo_agent("echo", ""));
+    let before = open_descriptors(daemon.pid());
+
+    // Three times each cap, on both listeners (none of the TCP ones has shown a token).
+    let mut slow: Vec<Box<dyn SlowStream>> = Vec::new();
+    for _ in 0..48 {
+        slow.push(slowloris(|| {
+            Ok(Box::new(std::os::unix::net::UnixStream::connect(
+                &daemon.env.socket,
+            )?))
+        }));
+        slow.push(slowloris(|| {
+            Ok(Box::new(std::net::TcpStream::connect(("127.0.0.1", port))?))
+        }));
+    }
+    let attacked = Instant::now();
+
+    // Working clients still get in, on both listeners, and a run still spawns its worker.
+    let health = daemon.cli(&["health"]);
+    assert!(health.status.success(), "{}", text(&health.stderr));
+    let (code, body) = daemon.run("echo", "served despite the crowd");
+    assert_eq!(code, 200, "{body}");
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        tcp,
+        "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut tcp).unwrap().0, 200);
+    // The daemon holds at most its caps' worth of them.
+    let held = open_descriptors(daemon.pid()).saturating_sub(before);
+    assert!(
+        held <= 16 + 4 + 8,
+        "{held} more descriptors open than before"
+    );
+
+    // Every slow connection is closed by the daemon within the header timeout (the oldest
+    // sooner, to make room).
+    let deadline = attacked + Duration::from_secs(4);
+    for (i, stream) in slow.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        stream.set_timeout(left.max(Duration::from_millis(1)));
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("slow connection {i} still open after 4s: {e}"),
+        }
+    }
+    // Refusals are logged as a summary, not one line each.
+    let refusals = daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains("API connection"))
+        .count();
+    assert!((1..=4).contains(&refusals), "{}", daemon.log());
 }

@@ -382,3 +382,120 @@ fn two_files_defining_one_agent_are_both_refused_at_start_naming_each_other() {
         "{log}"
     );
 }
+
+#[test]
+fn agent_run_reads_a_piped_question_and_refuses_none() {
+    let llm = FakeLlm::start();
+    let daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy("asker", &echo_agent("asker", ""));
+    // Piped in without `-`.
+    let out = daemon
+        .env
+        .cli_with_stdin(&["agent", "run", "asker"], Some("piped question\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "echo: piped question");
+    // Nothing at all, or only blanks, is not a question.
+    let out = daemon
+        .env
+        .cli_with_stdin(&["agent", "run", "asker"], Some(" \n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the question is empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = daemon.cli(&["agent", "run", "asker", "   "]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("the question is empty"));
+    // A terminal on standard input and no question: say how to give one instead of waiting.
+    let script =
+        "import os,pty,sys\nsys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))\n";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(caxton_bin())
+        .arg("--config")
+        .arg(&daemon.env.config)
+        .arg("--data-dir")
+        .arg(daemon.env.data_dir())
+        .args(["agent", "run", "asker"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("no question given"),
+        "{}",
+        text(&out.stdout)
+    );
+    let (_, executions) = http(&daemon.env.socket, "GET", "/api/v1/executions", None).unwrap();
+    assert_eq!(executions["executions"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_draining_daemon_says_so_and_agent_run_does_not_work_around_it() {
+    let llm = FakeLlm::start();
+    let mut daemon = Daemon::start(DaemonOptions::new(&llm));
+    daemon.deploy(
+        "slowpoke",
+        &echo_agent("slowpoke", "[limits]\ntimeout = \"30s\"\n"),
+    );
+    let socket = daemon.env.socket.clone();
+    let stuck = std::thread::spawn(move || {
+        http(
+            &socket,
+            "POST",
+            "/api/v1/agents/slowpoke/run",
+            Some(r#"{"request":"[hang] keeps the drain going"}"#),
+        )
+        .unwrap()
+    });
+    daemon.wait_for_worker("slowpoke");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.pid(), libc::SIGTERM) };
+    // The drain begins as soon as the signal is handled; health reports it.
+    let started = std::time::Instant::now();
+    let health = loop {
+        let out = daemon.cli(&["health"]);
+        if text(&out.stdout).trim() != "ready" {
+            break out;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    };
+    assert_eq!(
+        text(&health.stdout).trim(),
+        "draining",
+        "{}",
+        text(&health.stderr)
+    );
+    assert_eq!(health.status.code(), Some(3));
+    // A new run is refused by the daemon, with the reason, and nothing is written.
+    let out = daemon.cli(&["agent", "run", "slowpoke", "while draining"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("shutting down"),
+        "{}",
+        text(&out.stderr)
+    );
+    // When the socket does not answer at all, the daemon still owns the data directory: the CLI
+    // must not start a supervisor of its own on it.
+    let moved = daemon.env.data_dir().join("moved.sock");
+    std::fs::rename(&daemon.env.socket, &moved).unwrap();
+    let out = daemon.cli(&["agent", "run", "slowpoke", "behind its back"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "(pid {}) is already serving the data directory",
+            daemon.pid()
+        )) && err.contains("did not accept the connection"),
+        "{err}"
+    );
+    let (_, executions) = http(&moved, "GET", "/api/v1/executions", None).unwrap();
+    let executions = executions["executions"].as_array().unwrap();
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    // A second signal ends the drain at once.
+    let status = daemon.signal_and_wait(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    assert_eq!(stuck.join().unwrap().0, 503);
+}

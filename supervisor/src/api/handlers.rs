@@ -72,15 +72,55 @@ pub struct AgentSource {
     file: Option<String>,
 }
 
+const AGENT_SOURCE_SHAPE: &str = r#"like {"source": "<agent TOML>"}"#;
+
+/// A JSON body that must be an object: serde would otherwise read an array as the struct's
+/// fields in order (`["hi"]` as `{"request": "hi"}`).
+pub(super) fn json_object<T: serde::de::DeserializeOwned>(
+    body: Result<Json<Value>, JsonRejection>,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let Json(value) = body?;
+    if !value.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "the request body must be a JSON object {shape}, not {}",
+                json_kind(&value)
+            ),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_request",
+            format!("request body: {e}"),
+        )
+    })
+}
+
+/// "an array", "a string", ... for messages.
+pub(super) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn origin(body: &AgentSource) -> PathBuf {
     PathBuf::from(body.file.clone().unwrap_or_else(|| "<request>".into()))
 }
 
 pub async fn deploy_agent(
     State(sup): Shared,
-    body: Result<Json<AgentSource>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
-    let Json(body) = body?;
+    let body: AgentSource = json_object(body, AGENT_SOURCE_SHAPE)?;
     let out = sup
         .deploy(&origin(&body), &body.source)
         .map_err(deploy_error)?;
@@ -103,9 +143,9 @@ pub async fn deploy_agent(
 
 pub async fn validate_agent(
     State(sup): Shared,
-    body: Result<Json<AgentSource>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
-    let Json(body) = body?;
+    let body: AgentSource = json_object(body, AGENT_SOURCE_SHAPE)?;
     let agent = sup
         .validate(&origin(&body), &body.source)
         .map_err(deploy_error)?;
@@ -152,9 +192,9 @@ pub async fn run_agent(
     State(sup): Shared,
     Path(name): Path<String>,
     Query(query): Query<RunQuery>,
-    body: Result<Json<RunBody>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
-    let Json(body) = body?;
+    let body: RunBody = json_object(body, r#"like {"request": "..."}"#)?;
     let input = JobInput {
         request: body.request,
         context: body.context,
@@ -198,15 +238,11 @@ fn report_response(report: ExecutionReport) -> ApiResult {
 fn failure_of(report: &ExecutionReport) -> Option<ApiError> {
     // Whatever the run did, a caller is never told it succeeded when its record is missing;
     // the answer still comes back, inside the execution.
-    if let Some(reason) = &report.record_error {
+    if let Some(message) = report.not_recorded_message() {
         return Some(ApiError {
             status: StatusCode::INSUFFICIENT_STORAGE,
             kind: "not_recorded",
-            message: format!(
-                "the execution ran ({}) but its record could not be written, so the history \
-                 will not show it: {reason}",
-                report.outcome.label()
-            ),
+            message,
             extra: Some(json!({"execution": report})),
         });
     }
@@ -407,7 +443,12 @@ pub async fn require_token(token: &str, request: Request, next: Next) -> Respons
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => next.run(request).await,
+        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => {
+            if let Some(connection) = request.extensions().get::<super::serve::ConnectionHandle>() {
+                connection.mark_allowed();
+            }
+            next.run(request).await
+        }
         _ => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

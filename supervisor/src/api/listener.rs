@@ -1,12 +1,13 @@
 //! The Unix-socket listener: created with mode 0660, refuses a socket another daemon is serving,
-//! and checks each peer's credentials.
+//! and judges each peer by its credentials.
 
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
+
+use super::serve::Admission;
 
 /// Why the socket could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,7 @@ pub async fn bind_unix_socket(path: &Path) -> Result<CheckedUnixListener, BindEr
         // SAFETY: geteuid has no preconditions.
         own_uid: unsafe { libc::geteuid() },
         socket_gid,
+        socket_group: group_name(socket_gid),
     })
 }
 
@@ -55,6 +57,8 @@ pub struct CheckedUnixListener {
     inner: UnixListener,
     own_uid: u32,
     socket_gid: u32,
+    /// The group's name for refusal messages, looked up once.
+    socket_group: String,
 }
 
 impl CheckedUnixListener {
@@ -85,39 +89,33 @@ fn in_group(pid: i32, gid: u32) -> bool {
         .unwrap_or(false)
 }
 
-impl axum::serve::Listener for CheckedUnixListener {
-    type Io = UnixStream;
-    type Addr = tokio::net::unix::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, addr)) => match stream.peer_cred() {
-                    Ok(cred) if self.allows(cred.uid(), cred.gid(), cred.pid()) => {
-                        return (stream, addr);
-                    }
-                    Ok(cred) => {
-                        tracing::warn!(
-                            uid = cred.uid(),
-                            gid = cred.gid(),
-                            pid = cred.pid(),
-                            "API connection refused: peer not allowed"
-                        );
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "API connection refused: no peer credentials")
-                    }
-                },
-                // Out of file descriptors and the like: back off rather than spin.
-                Err(e) => {
-                    tracing::error!(error = %e, "accept failed on the API socket");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+impl CheckedUnixListener {
+    /// Accept the next connection and judge its peer. A refused peer is still accepted, so that
+    /// it can be told why (a 403) instead of seeing the connection drop.
+    pub(crate) async fn accept_checked(&self) -> io::Result<(UnixStream, Admission)> {
+        let (stream, _) = self.inner.accept().await?;
+        let admission = match stream.peer_cred() {
+            Ok(cred) if self.allows(cred.uid(), cred.gid(), cred.pid()) => Admission::Allowed,
+            Ok(cred) => Admission::Refused(format!(
+                "uid {} (gid {}) may not use this socket: only root, uid {} and members of \
+                 group {} may",
+                cred.uid(),
+                cred.gid(),
+                self.own_uid,
+                self.socket_group
+            )),
+            Err(e) => Admission::Refused(format!(
+                "the peer's credentials could not be read ({e}), so it is not allowed"
+            )),
+        };
+        Ok((stream, admission))
     }
+}
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+/// `NAME (gid N)`, or just the number when the group has no name.
+fn group_name(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(group)) => format!("{} (gid {gid})", group.name),
+        _ => format!("gid {gid}"),
     }
 }

@@ -498,7 +498,16 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "the request body is empty: expected a JSON object",
         ));
     }
-    serde_json::from_str(text).map_err(|e| bad_request(format!("request body: {e}")))
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad_request(format!("request body: {e}")))?;
+    // serde would otherwise read an array as the struct's fields in order.
+    if !value.is_object() {
+        return Err(bad_request(format!(
+            "the request body must be a JSON object, not {}",
+            super::handlers::json_kind(&value)
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| bad_request(format!("request body: {e}")))
 }
 
 fn format_param(params: &Params) -> Result<Option<FileFormat>, ApiError> {

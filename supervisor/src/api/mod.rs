@@ -6,6 +6,7 @@ mod handlers;
 pub(crate) mod listener;
 pub mod mcp;
 pub mod memory_handlers;
+mod serve;
 mod tool_handlers;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use memory_handlers as mem;
 
 pub use error::ApiError;
 pub use listener::{CheckedUnixListener, bind_unix_socket};
+pub use serve::{ApiListener, ServeLimits, serve};
 
 use crate::Supervisor;
 

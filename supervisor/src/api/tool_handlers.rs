@@ -45,9 +45,12 @@ pub async fn show_tool(State(sup): Shared, Path(name): Path<String>) -> ApiResul
 
 pub async fn deploy_tool(
     State(sup): Shared,
-    body: Result<Json<ToolPackage>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> ApiResult {
-    let Json(body) = body?;
+    let body: ToolPackage = super::handlers::json_object(
+        body,
+        r#"like {"manifest": "<tool.toml>", "module_base64": "..."}"#,
+    )?;
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(body.module_base64.as_bytes())
         .map_err(|e| {

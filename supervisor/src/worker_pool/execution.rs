@@ -340,6 +340,19 @@ impl ExecutionReport {
     }
 }
 
+impl ExecutionReport {
+    /// What the caller must be told when the execution's end could not be recorded.
+    pub fn not_recorded_message(&self) -> Option<String> {
+        self.record_error.as_ref().map(|reason| {
+            format!(
+                "the execution ran ({}) but its record could not be written, so the history \
+                 will not show it: {reason}",
+                self.outcome.label()
+            )
+        })
+    }
+}
+
 /// How the conversation ended, before the worker's exit status is known.
 enum Verdict {
     Answered(String),
