@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
+# The end-to-end tests run the binaries as built: `cargo test` alone does not rebuild the
+# worker (another package's binary), so a protocol change would meet a stale worker.
+cargo build --locked --workspace
 cargo test --locked --workspace
