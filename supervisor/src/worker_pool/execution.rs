@@ -338,9 +338,7 @@ impl ExecutionReport {
             record_error: None,
         }
     }
-}
 
-impl ExecutionReport {
     /// What the caller must be told when the execution's end could not be recorded.
     pub fn not_recorded_message(&self) -> Option<String> {
         self.record_error.as_ref().map(|reason| {
