@@ -102,7 +102,7 @@ fn http_request(access: Option<HttpAccess>, io: &CallIo, request: Vec<u8>) -> se
         return error_reply("the call's time is up".into());
     }
     tracing::debug!(tool_server = %io.server, ?timeout, "tool http request");
-    io.runtime.block_on(access.request(request, timeout))
+    io.runtime.block_on(access.request(request, io.deadline))
 }
 
 /// The reply a host function gives when it refuses or fails.

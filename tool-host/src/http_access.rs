@@ -16,7 +16,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -26,6 +26,9 @@ pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
+/// Time a request leaves its module before the call's deadline (at most a quarter of what is
+/// left), to read a reply or an error and answer with it.
+const REPLY_MARGIN: Duration = Duration::from_millis(50);
 
 /// A manifest's `http_hosts` entry that cannot be understood.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -385,9 +388,10 @@ impl HttpAccess {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))
     }
 
-    /// Perform one request for a module, within `timeout`; the reply is the ABI's JSON.
-    pub async fn request(&self, req: HttpRequest, timeout: Duration) -> serde_json::Value {
-        match self.try_request(req, timeout).await {
+    /// Perform one request for a module, ending in time for the module to act on the reply
+    /// before `deadline`, its call's; the reply is the ABI's JSON.
+    pub async fn request(&self, req: HttpRequest, deadline: Instant) -> serde_json::Value {
+        match self.try_request(req, deadline).await {
             Ok(v) => v,
             Err(e) => serde_json::json!({ "error": e }),
         }
@@ -396,7 +400,7 @@ impl HttpAccess {
     async fn try_request(
         &self,
         req: HttpRequest,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<serde_json::Value, String> {
         let url = Url::parse(&req.url).map_err(|e| format!("bad url {:?}: {e}", req.url))?;
         let dest = Destination::of(&url)?;
@@ -404,6 +408,14 @@ impl HttpAccess {
         let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("bad method {:?}", req.method))?;
         let client = self.client(Arc::new(Mutex::new(Some(dest))))?;
+        // Measured after the client is built, and short of the deadline by a margin, so the
+        // module gets the "no response" reply with time left to act on it instead of being
+        // stopped at its deadline while the host still waits.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = left.saturating_sub(REPLY_MARGIN.min(left / 4));
+        if timeout.is_zero() {
+            return Err(format!("{url}: the call's time is up"));
+        }
         let mut builder = client.request(method, url.clone()).timeout(timeout);
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
