@@ -131,8 +131,15 @@ fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool, bounded: &AtomicBool) 
     let mut workers: HashSet<u32> = HashSet::new();
     // Cgroups whose last member had not finished exiting when they were retired.
     let mut leftovers: Vec<WorkerCgroup> = Vec::new();
+    let mut last_sweep = Instant::now();
     loop {
-        match rx.recv_timeout(SWEEP_INTERVAL) {
+        // Orphans are looked for once a second, and at once when a worker without a cgroup
+        // ends; one with a cgroup had every descendant killed already, and the next tick reaps
+        // them (reading every thread's children on each of hundreds of ends a second would
+        // cost the spawner thread more than the spawns).
+        let mut sweep = false;
+        let next_sweep = last_sweep + SWEEP_INTERVAL;
+        match rx.recv_timeout(next_sweep.saturating_duration_since(Instant::now())) {
             Ok(Order::Spawn {
                 command,
                 limits,
@@ -154,16 +161,20 @@ fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool, bounded: &AtomicBool) 
             }
             Ok(Order::Retire { pid, cgroup }) => {
                 workers.remove(&pid);
-                if let Some(cgroup) = cgroup {
-                    cgroup.kill_all();
-                    leftovers.push(cgroup);
+                match cgroup {
+                    Some(cgroup) => leftovers.push(cgroup),
+                    None => sweep = true,
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => sweep = true,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if adopting.load(Ordering::SeqCst) {
-            end_orphans(&workers);
+        // A steady stream of orders never lets the wait time out, so the tick is kept by time.
+        if sweep || Instant::now() >= next_sweep {
+            last_sweep = Instant::now();
+            if adopting.load(Ordering::SeqCst) {
+                end_orphans(&workers);
+            }
         }
         leftovers.retain(|c| c.remove().is_err());
     }
