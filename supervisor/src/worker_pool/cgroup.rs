@@ -65,8 +65,13 @@ impl PidsCgroups {
             dir,
             relative: format!("{}/{name}", self.relative),
         };
-        std::fs::write(cgroup.dir.join("pids.max"), max.to_string())?;
-        std::fs::write(cgroup.dir.join("cgroup.procs"), pid.to_string())?;
+        let entered = std::fs::write(cgroup.dir.join("pids.max"), max.to_string())
+            .and_then(|()| std::fs::write(cgroup.dir.join("cgroup.procs"), pid.to_string()));
+        if let Err(e) = entered {
+            // The worker may be gone already (its request was dropped); leave nothing behind.
+            let _ = cgroup.remove();
+            return Err(e);
+        }
         Ok(cgroup)
     }
 }

@@ -477,8 +477,21 @@ impl WorkerPool {
         self.metrics
             .worker_spawn_duration
             .observe(spawned.spawn_time.as_secs_f64());
-        let mut worker = WorkerProcess::new(spawned.child, spawned.cgroup, &self.spawner);
+        let mut worker = WorkerProcess::new(spawned.child, &self.spawner);
         let pid = worker.pid;
+        // Into its pids cgroup before the handshake is answered, like the rlimits (the worker
+        // starts nothing before it has its job); done here rather than on the spawner thread,
+        // which every spawn waits for, while the worker is still starting up.
+        if let Some(cgroups) = self.spawner.cgroups() {
+            let max = self.settings.limits.processes;
+            match tokio::task::spawn_blocking(move || cgroups.enter(pid, max)).await {
+                Ok(Ok(cgroup)) => worker.cgroup = Some(cgroup),
+                Ok(Err(e)) => {
+                    tracing::warn!(pid, error = %e, "worker runs without its pids cgroup");
+                }
+                Err(e) => tracing::error!(pid, error = %e, "the cgroup task failed"),
+            }
+        }
         report.worker_pid = Some(pid);
         tracing::Span::current().record("worker_pid", pid);
         let pidfd = Arc::new(spawned.pidfd);
@@ -666,11 +679,11 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    fn new(child: Child, cgroup: Option<WorkerCgroup>, spawner: &super::spawner::Spawner) -> Self {
+    fn new(child: Child, spawner: &super::spawner::Spawner) -> Self {
         Self {
             pid: child.id(),
             child: Some(child),
-            cgroup,
+            cgroup: None,
             spawner: spawner.clone(),
         }
     }

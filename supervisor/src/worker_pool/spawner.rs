@@ -25,8 +25,6 @@ pub struct Spawned {
     pub pidfd: OwnedFd,
     /// How long spawn + pidfd + prlimit took.
     pub spawn_time: Duration,
-    /// The worker's own pids cgroup, where one could be made.
-    pub cgroup: Option<WorkerCgroup>,
 }
 
 enum Order {
@@ -52,7 +50,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Spawner {
     orders: mpsc::Sender<Order>,
     adopting: Arc<AtomicBool>,
-    bounded: Arc<AtomicBool>,
+    cgroups: Option<Arc<PidsCgroups>>,
 }
 
 impl Spawner {
@@ -60,16 +58,35 @@ impl Spawner {
     pub fn start() -> io::Result<Self> {
         let (orders, rx) = mpsc::channel::<Order>();
         let adopting = Arc::new(AtomicBool::new(false));
-        let bounded = Arc::new(AtomicBool::new(false));
-        let (adopt, bound) = (adopting.clone(), bounded.clone());
+        let adopt = adopting.clone();
         std::thread::Builder::new()
             .name("caxton-spawner".into())
-            .spawn(move || run(&rx, &adopt, &bound))?;
+            .spawn(move || run(&rx, &adopt))?;
+        let cgroups = match PidsCgroups::detect() {
+            Ok(c) => {
+                tracing::info!(cgroup = %c.base().display(), "each worker gets a pids cgroup");
+                Some(Arc::new(c))
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    %reason,
+                    "workers get no pids cgroup: their processes are not counted, and \
+                     descendants that leave the worker's process group are found only as \
+                     adopted orphans"
+                );
+                None
+            }
+        };
         Ok(Self {
             orders,
             adopting,
-            bounded,
+            cgroups,
         })
+    }
+
+    /// Where workers' cgroups are made, if they can be.
+    pub fn cgroups(&self) -> Option<Arc<PidsCgroups>> {
+        self.cgroups.clone()
     }
 
     /// Spawn `command` on the spawner thread and apply the limits.
@@ -107,26 +124,11 @@ impl Spawner {
 
     /// Whether workers get a pids cgroup that bounds their processes.
     pub fn processes_bounded(&self) -> bool {
-        self.bounded.load(Ordering::SeqCst)
+        self.cgroups.is_some()
     }
 }
 
-fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool, bounded: &AtomicBool) {
-    let cgroups = match PidsCgroups::detect() {
-        Ok(c) => {
-            tracing::info!(cgroup = %c.base().display(), "each worker gets a pids cgroup");
-            bounded.store(true, Ordering::SeqCst);
-            Some(c)
-        }
-        Err(reason) => {
-            tracing::warn!(
-                %reason,
-                "workers get no pids cgroup: their processes are not counted, and descendants \
-                 that leave the worker's process group are found only as adopted orphans"
-            );
-            None
-        }
-    };
+fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool) {
     // Workers spawned and not yet reaped: every other child of this process is an orphan.
     let mut workers: HashSet<u32> = HashSet::new();
     // Cgroups whose last member had not finished exiting when they were retired.
@@ -146,7 +148,7 @@ fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool, bounded: &AtomicBool) 
                 address_space,
                 reply,
             }) => {
-                let result = spawn(command, &limits, address_space, cgroups.as_ref());
+                let result = spawn(command, &limits, address_space);
                 if let Ok(s) = &result {
                     workers.insert(s.child.id());
                 }
@@ -156,7 +158,6 @@ fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool, bounded: &AtomicBool) 
                     let _ = os::signal_group(child.id(), libc::SIGKILL);
                     let _ = child.wait();
                     workers.remove(&child.id());
-                    leftovers.extend(s.cgroup);
                 }
             }
             Ok(Order::Retire { pid, cgroup }) => {
@@ -208,12 +209,7 @@ fn end_orphans(workers: &HashSet<u32>) {
     }
 }
 
-fn spawn(
-    mut command: Command,
-    limits: &WorkerLimits,
-    address_space: u64,
-    cgroups: Option<&PidsCgroups>,
-) -> io::Result<Spawned> {
+fn spawn(mut command: Command, limits: &WorkerLimits, address_space: u64) -> io::Result<Spawned> {
     let started = Instant::now();
     let mut child = command.spawn()?;
     let setup = os::pidfd_open(child.id()).and_then(|pidfd| {
@@ -221,23 +217,11 @@ fn spawn(
         Ok(pidfd)
     });
     match setup {
-        Ok(pidfd) => {
-            // Before the handshake is answered, like the rlimits: the worker starts nothing
-            // before it has its job.
-            let cgroup = cgroups.and_then(|c| match c.enter(child.id(), limits.processes) {
-                Ok(cgroup) => Some(cgroup),
-                Err(e) => {
-                    tracing::warn!(pid = child.id(), error = %e, "worker runs without its pids cgroup");
-                    None
-                }
-            });
-            Ok(Spawned {
-                child,
-                pidfd,
-                spawn_time: started.elapsed(),
-                cgroup,
-            })
-        }
+        Ok(pidfd) => Ok(Spawned {
+            child,
+            pidfd,
+            spawn_time: started.elapsed(),
+        }),
         Err(e) => {
             // A worker without its limits must not run; it is still ours, so kill and reap it.
             let _ = child.kill();
