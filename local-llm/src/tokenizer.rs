@@ -1,6 +1,6 @@
 //! A byte-level BPE tokenizer built from the GGUF metadata. candle's `TokenizerFromGguf` adds a
 //! prefix space and so gets SmolLM2's ids wrong; this construction matched llama.cpp on 12 of 12
-//! test strings (MEASURED.md).
+//! test strings.
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;

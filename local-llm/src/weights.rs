@@ -1,5 +1,6 @@
 //! Weights on disk: Q4_1 tensors are requantised to Q8_0 once and cached next to the database,
-//! because candle 0.11 has no SIMD kernel for Q4_1 (MEASURED.md: 19 → 60 tokens/s on one core).
+//! because candle 0.11 has no SIMD kernel for Q4_1 (measured:
+//! 19 → 60 tokens/s on one core).
 
 use std::fs::File;
 use std::io::BufWriter;

@@ -1,7 +1,7 @@
 //! Sentence embeddings: all-MiniLM-L6-v2 (a 6-layer BERT) run on the CPU, pooled and
 //! normalised the way sentence-transformers does it.
 //!
-//! Two departures from the files as shipped, both measured (MEASURED.md): the `tokenizer.json`
+//! Two departures from the files as shipped, both measured: the `tokenizer.json`
 //! pads every input to 128 tokens, which makes one sentence cost 3.5× more, so padding is reset
 //! to the longest input of each batch and truncation to 256 tokens (sentence-transformers'
 //! `max_seq_length`).

@@ -1,7 +1,7 @@
 //! The in-memory copy of every stored embedding, scanned exactly for semantic search.
 //!
 //! Why an exact scan and no approximate index: 100,000 vectors of 384 f32 are 154 MB, which a
-//! vectorised scan reads in a few milliseconds on this kind of machine (MEASURED.md), inside the
+//! vectorised scan reads in a few milliseconds on a 2-core server (measured: 4.5 ms), inside the
 //! latency goal and with perfect recall. The scan is memory-bound, so what matters is touching
 //! each vector once: dot products use AVX2/FMA when the CPU has them (checked at run time) and
 //! several independent accumulators otherwise (a plain loop does not vectorise, because float
