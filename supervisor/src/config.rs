@@ -1045,14 +1045,6 @@ pub fn check_duration(
     ))
 }
 
-/// Parse "512MB", "1GiB" and the like into bytes.
-pub fn parse_size(field: &str, value: &str) -> Result<u64, ConfigError> {
-    value
-        .parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| ConfigError::Inconsistent(format!("{field} = {value:?}: {e}")))
-}
-
 /// Parse a size written as text and check it against `bounds`.
 pub fn parse_bounded_size(field: &str, value: &str, bounds: Bounds<u64>) -> Result<u64, String> {
     let bytes = value

@@ -341,13 +341,13 @@ impl Supervisor {
         let mut pending = PendingRecord {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
-            report: Some(ExecutionReport::new(
+            report: Some(Arc::new(ExecutionReport::new(
                 execution_id.clone(),
                 &agent,
                 started_at,
                 0.0,
                 Outcome::Cancelled,
-            )),
+            ))),
             started,
         };
         let services = Services {
@@ -357,10 +357,12 @@ impl Supervisor {
             memory_scope: memory_scope.as_ref(),
             workspaces_dir: &self.config.workspaces_dir,
         };
-        let mut report = self
-            .pool
-            .execute(agent.clone(), input, execution_id, &services, answer_sink)
-            .await;
+        // Shared, not copied, between the guard and the record's write.
+        let report = Arc::new(
+            self.pool
+                .execute(agent.clone(), input, execution_id, &services, answer_sink)
+                .await,
+        );
         pending.report = Some(report.clone());
         if let (Outcome::Succeeded, Some(answer), Some(scope), Some(request)) =
             (&report.outcome, &report.answer, &memory_scope, &request)
@@ -375,18 +377,19 @@ impl Supervisor {
                 )
                 .await;
         }
-        if let Err(e) = self
+        let written = self
             .store_write({
                 let report = report.clone();
                 move |s| s.record_finish(&report)
             })
-            .await
-        {
+            .await;
+        pending.report = None;
+        let mut report = Arc::unwrap_or_clone(report);
+        if let Err(e) = written {
             // The work is done and its answer is kept for the caller, who is told that the
             // history does not have it.
             report.record_error = Some(e.to_string());
         }
-        pending.report = None;
         self.metrics.record_execution(
             &report.agent,
             report.outcome.label(),
@@ -516,15 +519,16 @@ impl Supervisor {
 struct PendingRecord {
     store: ExecutionStore,
     metrics: Arc<Metrics>,
-    report: Option<ExecutionReport>,
+    report: Option<Arc<ExecutionReport>>,
     started: Instant,
 }
 
 impl Drop for PendingRecord {
     fn drop(&mut self) {
-        let Some(mut report) = self.report.take() else {
+        let Some(report) = self.report.take() else {
             return;
         };
+        let mut report = Arc::unwrap_or_clone(report);
         if report.outcome == Outcome::Cancelled {
             report.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
             tracing::info!(execution_id = %report.execution_id, "execution cancelled by its caller");

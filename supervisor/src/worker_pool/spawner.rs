@@ -37,7 +37,10 @@ enum Order {
     /// A worker has been reaped: forget its PID, end what it left behind, remove its cgroup.
     Retire {
         pid: u32,
-        cgroup: Option<WorkerCgroup>,
+        /// Whether it had a cgroup (whose members were killed at its end).
+        contained: bool,
+        /// That cgroup, when it could not be removed yet.
+        leftover: Option<WorkerCgroup>,
     },
 }
 
@@ -112,7 +115,15 @@ impl Spawner {
 
     /// A worker has been reaped; what it left behind is ended on the spawner thread.
     pub fn retire(&self, pid: u32, cgroup: Option<WorkerCgroup>) {
-        let _ = self.orders.send(Order::Retire { pid, cgroup });
+        // Removed here, off the thread every spawn waits for; only a cgroup whose last member
+        // is still exiting goes there to be retried.
+        let contained = cgroup.is_some();
+        let leftover = cgroup.filter(|c| c.remove().is_err());
+        let _ = self.orders.send(Order::Retire {
+            pid,
+            contained,
+            leftover,
+        });
     }
 
     /// Become the reaper of orphaned worker descendants and end them as they appear.
@@ -160,12 +171,14 @@ fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool) {
                     workers.remove(&child.id());
                 }
             }
-            Ok(Order::Retire { pid, cgroup }) => {
+            Ok(Order::Retire {
+                pid,
+                contained,
+                leftover,
+            }) => {
                 workers.remove(&pid);
-                match cgroup {
-                    Some(cgroup) => leftovers.push(cgroup),
-                    None => sweep = true,
-                }
+                leftovers.extend(leftover);
+                sweep = !contained;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => sweep = true,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
