@@ -111,11 +111,7 @@ fn rate_limits_and_server_errors_are_retried_and_other_errors_are_explained() {
 #[test]
 fn an_unreachable_llm_server_is_named_in_the_error() {
     // Bind and drop a port so nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let llm = FakeLlm::start();
     let mut opts = DaemonOptions::new(&llm);
     opts.llm_url = format!("http://127.0.0.1:{port}/v1");
@@ -250,11 +246,7 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
 #[test]
 fn tcp_requires_the_bearer_token() {
     let llm = FakeLlm::start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut opts = DaemonOptions::new(&llm);
     opts.extra_config =
         format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");
@@ -466,11 +458,7 @@ fn open_descriptors(pid: i32) -> usize {
 fn slow_and_idle_clients_are_closed_and_cannot_keep_others_out() {
     use std::time::{Duration, Instant};
     let llm = FakeLlm::start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let token = "s3cret-token-of-sufficient-length";
     let mut opts = DaemonOptions::new(&llm);
     opts.extra_config = format!(

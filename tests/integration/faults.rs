@@ -201,14 +201,9 @@ fn a_missing_worker_binary_fails_the_daemon_start_with_its_path() {
 /// Whether `pid` is gone from the process table altogether: not alive, and not a zombie
 /// waiting for a parent that never reaps it.
 fn wait_reaped(pid: u32, limit: Duration) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
+    wait_until(limit, || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    })
 }
 
 /// The live workers of a daemon, as `GET /api/v1/workers` lists them.
@@ -216,17 +211,6 @@ fn live_workers(daemon: &Daemon) -> Vec<serde_json::Value> {
     let (code, body) = http(&daemon.env.socket, "GET", "/api/v1/workers", None).unwrap();
     assert_eq!(code, 200, "{body}");
     body["workers"].as_array().cloned().unwrap_or_default()
-}
-
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
 }
 
 #[test]

@@ -25,11 +25,7 @@ fn mcp_sdk() -> PathBuf {
 fn daemon_on_tcp() -> (FakeLlm, Daemon, u16) {
     crate::support::builtin_tools_dir();
     let llm = FakeLlm::start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let mut opts = DaemonOptions::new(&llm);
     opts.extra_config =
         format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");

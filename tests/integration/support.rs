@@ -777,14 +777,28 @@ pub fn process_alive(pid: u32) -> bool {
 
 /// Wait until a process is gone.
 pub fn wait_gone(pid: u32, limit: Duration) -> bool {
+    wait_until(limit, || !process_alive(pid))
+}
+
+/// Poll `done` until it holds, up to `limit`; whether it did.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
-        if !process_alive(pid) {
+        if done() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     false
+}
+
+/// A loopback TCP port nothing listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One HTTP/1.1 request over a Unix socket; returns status and JSON body.
