@@ -707,8 +707,8 @@ fn figure_3(table: &mut Table) {
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let (tools, cache) = (dir.path().join("tools"), dir.path().join("cache"));
         {
-            let registry =
-                ToolRegistry::open(&tools, None, &cache).expect("cannot open the tool registry");
+            let registry = ToolRegistry::open(&tools, None, &cache, &[])
+                .expect("cannot open the tool registry");
             registry
                 .deploy(dir.path(), &case.manifest, &case.wasm)
                 .unwrap_or_else(|e| panic!("cannot deploy {}: {e}", case.label));
@@ -786,7 +786,6 @@ fn startups(
         let outcome = runtime.block_on(registry.call(
             &case.tool,
             case.arguments.clone(),
-            None,
             CallContext::default(),
         ));
         assert_eq!(
@@ -800,7 +799,8 @@ fn startups(
             let _ = std::fs::remove_dir_all(cache.join("wasm"));
         }
         let started = Instant::now();
-        let registry = ToolRegistry::open(tools, None, cache).expect("cannot open the registry");
+        let registry =
+            ToolRegistry::open(tools, None, cache, &[]).expect("cannot open the registry");
         let opened = started.elapsed();
         call(&registry);
         let called = started.elapsed();

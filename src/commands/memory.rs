@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use caxton_supervisor::api::memory_handlers::{MemoryRoute, Reply, encode_query, parse};
+use caxton_supervisor::api::memory_handlers::{MemoryRoute, Reply, encode_query, parse, reply};
 use caxton_supervisor::config::Config;
 use caxton_supervisor::memory::MemoryService;
 use caxton_supervisor::metrics::Metrics;
@@ -280,7 +280,7 @@ impl Api<'_> {
                         config.memory.database.display()
                     )
                 })?;
-            Ok(op.run(service.memory()))
+            Ok(reply(op.run(service.memory())))
         })
         .await
         .context("the memory task failed")??;

@@ -35,6 +35,7 @@ fn offline_registry(config: &Config) -> anyhow::Result<ToolRegistry> {
         &config.tools_dir,
         config.builtin_tools_dir.as_deref(),
         &config.cache_dir,
+        &caxton_supervisor::memory::reserved_names(),
     )?)
 }
 

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod grant;
 pub mod memory;
 pub mod metrics;
 pub mod provider;
@@ -26,15 +27,16 @@ use caxton_ipc_protocol::{
     CompletionFailure, CompletionRequest, CompletionResponse, JobInput, ToolCall, ToolResult,
     ToolSpec,
 };
+use grant::ExecutionGrant;
 use serde::Serialize;
 
 use agent::{AgentDefinition, AgentRegistry, DeployOutcome, RegistryError, ReloadReport};
 use config::Config;
-use memory::MemoryService;
+use memory::{MemoryService, MemoryTools};
 use metrics::Metrics;
 use provider::{ProviderError, ProviderRequest, Providers};
 use store::ExecutionStore;
-use tools::{ToolCallRecord, ToolRegistry};
+use tools::{ToolCallRecord, ToolProvider, ToolRegistry};
 use worker_pool::{ExecutionReport, LiveWorker, Outcome, PoolSettings, WorkerPool, WorkerServices};
 
 pub use worker_pool::{KillError, KillTarget, signal_name};
@@ -84,13 +86,12 @@ pub enum RunError {
     MemoryScope(#[from] memory::ScopeError),
 }
 
-/// A request that passed every check that can refuse it before a worker exists.
-#[derive(Debug, Clone)]
+/// A request that passed every check that can refuse it before a worker exists, with what it
+/// may use.
+#[derive(Debug)]
 pub struct PreparedRun {
-    /// The agent that will answer.
-    pub agent: Arc<AgentDefinition>,
-    /// The memory the request reaches, when the agent's memory is enabled.
-    pub memory_scope: Option<caxton_memory::Scope>,
+    /// The agent, its tools and its memory, resolved once.
+    pub grant: ExecutionGrant,
 }
 
 /// Why a deploy was refused.
@@ -133,8 +134,10 @@ pub struct Supervisor {
     config: Config,
     registry: AgentRegistry,
     providers: Providers,
-    tools: ToolRegistry,
-    memory: MemoryService,
+    tools: Arc<ToolRegistry>,
+    memory: Arc<MemoryService>,
+    /// Every source of tools an execution's grant draws from.
+    tool_providers: Vec<Arc<dyn ToolProvider>>,
     pool: WorkerPool,
     store: ExecutionStore,
     metrics: Arc<Metrics>,
@@ -168,13 +171,16 @@ impl Supervisor {
         for e in &report.errors {
             tracing::warn!(file = %e.file, line = e.line, reason = %e.reason, "agent file not loaded");
         }
-        let tools = ToolRegistry::open(
+        let tools = Arc::new(ToolRegistry::open(
             &config.tools_dir,
             config.builtin_tools_dir.as_deref(),
             &config.cache_dir,
-        )?;
+            &memory::reserved_names(),
+        )?);
         let metrics = Arc::new(Metrics::new());
-        let memory = MemoryService::open(&config, metrics.clone())?;
+        let memory = Arc::new(MemoryService::open(&config, metrics.clone())?);
+        let tool_providers: Vec<Arc<dyn ToolProvider>> =
+            vec![tools.clone(), Arc::new(MemoryTools::new(memory.clone()))];
         metrics.agents_deployed.set(registry.len() as i64);
         let pool = WorkerPool::new(PoolSettings::from(&config), metrics.clone())
             .map_err(StartError::Pool)?;
@@ -185,6 +191,7 @@ impl Supervisor {
             providers,
             tools,
             memory,
+            tool_providers,
             pool,
             store,
             metrics,
@@ -255,7 +262,8 @@ impl Supervisor {
     }
 
     /// Everything that can refuse a request before a worker exists: draining, an unknown
-    /// agent, a provider that is not configured, a workspace the agent may not use.
+    /// agent, a provider that is not configured, a workspace the agent may not use. What the
+    /// request may use is resolved here, once.
     pub fn prepare_run(
         &self,
         agent_name: &str,
@@ -273,23 +281,28 @@ impl Supervisor {
             .resolve(&agent.llm)
             .map_err(RunError::Provider)?;
         let memory_scope = memory::request_scope(&agent, workspace)?;
-        Ok(PreparedRun {
+        let grant = ExecutionGrant::resolve(
             agent,
             memory_scope,
-        })
+            &self.tool_providers,
+            &self.config.workspaces_dir,
+        );
+        if !grant.unmatched().is_empty() {
+            tracing::warn!(agent = %grant.agent().name, missing = ?grant.unmatched(), "agent names tools that are not deployed");
+        }
+        Ok(PreparedRun { grant })
     }
 
     /// Run a prepared request in a fresh worker; with `answer_sink`, the answer is also sent
     /// there piece by piece as it is generated.
     pub async fn run_prepared(
         &self,
-        PreparedRun {
-            agent,
-            memory_scope,
-        }: PreparedRun,
+        PreparedRun { grant }: PreparedRun,
         mut input: JobInput,
         answer_sink: Option<worker_pool::DeltaSink>,
     ) -> ExecutionReport {
+        let agent = grant.agent().clone();
+        let memory_scope = grant.memory().cloned();
         // The supervisor, not the caller, decides what the agent remembers.
         if let Some(scope) = &memory_scope {
             input.memory_context = self
@@ -352,10 +365,7 @@ impl Supervisor {
         };
         let services = Services {
             providers: &self.providers,
-            tools: &self.tools,
-            memory: &self.memory,
-            memory_scope: memory_scope.as_ref(),
-            workspaces_dir: &self.config.workspaces_dir,
+            grant: &grant,
         };
         // Shared, not copied, between the guard and the record's write.
         let report = Arc::new(
@@ -553,14 +563,10 @@ impl Drop for PendingRecord {
     }
 }
 
-/// The supervisor's answers to worker requests.
+/// The supervisor's answers to one execution's worker, each checked against its grant.
 struct Services<'a> {
     providers: &'a Providers,
-    tools: &'a ToolRegistry,
-    memory: &'a MemoryService,
-    /// `None` when the agent's memory is off: then it has no memory tools either.
-    memory_scope: Option<&'a caxton_memory::Scope>,
-    workspaces_dir: &'a Path,
+    grant: &'a ExecutionGrant,
 }
 
 /// Most text of all results of one `CallTools` sent back to a worker; each result gets its
@@ -569,64 +575,24 @@ const TOOL_RESULTS_BUDGET: usize = 1 << 20;
 
 #[async_trait::async_trait]
 impl WorkerServices for Services<'_> {
-    fn agent_tools(&self, agent: &AgentDefinition) -> Vec<ToolSpec> {
-        let (mut tools, missing) = self.tools.resolve(&agent.tools);
-        if !missing.is_empty() {
-            tracing::warn!(agent = %agent.name, ?missing, "agent names tools that are not deployed");
-        }
-        if self.memory_scope.is_some() {
-            tools.extend(MemoryService::tool_specs());
-        }
-        tools
+    fn agent_tools(&self, _agent: &AgentDefinition) -> Vec<ToolSpec> {
+        self.grant.tools()
     }
 
     async fn call_tools(
         &self,
-        agent: &AgentDefinition,
+        _agent: &AgentDefinition,
         calls: Vec<ToolCall>,
     ) -> (Vec<ToolResult>, Vec<ToolCallRecord>) {
-        let allowed: std::collections::BTreeSet<String> = self
-            .tools
-            .resolve(&agent.tools)
-            .0
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
         let share = TOOL_RESULTS_BUDGET / calls.len().max(1);
-        let ctx = caxton_tool_host::CallContext {
-            workspace: Some(self.workspaces_dir.join(agent.name.as_str())),
-        };
         let mut results = Vec::with_capacity(calls.len());
         let mut records = Vec::with_capacity(calls.len());
         for call in calls {
-            let outcome = match serde_json::from_str::<serde_json::Value>(&call.arguments_json) {
-                // The memory tools come with `[memory] enabled`, not with the `tools` list.
-                Ok(_)
-                    if let Some(scope) = self.memory_scope
-                        && memory::is_memory_tool(&call.name) =>
-                {
-                    self.memory.call_tool(scope, &call).await
-                }
-                Ok(args) => {
-                    self.tools
-                        .call(&call.name, args, Some(&allowed), ctx.clone())
-                        .await
-                }
-                Err(e) => self.tools.refuse(
-                    &call.name,
-                    &call.arguments_json,
-                    format!("arguments are not valid JSON: {e}"),
-                ),
-            };
-            let is_error = outcome
-                .result
-                .get("isError")
-                .and_then(serde_json::Value::as_bool)
-                == Some(true);
+            let outcome = self.grant.call(&call).await;
             results.push(ToolResult {
                 tool_call_id: call.id,
                 content: tools::cut(&tools::result_text(&outcome.result), share),
-                is_error,
+                is_error: outcome.is_error(),
             });
             records.push(outcome.record);
         }
@@ -639,6 +605,14 @@ impl WorkerServices for Services<'_> {
         request: CompletionRequest,
         deltas: Option<worker_pool::DeltaSink>,
     ) -> Result<(CompletionResponse, String), CompletionFailure> {
+        // The model is offered only granted tools, as the grant describes them.
+        let request = CompletionRequest {
+            tools: self
+                .grant
+                .offered(&request.tools)
+                .map_err(|message| CompletionFailure { message })?,
+            ..request
+        };
         let fail = |e: ProviderError| CompletionFailure {
             message: e.to_string(),
         };

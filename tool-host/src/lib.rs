@@ -20,6 +20,7 @@
 //! panic of the host.
 #![deny(missing_docs)]
 
+mod arguments;
 mod cache;
 mod call;
 mod host_fns;
@@ -39,6 +40,7 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, PoolingAllocationConfig,
 };
 
+pub use arguments::ArgumentSchema;
 pub use call::{CallLimits, DirGrant, Grants, ToolFault};
 pub use server::{CallContext, PackageError, ToolCallError, ToolServer};
 pub use slots::{CallSlot, CallSlots, SlotLimits, SlotsClosed};

@@ -6,12 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::arguments::ArgumentSchema;
 use crate::http_access::{HostAllowlist, HttpAccess};
 use crate::manifest::{Access, ManifestError, ToolManifest, WORKSPACE_PLACEHOLDER};
 use crate::{CallLimits, DirGrant, Grants, LoadError, ToolFault, ToolHost, ToolModule};
-
-/// Most argument errors reported for one call.
-const MAX_REPORTED_ERRORS: usize = 8;
 
 /// Why a tool package could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +98,7 @@ impl CallContext {
 pub struct ToolServer {
     manifest: ToolManifest,
     module: ToolModule,
-    validators: HashMap<String, jsonschema::Validator>,
+    validators: HashMap<String, ArgumentSchema>,
     http: Option<HttpAccess>,
     limits: CallLimits,
 }
@@ -143,11 +141,11 @@ impl ToolServer {
         let module = host.load(&manifest.name, wasm)?;
         let mut validators = HashMap::new();
         for (i, tool) in manifest.tools.iter().enumerate() {
-            let validator = jsonschema::validator_for(&tool.input_schema).map_err(|e| {
+            let validator = ArgumentSchema::compile(&tool.input_schema).map_err(|reason| {
                 ManifestError::Invalid {
                     path: manifest_path.to_owned(),
                     field: format!("tools[{i}].input_schema"),
-                    reason: e.to_string(),
+                    reason,
                 }
             })?;
             validators.insert(tool.name.clone(), validator);
@@ -199,24 +197,7 @@ impl ToolServer {
                 tool: tool.to_owned(),
             });
         };
-        let reasons: Vec<String> = validator
-            .iter_errors(args)
-            .take(MAX_REPORTED_ERRORS)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
-            })
-            .collect();
-        if !reasons.is_empty() {
-            return Err(ToolCallError::InvalidArguments {
-                tool: tool.to_owned(),
-                reasons,
-            });
-        }
+        validator.check(tool, args)?;
         let grants = self.grants(ctx)?;
         let args = serde_json::to_string(args).unwrap_or_else(|_| "{}".into());
         Ok(self.module.call_with(tool, &args, &grants, self.limits)?)

@@ -340,7 +340,7 @@ async fn call_tool(sup: &Supervisor, id: Value, params: Value) -> Value {
     let ctx = caxton_tool_host::CallContext {
         workspace: Some(sup.config().workspaces_dir.join(MCP_WORKSPACE)),
     };
-    let outcome = sup.tools().call(name, arguments, None, ctx).await;
+    let outcome = sup.tools().call(name, arguments, ctx).await;
     rpc_result(id, outcome.result)
 }
 

@@ -1,9 +1,8 @@
 //! `/api/v1/memory/...`: the embedded memory over the management API.
 //!
-//! Every route is a [`MemoryRoute`]; [`parse`] turns a route, its query string and its body
-//! into a checked [`MemoryOp`], and [`MemoryOp::run`] performs it on a [`Memory`] and builds the
-//! answer. The axum handlers below are that and nothing else, and the CLI's offline path (no
-//! daemon running) calls the same three functions, so both answer with the same JSON.
+//! Only HTTP lives here: every route is a [`MemoryRoute`]; [`parse`] turns a route, its query
+//! string and its body into a checked [`MemoryOp`] (`crate::memory::operations`, which runs it),
+//! and [`reply`] turns the operation's result into the answer: status, error kind and JSON.
 //!
 //! Every request names the memory it works in with `scope=agent-only:NAME`,
 //! `scope=workspace:NAME` or `scope=global`; there is no default. Search may name several
@@ -19,16 +18,17 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use caxton_memory::{
-    Direction, EmbedError, ExportRequest, GraphQuery, ImportOptions, MAX_DEPTH, Memory,
-    MemoryError, Relation, Scope, SearchMode, SearchRequest, Timestamp, text_from_bytes,
+    Direction, EmbedError, GraphQuery, MAX_DEPTH, MemoryError, Relation, Scope, SearchMode,
+    SearchRequest, Timestamp, text_from_bytes,
 };
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::Instrument;
 
 use super::error::ApiError;
 use crate::Supervisor;
+use crate::memory::operations::{ObservationsBody, RelateBody};
+use crate::memory::{Export, FileFormat, MemoryOp, OperationError, OperationReply};
 
 type Shared = State<Arc<Supervisor>>;
 type Body = Result<Bytes, BytesRejection>;
@@ -151,217 +151,6 @@ pub fn encode_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
-}
-
-/// Export and import file formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    /// Caxton's versioned JSON (scopes, times, metadata, strengths, embeddings).
-    Caxton,
-    /// The JSON-lines file of `@modelcontextprotocol/server-memory` (one scope, no times).
-    Mcp,
-}
-
-impl FileFormat {
-    /// `caxton` or `mcp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Caxton => "caxton",
-            Self::Mcp => "mcp",
-        }
-    }
-
-    /// The format of an import file: MCP when its first non-empty line is a JSON object with a
-    /// `type` (every MCP line has one) or at least starts like one, else Caxton's JSON (whose
-    /// first line, pretty-printed, is a lone `{`). The line is read leniently, so a bad byte
-    /// in it is reported by the MCP reader with its line and column.
-    pub fn detect(bytes: &[u8]) -> Self {
-        let Some(first) = bytes
-            .split(|&b| b == b'\n')
-            .find(|line| line.iter().any(|b| !b.is_ascii_whitespace()))
-        else {
-            return Self::Caxton;
-        };
-        let line = String::from_utf8_lossy(first);
-        let starts_like_mcp = line.trim_start().starts_with("{\"type\"");
-        match serde_json::from_str::<Value>(&line) {
-            Ok(Value::Object(o)) if o.contains_key("type") => Self::Mcp,
-            _ if starts_like_mcp => Self::Mcp,
-            _ => Self::Caxton,
-        }
-    }
-}
-
-/// A checked memory operation, ready to run.
-pub struct MemoryOp(Op);
-
-enum Op {
-    Upsert {
-        scope: Scope,
-        body: UpsertBody,
-    },
-    Show {
-        scope: Scope,
-        name: String,
-    },
-    Delete {
-        scope: Scope,
-        name: String,
-    },
-    AddObservations {
-        scope: Scope,
-        name: String,
-        observations: Vec<String>,
-    },
-    DeleteObservations {
-        scope: Scope,
-        name: String,
-        observations: Vec<String>,
-    },
-    Neighbours {
-        scope: Scope,
-        name: String,
-        query: GraphQuery,
-    },
-    Relate {
-        scope: Scope,
-        relation: Relation,
-    },
-    Unrelate {
-        scope: Scope,
-        from: String,
-        to: String,
-        relation_type: String,
-    },
-    Search(SearchRequest),
-    Path {
-        scope: Scope,
-        from: String,
-        to: String,
-        query: GraphQuery,
-    },
-    Export(Export),
-    Import {
-        format: FileFormat,
-        detected: bool,
-        scope: Option<Scope>,
-        bytes: Bytes,
-    },
-    Stats {
-        scopes: Vec<Scope>,
-        check: bool,
-    },
-}
-
-/// `GET /api/v1/memory/export`, checked.
-pub struct Export {
-    format: FileFormat,
-    /// Empty for every scope; exactly one for [`FileFormat::Mcp`] (checked by [`parse`]).
-    scopes: Vec<Scope>,
-    embeddings: bool,
-}
-
-impl Export {
-    /// The file's media type.
-    pub fn content_type(&self) -> &'static str {
-        match self.format {
-            FileFormat::Caxton => "application/json",
-            FileFormat::Mcp => "application/x-ndjson",
-        }
-    }
-
-    /// Write the file to `out` as it is read. Blocks (SQLite).
-    pub fn write(&self, m: &Memory, out: &mut dyn std::io::Write) -> Result<(), MemoryError> {
-        match self.format {
-            FileFormat::Caxton => {
-                let request = ExportRequest {
-                    scopes: (!self.scopes.is_empty()).then(|| self.scopes.clone()),
-                    include_embeddings: self.embeddings,
-                };
-                m.export_json(&request, out)
-            }
-            FileFormat::Mcp => match self.scopes.as_slice() {
-                [scope] => m.export_mcp_jsonl(scope, out),
-                _ => Err(MemoryError::InvalidInput {
-                    field: "scope",
-                    reason: "format=mcp exports exactly one scope".into(),
-                }),
-            },
-        }
-    }
-}
-
-/// How the daemon answers a parsed operation.
-pub enum Dispatch {
-    /// Streamed to the client as it is read.
-    Export(Export),
-    /// Run whole, then answered by [`MemoryOp::run`].
-    Run(MemoryOp),
-}
-
-impl MemoryOp {
-    /// Exports are streamed rather than built whole in memory; everything else runs whole.
-    pub fn dispatch(self) -> Dispatch {
-        match self.0 {
-            Op::Export(export) => Dispatch::Export(export),
-            other => Dispatch::Run(Self(other)),
-        }
-    }
-}
-
-/// Body of `POST /api/v1/memory/entities`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpsertBody {
-    name: String,
-    /// Absent: the entity's current type, or [`crate::memory::DEFAULT_ENTITY_TYPE`] for a new one.
-    entity_type: Option<String>,
-    #[serde(default)]
-    observations: Vec<String>,
-    metadata: Option<serde_json::Map<String, Value>>,
-}
-
-/// Body of the observation routes.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ObservationsBody {
-    observations: Vec<String>,
-}
-
-/// Body of `POST /api/v1/memory/relations`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RelateBody {
-    from: String,
-    to: String,
-    relation_type: String,
-    strength: Option<f32>,
-}
-
-/// What a memory operation answers.
-#[derive(Debug)]
-pub enum Reply {
-    /// A JSON document with its status.
-    Json(StatusCode, Value),
-    /// An export file.
-    File {
-        /// `application/json` or `application/x-ndjson`.
-        content_type: &'static str,
-        /// The file.
-        bytes: Vec<u8>,
-    },
-}
-
-impl IntoResponse for Reply {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Json(status, value) => (status, axum::Json(value)).into_response(),
-            Self::File {
-                content_type,
-                bytes,
-            } => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
-        }
-    }
 }
 
 /// Query parameters, decoded, checked against what the route understands.
@@ -525,36 +314,36 @@ fn format_param(params: &Params) -> Result<Option<FileFormat>, ApiError> {
 pub fn parse(route: MemoryRoute, query: &str, body: Bytes) -> Result<MemoryOp, ApiError> {
     let p = Params::new(&route, query)?;
     let op = match route {
-        MemoryRoute::UpsertEntity => Op::Upsert {
+        MemoryRoute::UpsertEntity => MemoryOp::Upsert {
             scope: p.scope()?,
             body: json_body(&body)?,
         },
-        MemoryRoute::ShowEntity(name) => Op::Show {
+        MemoryRoute::ShowEntity(name) => MemoryOp::Show {
             scope: p.scope()?,
             name,
         },
-        MemoryRoute::DeleteEntity(name) => Op::Delete {
+        MemoryRoute::DeleteEntity(name) => MemoryOp::Delete {
             scope: p.scope()?,
             name,
         },
-        MemoryRoute::AddObservations(name) => Op::AddObservations {
-            scope: p.scope()?,
-            name,
-            observations: json_body::<ObservationsBody>(&body)?.observations,
-        },
-        MemoryRoute::DeleteObservations(name) => Op::DeleteObservations {
+        MemoryRoute::AddObservations(name) => MemoryOp::AddObservations {
             scope: p.scope()?,
             name,
             observations: json_body::<ObservationsBody>(&body)?.observations,
         },
-        MemoryRoute::Neighbours(name) => Op::Neighbours {
+        MemoryRoute::DeleteObservations(name) => MemoryOp::DeleteObservations {
+            scope: p.scope()?,
+            name,
+            observations: json_body::<ObservationsBody>(&body)?.observations,
+        },
+        MemoryRoute::Neighbours(name) => MemoryOp::Neighbours {
             scope: p.scope()?,
             name,
             query: p.graph_query(1)?,
         },
         MemoryRoute::Relate => {
             let b: RelateBody = json_body(&body)?;
-            Op::Relate {
+            MemoryOp::Relate {
                 scope: p.scope()?,
                 relation: Relation {
                     from: b.from,
@@ -564,7 +353,7 @@ pub fn parse(route: MemoryRoute, query: &str, body: Bytes) -> Result<MemoryOp, A
                 },
             }
         }
-        MemoryRoute::Unrelate => Op::Unrelate {
+        MemoryRoute::Unrelate => MemoryOp::Unrelate {
             scope: p.scope()?,
             from: p.required("from")?.to_owned(),
             to: p.required("to")?.to_owned(),
@@ -599,9 +388,9 @@ pub fn parse(route: MemoryRoute, query: &str, body: Bytes) -> Result<MemoryOp, A
             request.entity_types = p.all("type").map(str::to_owned).collect();
             request.since = p.time("since")?;
             request.until = p.time("until")?;
-            Op::Search(request)
+            MemoryOp::Search(request)
         }
-        MemoryRoute::Path => Op::Path {
+        MemoryRoute::Path => MemoryOp::Path {
             scope: p.scope()?,
             from: p.required("from")?.to_owned(),
             to: p.required("to")?.to_owned(),
@@ -615,7 +404,7 @@ pub fn parse(route: MemoryRoute, query: &str, body: Bytes) -> Result<MemoryOp, A
                     "format=mcp exports one scope: name it with scope={SCOPE_SYNTAX} (the MCP memory server's file has no scopes)"
                 )));
             }
-            Op::Export(Export {
+            MemoryOp::Export(Export {
                 format,
                 scopes,
                 embeddings: p.flag("embeddings", true)?,
@@ -639,277 +428,77 @@ pub fn parse(route: MemoryRoute, query: &str, body: Bytes) -> Result<MemoryOp, A
                     "query parameter scope is required for an MCP memory server file (it has no scopes): name it with scope={SCOPE_SYNTAX}"
                 )));
             }
-            Op::Import {
+            MemoryOp::Import {
                 format,
                 detected: given.is_none(),
                 scope,
                 bytes: body,
             }
         }
-        MemoryRoute::Stats => Op::Stats {
+        MemoryRoute::Stats => MemoryOp::Stats {
             scopes: p.scopes()?,
             check: p.flag("check", false)?,
         },
     };
-    Ok(MemoryOp(op))
-}
-
-impl MemoryOp {
-    /// A short name for logs (`upsert`, `search`, ...).
-    pub fn name(&self) -> &'static str {
-        match &self.0 {
-            Op::Upsert { .. } => "upsert",
-            Op::Show { .. } => "show",
-            Op::Delete { .. } => "delete",
-            Op::AddObservations { .. } => "add_observations",
-            Op::DeleteObservations { .. } => "delete_observations",
-            Op::Neighbours { .. } => "neighbours",
-            Op::Relate { .. } => "relate",
-            Op::Unrelate { .. } => "unrelate",
-            Op::Search(_) => "search",
-            Op::Path { .. } => "path",
-            Op::Export(_) => "export",
-            Op::Import { .. } => "import",
-            Op::Stats { .. } => "stats",
-        }
-    }
-
-    /// The scopes it works in, for logs (`all` when it covers every scope).
-    pub fn scope_label(&self) -> String {
-        let list = |scopes: &[Scope]| {
-            if scopes.is_empty() {
-                "all".to_owned()
-            } else {
-                scopes
-                    .iter()
-                    .map(Scope::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }
-        };
-        match &self.0 {
-            Op::Upsert { scope, .. }
-            | Op::Show { scope, .. }
-            | Op::Delete { scope, .. }
-            | Op::AddObservations { scope, .. }
-            | Op::DeleteObservations { scope, .. }
-            | Op::Neighbours { scope, .. }
-            | Op::Relate { scope, .. }
-            | Op::Unrelate { scope, .. }
-            | Op::Path { scope, .. } => scope.to_string(),
-            Op::Search(r) => list(&r.scopes),
-            Op::Export(Export { scopes, .. }) | Op::Stats { scopes, .. } => list(scopes),
-            Op::Import { scope, .. } => scope
-                .as_ref()
-                .map_or_else(|| "from file".to_owned(), Scope::to_string),
-        }
-    }
-
-    /// Perform it. Blocks (SQLite, the embedding model): async callers use the blocking pool.
-    pub fn run(self, m: &Memory) -> Result<Reply, ApiError> {
-        self.run_inner(m).map_err(|e| memory_error(&e))?
-    }
-
-    /// The outer error is the memory's; the inner one an answer of another kind (a missing
-    /// relation).
-    fn run_inner(self, m: &Memory) -> Result<Result<Reply, ApiError>, MemoryError> {
-        let ok = |v: Value| Ok(Ok(Reply::Json(StatusCode::OK, v)));
-        match self.0 {
-            Op::Upsert { scope, body } => {
-                let input = crate::memory::entity_input(
-                    m,
-                    &scope,
-                    body.name,
-                    body.entity_type,
-                    body.observations,
-                    body.metadata,
-                )?;
-                let up = m.upsert_entity(&scope, &input)?;
-                tracing::info!(
-                    entity = %input.name,
-                    created = up.created,
-                    observations_added = up.added_observations.len(),
-                    "memory entity stored"
-                );
-                let status = if up.created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                };
-                Ok(Ok(Reply::Json(
-                    status,
-                    json!({
-                        "scope": scope,
-                        "name": input.name,
-                        "entity_type": input.entity_type,
-                        "id": up.id,
-                        "created": up.created,
-                        "observations_added": up.added_observations.len(),
-                        "observations_skipped": input.observations.len().saturating_sub(up.added_observations.len()),
-                    }),
-                )))
-            }
-            Op::Show { scope, name } => {
-                let entity = m
-                    .entity(&scope, &name)?
-                    .ok_or_else(|| not_found(&scope, &name))?;
-                let relations = m.relations_of(&scope, &name)?;
-                ok(json!({ "entity": entity, "relations": relations }))
-            }
-            Op::Delete { scope, name } => {
-                if !m.delete_entity(&scope, &name)? {
-                    return Err(not_found(&scope, &name));
-                }
-                tracing::info!(entity = %name, "memory entity deleted");
-                ok(json!({ "scope": scope, "deleted": name }))
-            }
-            Op::AddObservations {
-                scope,
-                name,
-                observations,
-            } => {
-                let added = m.add_observations(&scope, &name, &observations)?;
-                ok(json!({
-                    "scope": scope,
-                    "name": name,
-                    "observations_added": added.len(),
-                    "observations_skipped": observations.len().saturating_sub(added.len()),
-                }))
-            }
-            Op::DeleteObservations {
-                scope,
-                name,
-                observations,
-            } => {
-                let deleted = m.delete_observations(&scope, &name, &observations)?;
-                ok(json!({ "scope": scope, "name": name, "observations_deleted": deleted }))
-            }
-            Op::Neighbours { scope, name, query } => {
-                let neighbours = m.neighbours(&scope, &name, &query)?;
-                ok(json!({
-                    "scope": scope,
-                    "name": name,
-                    "depth": query.depth,
-                    "neighbours": neighbours,
-                }))
-            }
-            Op::Relate { scope, relation } => {
-                m.relate(&scope, &relation)?;
-                ok(json!({ "scope": scope, "relation": relation }))
-            }
-            Op::Unrelate {
-                scope,
-                from,
-                to,
-                relation_type,
-            } => {
-                if !m.delete_relation(&scope, &from, &to, &relation_type)? {
-                    return Ok(Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "relation_not_found",
-                        format!("no relation {from:?} {relation_type} {to:?} in scope {scope}"),
-                    )));
-                }
-                ok(json!({
-                    "scope": scope,
-                    "deleted": {"from": from, "to": to, "relation_type": relation_type},
-                }))
-            }
-            Op::Search(request) => {
-                let hits = m.search(&request)?;
-                tracing::debug!(hits = hits.len(), mode = ?request.mode, "memory searched");
-                ok(json!({ "query": request.query, "mode": request.mode, "hits": hits }))
-            }
-            Op::Path {
-                scope,
-                from,
-                to,
-                query,
-            } => {
-                let path = m.shortest_path(&scope, &from, &to, &query)?;
-                ok(json!({
-                    "scope": scope,
-                    "from": from,
-                    "to": to,
-                    "depth": query.depth,
-                    "path": path,
-                }))
-            }
-            Op::Export(export) => {
-                let mut bytes = Vec::new();
-                export.write(m, &mut bytes)?;
-                Ok(Ok(Reply::File {
-                    content_type: export.content_type(),
-                    bytes,
-                }))
-            }
-            Op::Import {
-                format,
-                detected,
-                scope,
-                bytes,
-            } => {
-                let report = match (format, &scope) {
-                    (FileFormat::Mcp, Some(scope)) => m.import_mcp_jsonl(&bytes, scope),
-                    (FileFormat::Mcp, None) => {
-                        return Ok(Err(bad_request("an MCP memory file needs a scope")));
-                    }
-                    (FileFormat::Caxton, _) => m.import_json(
-                        &bytes,
-                        &ImportOptions {
-                            scope: scope.clone(),
-                        },
-                    ),
-                };
-                let report = match report {
-                    Ok(r) => r,
-                    // Say which format the file was read as, so a misdetected file is explained.
-                    Err(MemoryError::Import { record, reason }) if detected => {
-                        return Err(MemoryError::Import {
-                            record: format!("{record} (read as the {} format)", format.as_str()),
-                            reason,
-                        });
-                    }
-                    Err(e) => return Err(e),
-                };
-                tracing::info!(
-                    format = format.as_str(),
-                    entities_created = report.entities_created,
-                    entities_merged = report.entities_merged,
-                    observations_added = report.observations_added,
-                    relations = report.relations,
-                    "memory imported"
-                );
-                ok(json!({ "format": format.as_str(), "scope": scope, "report": report }))
-            }
-            Op::Stats { scopes, check } => {
-                let stats = m.stats(&scopes)?;
-                let mut body = serde_json::to_value(&stats)
-                    .map_err(|e| MemoryError::Database(e.to_string()))?;
-                body["scopes"] = if scopes.is_empty() {
-                    json!("all")
-                } else {
-                    json!(scopes)
-                };
-                if check {
-                    m.integrity_check()?;
-                    body["integrity"] = json!("ok");
-                }
-                ok(body)
-            }
-        }
-    }
-}
-
-fn not_found(scope: &Scope, name: &str) -> MemoryError {
-    MemoryError::EntityNotFound {
-        scope: scope.to_string(),
-        name: name.to_owned(),
-    }
+    Ok(op)
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// A JSON answer or an export file.
+#[derive(Debug)]
+pub enum Reply {
+    /// A JSON document with its status.
+    Json(StatusCode, Value),
+    /// An export file.
+    File {
+        /// `application/json` or `application/x-ndjson`.
+        content_type: &'static str,
+        /// The file.
+        bytes: Vec<u8>,
+    },
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Json(status, value) => (status, axum::Json(value)).into_response(),
+            Self::File {
+                content_type,
+                bytes,
+            } => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        }
+    }
+}
+
+/// The answer for an operation's result: a new entity is 201, an error as [`memory_error`],
+/// a missing relation 404.
+pub fn reply(result: Result<OperationReply, OperationError>) -> Result<Reply, ApiError> {
+    match result {
+        Ok(OperationReply::Json { created, body }) => Ok(Reply::Json(
+            if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            body,
+        )),
+        Ok(OperationReply::File {
+            content_type,
+            bytes,
+        }) => Ok(Reply::File {
+            content_type,
+            bytes,
+        }),
+        Err(OperationError::Memory(e)) => Err(memory_error(&e)),
+        Err(e @ OperationError::RelationNotFound { .. }) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "relation_not_found",
+            e.to_string(),
+        )),
+    }
 }
 
 /// The answer for a memory error: the caller's fault is a 400 naming the field or record, a
@@ -959,9 +548,10 @@ async fn serve(
         scope = %op.scope_label(),
         status = tracing::field::Empty,
     );
-    let op = match op.dispatch() {
-        Dispatch::Export(export) => return stream_export(&sup, export, span),
-        Dispatch::Run(op) => op,
+    // Exports are streamed rather than built whole in memory; everything else runs whole.
+    let op = match op {
+        MemoryOp::Export(export) => return stream_export(&sup, export, span),
+        op => op,
     };
     let (name, started) = (op.name(), std::time::Instant::now());
     let inner = span.clone();
@@ -969,7 +559,7 @@ async fn serve(
         .memory()
         .run(move |m| {
             let _entered = inner.enter();
-            Ok(op.run(m))
+            Ok(reply(op.run(m)))
         })
         .instrument(span.clone())
         .await;

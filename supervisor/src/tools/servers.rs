@@ -7,7 +7,7 @@
 //! server may hold half and one caller (agent) a quarter, so slow calls of one cannot starve the
 //! others; a failing call is that call's error result.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
@@ -21,6 +21,9 @@ use caxton_tool_host::{
 use serde::Serialize;
 use serde_json::Value;
 
+use super::{CallOutcome, Granted, ToolCallContext, ToolProvider, error_result, result_text};
+use crate::agent::AgentDefinition;
+
 /// Calls running at once; more wait their turn (see [`SlotLimits::for_pool`] for the shares of
 /// one tool server and one caller).
 pub const MAX_CONCURRENT_CALLS: usize = 64;
@@ -31,7 +34,8 @@ pub enum ToolError {
     /// The package is invalid.
     #[error(transparent)]
     Package(#[from] PackageError),
-    /// Another server (or the supervisor's memory) already provides a tool of the same name.
+    /// Another server (or another provider, such as the supervisor's memory) already provides a
+    /// tool of the same name.
     #[error("tool {tool:?} of {server} is already provided by {other}")]
     NameClash {
         /// The server being deployed.
@@ -117,70 +121,25 @@ impl Loaded {
     }
 }
 
-/// One executed tool call, for the execution record.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ToolCallRecord {
-    /// Tool name.
-    pub tool: String,
-    /// Arguments as the model sent them (cut at 4 KiB).
-    pub arguments: String,
-    /// Bytes of result text returned to the model.
-    pub result_bytes: usize,
-    /// Milliseconds the call took.
-    pub duration_ms: f64,
-    /// `ok`, `tool_error` (the tool reported an error), `refused` (not allowed), `invalid`
-    /// (arguments did not match the schema) or `failed` (the module faulted).
-    pub outcome: String,
-    /// The error, when there is one.
-    pub error: Option<String>,
-}
-
-/// What a call returns to its caller: the MCP `CallToolResult` and how it went.
-#[derive(Debug, Clone)]
-pub struct CallOutcome {
-    /// The MCP `CallToolResult` (`content`, optional `structuredContent`, `isError`).
-    pub result: Value,
-    /// The record of the call.
-    pub record: ToolCallRecord,
-}
-
-impl CallOutcome {
-    /// A finished call's result and its record.
-    pub(crate) fn new(
-        tool: &str,
-        arguments: &str,
-        started: Instant,
-        result: Value,
-        outcome: &str,
-        error: Option<String>,
-    ) -> Self {
-        let record = ToolCallRecord {
-            tool: tool.to_owned(),
-            arguments: cut(arguments, 4096),
-            result_bytes: result_text(&result).len(),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            outcome: outcome.to_owned(),
-            error,
-        };
-        Self { result, record }
-    }
-}
-
 /// The deployed tool servers.
 pub struct ToolRegistry {
     host: Arc<ToolHost>,
     dir: PathBuf,
     servers: RwLock<BTreeMap<String, Arc<Loaded>>>,
     slots: CallSlots,
+    /// Tool names other providers serve, with who serves them: no package may shadow them.
+    reserved: BTreeMap<String, String>,
 }
 
 impl ToolRegistry {
     /// Start the tool host and load built-in packages, then deployed ones; a package that does
-    /// not load is logged and skipped so the daemon still starts.
+    /// not load is logged and skipped so the daemon still starts. `reserved` names the tools
+    /// other providers serve (tool, provider), which no package may also provide.
     pub fn open(
         tools_dir: &Path,
         builtin_dir: Option<&Path>,
         cache_dir: &Path,
+        reserved: &[(&str, &str)],
     ) -> Result<Self, ToolError> {
         let host = ToolHost::new(
             cache_dir.join("wasm"),
@@ -195,6 +154,10 @@ impl ToolRegistry {
             dir: tools_dir.to_owned(),
             servers: RwLock::new(BTreeMap::new()),
             slots: CallSlots::new(SlotLimits::for_pool(MAX_CONCURRENT_CALLS)),
+            reserved: reserved
+                .iter()
+                .map(|(tool, owner)| ((*tool).to_owned(), (*owner).to_owned()))
+                .collect(),
         };
         if let Some(dir) = builtin_dir {
             registry.load_all(dir, ToolSource::BuiltIn);
@@ -253,7 +216,7 @@ impl ToolRegistry {
             .servers
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(clash) = find_clash(&servers, &loaded.manifest) {
+        if let Some(clash) = find_clash(&servers, &self.reserved, &loaded.manifest) {
             return Err(clash);
         }
         servers.insert(loaded.manifest.name.clone(), Arc::new(loaded));
@@ -290,7 +253,7 @@ impl ToolRegistry {
             .servers
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        find_clash(&servers, manifest).map_or(Ok(()), Err)
+        find_clash(&servers, &self.reserved, manifest).map_or(Ok(()), Err)
     }
 
     /// Write the package under `tools_dir/NAME` atomically: a complete new directory is renamed
@@ -413,38 +376,14 @@ impl ToolRegistry {
         (chosen.into_values().collect(), missing)
     }
 
-    /// The outcome of a call that could not even be attempted (arguments that are not JSON).
-    pub fn refuse(&self, tool: &str, arguments: &str, message: String) -> CallOutcome {
-        tracing::warn!(tool, error = %message, "tool call refused");
-        CallOutcome::new(
-            tool,
-            arguments,
-            Instant::now(),
-            error_result(&message),
-            "invalid",
-            Some(message),
-        )
-    }
-
-    /// Run one call. `allowed`, when given, is the set of tool names the caller may use; any
-    /// other tool is refused. Every failure becomes an `isError` result with a message.
-    pub async fn call(
-        &self,
-        tool: &str,
-        arguments: Value,
-        allowed: Option<&BTreeSet<String>>,
-        ctx: CallContext,
-    ) -> CallOutcome {
+    /// Run one call of any deployed tool (whether the caller may use it is its grant's
+    /// business). Every failure becomes an `isError` result with a message.
+    pub async fn call(&self, tool: &str, arguments: Value, ctx: CallContext) -> CallOutcome {
         let started = Instant::now();
         let shown_args = arguments.to_string();
         let finish = |result: Value, outcome: &str, error: Option<String>| {
             CallOutcome::new(tool, &shown_args, started, result, outcome, error)
         };
-        if allowed.is_some_and(|a| !a.contains(tool)) {
-            let message = format!("tool {tool:?} is not in this agent's tools list");
-            tracing::warn!(tool, "tool call refused: not allowed for the agent");
-            return finish(error_result(&message), "refused", Some(message));
-        }
         let server = {
             let servers = self
                 .servers
@@ -512,21 +451,42 @@ impl ToolRegistry {
     }
 }
 
+#[async_trait::async_trait]
+impl ToolProvider for ToolRegistry {
+    fn grant(&self, agent: &AgentDefinition, _memory: Option<&caxton_memory::Scope>) -> Granted {
+        let (tools, missing) = self.resolve(&agent.tools);
+        let matched = agent
+            .tools
+            .iter()
+            .filter(|e| !missing.contains(e))
+            .cloned()
+            .collect();
+        Granted { tools, matched }
+    }
+
+    async fn call(&self, tool: &str, arguments: Value, ctx: &ToolCallContext) -> CallOutcome {
+        let ctx = CallContext {
+            workspace: ctx.workspace.clone(),
+        };
+        ToolRegistry::call(self, tool, arguments, ctx).await
+    }
+}
+
 /// A tool of `manifest`'s server that another server already provides.
 fn find_clash(
     servers: &BTreeMap<String, Arc<Loaded>>,
+    reserved: &BTreeMap<String, String>,
     manifest: &ToolManifest,
 ) -> Option<ToolError> {
-    // The supervisor serves the memory tools itself; a package must not shadow them.
-    if let Some(tool) = manifest
+    if let Some((tool, owner)) = manifest
         .tools
         .iter()
-        .find(|t| crate::memory::is_memory_tool(&t.name))
+        .find_map(|t| reserved.get_key_value(&t.name))
     {
         return Some(ToolError::NameClash {
             server: manifest.name.clone(),
-            tool: tool.name.clone(),
-            other: "the supervisor's memory".into(),
+            tool: tool.clone(),
+            other: owner.clone(),
         });
     }
     manifest.tools.iter().find_map(|tool| {
@@ -561,44 +521,6 @@ fn spec_of(tool: &caxton_tool_host::manifest::ToolDef) -> ToolSpec {
         description: tool.description.clone(),
         input_schema_json: tool.input_schema.to_string(),
     }
-}
-
-/// An MCP `CallToolResult` that reports an error.
-pub fn error_result(message: &str) -> Value {
-    serde_json::json!({ "content": [{ "type": "text", "text": message }], "isError": true })
-}
-
-/// What the model reads of a result: its text content, or its structured content as JSON.
-pub fn result_text(result: &Value) -> String {
-    let texts: Vec<&str> = result
-        .get("content")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|c| c.get("text").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
-    if !texts.is_empty() {
-        return texts.join("\n");
-    }
-    match result.get("structuredContent") {
-        Some(v) => v.to_string(),
-        None => String::new(),
-    }
-}
-
-/// `text`, cut at `max` bytes (on a character boundary) with a mark saying so.
-pub fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [{} more bytes cut]", &text[..end], text.len() - end)
 }
 
 #[cfg(test)]
@@ -692,7 +614,13 @@ timeout = "1s"
         let dir = tempfile::tempdir().unwrap();
         let (port, mut arrived) = arrivals();
         let registry = Arc::new(
-            ToolRegistry::open(&dir.path().join("tools"), None, &dir.path().join("cache")).unwrap(),
+            ToolRegistry::open(
+                &dir.path().join("tools"),
+                None,
+                &dir.path().join("cache"),
+                &[],
+            )
+            .unwrap(),
         );
         let wasm = module(port);
         let hosts = format!("\"127.0.0.1:{port}\"");
@@ -715,7 +643,7 @@ timeout = "1s"
             let (registry, ctx) = (registry.clone(), ctx("busy"));
             hogs.push(tokio::spawn(async move {
                 registry
-                    .call("hog", Value::Object(Default::default()), None, ctx)
+                    .call("hog", Value::Object(Default::default()), ctx)
                     .await
             }));
         }
@@ -724,12 +652,7 @@ timeout = "1s"
             arrived.recv().await.unwrap();
         }
         let ping = registry
-            .call(
-                "ping",
-                Value::Object(Default::default()),
-                None,
-                ctx("other"),
-            )
+            .call("ping", Value::Object(Default::default()), ctx("other"))
             .await;
         assert_eq!(ping.record.outcome, "ok", "{:?}", ping.record);
         assert!(

@@ -1,0 +1,554 @@
+//! The memory operations: every `/api/v1/memory` route and every `caxton memory` command is
+//! one [`MemoryOp`], run on a [`Memory`] by [`MemoryOp::run`]. The API file turns HTTP into an
+//! operation and its result back into HTTP; the CLI without a daemon runs the same operation in
+//! its own process, so both answer alike.
+
+use bytes::Bytes;
+use caxton_memory::{
+    EntityInput, ExportRequest, GraphQuery, ImportOptions, Memory, MemoryError, Relation, Scope,
+    SearchRequest,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// What an operation answers.
+#[derive(Debug)]
+pub enum OperationReply {
+    /// A JSON document; `created` when it made a new entity.
+    Json {
+        /// Whether a new entity was created.
+        created: bool,
+        /// The document.
+        body: Value,
+    },
+    /// An export file.
+    File {
+        /// `application/json` or `application/x-ndjson`.
+        content_type: &'static str,
+        /// The file.
+        bytes: Vec<u8>,
+    },
+}
+
+/// Why an operation gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    /// The memory refused or failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The relation to delete does not exist.
+    #[error("no relation {from:?} {relation_type} {to:?} in scope {scope}")]
+    RelationNotFound {
+        /// Its scope.
+        scope: Scope,
+        /// Source entity.
+        from: String,
+        /// Target entity.
+        to: String,
+        /// Relation type.
+        relation_type: String,
+    },
+}
+
+/// Export and import file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Caxton's versioned JSON (scopes, times, metadata, strengths, embeddings).
+    Caxton,
+    /// The JSON-lines file of `@modelcontextprotocol/server-memory` (one scope, no times).
+    Mcp,
+}
+
+impl FileFormat {
+    /// `caxton` or `mcp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Caxton => "caxton",
+            Self::Mcp => "mcp",
+        }
+    }
+
+    /// The format of an import file: MCP when its first non-empty line is a JSON object with a
+    /// `type` (every MCP line has one) or at least starts like one, else Caxton's JSON (whose
+    /// first line, pretty-printed, is a lone `{`). The line is read leniently, so a bad byte
+    /// in it is reported by the MCP reader with its line and column.
+    pub fn detect(bytes: &[u8]) -> Self {
+        let Some(first) = bytes
+            .split(|&b| b == b'\n')
+            .find(|line| line.iter().any(|b| !b.is_ascii_whitespace()))
+        else {
+            return Self::Caxton;
+        };
+        let line = String::from_utf8_lossy(first);
+        let starts_like_mcp = line.trim_start().starts_with("{\"type\"");
+        match serde_json::from_str::<Value>(&line) {
+            Ok(Value::Object(o)) if o.contains_key("type") => Self::Mcp,
+            _ if starts_like_mcp => Self::Mcp,
+            _ => Self::Caxton,
+        }
+    }
+}
+
+/// A checked memory operation, ready to run: what every `/api/v1/memory` route and every
+/// `caxton memory` command asks of the memory.
+#[derive(Debug)]
+pub enum MemoryOp {
+    /// Create or update an entity with observations.
+    Upsert {
+        /// The memory it works in.
+        scope: Scope,
+        /// What to store.
+        body: EntityUpsert,
+    },
+    /// An entity, its observations and relations.
+    Show {
+        /// The memory it works in.
+        scope: Scope,
+        /// The entity.
+        name: String,
+    },
+    /// Delete an entity with its observations and relations.
+    Delete {
+        /// The memory it works in.
+        scope: Scope,
+        /// The entity.
+        name: String,
+    },
+    /// Add observations to an entity.
+    AddObservations {
+        /// The memory it works in.
+        scope: Scope,
+        /// The entity.
+        name: String,
+        /// Observation texts.
+        observations: Vec<String>,
+    },
+    /// Delete observations by text.
+    DeleteObservations {
+        /// The memory it works in.
+        scope: Scope,
+        /// The entity.
+        name: String,
+        /// Observation texts.
+        observations: Vec<String>,
+    },
+    /// Entities within some hops of one.
+    Neighbours {
+        /// The memory it works in.
+        scope: Scope,
+        /// The entity.
+        name: String,
+        /// How far and along which relations.
+        query: GraphQuery,
+    },
+    /// Create a relation or update its strength.
+    Relate {
+        /// The memory it works in.
+        scope: Scope,
+        /// The relation.
+        relation: Relation,
+    },
+    /// Delete one relation.
+    Unrelate {
+        /// The memory it works in.
+        scope: Scope,
+        /// Where the relation or path starts.
+        from: String,
+        /// Where it ends.
+        to: String,
+        /// Its type.
+        relation_type: String,
+    },
+    /// Semantic, keyword or hybrid search.
+    Search(SearchRequest),
+    /// The shortest path between two entities.
+    Path {
+        /// The memory it works in.
+        scope: Scope,
+        /// Where the relation or path starts.
+        from: String,
+        /// Where it ends.
+        to: String,
+        /// How far and along which relations.
+        query: GraphQuery,
+    },
+    /// A file of the memory.
+    Export(Export),
+    /// Read a file into the memory.
+    Import {
+        /// The file's format.
+        format: FileFormat,
+        /// Whether the format was detected rather than given.
+        detected: bool,
+        /// The scope to read into (Caxton files name their own).
+        scope: Option<Scope>,
+        /// The file.
+        bytes: Bytes,
+    },
+    /// Counts and sizes, optionally an integrity check.
+    Stats {
+        /// The scopes covered; empty for all.
+        scopes: Vec<Scope>,
+        /// Whether to run an integrity check.
+        check: bool,
+    },
+}
+
+/// An export, checked.
+#[derive(Debug)]
+pub struct Export {
+    /// The file's format.
+    pub format: FileFormat,
+    /// Empty for every scope; exactly one for [`FileFormat::Mcp`].
+    pub scopes: Vec<Scope>,
+    /// Whether vectors are written (Caxton's format only).
+    pub embeddings: bool,
+}
+
+impl Export {
+    /// The file's media type.
+    pub fn content_type(&self) -> &'static str {
+        match self.format {
+            FileFormat::Caxton => "application/json",
+            FileFormat::Mcp => "application/x-ndjson",
+        }
+    }
+
+    /// Write the file to `out` as it is read. Blocks (SQLite).
+    pub fn write(&self, m: &Memory, out: &mut dyn std::io::Write) -> Result<(), MemoryError> {
+        match self.format {
+            FileFormat::Caxton => {
+                let request = ExportRequest {
+                    scopes: (!self.scopes.is_empty()).then(|| self.scopes.clone()),
+                    include_embeddings: self.embeddings,
+                };
+                m.export_json(&request, out)
+            }
+            FileFormat::Mcp => match self.scopes.as_slice() {
+                [scope] => m.export_mcp_jsonl(scope, out),
+                _ => Err(MemoryError::InvalidInput {
+                    field: "scope",
+                    reason: "format=mcp exports exactly one scope".into(),
+                }),
+            },
+        }
+    }
+}
+
+/// An entity to create or update (the body of `POST /api/v1/memory/entities`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityUpsert {
+    /// The entity's name, unique in its scope.
+    pub name: String,
+    /// Absent: the entity's current type, or [`DEFAULT_ENTITY_TYPE`] for a new one.
+    pub entity_type: Option<String>,
+    /// Observations to add.
+    #[serde(default)]
+    pub observations: Vec<String>,
+    /// Free-form metadata.
+    pub metadata: Option<serde_json::Map<String, Value>>,
+}
+
+/// Body of the observation routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationsBody {
+    /// Observation texts.
+    pub observations: Vec<String>,
+}
+
+/// Body of `POST /api/v1/memory/relations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelateBody {
+    /// Source entity.
+    pub from: String,
+    /// Target entity.
+    pub to: String,
+    /// Relation type.
+    pub relation_type: String,
+    /// Strength in 0..=1; 1 when absent.
+    pub strength: Option<f32>,
+}
+
+impl MemoryOp {
+    /// A short name for logs (`upsert`, `search`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Upsert { .. } => "upsert",
+            Self::Show { .. } => "show",
+            Self::Delete { .. } => "delete",
+            Self::AddObservations { .. } => "add_observations",
+            Self::DeleteObservations { .. } => "delete_observations",
+            Self::Neighbours { .. } => "neighbours",
+            Self::Relate { .. } => "relate",
+            Self::Unrelate { .. } => "unrelate",
+            Self::Search(_) => "search",
+            Self::Path { .. } => "path",
+            Self::Export(_) => "export",
+            Self::Import { .. } => "import",
+            Self::Stats { .. } => "stats",
+        }
+    }
+
+    /// The scopes it works in, for logs (`all` when it covers every scope).
+    pub fn scope_label(&self) -> String {
+        let list = |scopes: &[Scope]| {
+            if scopes.is_empty() {
+                "all".to_owned()
+            } else {
+                scopes
+                    .iter()
+                    .map(Scope::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        match self {
+            Self::Upsert { scope, .. }
+            | Self::Show { scope, .. }
+            | Self::Delete { scope, .. }
+            | Self::AddObservations { scope, .. }
+            | Self::DeleteObservations { scope, .. }
+            | Self::Neighbours { scope, .. }
+            | Self::Relate { scope, .. }
+            | Self::Unrelate { scope, .. }
+            | Self::Path { scope, .. } => scope.to_string(),
+            Self::Search(r) => list(&r.scopes),
+            Self::Export(Export { scopes, .. }) | Self::Stats { scopes, .. } => list(scopes),
+            Self::Import { scope, .. } => scope
+                .as_ref()
+                .map_or_else(|| "from file".to_owned(), Scope::to_string),
+        }
+    }
+
+    /// Perform it. Blocks (SQLite, the embedding model): async callers use the blocking pool.
+    pub fn run(self, m: &Memory) -> Result<OperationReply, OperationError> {
+        let ok = |body: Value| {
+            Ok(OperationReply::Json {
+                created: false,
+                body,
+            })
+        };
+        match self {
+            Self::Upsert { scope, body } => {
+                let input = entity_input(
+                    m,
+                    &scope,
+                    body.name,
+                    body.entity_type,
+                    body.observations,
+                    body.metadata,
+                )?;
+                let up = m.upsert_entity(&scope, &input)?;
+                tracing::info!(
+                    entity = %input.name,
+                    created = up.created,
+                    observations_added = up.added_observations.len(),
+                    "memory entity stored"
+                );
+                Ok(OperationReply::Json {
+                    created: up.created,
+                    body: json!({
+                        "scope": scope,
+                        "name": input.name,
+                        "entity_type": input.entity_type,
+                        "id": up.id,
+                        "created": up.created,
+                        "observations_added": up.added_observations.len(),
+                        "observations_skipped": input.observations.len().saturating_sub(up.added_observations.len()),
+                    }),
+                })
+            }
+            Self::Show { scope, name } => {
+                let entity = m
+                    .entity(&scope, &name)?
+                    .ok_or_else(|| not_found(&scope, &name))?;
+                let relations = m.relations_of(&scope, &name)?;
+                ok(json!({ "entity": entity, "relations": relations }))
+            }
+            Self::Delete { scope, name } => {
+                if !m.delete_entity(&scope, &name)? {
+                    return Err(not_found(&scope, &name).into());
+                }
+                tracing::info!(entity = %name, "memory entity deleted");
+                ok(json!({ "scope": scope, "deleted": name }))
+            }
+            Self::AddObservations {
+                scope,
+                name,
+                observations,
+            } => {
+                let added = m.add_observations(&scope, &name, &observations)?;
+                ok(json!({
+                    "scope": scope,
+                    "name": name,
+                    "observations_added": added.len(),
+                    "observations_skipped": observations.len().saturating_sub(added.len()),
+                }))
+            }
+            Self::DeleteObservations {
+                scope,
+                name,
+                observations,
+            } => {
+                let deleted = m.delete_observations(&scope, &name, &observations)?;
+                ok(json!({ "scope": scope, "name": name, "observations_deleted": deleted }))
+            }
+            Self::Neighbours { scope, name, query } => {
+                let neighbours = m.neighbours(&scope, &name, &query)?;
+                ok(json!({
+                    "scope": scope,
+                    "name": name,
+                    "depth": query.depth,
+                    "neighbours": neighbours,
+                }))
+            }
+            Self::Relate { scope, relation } => {
+                m.relate(&scope, &relation)?;
+                ok(json!({ "scope": scope, "relation": relation }))
+            }
+            Self::Unrelate {
+                scope,
+                from,
+                to,
+                relation_type,
+            } => {
+                if !m.delete_relation(&scope, &from, &to, &relation_type)? {
+                    return Err(OperationError::RelationNotFound {
+                        scope,
+                        from,
+                        to,
+                        relation_type,
+                    });
+                }
+                ok(json!({
+                    "scope": scope,
+                    "deleted": {"from": from, "to": to, "relation_type": relation_type},
+                }))
+            }
+            Self::Search(request) => {
+                let hits = m.search(&request)?;
+                tracing::debug!(hits = hits.len(), mode = ?request.mode, "memory searched");
+                ok(json!({ "query": request.query, "mode": request.mode, "hits": hits }))
+            }
+            Self::Path {
+                scope,
+                from,
+                to,
+                query,
+            } => {
+                let path = m.shortest_path(&scope, &from, &to, &query)?;
+                ok(json!({
+                    "scope": scope,
+                    "from": from,
+                    "to": to,
+                    "depth": query.depth,
+                    "path": path,
+                }))
+            }
+            Self::Export(export) => {
+                let mut bytes = Vec::new();
+                export.write(m, &mut bytes)?;
+                Ok(OperationReply::File {
+                    content_type: export.content_type(),
+                    bytes,
+                })
+            }
+            Self::Import {
+                format,
+                detected,
+                scope,
+                bytes,
+            } => {
+                let report = match (format, &scope) {
+                    (FileFormat::Mcp, Some(scope)) => m.import_mcp_jsonl(&bytes, scope),
+                    (FileFormat::Mcp, None) => {
+                        return Err(MemoryError::InvalidInput {
+                            field: "scope",
+                            reason: "an MCP memory server file has no scopes: name one".into(),
+                        }
+                        .into());
+                    }
+                    (FileFormat::Caxton, _) => m.import_json(
+                        &bytes,
+                        &ImportOptions {
+                            scope: scope.clone(),
+                        },
+                    ),
+                };
+                let report = match report {
+                    Ok(r) => r,
+                    // Say which format the file was read as, so a misdetected file is explained.
+                    Err(MemoryError::Import { record, reason }) if detected => {
+                        return Err(MemoryError::Import {
+                            record: format!("{record} (read as the {} format)", format.as_str()),
+                            reason,
+                        }
+                        .into());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                tracing::info!(
+                    format = format.as_str(),
+                    entities_created = report.entities_created,
+                    entities_merged = report.entities_merged,
+                    observations_added = report.observations_added,
+                    relations = report.relations,
+                    "memory imported"
+                );
+                ok(json!({ "format": format.as_str(), "scope": scope, "report": report }))
+            }
+            Self::Stats { scopes, check } => {
+                let stats = m.stats(&scopes)?;
+                let mut body = serde_json::to_value(&stats)
+                    .map_err(|e| MemoryError::Database(e.to_string()))?;
+                body["scopes"] = if scopes.is_empty() {
+                    json!("all")
+                } else {
+                    json!(scopes)
+                };
+                if check {
+                    m.integrity_check()?;
+                    body["integrity"] = json!("ok");
+                }
+                ok(body)
+            }
+        }
+    }
+}
+
+fn not_found(scope: &Scope, name: &str) -> MemoryError {
+    MemoryError::EntityNotFound {
+        scope: scope.to_string(),
+        name: name.to_owned(),
+    }
+}
+
+/// The type of an entity whose writer names none, when it is new.
+pub const DEFAULT_ENTITY_TYPE: &str = "thing";
+
+/// The input to store `name` with: without `entity_type`, an entity that exists keeps its own
+/// (adding a fact never retypes it) and a new one is a [`DEFAULT_ENTITY_TYPE`].
+pub fn entity_input(
+    memory: &Memory,
+    scope: &Scope,
+    name: String,
+    entity_type: Option<String>,
+    observations: Vec<String>,
+    metadata: Option<serde_json::Map<String, Value>>,
+) -> Result<EntityInput, MemoryError> {
+    let entity_type = match entity_type {
+        Some(t) => t,
+        None => memory
+            .entity(scope, &name)?
+            .map_or_else(|| DEFAULT_ENTITY_TYPE.to_owned(), |e| e.entity_type),
+    };
+    Ok(EntityInput {
+        name,
+        entity_type,
+        observations,
+        metadata,
+    })
+}
