@@ -1,5 +1,5 @@
 //! Export and import: Caxton's versioned JSON of the whole graph, and the common import path
-//! that the MCP JSON-lines reader ([`crate::mcp`]) shares.
+//! that the MCP JSON-lines reader ([`crate::mcp_jsonl`]) shares.
 //!
 //! The JSON file:
 //! ```text
@@ -29,10 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MemoryError, Result};
 use crate::index::RowMeta;
-use crate::memory::{
+use crate::scope::{Scope, ScopeKind};
+use crate::store::{
     Memory, embedding_text, entity_id, parse_metadata, scope_filter_sql, scope_key, upsert_relation,
 };
-use crate::scope::{Scope, ScopeKind};
 use crate::types::{
     EMBEDDING_DIM, EntityId, MAX_NAME_BYTES, MAX_TYPE_BYTES, ObservationId, Timestamp, Vector,
     check_metadata, check_name, check_observation, check_strength, default_strength,

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, invalid};
-use crate::memory::{Memory, entity_id, not_found};
 use crate::scope::Scope;
+use crate::store::{Memory, entity_id, not_found};
 use crate::types::{EntityId, Relation};
 
 /// Deepest walk allowed: beyond this a knowledge graph is usually all reachable anyway.

@@ -29,10 +29,10 @@ mod error;
 mod export;
 mod graph;
 pub mod index;
-mod mcp;
-mod memory;
+mod mcp_jsonl;
 mod scope;
 mod search;
+mod store;
 mod types;
 
 pub use db::{SCHEMA_VERSION, Synchronous};
@@ -47,9 +47,9 @@ pub use export::{
     ImportOptions, ImportReport, MemoryExport,
 };
 pub use graph::{Direction, GraphQuery, MAX_DEPTH, Neighbour, PathStep};
-pub use memory::{Memory, MemoryOptions};
 pub use scope::{MAX_NAMESPACE_BYTES, Scope, ScopeKind};
 pub use search::{MAX_LIMIT, SearchHit, SearchMode, SearchRequest};
+pub use store::{Memory, MemoryOptions};
 pub use types::{
     DEFAULT_MAX_OBSERVATION_BYTES, EMBEDDING_DIM, Entity, EntityId, EntityInput,
     MAX_METADATA_BYTES, MAX_NAME_BYTES, MAX_TYPE_BYTES, Observation, ObservationId, Relation,

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, invalid};
 use crate::index::{RowFilter, ScanHit};
-use crate::memory::{Memory, scope_filter_sql, scope_key};
 use crate::scope::{Scope, ScopeKind};
+use crate::store::{Memory, scope_filter_sql, scope_key};
 use crate::types::{EntityId, Observation, Timestamp, Vector};
 
 /// Constant of reciprocal-rank fusion: a hit at rank r (from 1) in a list adds 1 / (K + r).

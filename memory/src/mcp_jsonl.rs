@@ -16,8 +16,8 @@ use crate::export::{
     ExportItem, ExportRequest, ImportEntity, ImportObservation, ImportRelation, ImportReport,
     refuse,
 };
-use crate::memory::Memory;
 use crate::scope::Scope;
+use crate::store::Memory;
 use crate::types::{Timestamp, default_strength};
 
 #[derive(Serialize, Deserialize)]
