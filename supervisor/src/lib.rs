@@ -617,6 +617,7 @@ impl WorkerServices for Services<'_> {
             message: e.to_string(),
         };
         let provider = self.providers.resolve(&agent.llm).map_err(fail)?;
+        let request = ProviderRequest::from_ipc(request, &agent.llm).map_err(fail)?;
         let span = tracing::info_span!(
             "completion",
             provider = provider.name(),
@@ -627,35 +628,20 @@ impl WorkerServices for Services<'_> {
                 .unwrap_or(provider.default_model())
         );
         let started = Instant::now();
-        let result = tracing::Instrument::instrument(
-            provider.complete(
-                ProviderRequest {
-                    messages: request.messages,
-                    tools: request.tools,
-                    model: agent.llm.model.clone(),
-                    temperature: agent.llm.temperature,
-                    max_tokens: agent.llm.max_tokens,
-                    top_p: agent.llm.top_p,
-                    stop: agent.llm.stop.clone(),
-                    seed: agent.llm.seed,
-                    tool_choice: agent.llm.tool_choice,
-                },
-                deltas,
-            ),
-            span,
-        )
-        .await;
+        let result =
+            tracing::Instrument::instrument(provider.complete(request, deltas), span).await;
         match &result {
             Ok(r) => tracing::debug!(
                 latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                prompt_tokens = r.prompt_tokens,
-                completion_tokens = r.completion_tokens,
+                prompt_tokens = r.usage.prompt_tokens,
+                completion_tokens = r.usage.completion_tokens,
+                finish_reason = ?r.finish_reason,
                 "completion"
             ),
             Err(e) => tracing::warn!(error = %e, "completion failed"),
         }
         result
-            .map(|r| (r, provider.name().to_owned()))
+            .map(|r| (r.into(), provider.name().to_owned()))
             .map_err(fail)
     }
 }

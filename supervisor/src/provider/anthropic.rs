@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use caxton_ipc_protocol::{ChatMessage, ChatRole, CompletionResponse, ToolCall};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{self, Endpoint};
-use super::{DeltaSink, Provider, ProviderError, ProviderRequest, ToolChoice};
+use super::{
+    Completion, DeltaSink, FinishReason, Message, Provider, ProviderError, ProviderRequest,
+    ToolCall, ToolChoice, Usage,
+};
 use crate::config::ProviderConfig;
 
 /// The API version this client speaks.
@@ -32,24 +34,24 @@ impl AnthropicProvider {
 /// System turns become the `system` field; the rest become alternating user/assistant messages
 /// (consecutive turns of one role are merged, as the API requires), with tool calls as
 /// `tool_use` blocks and tool results as `tool_result` blocks in a user turn.
-fn conversation(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), ProviderError> {
+fn conversation(messages: &[Message]) -> Result<(String, Vec<Value>), ProviderError> {
     let mut system = Vec::new();
     let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for m in messages {
-        let (role, blocks) = match m.role {
-            ChatRole::System => {
-                system.push(m.content.as_str());
+        let (role, blocks) = match m {
+            Message::System(text) => {
+                system.push(text.as_str());
                 continue;
             }
-            ChatRole::User => ("user", vec![json!({"type": "text", "text": m.content})]),
-            ChatRole::Assistant => {
+            Message::User(text) => ("user", vec![json!({"type": "text", "text": text})]),
+            Message::Assistant { text, tool_calls } => {
                 let mut blocks = Vec::new();
-                if !m.content.is_empty() {
-                    blocks.push(json!({"type": "text", "text": m.content}));
+                if !text.is_empty() {
+                    blocks.push(json!({"type": "text", "text": text}));
                 }
-                for call in &m.tool_calls {
-                    let input: Value = serde_json::from_str(&call.arguments_json).map_err(|e| {
-                        ProviderError::NotConfigured(format!(
+                for call in tool_calls {
+                    let input: Value = serde_json::from_str(&call.arguments).map_err(|e| {
+                        ProviderError::InvalidRequest(format!(
                             "tool call {} has arguments that are not JSON: {e}",
                             call.name
                         ))
@@ -58,11 +60,9 @@ fn conversation(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), Provid
                 }
                 ("assistant", blocks)
             }
-            ChatRole::Tool => (
+            Message::ToolResult { call_id, content } => (
                 "user",
-                vec![
-                    json!({"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}),
-                ],
+                vec![json!({"type": "tool_result", "tool_use_id": call_id, "content": content})],
             ),
         };
         match out.last_mut() {
@@ -104,15 +104,12 @@ fn request_body(
         body["top_p"] = json!(p);
     }
     if !request.tools.is_empty() {
-        let tools = request
+        body["tools"] = request
             .tools
             .iter()
-            .map(|t| {
-                let schema = http::tool_schema(t)?;
-                Ok(json!({"name": t.name, "description": t.description, "input_schema": schema}))
-            })
-            .collect::<Result<Vec<_>, ProviderError>>()?;
-        body["tools"] = tools.into();
+            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
+            .collect::<Vec<_>>()
+            .into();
         let choice = match request.tool_choice.unwrap_or(tool_choice) {
             ToolChoice::Auto => "auto",
             ToolChoice::None => "none",
@@ -128,12 +125,14 @@ fn request_body(
 
 // Every list or object a server may leave out is also accepted as `null`.
 #[derive(Deserialize)]
-struct Message {
+struct WireMessage {
     model: Option<String>,
     #[serde(default, deserialize_with = "http::null_as_default")]
     content: Vec<Block>,
     #[serde(default, deserialize_with = "http::null_as_default")]
-    usage: Usage,
+    usage: WireUsage,
+    #[serde(default, deserialize_with = "http::string_or_none")]
+    stop_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -154,16 +153,25 @@ enum Block {
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
-struct Usage {
+struct WireUsage {
     input_tokens: Option<u32>,
     output_tokens: Option<u32>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Self {
+        Self {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+        }
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event {
     MessageStart {
-        message: Message,
+        message: WireMessage,
     },
     ContentBlockStart {
         index: u32,
@@ -175,7 +183,9 @@ enum Event {
     },
     MessageDelta {
         #[serde(default, deserialize_with = "http::null_as_default")]
-        usage: Usage,
+        delta: MessageChange,
+        #[serde(default, deserialize_with = "http::null_as_default")]
+        usage: WireUsage,
     },
     MessageStop,
     Error {
@@ -198,6 +208,13 @@ enum BlockDelta {
     Other,
 }
 
+/// What a `message_delta` event changes about the message as a whole.
+#[derive(Deserialize, Default)]
+struct MessageChange {
+    #[serde(default, deserialize_with = "http::string_or_none")]
+    stop_reason: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     message: String,
@@ -217,7 +234,7 @@ impl Provider for AnthropicProvider {
         &self,
         request: ProviderRequest,
         deltas: Option<DeltaSink>,
-    ) -> Result<CompletionResponse, ProviderError> {
+    ) -> Result<Completion, ProviderError> {
         let model = request
             .model
             .clone()
@@ -236,7 +253,7 @@ impl Provider for AnthropicProvider {
             })
             .await?;
         if deltas.is_none() {
-            let message: Message = self.endpoint.parse(&self.endpoint.text(response).await?)?;
+            let message: WireMessage = self.endpoint.parse(&self.endpoint.text(response).await?)?;
             let mut content = String::new();
             let mut tool_calls = Vec::new();
             for block in message.content {
@@ -246,7 +263,7 @@ impl Provider for AnthropicProvider {
                         id,
                         name,
                         // A tool that takes no arguments may come with no (or a null) input.
-                        arguments_json: if input.is_null() {
+                        arguments: if input.is_null() {
                             "{}".into()
                         } else {
                             input.to_string()
@@ -255,18 +272,19 @@ impl Provider for AnthropicProvider {
                     Block::Other => {}
                 }
             }
-            return Ok(CompletionResponse {
-                content,
+            return Ok(Completion {
+                text: content,
                 model: message.model.unwrap_or(model),
-                prompt_tokens: message.usage.input_tokens,
-                completion_tokens: message.usage.output_tokens,
+                usage: message.usage.into(),
+                finish_reason: message.stop_reason.as_deref().map(FinishReason::from_wire),
                 tool_calls,
             });
         }
 
         let mut content = String::new();
         let mut answered_model = None;
-        let mut usage = Usage::default();
+        let mut usage = WireUsage::default();
+        let mut finish_reason = None;
         let mut calls: BTreeMap<u32, ToolCall> = BTreeMap::new();
         let mut stopped = false;
         self.endpoint
@@ -285,7 +303,7 @@ impl Provider for AnthropicProvider {
                             ToolCall {
                                 id,
                                 name,
-                                arguments_json: String::new(),
+                                arguments: String::new(),
                             },
                         );
                     }
@@ -302,12 +320,15 @@ impl Provider for AnthropicProvider {
                         delta: BlockDelta::InputJsonDelta { partial_json },
                     } => {
                         if let Some(call) = calls.get_mut(&index) {
-                            call.arguments_json.push_str(&partial_json);
+                            call.arguments.push_str(&partial_json);
                         }
                     }
                     Event::ContentBlockDelta { .. } => {}
-                    Event::MessageDelta { usage: u } => {
-                        usage.output_tokens = u.output_tokens.or(usage.output_tokens)
+                    Event::MessageDelta { delta, usage: u } => {
+                        usage.output_tokens = u.output_tokens.or(usage.output_tokens);
+                        if let Some(reason) = delta.stop_reason {
+                            finish_reason = Some(FinishReason::from_wire(&reason));
+                        }
                     }
                     Event::MessageStop => {
                         stopped = true;
@@ -331,15 +352,15 @@ impl Provider for AnthropicProvider {
         }
         // A tool called with no arguments streams no JSON at all.
         for call in calls.values_mut() {
-            if call.arguments_json.is_empty() {
-                call.arguments_json = "{}".into();
+            if call.arguments.is_empty() {
+                call.arguments = "{}".into();
             }
         }
-        Ok(CompletionResponse {
-            content,
+        Ok(Completion {
+            text: content,
             model: answered_model.unwrap_or(model),
-            prompt_tokens: usage.input_tokens,
-            completion_tokens: usage.output_tokens,
+            usage: usage.into(),
+            finish_reason,
             tool_calls: calls.into_values().collect(),
         })
     }

@@ -194,12 +194,17 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// A tool's input schema as JSON, for the request body.
-pub fn tool_schema(
-    tool: &caxton_ipc_protocol::ToolSpec,
-) -> Result<serde_json::Value, ProviderError> {
-    serde_json::from_str(&tool.input_schema_json).map_err(|e| {
-        ProviderError::NotConfigured(format!("tool {}: input schema is not JSON: {e}", tool.name))
+/// For `#[serde(default, deserialize_with = "...")]` on a field read only to be reported (a
+/// finish reason): anything but a string counts as not said, so an odd value there never turns
+/// an otherwise good answer into a malformed one.
+pub fn string_or_none<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
     })
 }
 

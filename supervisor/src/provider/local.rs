@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use caxton_ipc_protocol::{ChatRole, CompletionResponse};
 use caxton_local_llm::{ChatTurn, GenerationParams, LocalModel, Role};
 
-use super::{DeltaSink, Provider, ProviderError, ProviderRequest};
+use super::{
+    Completion, DeltaSink, FinishReason, Message, Provider, ProviderError, ProviderRequest, Usage,
+};
 use crate::config::{Config, DEFAULT_LOCAL_MODEL_FILE, ProviderConfig};
 
 /// Sets its flag when dropped.
@@ -119,7 +120,7 @@ impl Provider for LocalProvider {
         &self,
         request: ProviderRequest,
         deltas: Option<DeltaSink>,
-    ) -> Result<CompletionResponse, ProviderError> {
+    ) -> Result<Completion, ProviderError> {
         let mut slot = self.model.clone().lock_owned().await;
         let spec = self.spec.clone();
         let name = spec.provider.clone();
@@ -147,15 +148,15 @@ impl Provider for LocalProvider {
                 .messages
                 .iter()
                 .map(|m| ChatTurn {
-                    role: match m.role {
-                        ChatRole::System => Role::System,
-                        ChatRole::User => Role::User,
-                        ChatRole::Assistant => Role::Assistant,
+                    role: match m {
+                        Message::System(_) => Role::System,
+                        Message::User(_) => Role::User,
+                        Message::Assistant { .. } => Role::Assistant,
                         // The small local model has no tool-calling format; a tool result is
                         // shown to it as the user's words.
-                        ChatRole::Tool => Role::User,
+                        Message::ToolResult { .. } => Role::User,
                     },
-                    content: &m.content,
+                    content: m.text(),
                 })
                 .collect();
             model
@@ -182,11 +183,17 @@ impl Provider for LocalProvider {
             ttft_ms = result.time_to_first_token.as_secs_f64() * 1000.0,
             "local generation"
         );
-        Ok(CompletionResponse {
-            content: result.text.trim().to_owned(),
+        Ok(Completion {
+            text: result.text.trim().to_owned(),
             model: model_name,
-            prompt_tokens: Some(result.prompt_tokens as u32),
-            completion_tokens: Some(result.completion_tokens as u32),
+            usage: Usage {
+                prompt_tokens: Some(result.prompt_tokens as u32),
+                completion_tokens: Some(result.completion_tokens as u32),
+            },
+            finish_reason: Some(match result.finish {
+                caxton_local_llm::FinishReason::Stop => FinishReason::Stop,
+                caxton_local_llm::FinishReason::Length => FinishReason::Length,
+            }),
             tool_calls: Vec::new(),
         })
     }

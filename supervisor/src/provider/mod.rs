@@ -1,10 +1,14 @@
 //! LLM providers. A worker never talks to a model: it asks the supervisor, which picks the
 //! provider named by the agent's `[llm]` table (or the configured default) and calls it.
 //!
-//! The [`Provider`] trait is what every backend implements (the OpenAI-compatible HTTP client
-//! today; the local model and Anthropic later), so the worker protocol does not change.
+//! The [`Provider`] trait is what every backend implements (OpenAI-compatible servers, Anthropic,
+//! the local model). Providers speak their own types ([`Message`], [`Completion`], ...);
+//! `convert.rs` alone translates them to and from the worker protocol, so adding what a
+//! provider needs never forces a protocol version bump.
 
 mod anthropic;
+mod conversation;
+mod convert;
 mod http;
 mod local;
 mod openai;
@@ -15,12 +19,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_ipc_protocol::{ChatMessage, CompletionResponse, ToolSpec};
-
 use crate::agent::LlmSettings;
 use crate::config::{Config, ProviderKind};
 pub use crate::worker_pool::DeltaSink;
 pub use anthropic::AnthropicProvider;
+pub use conversation::{Completion, FinishReason, Message, ToolCall, ToolDefinition, Usage};
 pub use local::LocalProvider;
 pub use openai::OpenAiProvider;
 
@@ -28,9 +31,9 @@ pub use openai::OpenAiProvider;
 #[derive(Debug, Clone)]
 pub struct ProviderRequest {
     /// The conversation.
-    pub messages: Vec<ChatMessage>,
+    pub messages: Vec<Message>,
     /// Tools the model may call.
-    pub tools: Vec<ToolSpec>,
+    pub tools: Vec<ToolDefinition>,
     /// Model override; the provider's configured model otherwise.
     pub model: Option<String>,
     /// Sampling temperature.
@@ -69,6 +72,10 @@ pub enum ProviderError {
     /// No provider is configured or the named one does not exist.
     #[error("{0}")]
     NotConfigured(String),
+    /// The request cannot be put to a model as it stands (a tool schema or earlier tool call
+    /// that is not JSON, a tool result that answers no call).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// The server could not be reached.
     #[error("LLM server unreachable at {url}: {detail}")]
     Unreachable {
@@ -186,7 +193,7 @@ pub trait Provider: Send + Sync {
         &self,
         request: ProviderRequest,
         deltas: Option<DeltaSink>,
-    ) -> Result<CompletionResponse, ProviderError>;
+    ) -> Result<Completion, ProviderError>;
 }
 
 /// The configured providers, by name.

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use caxton_ipc_protocol::{ChatMessage, ChatRole, CompletionResponse, ToolCall};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{self, Endpoint};
-use super::{DeltaSink, Provider, ProviderError, ProviderRequest, ToolChoice};
+use super::{
+    Completion, DeltaSink, FinishReason, Message, Provider, ProviderError, ProviderRequest,
+    ToolCall, ToolChoice, Usage,
+};
 use crate::config::ProviderConfig;
 
 /// A client for one configured OpenAI-compatible server.
@@ -25,25 +27,25 @@ impl OpenAiProvider {
     }
 }
 
-fn message_json(m: &ChatMessage) -> Value {
-    match m.role {
-        ChatRole::System => json!({"role": "system", "content": m.content}),
-        ChatRole::User => json!({"role": "user", "content": m.content}),
-        ChatRole::Assistant if m.tool_calls.is_empty() => {
-            json!({"role": "assistant", "content": m.content})
+fn message_json(m: &Message) -> Value {
+    match m {
+        Message::System(text) => json!({"role": "system", "content": text}),
+        Message::User(text) => json!({"role": "user", "content": text}),
+        Message::Assistant { text, tool_calls } if tool_calls.is_empty() => {
+            json!({"role": "assistant", "content": text})
         }
         // `""`, not `null`, when the turn only calls tools: strict servers (llama.cpp's) answer
         // a null content with HTTP 500.
-        ChatRole::Assistant => json!({
+        Message::Assistant { text, tool_calls } => json!({
             "role": "assistant",
-            "content": m.content,
-            "tool_calls": m.tool_calls.iter().map(|c| json!({
+            "content": text,
+            "tool_calls": tool_calls.iter().map(|c| json!({
                 "id": c.id, "type": "function",
-                "function": {"name": c.name, "arguments": c.arguments_json},
+                "function": {"name": c.name, "arguments": c.arguments},
             })).collect::<Vec<_>>(),
         }),
-        ChatRole::Tool => {
-            json!({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+        Message::ToolResult { call_id, content } => {
+            json!({"role": "tool", "tool_call_id": call_id, "content": content})
         }
     }
 }
@@ -55,7 +57,7 @@ fn request_body(
     model: &str,
     stream: bool,
     tool_choice: ToolChoice,
-) -> Result<Value, ProviderError> {
+) -> Value {
     let mut body = json!({
         "model": model,
         "messages": request.messages.iter().map(message_json).collect::<Vec<_>>(),
@@ -76,15 +78,12 @@ fn request_body(
         body["top_p"] = json!(p);
     }
     if !request.tools.is_empty() {
-        let tools = request
+        body["tools"] = request
             .tools
             .iter()
-            .map(|t| {
-                let schema = http::tool_schema(t)?;
-                Ok(json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": schema}}))
-            })
-            .collect::<Result<Vec<_>, ProviderError>>()?;
-        body["tools"] = tools.into();
+            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}))
+            .collect::<Vec<_>>()
+            .into();
         body["tool_choice"] = match request.tool_choice.unwrap_or(tool_choice) {
             ToolChoice::Auto => "auto",
             ToolChoice::None => "none",
@@ -97,7 +96,7 @@ fn request_body(
         // Without this the streamed answer carries no token counts.
         body["stream_options"] = json!({"include_usage": true});
     }
-    Ok(body)
+    body
 }
 
 // Every list or object a server may leave out is also accepted as `null`.
@@ -106,12 +105,14 @@ struct ChatCompletion {
     model: Option<String>,
     #[serde(default, deserialize_with = "http::null_as_default")]
     choices: Vec<Choice>,
-    usage: Option<Usage>,
+    usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
 struct Choice {
     message: AssistantMessage,
+    #[serde(default, deserialize_with = "http::string_or_none")]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -134,9 +135,18 @@ struct WireFunction {
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
-struct Usage {
+struct WireUsage {
     prompt_tokens: Option<u32>,
     completion_tokens: Option<u32>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Self {
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -144,13 +154,15 @@ struct Chunk {
     model: Option<String>,
     #[serde(default, deserialize_with = "http::null_as_default")]
     choices: Vec<ChunkChoice>,
-    usage: Option<Usage>,
+    usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
 struct ChunkChoice {
     #[serde(default, deserialize_with = "http::null_as_default")]
     delta: Delta,
+    #[serde(default, deserialize_with = "http::string_or_none")]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -194,7 +206,7 @@ impl Provider for OpenAiProvider {
         &self,
         request: ProviderRequest,
         deltas: Option<DeltaSink>,
-    ) -> Result<CompletionResponse, ProviderError> {
+    ) -> Result<Completion, ProviderError> {
         let model = request
             .model
             .clone()
@@ -204,7 +216,7 @@ impl Provider for OpenAiProvider {
             &model,
             deltas.is_some(),
             self.endpoint.tool_choice,
-        )?;
+        );
         let response = self
             .endpoint
             .post(&body, &model, |r, key| r.bearer_auth(key))
@@ -215,12 +227,11 @@ impl Provider for OpenAiProvider {
             let Some(choice) = parsed.choices.into_iter().next() else {
                 return Err(self.endpoint.malformed("no choices in the answer".into()));
             };
-            let usage = parsed.usage.unwrap_or_default();
-            return Ok(CompletionResponse {
-                content: choice.message.content.unwrap_or_default(),
+            return Ok(Completion {
+                text: choice.message.content.unwrap_or_default(),
                 model: parsed.model.unwrap_or(model),
-                prompt_tokens: usage.prompt_tokens,
-                completion_tokens: usage.completion_tokens,
+                usage: parsed.usage.unwrap_or_default().into(),
+                finish_reason: choice.finish_reason.as_deref().map(FinishReason::from_wire),
                 tool_calls: choice
                     .message
                     .tool_calls
@@ -230,7 +241,7 @@ impl Provider for OpenAiProvider {
                         // Some servers leave the id out; the result turn still needs one.
                         id: c.id.unwrap_or_else(|| format!("call_{i}")),
                         name: c.function.name,
-                        arguments_json: arguments_or_empty(c.function.arguments),
+                        arguments: arguments_or_empty(c.function.arguments),
                     })
                     .collect(),
             });
@@ -238,7 +249,8 @@ impl Provider for OpenAiProvider {
 
         let mut content = String::new();
         let mut answered_model = None;
-        let mut usage = Usage::default();
+        let mut usage = WireUsage::default();
+        let mut finish_reason = None;
         // Tool calls arrive in pieces keyed by index: id and name first, arguments in fragments.
         let mut calls: BTreeMap<u32, ToolCall> = BTreeMap::new();
         let mut done = false;
@@ -254,6 +266,9 @@ impl Provider for OpenAiProvider {
                     usage = u;
                 }
                 for choice in chunk.choices {
+                    if let Some(reason) = choice.finish_reason {
+                        finish_reason = Some(FinishReason::from_wire(&reason));
+                    }
                     if let Some(text) = choice.delta.content {
                         http::forward(deltas.as_ref(), &text);
                         content.push_str(&text);
@@ -262,14 +277,14 @@ impl Provider for OpenAiProvider {
                         let call = calls.entry(piece.index).or_insert_with(|| ToolCall {
                             id: String::new(),
                             name: String::new(),
-                            arguments_json: String::new(),
+                            arguments: String::new(),
                         });
                         if let Some(id) = piece.id {
                             call.id = id;
                         }
                         if let Some(f) = piece.function {
                             call.name.push_str(f.name.as_deref().unwrap_or(""));
-                            call.arguments_json
+                            call.arguments
                                 .push_str(f.arguments.as_deref().unwrap_or(""));
                         }
                     }
@@ -282,18 +297,18 @@ impl Provider for OpenAiProvider {
                 .endpoint
                 .malformed("the event stream ended without [DONE]".into()));
         }
-        Ok(CompletionResponse {
-            content,
+        Ok(Completion {
+            text: content,
             model: answered_model.unwrap_or(model),
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
+            usage: usage.into(),
+            finish_reason,
             tool_calls: calls
                 .into_iter()
                 .map(|(i, mut call)| {
                     if call.id.is_empty() {
                         call.id = format!("call_{i}");
                     }
-                    call.arguments_json = arguments_or_empty(Some(call.arguments_json));
+                    call.arguments = arguments_or_empty(Some(call.arguments));
                     call
                 })
                 .collect(),

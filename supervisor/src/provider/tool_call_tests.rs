@@ -5,10 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::response::IntoResponse;
-use caxton_ipc_protocol::{ChatMessage, ChatRole, ToolCall, ToolSpec};
 use serde_json::{Value, json};
 
-use super::{AnthropicProvider, OpenAiProvider, Provider, ProviderRequest, ToolChoice};
+use super::{
+    AnthropicProvider, FinishReason, Message, OpenAiProvider, Provider, ProviderRequest, ToolCall,
+    ToolChoice, ToolDefinition,
+};
 use crate::config::{ProviderConfig, ProviderKind};
 
 type Seen = Arc<Mutex<Vec<Value>>>;
@@ -45,7 +47,7 @@ async fn openai(seen: Seen, body: Value) -> axum::response::Response {
             );
         }
         return Json(json!({"model": "m", "usage": null,
-            "choices": [{"message": {"role": "assistant", "content": "hi", "tool_calls": null}}]}))
+            "choices": [{"message": {"role": "assistant", "content": "hi", "tool_calls": null}, "finish_reason": null}]}))
         .into_response();
     }
     if body["stream"] == true {
@@ -53,6 +55,7 @@ async fn openai(seen: Seen, body: Value) -> axum::response::Response {
             json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}]}}]}),
             json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"q\":"}}]}}]}),
             json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "\"paris\"}"}}]}}]}),
+            json!({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}),
             json!({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4}}),
         ];
         let mut events: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
@@ -63,7 +66,7 @@ async fn openai(seen: Seen, body: Value) -> axum::response::Response {
         "model": "m",
         "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [
             {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"paris\"}"}}
-        ]}}],
+        ]}, "finish_reason": "tool_calls"}],
         "usage": {"prompt_tokens": 9, "completion_tokens": 4}
     }))
     .into_response()
@@ -170,29 +173,25 @@ fn request() -> ProviderRequest {
     let call = ToolCall {
         id: "call_0".into(),
         name: "lookup".into(),
-        arguments_json: r#"{"q":"france"}"#.into(),
+        arguments: r#"{"q":"france"}"#.into(),
     };
     ProviderRequest {
         messages: vec![
-            ChatMessage::text(ChatRole::System, "Use tools."),
-            ChatMessage::text(ChatRole::User, "Capital of France?"),
-            ChatMessage {
-                role: ChatRole::Assistant,
-                content: String::new(),
+            Message::System("Use tools.".into()),
+            Message::User("Capital of France?".into()),
+            Message::Assistant {
+                text: String::new(),
                 tool_calls: vec![call],
-                tool_call_id: None,
             },
-            ChatMessage {
-                role: ChatRole::Tool,
+            Message::ToolResult {
+                call_id: "call_0".into(),
                 content: "France: capital Paris".into(),
-                tool_calls: vec![],
-                tool_call_id: Some("call_0".into()),
             },
         ],
-        tools: vec![ToolSpec {
+        tools: vec![ToolDefinition {
             name: "lookup".into(),
             description: "Look a fact up".into(),
-            input_schema_json: r#"{"type":"object","properties":{"q":{"type":"string"}}}"#.into(),
+            input_schema: json!({"type": "object", "properties": {"q": {"type": "string"}}}),
         }],
         model: None,
         temperature: None,
@@ -223,13 +222,14 @@ async fn openai_offers_tools_and_returns_tool_calls_plain_and_streamed() {
             vec![ToolCall {
                 id: "call_1".into(),
                 name: "lookup".into(),
-                arguments_json: r#"{"q":"paris"}"#.into()
+                arguments: r#"{"q":"paris"}"#.into()
             }]
         );
         assert_eq!(
-            (out.prompt_tokens, out.completion_tokens),
+            (out.usage.prompt_tokens, out.usage.completion_tokens),
             (Some(9), Some(4))
         );
+        assert_eq!(out.finish_reason, Some(FinishReason::ToolCalls));
     }
     let sent = seen.lock().unwrap()[0].clone();
     assert_eq!(sent["tools"][0]["function"]["name"], "lookup");
@@ -258,19 +258,20 @@ async fn anthropic_offers_tools_and_returns_tool_use_plain_and_streamed() {
             .complete(request(), stream.then_some(tx))
             .await
             .unwrap();
-        assert_eq!(out.content, "Looking up.");
+        assert_eq!(out.text, "Looking up.");
         assert_eq!(
             out.tool_calls,
             vec![ToolCall {
                 id: "toolu_1".into(),
                 name: "lookup".into(),
-                arguments_json: r#"{"q":"paris"}"#.into()
+                arguments: r#"{"q":"paris"}"#.into()
             }]
         );
         assert_eq!(
-            (out.prompt_tokens, out.completion_tokens),
+            (out.usage.prompt_tokens, out.usage.completion_tokens),
             (Some(9), Some(4))
         );
+        assert_eq!(out.finish_reason, Some(FinishReason::ToolCalls));
         assert_eq!(out.model, "claude-x");
         if stream {
             assert_eq!(rx.recv().await.as_deref(), Some("Looking up."));
@@ -294,7 +295,7 @@ async fn an_error_event_in_the_middle_of_a_stream_is_reported_as_such() {
     let provider =
         AnthropicProvider::new("a", &config(ProviderKind::Anthropic, serve(seen).await)).unwrap();
     let mut req = request();
-    req.messages[0] = ChatMessage::text(ChatRole::System, "overload");
+    req.messages[0] = Message::System("overload".into());
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let err = provider.complete(req, Some(tx)).await.unwrap_err();
     assert!(
@@ -384,27 +385,36 @@ async fn null_lists_and_objects_are_accepted_and_missing_usage_stays_unknown() {
     let openai = OpenAiProvider::new("o", &config(ProviderKind::Openai, base.clone())).unwrap();
     let anthropic = AnthropicProvider::new("a", &config(ProviderKind::Anthropic, base)).unwrap();
     let mut req = request();
-    req.messages[0] = ChatMessage::text(ChatRole::System, "nulls");
+    req.messages[0] = Message::System("nulls".into());
     for stream in [false, true] {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let out = openai
             .complete(req.clone(), stream.then_some(tx))
             .await
             .unwrap_or_else(|e| panic!("openai, stream {stream}: {e}"));
-        assert_eq!(out.content, "hi");
+        assert_eq!(out.text, "hi");
         assert!(out.tool_calls.is_empty());
-        assert_eq!((out.prompt_tokens, out.completion_tokens), (None, None));
+        assert_eq!(
+            (out.usage.prompt_tokens, out.usage.completion_tokens),
+            (None, None)
+        );
+        // The streamed answer says why it stopped; the plain one says `null`.
+        assert_eq!(out.finish_reason, stream.then_some(FinishReason::Stop));
 
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let out = anthropic
             .complete(req.clone(), stream.then_some(tx))
             .await
             .unwrap_or_else(|e| panic!("anthropic, stream {stream}: {e}"));
-        assert_eq!(out.content, "hi");
-        assert_eq!((out.prompt_tokens, out.completion_tokens), (None, None));
+        assert_eq!(out.text, "hi");
+        assert_eq!(
+            (out.usage.prompt_tokens, out.usage.completion_tokens),
+            (None, None)
+        );
+        assert_eq!(out.finish_reason, stream.then_some(FinishReason::Stop));
         if !stream {
             // A tool that takes no arguments may come with a null input.
-            assert_eq!(out.tool_calls[0].arguments_json, "{}");
+            assert_eq!(out.tool_calls[0].arguments, "{}");
         }
     }
 }
