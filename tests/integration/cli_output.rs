@@ -9,15 +9,19 @@
 //! before the comparison; see [`settings`]. Each filter matches only the exact shape printed
 //! today, so a change of that shape (another precision, another unit) still shows in the diff.
 //!
-//! Reviewing a change (`cargo insta` is not needed): run
-//! `INSTA_UPDATE=new cargo test --workspace --test integration cli_output::`; insta writes each
-//! changed transcript beside the accepted one as `NAME.snap.new`. Compare it with
-//! `diff -u tests/integration/snapshots/NAME.snap{,.new}`; if the change is intended, move it
-//! over the `.snap` file (`mv NAME.snap.new NAME.snap`), else delete it and fix the code. After
-//! an intended change to many formats, `INSTA_UPDATE=always` rewrites the `.snap` files in
-//! place; review them with `git diff` before committing. Without `INSTA_UPDATE`, insta writes
-//! `.snap.new` files on a developer's machine and nothing under CI (`CI=true`), where a
-//! missing or different snapshot fails the test.
+//! Reviewing a change (`cargo insta` is not needed; run `cargo build --workspace` first, the
+//! tests start the built binaries):
+//! 1. `INSTA_UPDATE=new cargo test --workspace --test integration cli_output::` fails on each
+//!    changed transcript and writes it beside the accepted one as `NAME.snap.new`;
+//! 2. read the change: `diff -u tests/integration/snapshots/NAME.snap{,.new}`;
+//! 3. if every change is intended, accept them all with `INSTA_UPDATE=always` and the same
+//!    command (it rewrites the `.snap` files in place and passes), delete the `.snap.new` files
+//!    and commit the `.snap` files with the code that changed them (`git diff` shows the
+//!    reviewer the same change); if not, delete the `.snap.new` files and fix the code.
+//!
+//! A new test's snapshot is written the same way. Without `INSTA_UPDATE`, insta writes
+//! `.snap.new` files on a developer's machine and nothing at all under CI (it reads `CI=true`,
+//! which `.ci/run` has), so there a missing or different snapshot fails the test.
 
 use std::path::Path;
 use std::process::Output;
@@ -70,6 +74,15 @@ impl<'a> Transcript<'a> {
         out
     }
 
+    /// Run `caxton ARGS` with this file on standard input and record it.
+    fn run_with_stdin_from(&mut self, args: &[&str], file: &Path) -> Output {
+        let input = std::fs::read_to_string(file).unwrap();
+        let out = self.env.cli_with_stdin(args, Some(&input));
+        let redirect = format!(" < {}", shell_word(arg(file)));
+        self.record_with(args, &redirect, &out);
+        out
+    }
+
     /// Run `caxton ARGS`, recorded as `caxton SHOWN` (for arguments that differ between runs).
     fn run_shown(&mut self, args: &[&str], shown: &[&str]) -> Output {
         let out = self.env.cli_with_env(args, &self.vars);
@@ -78,11 +91,17 @@ impl<'a> Transcript<'a> {
     }
 
     fn record(&mut self, args: &[&str], out: &Output) {
+        self.record_with(args, "", out);
+    }
+
+    /// Record a command line (after a pipe, if one was written), `tail` after its arguments.
+    fn record_with(&mut self, args: &[&str], tail: &str, out: &Output) {
         if !self.log.ends_with("| ") {
             self.log.push_str("$ ");
         }
         let words: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
-        self.log.push_str(&format!("caxton {}\n", words.join(" ")));
+        self.log
+            .push_str(&format!("caxton {}{tail}\n", words.join(" ")));
         push_output(&mut self.log, out);
     }
 }
@@ -150,6 +169,13 @@ fn settings(data_dir: &Path, description: &str) -> insta::Settings {
     // Paths first: they may contain digits the later filters would take for numbers.
     s.add_filter(&literal(&data_dir.display().to_string()), "[DATA]");
     s.add_filter(&literal(env!("CARGO_MANIFEST_DIR")), "[REPO]");
+    // A row of the status table, before its UUID goes: PID in 8 columns, AGENT in 24,
+    // EXECUTION in 38, AGE right-aligned in 8, STATE. The placeholders keep those widths, and a
+    // row of other widths keeps its PID and id, so a change of alignment fails the comparison.
+    s.add_filter(
+        r"(?m)^\d[\d ]{7} (.{24}) [0-9a-f-]{36}   [ \d.]{2}[ \d.mhs]{6}  (\S+)$",
+        format!("{:<8} $1 {:<38} {:>8}  $2", "[PID]", "[UUID]", "[AGE]"),
+    );
     s.add_filter(
         r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
         "[UUID]",
@@ -168,11 +194,6 @@ fn settings(data_dir: &Path, description: &str) -> insta::Settings {
         "caxton [VERSION]  pid [PID]  up ",
     );
     s.add_filter(r"  up (\d+ms|\d+\.\ds|\d+m|\d+h)\n", "  up [UPTIME]\n");
-    // The status table's row: PID (left-aligned in 8 columns), ..., AGE (right-aligned in 8).
-    s.add_filter(
-        r"(?m)^\d+ +(\S+ +\[UUID\]) +(\d+ms|\d+\.\ds|\d+m|\d+h)  ",
-        "[PID]    $1    [AGE]  ",
-    );
     s.add_filter(r"\bpid \d+", "pid [PID]");
     s.add_filter(r"\bworker \d+\b", "worker [PID]");
     // Durations of runs and tool calls: `12.3 ms`.
@@ -537,6 +558,9 @@ fn memory_through_a_daemon() {
     t.run(&[
         "memory", "search", "zeppelin", "--mode", "keyword", "--scope", acme,
     ]);
+    t.run(&[
+        "memory", "search", "Lonely", "--mode", "keyword", "--scope", acme,
+    ]);
     t.run(&["memory", "show", "Ada Lovelace", "--scope", acme]);
     t.run(&["memory", "show", "Lonely Island", "--scope", acme]);
     t.run(&[
@@ -590,6 +614,18 @@ fn memory_through_a_daemon() {
         "workspace:copy",
     ]);
     t.run(&["memory", "import", mcp_fixture, "--scope", "workspace:mcp"]);
+    t.run_with_stdin_from(
+        &[
+            "memory",
+            "import",
+            "-",
+            "--format",
+            "mcp",
+            "--scope",
+            "workspace:piped",
+        ],
+        Path::new(mcp_fixture),
+    );
     t.run(&[
         "memory",
         "forget",
