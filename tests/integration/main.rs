@@ -9,6 +9,7 @@
 mod agent_memory;
 mod api;
 mod cli;
+mod cli_output;
 mod config_errors;
 mod faults;
 mod local_model;
