@@ -38,6 +38,16 @@ pub enum ProtocolError {
     /// The peer closed the connection before a whole frame arrived.
     #[error("connection closed by peer")]
     Closed,
+    /// The stream ended part-way through a frame (the async codec, which knows how far it got).
+    #[error(
+        "connection closed in the middle of a frame: {received} of its {expected} bytes arrived"
+    )]
+    Truncated {
+        /// Bytes of the frame that arrived.
+        received: usize,
+        /// Bytes the frame needed, as far as known: its header's, until the header is whole.
+        expected: usize,
+    },
     /// The underlying socket failed.
     #[error("socket error: {0}")]
     Io(#[from] io::Error),

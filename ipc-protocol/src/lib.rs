@@ -5,6 +5,9 @@
 //! decoder runs with the same limit, so a hostile length field inside a payload cannot make the
 //! reader allocate more than one frame's worth either.
 //!
+//! The blocking functions are for the worker; with the `tokio-codec` feature, [`FrameCodec`] is
+//! the same frames as a tokio-util codec, for the supervisor (the worker links no async runtime).
+//!
 //! The first frame on every connection is the worker's [`Hello`]; the supervisor answers
 //! [`SupervisorMessage::Welcome`] or [`SupervisorMessage::VersionMismatch`]. Bincode does not
 //! describe its fields, so any change to a message type must bump [`PROTOCOL_VERSION`].
@@ -12,6 +15,8 @@
 
 mod codec;
 mod messages;
+#[cfg(feature = "tokio-codec")]
+mod tokio_codec;
 
 pub use codec::{
     FrameHeader, HEADER_LEN, MAX_FRAME_LEN, ProtocolError, decode_payload, encode_frame,
@@ -22,3 +27,5 @@ pub use messages::{
     JobAgent, JobInput, PROTOCOL_VERSION, SupervisorMessage, TEMPLATE_VARIABLES, ToolCall,
     ToolResult, ToolSpec, WorkerMessage,
 };
+#[cfg(feature = "tokio-codec")]
+pub use tokio_codec::{FrameCodec, SupervisorCodec};

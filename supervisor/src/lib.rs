@@ -314,11 +314,9 @@ impl Supervisor {
         let request =
             (memory_scope.is_some() && agent.memory.auto_store).then(|| input.request.clone());
         let execution_id = uuid::Uuid::new_v4().to_string();
-        let started = Instant::now();
-        let started_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        // One start for the record and the report: the pool measures from it too.
+        let start = worker_pool::ExecutionStart::now();
+        let (started, started_at) = (start.instant, start.unix_seconds);
         // A run whose record cannot be written is not run: the history never silently misses
         // an execution (the caller gets the reason, 507 for a full disk).
         if let Err(e) = self
@@ -370,7 +368,14 @@ impl Supervisor {
         // Shared, not copied, between the guard and the record's write.
         let report = Arc::new(
             self.pool
-                .execute(agent.clone(), input, execution_id, &services, answer_sink)
+                .execute(
+                    agent.clone(),
+                    input,
+                    execution_id,
+                    start,
+                    &services,
+                    answer_sink,
+                )
                 .await,
         );
         pending.report = Some(report.clone());

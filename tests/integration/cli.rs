@@ -158,6 +158,8 @@ fn agent_run_without_a_daemon_starts_a_supervisor_for_the_one_request() {
     assert_eq!(code, 200);
     assert_eq!(body["outcome"], "succeeded");
     assert_eq!(body["worker_pid"].as_u64(), Some(worker));
+    // One start: the row written before the worker existed and the report agree on it.
+    assert_eq!(body["started_at"], report["started_at"], "{body}");
     // Accounting: who answered, with which model, how many tokens, how long it took.
     assert_eq!(body["provider"], "fake");
     assert_eq!(body["model"], "fake-model");

@@ -1,5 +1,6 @@
 //! The live table: every worker that exists right now, what it is doing, and a way to signal it
-//! that cannot hit a recycled PID.
+//! that cannot hit a recycled PID. A worker's row, and its share of the `live_workers` gauge,
+//! last exactly as long as its execution's [`LiveEntry`], however the execution ends.
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
@@ -8,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::os;
+use super::{WorkerPool, os};
 
 /// What a worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -180,6 +181,42 @@ impl LiveTable {
                 pid: row.pid,
                 error,
             }),
+        }
+    }
+}
+
+/// A worker's row in the live table and its share of the `live_workers` gauge, removed on the
+/// normal path by [`remove`](Self::remove) and otherwise when the execution is dropped.
+pub(super) struct LiveEntry<'a> {
+    pool: &'a WorkerPool,
+    execution_id: &'a str,
+    present: bool,
+}
+
+impl<'a> LiveEntry<'a> {
+    pub(super) fn insert(pool: &'a WorkerPool, execution_id: &'a str, entry: Entry) -> Self {
+        pool.live.insert(execution_id, entry);
+        pool.metrics.live_workers.inc();
+        Self {
+            pool,
+            execution_id,
+            present: true,
+        }
+    }
+
+    /// Remove the row; returns the signal an operator sent the worker, if any.
+    pub(super) fn remove(mut self) -> Option<i32> {
+        self.present = false;
+        self.pool.metrics.live_workers.dec();
+        self.pool.live.remove(self.execution_id)
+    }
+}
+
+impl Drop for LiveEntry<'_> {
+    fn drop(&mut self) {
+        if self.present {
+            self.pool.metrics.live_workers.dec();
+            self.pool.live.remove(self.execution_id);
         }
     }
 }

@@ -16,14 +16,19 @@
 //! - a worker's misbehaviour becomes the [`Outcome`] of its own execution and nothing else.
 
 mod cgroup;
+mod conversation;
 mod execution;
 mod live;
 mod os;
+mod outcome;
+mod process;
 mod spawner;
 
-pub use execution::{DeltaSink, ExecutionReport, Outcome, Usage, WorkerServices};
+pub use conversation::{DeltaSink, WorkerServices};
+pub use execution::ExecutionStart;
 pub use live::{KillError, KillTarget, LiveWorker, WorkerState};
 pub use os::{parse_signal, signal_name};
+pub use outcome::{ExecutionReport, Outcome, Usage};
 
 use std::path::PathBuf;
 use std::sync::Arc;
