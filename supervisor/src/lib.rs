@@ -28,7 +28,6 @@ use caxton_ipc_protocol::{
     ToolSpec,
 };
 use grant::ExecutionGrant;
-use serde::Serialize;
 
 use agent::{AgentDefinition, AgentRegistry, DeployOutcome, RegistryError, ReloadReport};
 use config::Config;
@@ -39,6 +38,7 @@ use store::ExecutionStore;
 use tools::{ToolCallRecord, ToolProvider, ToolRegistry};
 use worker_pool::{ExecutionReport, LiveWorker, Outcome, PoolSettings, WorkerPool, WorkerServices};
 
+pub use caxton_api_contract::StatusReport;
 pub use worker_pool::{KillError, KillTarget, signal_name};
 
 /// Failures while starting the supervisor.
@@ -110,23 +110,6 @@ pub enum DeployError {
         /// What exists.
         known: String,
     },
-}
-
-/// What `caxton status` shows.
-#[derive(Debug, Serialize)]
-pub struct StatusReport {
-    /// Package version.
-    pub version: String,
-    /// Supervisor PID.
-    pub pid: u32,
-    /// Seconds since start.
-    pub uptime_seconds: f64,
-    /// Whether new requests are accepted.
-    pub ready: bool,
-    /// Deployed agents.
-    pub agents: usize,
-    /// Live workers.
-    pub workers: Vec<LiveWorker>,
 }
 
 /// The daemon's state.
@@ -330,7 +313,7 @@ impl Supervisor {
             })
             .await
         {
-            let report = ExecutionReport::new(
+            let report = worker_pool::new_report(
                 execution_id,
                 &agent,
                 started_at,
@@ -352,7 +335,7 @@ impl Supervisor {
         let mut pending = PendingRecord {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
-            report: Some(Arc::new(ExecutionReport::new(
+            report: Some(Arc::new(worker_pool::new_report(
                 execution_id.clone(),
                 &agent,
                 started_at,

@@ -1,9 +1,9 @@
-//! API errors: one JSON shape, `{"error": {"kind": ..., "message": ...}}`, with a fitting status.
+//! API errors: one JSON shape ([`caxton_api_contract::ErrorAnswer`]), with a fitting status.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use caxton_api_contract::ErrorAnswer;
 
 /// An error response.
 #[derive(Debug)]
@@ -14,8 +14,9 @@ pub struct ApiError {
     pub kind: &'static str,
     /// Human-readable message.
     pub message: String,
-    /// Extra fields (e.g. the execution report of a failed run).
-    pub extra: Option<serde_json::Value>,
+    /// The execution report of a failed run, and the file, line and reason of a refused
+    /// agent file; the kind and message above win over the answer's own.
+    pub answer: Option<Box<ErrorAnswer>>,
 }
 
 impl ApiError {
@@ -25,19 +26,18 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
-            extra: None,
+            answer: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": {"kind": self.kind, "message": self.message}});
-        if let Some(serde_json::Value::Object(extra)) = self.extra {
-            for (k, v) in extra {
-                body[k] = v;
-            }
-        }
+        let mut body = self
+            .answer
+            .map_or_else(|| ErrorAnswer::new(self.kind, String::new()), |a| *a);
+        body.error.kind = self.kind.to_owned();
+        body.error.message = self.message;
         (self.status, Json(body)).into_response()
     }
 }

@@ -9,6 +9,9 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use caxton_api_contract::{
+    ErrorAnswer, Health, KillAnswer, KillRequest, RunRequest, StreamLine, WorkerList,
+};
 use caxton_ipc_protocol::JobInput;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,15 +25,18 @@ type Shared = State<Arc<Supervisor>>;
 type ApiResult = Result<Response, ApiError>;
 
 pub async fn health(State(sup): Shared) -> Response {
-    if sup.is_ready() {
-        Json(json!({"status": "ready"})).into_response()
+    let (status, word) = if sup.is_ready() {
+        (StatusCode::OK, "ready")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining"})),
-        )
-            .into_response()
-    }
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    };
+    (
+        status,
+        Json(Health {
+            status: word.into(),
+        }),
+    )
+        .into_response()
 }
 
 pub async fn status(State(sup): Shared) -> Response {
@@ -166,20 +172,6 @@ pub async fn remove_agent(State(sup): Shared, Path(name): Path<String>) -> ApiRe
     Ok(Json(json!({"removed": removed.name})).into_response())
 }
 
-/// Body of a run request.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunBody {
-    request: String,
-    #[serde(default)]
-    context: String,
-    #[serde(default)]
-    requirements: String,
-    /// The workspace whose memory a `scope = "workspace"` agent uses.
-    #[serde(default)]
-    workspace: Option<String>,
-}
-
 /// `?stream=true`
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -194,7 +186,7 @@ pub async fn run_agent(
     Query(query): Query<RunQuery>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
-    let body: RunBody = json_object(body, r#"like {"request": "..."}"#)?;
+    let body: RunRequest = json_object(body, r#"like {"request": "..."}"#)?;
     let input = JobInput {
         request: body.request,
         context: body.context,
@@ -243,7 +235,7 @@ fn failure_of(report: &ExecutionReport) -> Option<ApiError> {
             status: StatusCode::INSUFFICIENT_STORAGE,
             kind: "not_recorded",
             message,
-            extra: Some(json!({"execution": report})),
+            answer: Some(Box::new(with_report(report))),
         });
     }
     let status = match report.outcome {
@@ -258,8 +250,15 @@ fn failure_of(report: &ExecutionReport) -> Option<ApiError> {
         status,
         kind: report.outcome.label(),
         message: report.error.clone().unwrap_or_default(),
-        extra: Some(json!({"execution": report})),
+        answer: Some(Box::new(with_report(report))),
     })
+}
+
+/// An error answer carrying the report of the run that failed.
+fn with_report(report: &ExecutionReport) -> ErrorAnswer {
+    let mut answer = ErrorAnswer::new("", "");
+    answer.execution = Some(Box::new(report.clone()));
+    answer
 }
 
 /// A streamed run: newline-delimited JSON, `{"delta": "..."}` per piece of the answer as the
@@ -268,7 +267,11 @@ fn failure_of(report: &ExecutionReport) -> Option<ApiError> {
 fn stream_run(sup: Arc<Supervisor>, prepared: PreparedRun, input: JobInput) -> Response {
     let (lines, body) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
     let (deltas, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let line = |v: Value| bytes::Bytes::from(format!("{v}\n"));
+    let line = |l: StreamLine| {
+        let mut text = serde_json::to_string(&l).unwrap_or_default();
+        text.push('\n');
+        bytes::Bytes::from(text)
+    };
     tokio::spawn(async move {
         let run = sup.run_prepared(prepared, input, Some(deltas));
         tokio::pin!(run);
@@ -276,17 +279,22 @@ fn stream_run(sup: Arc<Supervisor>, prepared: PreparedRun, input: JobInput) -> R
         let report = loop {
             tokio::select! {
                 biased;
-                Some(text) = pieces.recv() => { let _ = lines.send(line(json!({"delta": text}))); }
+                Some(delta) = pieces.recv() => { let _ = lines.send(line(StreamLine::Delta { delta })); }
                 report = &mut run => break report,
             }
         };
-        while let Ok(text) = pieces.try_recv() {
-            let _ = lines.send(line(json!({"delta": text})));
+        while let Ok(delta) = pieces.try_recv() {
+            let _ = lines.send(line(StreamLine::Delta { delta }));
         }
         let last = match failure_of(&report) {
-            None => json!({"done": report}),
+            None => StreamLine::Done {
+                done: Box::new(report),
+            },
             Some(e) => {
-                json!({"error": {"kind": e.kind, "message": e.message}, "execution": report})
+                let mut answer = with_report(&report);
+                answer.error.kind = e.kind.to_owned();
+                answer.error.message = e.message;
+                StreamLine::Failed(answer)
             }
         };
         let _ = lines.send(line(last));
@@ -337,20 +345,16 @@ pub async fn show_execution(State(sup): Shared, Path(id): Path<String>) -> ApiRe
 }
 
 pub async fn list_workers(State(sup): Shared) -> Response {
-    Json(json!({"workers": sup.status().workers})).into_response()
-}
-
-/// Body of a kill request.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct KillBody {
-    signal: Option<String>,
+    Json(WorkerList {
+        workers: sup.status().workers,
+    })
+    .into_response()
 }
 
 pub async fn kill_worker(
     State(sup): Shared,
     Path(target): Path<String>,
-    body: Option<Json<KillBody>>,
+    body: Option<Json<KillRequest>>,
 ) -> ApiResult {
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let signal_text = body.signal.unwrap_or_else(|| "TERM".into());
@@ -368,7 +372,11 @@ pub async fn kill_worker(
         }
         KillError::Os { .. } => internal(e.to_string()),
     })?;
-    Ok(Json(json!({"signalled": worker, "signal": crate::signal_name(signal)})).into_response())
+    Ok(Json(KillAnswer {
+        signalled: worker,
+        signal: crate::signal_name(signal),
+    })
+    .into_response())
 }
 
 /// `/metrics` in the format the `Accept` header prefers (see [`crate::metrics`]).
@@ -480,9 +488,12 @@ fn registry_error(e: RegistryError) -> ApiError {
             status: StatusCode::BAD_REQUEST,
             kind: "invalid_agent",
             message: e.to_string(),
-            extra: Some(
-                json!({"file": file_err.file, "line": file_err.line, "reason": file_err.reason}),
-            ),
+            answer: Some(Box::new(ErrorAnswer {
+                file: Some(file_err.file.clone()),
+                line: Some(file_err.line),
+                reason: Some(file_err.reason.clone()),
+                ..ErrorAnswer::new("", "")
+            })),
         },
         RegistryError::NotFound(name) => not_deployed(name),
         RegistryError::Io { .. } => internal(e.to_string()),

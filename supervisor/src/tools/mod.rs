@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use caxton_ipc_protocol::ToolSpec;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::agent::AgentDefinition;
+
+pub use caxton_api_contract::ToolCallRecord;
 
 pub use servers::{
     MAX_CONCURRENT_CALLS, ToolError, ToolRegistry, ToolServerDetail, ToolServerInfo, ToolSource,
@@ -45,24 +46,6 @@ pub trait ToolProvider: Send + Sync {
 
     /// Run one call of a tool this provider granted; every failure is an `isError` result.
     async fn call(&self, tool: &str, arguments: Value, ctx: &ToolCallContext) -> CallOutcome;
-}
-
-/// One executed tool call, for the execution record.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ToolCallRecord {
-    /// Tool name.
-    pub tool: String,
-    /// Arguments as the model sent them (cut at 4 KiB).
-    pub arguments: String,
-    /// Bytes of result text returned to the model.
-    pub result_bytes: usize,
-    /// Milliseconds the call took.
-    pub duration_ms: f64,
-    /// `ok`, `tool_error` (the tool reported an error), `refused` (not allowed), `invalid`
-    /// (arguments did not match the schema) or `failed` (the module faulted).
-    pub outcome: String,
-    /// The error, when there is one.
-    pub error: Option<String>,
 }
 
 /// What a call returns to its caller: the MCP `CallToolResult` and how it went.

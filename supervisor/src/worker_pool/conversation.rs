@@ -400,7 +400,12 @@ impl<'a> Conversation<'a> {
                     completion_tokens: Some(0),
                     ..Usage::default()
                 })
-                .add(&response, provider);
+                .add(
+                    provider,
+                    response.model.clone(),
+                    response.prompt_tokens,
+                    response.completion_tokens,
+                );
             response
         });
         self.pool

@@ -17,7 +17,9 @@ use tracing::Instrument;
 use super::WorkerPool;
 use super::conversation::{Conversation, DeltaSink, WorkerServices};
 use super::live::{Entry, LiveEntry, WorkerState};
-use super::outcome::{ExecutionReport, Outcome, ProcessEnd, Verdict};
+use super::outcome::{
+    ExecutionReport, Outcome, ProcessEnd, Verdict, classify, error_message, new_report,
+};
 use super::process::WorkerProcess;
 use crate::agent::AgentDefinition;
 
@@ -73,7 +75,7 @@ impl WorkerPool {
         services: &dyn WorkerServices,
         answer_sink: Option<DeltaSink>,
     ) -> ExecutionReport {
-        let mut report = ExecutionReport::new(
+        let mut report = new_report(
             execution_id.clone(),
             &agent,
             start.unix_seconds,
@@ -81,7 +83,7 @@ impl WorkerPool {
             Outcome::Succeeded,
         );
         let finish = |mut report: ExecutionReport, outcome: Outcome| {
-            report.error = outcome.error_message(report.worker_pid);
+            report.error = error_message(&outcome, report.worker_pid);
             report.outcome = outcome;
             report.duration_ms = start.instant.elapsed().as_secs_f64() * 1000.0;
             report
@@ -168,7 +170,8 @@ impl WorkerPool {
             .await;
         let operator_signal = live_entry.remove();
         let stderr = worker.stderr_tail().await;
-        let outcome = report.classify(
+        let outcome = classify(
+            &mut report,
             verdict,
             ProcessEnd {
                 status: ending.status,

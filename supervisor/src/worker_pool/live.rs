@@ -7,44 +7,9 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use serde::Serialize;
-
 use super::{WorkerPool, os};
 
-/// What a worker is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkerState {
-    /// Spawned, handshake not yet complete.
-    Starting,
-    /// Running the agent.
-    Running,
-    /// Waiting for the LLM completion it asked for.
-    AwaitingModel,
-    /// Waiting for the tool calls it asked for.
-    AwaitingTools,
-    /// Answered; exiting.
-    Finishing,
-    /// Being stopped (deadline, shutdown or protocol error).
-    Terminating,
-}
-
-/// A row of the live table, as shown by `caxton status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LiveWorker {
-    /// OS process id.
-    pub pid: u32,
-    /// The agent it runs.
-    pub agent: String,
-    /// The execution it serves.
-    pub execution_id: String,
-    /// Wall-clock start, seconds since the Unix epoch.
-    pub started_at: f64,
-    /// Seconds since it was spawned.
-    pub age_seconds: f64,
-    /// What it is doing.
-    pub state: WorkerState,
-}
+pub use caxton_api_contract::{LiveWorker, WorkerState};
 
 /// How an operator names a worker.
 #[derive(Debug, Clone)]
