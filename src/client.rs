@@ -3,9 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use caxton_api_contract::ErrorAnswer;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Why a request to the daemon failed before it produced an API answer.
@@ -51,6 +54,30 @@ impl Answer {
     }
 }
 
+/// The daemon's refusal: its error answer.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The error answer (one made up from the status when the body was not one).
+    pub answer: ErrorAnswer,
+    /// The body as it came (a draining daemon's health answer is not an error answer).
+    pub body: Bytes,
+}
+
+impl Refusal {
+    /// Read an error answer; a body that is not one still names the status.
+    fn read(status: StatusCode, body: Bytes) -> Self {
+        let answer = serde_json::from_slice::<ErrorAnswer>(&body).unwrap_or_else(|_| {
+            ErrorAnswer::new("http", format!("the daemon answered HTTP {status}"))
+        });
+        Self { answer, body }
+    }
+
+    /// What the user reads.
+    pub fn message(&self) -> &str {
+        &self.answer.error.message
+    }
+}
+
 /// Client bound to one socket path.
 pub struct ApiClient {
     socket: PathBuf,
@@ -78,19 +105,52 @@ impl ApiClient {
         }
     }
 
-    /// Send one request whose answer is newline-delimited JSON, handing each line to `on_line`
-    /// as it arrives. An error status is returned as a whole `Answer` instead.
-    pub async fn call_lines(
+    /// Whether a daemon accepts connections on the socket (`NotRunning` when nobody listens).
+    pub async fn probe(&self) -> Result<(), ClientError> {
+        self.connect().await.map(drop)
+    }
+
+    /// Send one request with a typed body and read the typed answer, or the daemon's refusal.
+    pub async fn request<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: &Value,
-        mut on_line: impl FnMut(Value),
-    ) -> Result<Option<Answer>, ClientError> {
-        let response = self.send(method, path, Some(body)).await?;
+        body: Option<&impl Serialize>,
+    ) -> Result<Result<T, Refusal>, ClientError> {
+        let payload = match body {
+            Some(b) => Bytes::from(serde_json::to_vec(b).map_err(|e| http_error(&e))?),
+            None => Bytes::new(),
+        };
+        let response = self
+            .send_bytes(method, path, "application/json", payload)
+            .await?;
+        let status = response.status();
+        let bytes = body_bytes(response).await?;
+        if !status.is_success() {
+            return Ok(Err(Refusal::read(status, bytes)));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Ok)
+            .map_err(|e| ClientError::Http(format!("the daemon's answer to {path}: {e}")))
+    }
+
+    /// Send one request whose answer is newline-delimited JSON of `T`, handing each line to
+    /// `on_line` as it arrives; a refusal before the stream began is returned instead.
+    pub async fn request_lines<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl Serialize,
+        mut on_line: impl FnMut(T),
+    ) -> Result<Result<(), Refusal>, ClientError> {
+        let payload = Bytes::from(serde_json::to_vec(body).map_err(|e| http_error(&e))?);
+        let response = self
+            .send_bytes(method, path, "application/json", payload)
+            .await?;
         let status = response.status();
         if !status.is_success() {
-            return Ok(Some(collect(status, response).await?));
+            let bytes = body_bytes(response).await?;
+            return Ok(Err(Refusal::read(status, bytes)));
         }
         let mut body = response.into_body();
         let mut pending: Vec<u8> = Vec::new();
@@ -102,12 +162,13 @@ impl ApiClient {
             pending.extend_from_slice(&data);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                if let Ok(value) = serde_json::from_slice(&line) {
-                    on_line(value);
-                }
+                let parsed = serde_json::from_slice(&line).map_err(|e| {
+                    ClientError::Http(format!("a line of the daemon's answer to {path}: {e}"))
+                })?;
+                on_line(parsed);
             }
         }
-        Ok(None)
+        Ok(Ok(()))
     }
 
     /// Send one request; `NotRunning` when nobody listens.
@@ -153,18 +214,7 @@ impl ApiClient {
         content_type: &str,
         payload: Bytes,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let stream = match tokio::net::UnixStream::connect(&self.socket).await {
-            Ok(s) => s,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                return Err(ClientError::NotRunning(self.socket.clone()));
-            }
-            Err(e) => return Err(ClientError::Connect(self.socket.clone(), e)),
-        };
+        let stream = self.connect().await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| self.exchange_error(&e))?;
@@ -180,6 +230,23 @@ impl ApiClient {
             .send_request(request)
             .await
             .map_err(|e| self.exchange_error(&e))
+    }
+}
+
+impl ApiClient {
+    async fn connect(&self) -> Result<tokio::net::UnixStream, ClientError> {
+        match tokio::net::UnixStream::connect(&self.socket).await {
+            Ok(s) => Ok(s),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Err(ClientError::NotRunning(self.socket.clone()))
+            }
+            Err(e) => Err(ClientError::Connect(self.socket.clone(), e)),
+        }
     }
 }
 

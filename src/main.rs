@@ -4,6 +4,7 @@
 //! reached through the management API of a running daemon (or, for `agent run` and friends when
 //! no daemon runs, in-process through the same library code).
 
+mod backend;
 mod cli;
 mod client;
 mod commands;

@@ -1,8 +1,9 @@
 //! What the CLI prints for people (tables, summaries); `--json` prints the API's JSON instead.
 
+use caxton_api_contract::{ExecutionReport, StatusReport};
 use serde_json::Value;
 
-pub fn print_json(value: &Value) {
+pub fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
@@ -22,44 +23,29 @@ fn human_age(seconds: f64) -> String {
     }
 }
 
-pub fn print_status(body: &Value) {
-    let uptime = body
-        .get("uptime_seconds")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
+pub fn print_status(status: &StatusReport) {
     println!(
         "caxton {}  pid {}  up {}",
-        s(body, "version"),
-        body.get("pid").unwrap_or(&Value::Null),
-        human_age(uptime)
+        status.version,
+        status.pid,
+        human_age(status.uptime_seconds)
     );
-    println!(
-        "ready:   {}",
-        body.get("ready").and_then(Value::as_bool).unwrap_or(false)
-    );
-    println!(
-        "agents:  {}",
-        body.get("agents").and_then(Value::as_u64).unwrap_or(0)
-    );
-    let workers = body
-        .get("workers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    println!("workers: {}", workers.len());
-    if !workers.is_empty() {
+    println!("ready:   {}", status.ready);
+    println!("agents:  {}", status.agents);
+    println!("workers: {}", status.workers.len());
+    if !status.workers.is_empty() {
         println!(
             "{:<8} {:<24} {:<38} {:>8}  STATE",
             "PID", "AGENT", "EXECUTION", "AGE"
         );
-        for w in &workers {
+        for w in &status.workers {
             println!(
                 "{:<8} {:<24} {:<38} {:>8}  {}",
-                w.get("pid").and_then(Value::as_u64).unwrap_or(0),
-                s(w, "agent"),
-                s(w, "execution_id"),
-                human_age(w.get("age_seconds").and_then(Value::as_f64).unwrap_or(0.0)),
-                s(w, "state"),
+                w.pid,
+                w.agent,
+                w.execution_id,
+                human_age(w.age_seconds),
+                w.state.as_str(),
             );
         }
     }
@@ -117,63 +103,44 @@ pub fn print_agent(a: &Value) {
     }
 }
 
-pub fn print_run_details(r: &Value) {
-    let f = |key: &str| r.get(key).and_then(Value::as_f64);
-    eprintln!("execution: {}", s(r, "execution_id"));
-    eprintln!("agent:     {} {}", s(r, "agent"), s(r, "agent_version"));
-    if let Some(pid) = r.get("worker_pid").and_then(Value::as_u64) {
+pub fn print_run_details(r: &ExecutionReport) {
+    eprintln!("execution: {}", r.execution_id);
+    eprintln!("agent:     {} {}", r.agent, r.agent_version);
+    if let Some(pid) = r.worker_pid {
         eprintln!("worker:    pid {pid}");
     }
-    if let Some(ms) = f("duration_ms") {
-        eprintln!(
-            "duration:  {ms:.1} ms (worker start-up {:.1} ms, model {:.1} ms)",
-            f("startup_ms").unwrap_or(0.0),
-            f("llm_ms").unwrap_or(0.0)
-        );
-    }
-    if let Some(u) = r.get("usage").filter(|u| !u.is_null()) {
-        let tokens = |key: &str| u.get(key).and_then(Value::as_u64);
+    eprintln!(
+        "duration:  {:.1} ms (worker start-up {:.1} ms, model {:.1} ms)",
+        r.duration_ms,
+        r.startup_ms.unwrap_or(0.0),
+        r.llm_ms.unwrap_or(0.0)
+    );
+    if let Some(u) = &r.usage {
         // A server that reports no counts gets no invented zeros.
-        let counts = match (tokens("prompt_tokens"), tokens("completion_tokens")) {
+        let counts = match (u.prompt_tokens, u.completion_tokens) {
             (Some(p), Some(c)) => format!("{p} prompt + {c} completion tokens"),
             (Some(p), None) => format!("{p} prompt tokens, completion tokens unknown"),
             (None, Some(c)) => format!("prompt tokens unknown, {c} completion tokens"),
             (None, None) => "usage unknown: the provider reported no token counts".to_owned(),
         };
-        eprintln!(
-            "model:     {} via {} ({counts})",
-            s(u, "model"),
-            s(u, "provider"),
-        );
+        eprintln!("model:     {} via {} ({counts})", u.model, u.provider);
     }
-    for (i, call) in r
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, call) in r.tool_calls.iter().enumerate() {
         eprintln!(
             "tool {}:    {}({}) → {} bytes in {:.1} ms, {}{}",
             i + 1,
-            s(call, "tool"),
-            s(call, "arguments"),
-            call.get("result_bytes")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-            call.get("duration_ms")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0),
-            s(call, "outcome"),
-            call.get("error")
-                .and_then(Value::as_str)
+            call.tool,
+            call.arguments,
+            call.result_bytes,
+            call.duration_ms,
+            call.outcome,
+            call.error
+                .as_deref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         );
     }
-    if let Some(o) = r.pointer("/outcome/kind").and_then(Value::as_str) {
-        eprintln!("outcome:   {o}");
-    }
+    eprintln!("outcome:   {}", r.outcome.label());
 }
 
 pub fn print_tool_servers(body: &Value) {

@@ -44,6 +44,20 @@ pub enum WorkerState {
     Terminating,
 }
 
+impl WorkerState {
+    /// The state as the API spells it (`awaiting_model`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::AwaitingModel => "awaiting_model",
+            Self::AwaitingTools => "awaiting_tools",
+            Self::Finishing => "finishing",
+            Self::Terminating => "terminating",
+        }
+    }
+}
+
 /// A row of the live table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LiveWorker {
@@ -84,4 +98,25 @@ pub struct KillAnswer {
     pub signalled: LiveWorker,
     /// The signal's name, e.g. `SIGTERM`.
     pub signal: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    #[test]
+    fn a_state_is_spelt_as_the_api_writes_it() {
+        for state in [
+            WorkerState::Starting,
+            WorkerState::Running,
+            WorkerState::AwaitingModel,
+            WorkerState::AwaitingTools,
+            WorkerState::Finishing,
+            WorkerState::Terminating,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+    }
 }

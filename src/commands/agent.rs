@@ -7,14 +7,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use caxton_ipc_protocol::JobInput;
-use caxton_supervisor::Supervisor;
+use caxton_api_contract::RunRequest;
 use caxton_supervisor::agent::{AgentRegistry, parse_agent};
 use caxton_supervisor::config::Config;
-use caxton_supervisor::daemon::{DataDirLock, LockError};
 use hyper::Method;
 use serde_json::{Value, json};
 
+use crate::backend::{Backend, claim_data_dir};
 use crate::cli::AgentCommand;
 use crate::client::{Answer, ApiClient, ClientError};
 use crate::output;
@@ -40,27 +39,19 @@ pub async fn run(
             stream,
             verbose,
         } => {
-            let request = read_request(text)?;
-            let input = JobInput {
-                request,
+            let request = RunRequest {
+                request: read_request(text)?,
                 context,
                 requirements,
-                memory_context: String::new(),
+                workspace,
             };
-            if stream {
-                run_streaming(&name, workspace.as_deref(), input, config, client, verbose).await
-            } else {
-                run_agent(
-                    &name,
-                    workspace.as_deref(),
-                    input,
-                    config,
-                    client,
-                    json,
-                    verbose,
-                )
-                .await
-            }
+            let backend = Backend::choose(config, client, "agent run").await?;
+            let show = RunDisplay {
+                json,
+                stream,
+                verbose,
+            };
+            run_agent(&name, request, &backend, show).await
         }
     }
 }
@@ -77,60 +68,6 @@ pub(super) async fn try_daemon(
         Err(ClientError::NotRunning(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Offline commands write into the data directory themselves. Doing that as another user than
-/// its owner (typically root on a system whose daemon runs as `caxton`) would leave files the
-/// daemon cannot open, so refuse and say what to do instead.
-fn ensure_data_dir_owner(config: &Config) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(&config.data_dir) else {
-        return Ok(());
-    };
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        bail!(
-            "no daemon is running, and {} belongs to uid {} (you are uid {me}): start the daemon \
-             (`systemctl start caxton`) or run this command as the directory's owner",
-            config.data_dir.display(),
-            meta.uid()
-        );
-    }
-    Ok(())
-}
-
-/// Before working on the data directory in this process (no daemon answered): check its owner
-/// and take its lock, held until the returned guard drops. A daemon whose socket refused (it is
-/// draining, or stopping) still holds the lock, and then nothing is written.
-pub(super) fn claim_data_dir(
-    config: &Config,
-    client: &ApiClient,
-    role: &str,
-) -> anyhow::Result<DataDirLock> {
-    ensure_data_dir_owner(config)?;
-    match DataDirLock::acquire(&config.data_dir, role) {
-        Ok(lock) => Ok(lock),
-        Err(e) if e.held_by_daemon() => bail!(
-            "{e}, but its socket {} did not accept the connection (the daemon is probably \
-             draining or stopping; `caxton health` says which). Not working on the data \
-             directory behind its back: try again once it has stopped or restarted",
-            client.socket().display()
-        ),
-        Err(e @ LockError::Held { .. }) => bail!("{e}: try again when it has finished"),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// A supervisor in this process, for one command run without a daemon. Like the daemon, it
-/// adopts and ends whatever a worker leaves behind: its only children are its workers.
-fn open_in_process(config: &Config) -> anyhow::Result<std::sync::Arc<Supervisor>> {
-    let supervisor =
-        Supervisor::open(config.clone()).context("starting an in-process supervisor")?;
-    if let Err(e) = supervisor.adopt_orphans() {
-        tracing::warn!(error = %e, "cannot become the child subreaper");
-    }
-    Ok(supervisor)
 }
 
 /// Read an agent file within the size cap the daemon's API accepts (so a deploy it refuses
@@ -361,87 +298,63 @@ fn read_request(text: Option<String>) -> anyhow::Result<String> {
     Ok(request)
 }
 
-/// The API's run request body.
-fn run_body(input: &JobInput, workspace: Option<&str>) -> Value {
-    json!({
-        "request": input.request,
-        "context": input.context,
-        "requirements": input.requirements,
-        "workspace": workspace,
-    })
-}
-
+/// Run one request and print how it went: the answer (as it comes, with `stream`), the report
+/// as JSON with `json`, its details on stderr with `verbose`.
 async fn run_agent(
     name: &str,
-    workspace: Option<&str>,
-    input: JobInput,
-    config: &Config,
-    client: &ApiClient,
-    json: bool,
-    verbose: bool,
+    request: RunRequest,
+    backend: &Backend<'_>,
+    show: RunDisplay,
 ) -> anyhow::Result<ExitCode> {
-    let body = run_body(&input, workspace);
-    let report: Value = match try_daemon(
-        client,
-        Method::POST,
-        &format!("/api/v1/agents/{name}/run"),
-        Some(&body),
-    )
-    .await?
-    {
-        Some(answer) => {
-            if let Some(message) = answer.error_message() {
-                let exec = answer.body.get("execution");
-                if json && let Some(exec) = exec {
-                    output::print_json(exec);
-                } else if let Some(text) =
-                    exec.and_then(|e| e.get("answer")).and_then(Value::as_str)
-                {
-                    // An answer whose record could not be written is still the user's.
-                    println!("{text}");
-                }
-                if verbose && let Some(exec) = exec {
-                    output::print_run_details(exec);
-                }
-                bail!(message);
-            }
-            answer.body
-        }
-        None => {
-            // No daemon: one supervisor in this process, the same code path, still one worker.
-            let _lock = claim_data_dir(config, client, "agent run")?;
-            let supervisor = open_in_process(config)?;
-            let report = supervisor.run_agent(name, workspace, input).await?;
-            let value = serde_json::to_value(&report)?;
-            if let Some(message) = report.not_recorded_message().or(report.error) {
-                if json {
-                    output::print_json(&value);
-                } else if let Some(text) = &report.answer {
-                    println!("{text}");
-                }
-                if verbose {
-                    output::print_run_details(&value);
-                }
-                bail!(message);
-            }
-            value
-        }
+    let mut print = |text: &str| print_piece(text);
+    let on_piece = show
+        .stream
+        .then_some(&mut print as &mut (dyn FnMut(&str) + Send));
+    let result = backend.run(name, request, on_piece).await?;
+    let streamed = match &result {
+        Ok(_) => show.stream,
+        Err(failure) => failure.streamed,
     };
-    if json {
-        output::print_json(&report);
-    } else {
-        println!(
-            "{}",
-            report
-                .get("answer")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        );
-        if verbose {
-            output::print_run_details(&report);
+    if streamed {
+        println!();
+    }
+    match result {
+        Ok(report) => {
+            if show.json && !show.stream {
+                output::print_json(&report);
+            } else if !show.stream {
+                println!("{}", report.answer.as_deref().unwrap_or_default());
+            }
+            if show.verbose {
+                output::print_run_details(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            if let Some(report) = &failure.report {
+                if !show.stream {
+                    if show.json {
+                        output::print_json(report);
+                    } else if let Some(text) = &report.answer {
+                        // An answer whose record could not be written is still the user's.
+                        println!("{text}");
+                    }
+                }
+                if show.verbose {
+                    output::print_run_details(report);
+                }
+            }
+            bail!(failure.message)
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// How `caxton agent run` shows its result.
+#[derive(Clone, Copy)]
+struct RunDisplay {
+    json: bool,
+    stream: bool,
+    verbose: bool,
 }
 
 /// Print one piece of the answer now, not when the line ends.
@@ -450,68 +363,4 @@ fn print_piece(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
-}
-
-async fn run_streaming(
-    name: &str,
-    workspace: Option<&str>,
-    input: JobInput,
-    config: &Config,
-    client: &ApiClient,
-    verbose: bool,
-) -> anyhow::Result<ExitCode> {
-    let body = run_body(&input, workspace);
-    let mut last: Option<Value> = None;
-    let path = format!("/api/v1/agents/{name}/run?stream=true");
-    let answered = match client
-        .call_lines(Method::POST, &path, &body, |line| {
-            match line.get("delta").and_then(Value::as_str) {
-                Some(text) => print_piece(text),
-                None => last = Some(line),
-            }
-        })
-        .await
-    {
-        Ok(None) => true,
-        Ok(Some(refused)) => bail!(
-            refused
-                .error_message()
-                .unwrap_or_else(|| "the daemon refused the request".into())
-        ),
-        Err(ClientError::NotRunning(_)) => false,
-        Err(e) => return Err(e.into()),
-    };
-    if !answered {
-        // No daemon: an in-process supervisor, printing the worker's pieces as they come.
-        let _lock = claim_data_dir(config, client, "agent run")?;
-        let supervisor = open_in_process(config)?;
-        let prepared = supervisor.prepare_run(name, workspace)?;
-        let (sink, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let printer = tokio::spawn(async move {
-            while let Some(text) = pieces.recv().await {
-                print_piece(&text);
-            }
-        });
-        let report = supervisor.run_prepared(prepared, input, Some(sink)).await;
-        let _ = printer.await;
-        last = Some(
-            match report.not_recorded_message().or(report.error.clone()) {
-                None => json!({"done": report}),
-                Some(message) => json!({"error": {"message": message}, "execution": report}),
-            },
-        );
-    }
-    println!();
-    let Some(last) = last else {
-        bail!("the answer stream ended without a result")
-    };
-    if let Some(report) = last.get("done").or_else(|| last.get("execution"))
-        && verbose
-    {
-        output::print_run_details(report);
-    }
-    if let Some(message) = last.pointer("/error/message").and_then(Value::as_str) {
-        bail!(message.to_owned());
-    }
-    Ok(ExitCode::SUCCESS)
 }

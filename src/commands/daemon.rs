@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use caxton_api_contract::{Health, KillAnswer, KillRequest, StatusReport};
 use caxton_supervisor::config::Config;
 use hyper::Method;
-use serde_json::{Value, json};
 
 use super::EXIT_UNAVAILABLE;
 use crate::cli::WorkerCommand;
@@ -38,40 +38,41 @@ fn init_daemon_logging() {
 }
 
 pub async fn status(client: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {
-    let answer = match client.call(Method::GET, "/api/v1/status", None).await {
-        Ok(a) => a,
+    let status = match client
+        .request::<StatusReport>(Method::GET, "/api/v1/status", None::<&()>)
+        .await
+    {
+        Ok(Ok(status)) => status,
+        Ok(Err(refusal)) => bail!(refusal.message().to_owned()),
         Err(e @ ClientError::NotRunning(_)) => {
             eprintln!("{e}");
             return Ok(ExitCode::from(EXIT_UNAVAILABLE));
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(message) = answer.error_message() {
-        bail!(message);
-    }
     if json {
-        output::print_json(&answer.body);
+        output::print_json(&status);
     } else {
-        output::print_status(&answer.body);
+        output::print_status(&status);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn health(client: &ApiClient) -> anyhow::Result<ExitCode> {
-    match client.call(Method::GET, "/api/v1/health", None).await {
-        Ok(answer) if answer.status.is_success() => {
+    match client
+        .request::<Health>(Method::GET, "/api/v1/health", None::<&()>)
+        .await
+    {
+        Ok(Ok(_)) => {
             println!("ready");
             Ok(ExitCode::SUCCESS)
         }
-        Ok(answer) => {
-            // `draining` while the daemon stops; otherwise the refusal's reason (a peer the
-            // socket does not allow, ...).
-            match answer.body.get("status").and_then(Value::as_str) {
-                Some(state) => println!("{state}"),
-                None => eprintln!(
-                    "{}",
-                    answer.error_message().unwrap_or_else(|| "not ready".into())
-                ),
+        Ok(Err(refusal)) => {
+            // `draining` while the daemon stops (a 503 with the health body); otherwise the
+            // refusal's reason (a peer the socket does not allow, ...).
+            match serde_json::from_slice::<Health>(&refusal.body) {
+                Ok(health) => println!("{}", health.status),
+                Err(_) => eprintln!("{}", refusal.message()),
             }
             Ok(ExitCode::from(EXIT_UNAVAILABLE))
         }
@@ -86,26 +87,18 @@ pub async fn worker(cmd: WorkerCommand, client: &ApiClient) -> anyhow::Result<Ex
     let WorkerCommand::Kill { target, signal } = cmd;
     let path = format!("/api/v1/workers/{target}/kill");
     let answer = client
-        .call(Method::POST, &path, Some(&json!({"signal": signal})))
-        .await?;
-    if let Some(message) = answer.error_message() {
-        bail!(message);
-    }
-    let pid = answer
-        .body
-        .pointer("/signalled/pid")
-        .and_then(Value::as_u64)
-        .unwrap_or_default();
-    let exec = answer
-        .body
-        .pointer("/signalled/execution_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let sig = answer
-        .body
-        .get("signal")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    println!("sent {sig} to worker {pid} (execution {exec})");
+        .request::<KillAnswer>(
+            Method::POST,
+            &path,
+            Some(&KillRequest {
+                signal: Some(signal),
+            }),
+        )
+        .await?
+        .map_err(|refusal| anyhow::anyhow!(refusal.message().to_owned()))?;
+    println!(
+        "sent {} to worker {} (execution {})",
+        answer.signal, answer.signalled.pid, answer.signalled.execution_id
+    );
     Ok(ExitCode::SUCCESS)
 }

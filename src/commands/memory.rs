@@ -17,7 +17,7 @@ use caxton_supervisor::metrics::Metrics;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use super::agent::claim_data_dir;
+use crate::backend::claim_data_dir;
 use crate::cli::MemoryCommand;
 use crate::client::{ApiClient, ClientError};
 use crate::output;

@@ -12,7 +12,8 @@ use caxton_tool_host::manifest::{MANIFEST_FILE, ToolManifest};
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::agent::{claim_data_dir, try_daemon};
+use super::agent::try_daemon;
+use crate::backend::claim_data_dir;
 use crate::cli::ToolCommand;
 use crate::client::{Answer, ApiClient};
 use crate::output;
