@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use caxton_api_contract::{ExecutionReport, RunRequest, StreamLine};
-use caxton_ipc_protocol::JobInput;
 use caxton_supervisor::Supervisor;
 use caxton_supervisor::config::Config;
 use caxton_supervisor::daemon::{DataDirLock, LockError};
@@ -150,19 +149,13 @@ impl InProcess<'_> {
     ) -> anyhow::Result<Result<ExecutionReport, RunFailure>> {
         // The same code path as the daemon's, still one worker per request.
         let supervisor = self.supervisor()?;
-        let prepared = supervisor.prepare_run(name, request.workspace.as_deref())?;
-        let input = JobInput {
-            request: request.request,
-            context: request.context,
-            requirements: request.requirements,
-            memory_context: String::new(),
-        };
+        let prepared = supervisor.prepare_run(name, request)?;
         let streamed = on_piece.is_some();
         let report = match on_piece {
-            None => supervisor.run_prepared(prepared, input, None).await,
+            None => supervisor.run_prepared(prepared, None).await,
             Some(on_piece) => {
                 let (sink, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
-                let run = supervisor.run_prepared(prepared, input, Some(sink));
+                let run = supervisor.run_prepared(prepared, Some(sink));
                 tokio::pin!(run);
                 let report = loop {
                     tokio::select! {

@@ -38,7 +38,7 @@ use store::ExecutionStore;
 use tools::{ToolCallRecord, ToolProvider, ToolRegistry};
 use worker_pool::{ExecutionReport, LiveWorker, Outcome, PoolSettings, WorkerPool, WorkerServices};
 
-pub use caxton_api_contract::StatusReport;
+pub use caxton_api_contract::{RunRequest, StatusReport};
 pub use worker_pool::{KillError, KillTarget, signal_name};
 
 /// Failures while starting the supervisor.
@@ -92,6 +92,8 @@ pub enum RunError {
 pub struct PreparedRun {
     /// The agent, its tools and its memory, resolved once.
     pub grant: ExecutionGrant,
+    /// The worker's job.
+    input: JobInput,
 }
 
 /// Why a deploy was refused.
@@ -232,25 +234,13 @@ impl Supervisor {
         }
     }
 
-    /// Run one request for `agent_name` in a fresh worker; `workspace` names the workspace
-    /// whose memory a `scope = "workspace"` agent uses.
-    pub async fn run_agent(
-        &self,
-        agent_name: &str,
-        workspace: Option<&str>,
-        input: JobInput,
-    ) -> Result<ExecutionReport, RunError> {
-        let prepared = self.prepare_run(agent_name, workspace)?;
-        Ok(self.run_prepared(prepared, input, None).await)
-    }
-
     /// Everything that can refuse a request before a worker exists: draining, an unknown
     /// agent, a provider that is not configured, a workspace the agent may not use. What the
     /// request may use is resolved here, once.
     pub fn prepare_run(
         &self,
         agent_name: &str,
-        workspace: Option<&str>,
+        request: RunRequest,
     ) -> Result<PreparedRun, RunError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(RunError::ShuttingDown);
@@ -263,7 +253,7 @@ impl Supervisor {
         self.providers
             .resolve(&agent.llm)
             .map_err(RunError::Provider)?;
-        let memory_scope = memory::request_scope(&agent, workspace)?;
+        let memory_scope = memory::request_scope(&agent, request.workspace.as_deref())?;
         let grant = ExecutionGrant::resolve(
             agent,
             memory_scope,
@@ -273,15 +263,21 @@ impl Supervisor {
         if !grant.unmatched().is_empty() {
             tracing::warn!(agent = %grant.agent().name, missing = ?grant.unmatched(), "agent names tools that are not deployed");
         }
-        Ok(PreparedRun { grant })
+        // The worker's job: the caller's words; the memories are the supervisor's to add.
+        let input = JobInput {
+            request: request.request,
+            context: request.context,
+            requirements: request.requirements,
+            memory_context: String::new(),
+        };
+        Ok(PreparedRun { grant, input })
     }
 
     /// Run a prepared request in a fresh worker; with `answer_sink`, the answer is also sent
     /// there piece by piece as it is generated.
     pub async fn run_prepared(
         &self,
-        PreparedRun { grant }: PreparedRun,
-        mut input: JobInput,
+        PreparedRun { grant, mut input }: PreparedRun,
         answer_sink: Option<worker_pool::DeltaSink>,
     ) -> ExecutionReport {
         let agent = grant.agent().clone();

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use caxton_api_contract::{
     ErrorAnswer, Health, KillAnswer, KillRequest, RunRequest, StreamLine, WorkerList,
 };
-use caxton_ipc_protocol::JobInput;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -187,36 +186,28 @@ pub async fn run_agent(
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
     let body: RunRequest = json_object(body, r#"like {"request": "..."}"#)?;
-    let input = JobInput {
-        request: body.request,
-        context: body.context,
-        requirements: body.requirements,
-        memory_context: String::new(),
-    };
-    let prepared = sup
-        .prepare_run(&name, body.workspace.as_deref())
-        .map_err(|e| match e {
-            RunError::UnknownAgent(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown_agent", e.to_string())
-            }
-            RunError::Provider(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "provider_not_configured",
-                e.to_string(),
-            ),
-            RunError::ShuttingDown => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                e.to_string(),
-            ),
-            RunError::MemoryScope(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "workspace_refused", e.to_string())
-            }
-        })?;
+    let prepared = sup.prepare_run(&name, body).map_err(|e| match e {
+        RunError::UnknownAgent(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_agent", e.to_string())
+        }
+        RunError::Provider(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "provider_not_configured",
+            e.to_string(),
+        ),
+        RunError::ShuttingDown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            e.to_string(),
+        ),
+        RunError::MemoryScope(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "workspace_refused", e.to_string())
+        }
+    })?;
     if !query.stream {
-        return report_response(sup.run_prepared(prepared, input, None).await);
+        return report_response(sup.run_prepared(prepared, None).await);
     }
-    Ok(stream_run(sup, prepared, input))
+    Ok(stream_run(sup, prepared))
 }
 
 /// The finished report as a response: 200, or the failure's status with the report attached.
@@ -264,7 +255,7 @@ fn with_report(report: &ExecutionReport) -> ErrorAnswer {
 /// A streamed run: newline-delimited JSON, `{"delta": "..."}` per piece of the answer as the
 /// worker sends it, then one `{"done": report}` or `{"error": {...}, "execution": report}`.
 /// The status is 200 once streaming has begun; the last line says how it ended.
-fn stream_run(sup: Arc<Supervisor>, prepared: PreparedRun, input: JobInput) -> Response {
+fn stream_run(sup: Arc<Supervisor>, prepared: PreparedRun) -> Response {
     let (lines, body) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
     let (deltas, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
     let line = |l: StreamLine| {
@@ -273,7 +264,7 @@ fn stream_run(sup: Arc<Supervisor>, prepared: PreparedRun, input: JobInput) -> R
         bytes::Bytes::from(text)
     };
     tokio::spawn(async move {
-        let run = sup.run_prepared(prepared, input, Some(deltas));
+        let run = sup.run_prepared(prepared, Some(deltas));
         tokio::pin!(run);
         // A client that went away does not stop the run: it finishes and is recorded.
         let report = loop {
