@@ -2,16 +2,26 @@
 //! when no daemon is running. Chosen once per command ([`Backend::choose`]); each command is
 //! then written once, against the API contract's typed answers, which both sides give alike.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
+use caxton_api_contract::agents::{
+    AgentDetail, AgentList, AgentSource, DeployAnswer, RemoveAnswer,
+};
+use caxton_api_contract::tools::{
+    ToolDeployAnswer, ToolPackage, ToolRemoveAnswer, ToolServerDetail, ToolServerList,
+};
 use caxton_api_contract::{ExecutionReport, RunRequest, StreamLine};
 use caxton_supervisor::Supervisor;
+use caxton_supervisor::agent::{AgentRegistry, parse_agent};
 use caxton_supervisor::config::Config;
 use caxton_supervisor::daemon::{DataDirLock, LockError};
+use caxton_supervisor::tools::ToolRegistry;
 use hyper::Method;
 
-use crate::client::{ApiClient, ClientError};
+use crate::client::{ApiClient, ClientError, Refusal};
 
 /// Where the work happens.
 pub enum Backend<'a> {
@@ -21,10 +31,11 @@ pub enum Backend<'a> {
     InProcess(InProcess<'a>),
 }
 
-/// Work done in this process: the data directory is claimed for as long as this lives.
+/// Work done in this process. A command that writes claims the data directory for as long as
+/// this lives; one that only reads does not, so it works beside another that writes.
 pub struct InProcess<'a> {
     config: &'a Config,
-    _lock: DataDirLock,
+    _lock: Option<DataDirLock>,
 }
 
 /// A run that did not succeed: what the user is told, and the report when there is one (its
@@ -39,21 +50,191 @@ pub struct RunFailure {
 }
 
 impl<'a> Backend<'a> {
-    /// The daemon when one accepts connections on the client's socket, else this process
-    /// (taking the data directory's lock for `role`, which names the command in the message a
+    /// The daemon when one accepts connections on the client's socket, else this process,
+    /// taking the data directory's lock for `role` (which names the command in the message a
     /// second user of the directory gets).
     pub async fn choose(
         config: &'a Config,
         client: &'a ApiClient,
         role: &str,
     ) -> anyhow::Result<Self> {
+        Self::pick(config, client, Some(role)).await
+    }
+
+    /// As [`choose`](Self::choose), for a command that only reads: no lock is taken.
+    pub async fn choose_to_read(config: &'a Config, client: &'a ApiClient) -> anyhow::Result<Self> {
+        Self::pick(config, client, None).await
+    }
+
+    async fn pick(
+        config: &'a Config,
+        client: &'a ApiClient,
+        role: Option<&str>,
+    ) -> anyhow::Result<Self> {
         match client.probe().await {
             Ok(()) => Ok(Self::Daemon(client)),
             Err(ClientError::NotRunning(_)) => Ok(Self::InProcess(InProcess {
                 config,
-                _lock: claim_data_dir(config, client, role)?,
+                _lock: role
+                    .map(|role| claim_data_dir(config, client, role))
+                    .transpose()?,
             })),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the work happens in this process (no daemon is running).
+    pub fn is_in_process(&self) -> bool {
+        matches!(self, Self::InProcess(_))
+    }
+
+    /// The deployed agents.
+    pub async fn agents(&self) -> anyhow::Result<AgentList> {
+        match self {
+            Self::Daemon(client) => answer(
+                client
+                    .request(Method::GET, "/api/v1/agents", NO_BODY)
+                    .await?,
+            ),
+            Self::InProcess(local) => Ok(AgentList {
+                agents: local.agents()?.list().iter().map(|a| a.summary()).collect(),
+            }),
+        }
+    }
+
+    /// One deployed agent in full.
+    pub async fn agent(&self, name: &str) -> anyhow::Result<AgentDetail> {
+        match self {
+            Self::Daemon(client) => answer(
+                client
+                    .request(Method::GET, &format!("/api/v1/agents/{name}"), NO_BODY)
+                    .await?,
+            ),
+            Self::InProcess(local) => Ok(local
+                .agents()?
+                .get(name)
+                .with_context(|| format!("no agent named {name:?} is deployed"))?
+                .detail()),
+        }
+    }
+
+    /// Deploy the agent file `file` with contents `source`; in this process it is checked and
+    /// written into the agents directory, which a daemon started later loads.
+    pub async fn deploy_agent(&self, file: &Path, source: String) -> anyhow::Result<DeployAnswer> {
+        match self {
+            Self::Daemon(client) => {
+                let body = AgentSource {
+                    source,
+                    file: Some(file.display().to_string()),
+                };
+                answer(
+                    client
+                        .request(Method::POST, "/api/v1/agents", Some(&body))
+                        .await?,
+                )
+            }
+            Self::InProcess(local) => {
+                let parsed = parse_agent(file, &source)?;
+                check_provider_offline(local.config, parsed.llm.provider.as_deref(), file)?;
+                let registry = AgentRegistry::new(&local.config.agents_dir);
+                registry.reload()?;
+                let out = registry.deploy(file, &source)?;
+                Ok(DeployAnswer {
+                    agent: out.agent.summary(),
+                    path: out.path.display().to_string(),
+                    replaced: out.replaced,
+                    warnings: out.agent.warnings.clone(),
+                })
+            }
+        }
+    }
+
+    /// The deployed tool servers.
+    pub async fn tool_servers(&self) -> anyhow::Result<ToolServerList> {
+        match self {
+            Self::Daemon(client) => answer(
+                client
+                    .request(Method::GET, "/api/v1/tools", NO_BODY)
+                    .await?,
+            ),
+            Self::InProcess(local) => Ok(ToolServerList {
+                servers: local.tools()?.list(),
+            }),
+        }
+    }
+
+    /// One tool server in full.
+    pub async fn tool_server(&self, name: &str) -> anyhow::Result<ToolServerDetail> {
+        match self {
+            Self::Daemon(client) => answer(
+                client
+                    .request(Method::GET, &format!("/api/v1/tools/{name}"), NO_BODY)
+                    .await?,
+            ),
+            Self::InProcess(local) => local
+                .tools()?
+                .show(name)
+                .with_context(|| format!("no tool server named {name:?} is deployed")),
+        }
+    }
+
+    /// Deploy a tool package (its manifest text and module bytes; `origin` is its directory).
+    pub async fn deploy_tool(
+        &self,
+        origin: &Path,
+        manifest: String,
+        module: Vec<u8>,
+    ) -> anyhow::Result<ToolDeployAnswer> {
+        match self {
+            Self::Daemon(client) => {
+                let body = ToolPackage {
+                    manifest,
+                    module_base64: base64::engine::general_purpose::STANDARD.encode(&module),
+                    origin: Some(origin.display().to_string()),
+                };
+                answer(
+                    client
+                        .request(Method::POST, "/api/v1/tools", Some(&body))
+                        .await?,
+                )
+            }
+            Self::InProcess(local) => {
+                let registry = local.tools()?;
+                let before: Vec<String> = registry.list().into_iter().map(|i| i.name).collect();
+                let server = registry.deploy(origin, &manifest, &module)?;
+                Ok(ToolDeployAnswer {
+                    replaced: before.contains(&server.name),
+                    server,
+                })
+            }
+        }
+    }
+
+    /// Remove a deployed tool server.
+    pub async fn remove_tool(&self, name: &str) -> anyhow::Result<ToolRemoveAnswer> {
+        match self {
+            Self::Daemon(client) => answer(
+                client
+                    .request(Method::DELETE, &format!("/api/v1/tools/{name}"), NO_BODY)
+                    .await?,
+            ),
+            Self::InProcess(local) => Ok(ToolRemoveAnswer {
+                removed: local.tools()?.remove(name)?.name,
+            }),
+        }
+    }
+
+    /// Remove a deployed agent.
+    pub async fn remove_agent(&self, name: &str) -> anyhow::Result<RemoveAnswer> {
+        match self {
+            Self::Daemon(client) => answer(
+                client
+                    .request(Method::DELETE, &format!("/api/v1/agents/{name}"), NO_BODY)
+                    .await?,
+            ),
+            Self::InProcess(local) => Ok(RemoveAnswer {
+                removed: local.agents()?.remove(name)?.name.to_string(),
+            }),
         }
     }
 
@@ -129,7 +310,58 @@ async fn run_on_daemon(
     })
 }
 
+/// No request body.
+const NO_BODY: Option<&()> = None;
+
+/// The daemon's answer, or its refusal as the error the user reads.
+fn answer<T>(result: Result<T, Refusal>) -> anyhow::Result<T> {
+    result.map_err(|refusal| anyhow::anyhow!(refusal.message().to_owned()))
+}
+
+/// Refuse an agent file naming a provider the configuration does not have, as the daemon does.
+pub fn check_provider_offline(
+    config: &Config,
+    provider: Option<&str>,
+    file: &Path,
+) -> anyhow::Result<()> {
+    if let Some(p) = provider
+        && !config.providers.contains_key(p)
+    {
+        let known: Vec<_> = config.providers.keys().cloned().collect();
+        bail!(
+            "{}: [llm] provider {p:?} is not configured; configured providers: {}",
+            file.display(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
 impl InProcess<'_> {
+    /// The tool servers of the data directory (and the built-in ones), loaded now.
+    fn tools(&self) -> anyhow::Result<ToolRegistry> {
+        Ok(ToolRegistry::open(
+            &self.config.tools_dir,
+            self.config.builtin_tools_dir.as_deref(),
+            &self.config.cache_dir,
+            &caxton_supervisor::memory::reserved_names(),
+        )?)
+    }
+
+    /// The agents directory, read now; files that cannot be used are warned about.
+    fn agents(&self) -> anyhow::Result<AgentRegistry> {
+        let registry = AgentRegistry::new(&self.config.agents_dir);
+        let report = registry.reload()?;
+        for e in report.errors {
+            eprintln!("warning: {e}");
+        }
+        Ok(registry)
+    }
+
     /// A supervisor in this process, for one command. Like the daemon, it adopts and ends
     /// whatever a worker leaves behind: its only children are its workers.
     fn supervisor(&self) -> anyhow::Result<Arc<Supervisor>> {

@@ -9,7 +9,6 @@ use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 /// Why a request to the daemon failed before it produced an API answer.
 #[derive(Debug, thiserror::Error)]
@@ -30,28 +29,6 @@ pub enum ClientError {
     /// The HTTP exchange failed.
     #[error("talking to the daemon: {0}")]
     Http(String),
-}
-
-/// An API answer: status and JSON body.
-pub struct Answer {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl Answer {
-    /// The API's error message, if this is an error.
-    pub fn error_message(&self) -> Option<String> {
-        if self.status.is_success() {
-            return None;
-        }
-        Some(
-            self.body
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("the daemon answered HTTP {}", self.status)),
-        )
-    }
 }
 
 /// The daemon's refusal: its error answer.
@@ -171,17 +148,6 @@ impl ApiClient {
         Ok(Ok(()))
     }
 
-    /// Send one request; `NotRunning` when nobody listens.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer, ClientError> {
-        let response = self.send(method, path, body).await?;
-        collect(response.status(), response).await
-    }
-
     /// Send one request with a body of any type and return the answer's bytes unparsed (memory
     /// exports and imports are files, and may not be UTF-8).
     pub async fn call_raw(
@@ -194,17 +160,6 @@ impl ApiClient {
         let response = self.send_bytes(method, path, content_type, body).await?;
         let status = response.status();
         Ok((status, body_bytes(response).await?))
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        self.send_bytes(method, path, "application/json", Bytes::from(payload))
-            .await
     }
 
     async fn send_bytes(
@@ -264,19 +219,4 @@ async fn body_bytes(
         .await
         .map_err(|e| http_error(&e))?
         .to_bytes())
-}
-
-/// Read a whole answer; a body that is not JSON is kept as a string.
-async fn collect(
-    status: StatusCode,
-    response: hyper::Response<hyper::body::Incoming>,
-) -> Result<Answer, ClientError> {
-    let bytes = body_bytes(response).await?;
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    Ok(Answer { status, body })
 }

@@ -1,17 +1,15 @@
 //! What the CLI prints for people (tables, summaries); `--json` prints the API's JSON instead.
 
+use caxton_api_contract::agents::{AgentDetail, AgentList};
+use caxton_api_contract::tools::{ToolServerInfo, ToolServerList};
 use caxton_api_contract::{ExecutionReport, StatusReport};
-use serde_json::Value;
+use caxton_tool_host::manifest::{Access, ToolManifest};
 
 pub fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 fn human_age(seconds: f64) -> String {
@@ -51,55 +49,37 @@ pub fn print_status(status: &StatusReport) {
     }
 }
 
-pub fn print_agents(body: &Value) {
-    let agents = body
-        .get("agents")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if agents.is_empty() {
+pub fn print_agents(list: &AgentList) {
+    if list.agents.is_empty() {
         println!("no agents deployed (deploy one with `caxton agent deploy FILE`)");
         return;
     }
     println!("{:<28} {:<10} DESCRIPTION", "NAME", "VERSION");
-    for a in &agents {
+    for a in &list.agents {
         println!(
             "{:<28} {:<10} {}",
-            s(a, "name"),
-            s(a, "version"),
-            s(a, "description")
+            a.name,
+            a.version,
+            a.description.as_deref().unwrap_or_default()
         );
     }
 }
 
-pub fn print_agent(a: &Value) {
-    let list = |key: &str| {
-        a.get(key)
-            .and_then(Value::as_array)
-            .map(|v| {
-                v.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
-    println!("name:         {}", s(a, "name"));
-    println!("version:      {}", s(a, "version"));
-    if !s(a, "description").is_empty() {
-        println!("description:  {}", s(a, "description"));
+pub fn print_agent(a: &AgentDetail) {
+    println!("name:         {}", a.name);
+    println!("version:      {}", a.version);
+    if let Some(description) = a.description.as_deref().filter(|d| !d.is_empty()) {
+        println!("description:  {description}");
     }
-    println!("capabilities: {}", list("capabilities"));
-    println!("tools:        {}", list("tools"));
-    if let Some(llm) = a.get("llm") {
-        println!(
-            "llm:          provider={} model={}",
-            s(llm, "provider"),
-            s(llm, "model")
-        );
-    }
-    if !s(a, "documentation").is_empty() {
-        println!("\n{}", s(a, "documentation").trim());
+    println!("capabilities: {}", a.capabilities.join(", "));
+    println!("tools:        {}", a.tools.join(", "));
+    println!(
+        "llm:          provider={} model={}",
+        a.llm.provider.as_deref().unwrap_or_default(),
+        a.llm.model.as_deref().unwrap_or_default()
+    );
+    if let Some(doc) = a.documentation.as_deref().filter(|d| !d.is_empty()) {
+        println!("\n{}", doc.trim());
     }
 }
 
@@ -143,91 +123,54 @@ pub fn print_run_details(r: &ExecutionReport) {
     eprintln!("outcome:   {}", r.outcome.label());
 }
 
-pub fn print_tool_servers(body: &Value) {
-    let servers = body
-        .get("servers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if servers.is_empty() {
+pub fn print_tool_servers(list: &ToolServerList) {
+    if list.servers.is_empty() {
         println!("no tool servers (deploy one with `caxton tool deploy DIR`)");
         return;
     }
     println!("{:<20} {:<10} {:<9} TOOLS", "SERVER", "VERSION", "SOURCE");
-    for server in &servers {
-        let tools: Vec<&str> = server
-            .get("tools")
-            .and_then(Value::as_array)
-            .map(|t| t.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+    for server in &list.servers {
         println!(
             "{:<20} {:<10} {:<9} {}",
-            s(server, "name"),
-            s(server, "version"),
-            s(server, "source").replace('_', "-"),
-            tools.join(", ")
+            server.name,
+            server.version,
+            server.source.label(),
+            server.tools.join(", ")
         );
     }
 }
 
-pub fn print_tool_server(body: &Value) {
-    println!(
-        "{} {} ({})",
-        s(body, "name"),
-        s(body, "version"),
-        s(body, "source").replace('_', "-")
-    );
-    if !s(body, "description").is_empty() {
-        println!("{}", s(body, "description"));
+pub fn print_tool_server(info: &ToolServerInfo, manifest: &ToolManifest) {
+    println!("{} {} ({})", info.name, info.version, info.source.label());
+    if !info.description.is_empty() {
+        println!("{}", info.description);
     }
-    let manifest = body.get("manifest").cloned().unwrap_or_default();
-    for tool in manifest
-        .get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        println!("\ntool {}: {}", s(tool, "name"), s(tool, "description"));
-        if let Some(schema) = tool.get("input_schema") {
-            println!("  input: {schema}");
-        }
+    for tool in &manifest.tools {
+        println!("\ntool {}: {}", tool.name, tool.description);
+        println!("  input: {}", tool.input_schema);
     }
-    let caps = manifest.get("capabilities").cloned().unwrap_or_default();
     println!();
-    for dir in caps
-        .get("directories")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        println!(
-            "directory: {} as {} ({})",
-            s(dir, "host"),
-            s(dir, "guest"),
-            s(dir, "access")
-        );
+    for dir in &manifest.capabilities.directories {
+        let access = match dir.access {
+            Access::Read => "read",
+            Access::ReadWrite => "read-write",
+        };
+        println!("directory: {} as {} ({access})", dir.host, dir.guest);
     }
-    for host in caps
-        .get("http_hosts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        println!("http host: {}", host.as_str().unwrap_or_default());
+    for host in &manifest.capabilities.http_hosts {
+        println!("http host: {host}");
     }
-    if let Some(limits) = manifest.get("limits").and_then(Value::as_object) {
-        let shown: Vec<String> = limits
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| {
-                format!(
-                    "{k} = {}",
-                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-                )
-            })
-            .collect();
-        if !shown.is_empty() {
-            println!("limits: {}", shown.join(", "));
-        }
+    let limits = &manifest.limits;
+    // Alphabetical, as they have always been shown.
+    let shown: Vec<String> = [
+        limits.fuel.map(|f| format!("fuel = {f}")),
+        limits.memory.as_ref().map(|m| format!("memory = {m}")),
+        limits.timeout.as_ref().map(|t| format!("timeout = {t}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !shown.is_empty() {
+        println!("limits: {}", shown.join(", "));
     }
 }

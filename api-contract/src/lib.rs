@@ -9,9 +9,11 @@
 //! reads a newer daemon's answers.
 #![deny(missing_docs)]
 
+pub mod agents;
 pub mod error;
 pub mod runs;
 pub mod status;
+pub mod tools;
 
 pub use error::{ErrorAnswer, ErrorDetail};
 pub use runs::{ExecutionReport, Outcome, RunRequest, StreamLine, ToolCallRecord, Usage};

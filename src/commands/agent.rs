@@ -8,14 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use caxton_api_contract::RunRequest;
-use caxton_supervisor::agent::{AgentRegistry, parse_agent};
+use caxton_supervisor::agent::parse_agent;
 use caxton_supervisor::config::Config;
-use hyper::Method;
-use serde_json::{Value, json};
 
-use crate::backend::{Backend, claim_data_dir};
+use crate::backend::{Backend, check_provider_offline};
 use crate::cli::AgentCommand;
-use crate::client::{Answer, ApiClient, ClientError};
+use crate::client::ApiClient;
 use crate::output;
 
 pub async fn run(
@@ -56,20 +54,6 @@ pub async fn run(
     }
 }
 
-/// Call the daemon; `Ok(None)` when no daemon is running, so the caller can work offline.
-pub(super) async fn try_daemon(
-    client: &ApiClient,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> anyhow::Result<Option<Answer>> {
-    match client.call(method, path, body).await {
-        Ok(answer) => Ok(Some(answer)),
-        Err(ClientError::NotRunning(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Read an agent file within the size cap the daemon's API accepts (so a deploy it refuses
 /// fails here, naming the file) and as UTF-8 (naming the line of a bad byte).
 fn read_file(file: &Path) -> anyhow::Result<String> {
@@ -82,82 +66,21 @@ pub(super) fn print_warnings(warnings: impl IntoIterator<Item = String>) {
     }
 }
 
-fn check_provider_offline(
-    config: &Config,
-    provider: Option<&str>,
-    file: &Path,
-) -> anyhow::Result<()> {
-    if let Some(p) = provider
-        && !config.providers.contains_key(p)
-    {
-        let known: Vec<_> = config.providers.keys().cloned().collect();
-        bail!(
-            "{}: [llm] provider {p:?} is not configured; configured providers: {}",
-            file.display(),
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            }
-        );
-    }
-    Ok(())
-}
-
 async fn deploy(file: &Path, config: &Config, client: &ApiClient) -> anyhow::Result<ExitCode> {
     let source = read_file(file)?;
-    let body = json!({"source": source, "file": file.display().to_string()});
-    if let Some(answer) = try_daemon(client, Method::POST, "/api/v1/agents", Some(&body)).await? {
-        if let Some(message) = answer.error_message() {
-            bail!(message);
-        }
-        let warnings = answer
-            .body
-            .get("warnings")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        print_warnings(
-            warnings
-                .iter()
-                .filter_map(|w| w.as_str().map(str::to_owned)),
-        );
-        let name = answer
-            .body
-            .pointer("/agent/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let version = answer
-            .body
-            .pointer("/agent/version")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let replaced = answer
-            .body
-            .get("replaced")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+    let backend = Backend::choose(config, client, "agent deploy").await?;
+    let out = backend.deploy_agent(file, source).await?;
+    print_warnings(out.warnings);
+    let verb = if out.replaced { "updated" } else { "deployed" };
+    if backend.is_in_process() {
+        // No daemon: a daemon started later loads it from there.
         println!(
-            "{} agent {name} {version}",
-            if replaced { "updated" } else { "deployed" }
+            "{verb} agent {} {} in {} (no daemon running)",
+            out.agent.name, out.agent.version, out.path
         );
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        println!("{verb} agent {} {}", out.agent.name, out.agent.version);
     }
-    // No daemon: validate and write into the agents directory; a daemon started later loads it.
-    let _lock = claim_data_dir(config, client, "agent deploy")?;
-    let parsed = parse_agent(file, &source)?;
-    check_provider_offline(config, parsed.llm.provider.as_deref(), file)?;
-    let registry = AgentRegistry::new(&config.agents_dir);
-    registry.reload()?;
-    let out = registry.deploy(file, &source)?;
-    print_warnings(out.agent.warnings.iter().cloned());
-    println!(
-        "{} agent {} {} in {} (no daemon running)",
-        if out.replaced { "updated" } else { "deployed" },
-        out.agent.name,
-        out.agent.version,
-        out.path.display()
-    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -175,36 +98,15 @@ fn validate(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn offline_registry(config: &Config) -> anyhow::Result<AgentRegistry> {
-    let registry = AgentRegistry::new(&config.agents_dir);
-    let report = registry.reload()?;
-    for e in report.errors {
-        eprintln!("warning: {e}");
-    }
-    Ok(registry)
-}
-
 async fn list(config: &Config, client: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {
-    let body = match try_daemon(client, Method::GET, "/api/v1/agents", None).await? {
-        Some(answer) => {
-            if let Some(message) = answer.error_message() {
-                bail!(message);
-            }
-            answer.body
-        }
-        None => {
-            let agents: Vec<Value> = offline_registry(config)?
-                .list()
-                .iter()
-                .map(|a| json!({"name": a.name, "version": a.version, "description": a.description, "capabilities": a.capabilities, "tools": a.tools}))
-                .collect();
-            json!({"agents": agents})
-        }
-    };
+    let list = Backend::choose_to_read(config, client)
+        .await?
+        .agents()
+        .await?;
     if json {
-        output::print_json(&body);
+        output::print_json(&list);
     } else {
-        output::print_agents(&body);
+        output::print_agents(&list);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -215,50 +117,23 @@ async fn show(
     client: &ApiClient,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let body =
-        match try_daemon(client, Method::GET, &format!("/api/v1/agents/{name}"), None).await? {
-            Some(answer) => {
-                if let Some(message) = answer.error_message() {
-                    bail!(message);
-                }
-                answer.body
-            }
-            None => {
-                let agent = offline_registry(config)?
-                    .get(name)
-                    .with_context(|| format!("no agent named {name:?} is deployed"))?;
-                let mut v = serde_json::to_value(&*agent)?;
-                v["source"] = agent.source.clone().into();
-                v
-            }
-        };
+    let agent = Backend::choose_to_read(config, client)
+        .await?
+        .agent(name)
+        .await?;
     if json {
-        output::print_json(&body);
+        output::print_json(&agent);
     } else {
-        output::print_agent(&body);
+        output::print_agent(&agent);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn remove(name: &str, config: &Config, client: &ApiClient) -> anyhow::Result<ExitCode> {
-    match try_daemon(
-        client,
-        Method::DELETE,
-        &format!("/api/v1/agents/{name}"),
-        None,
-    )
-    .await?
-    {
-        Some(answer) => {
-            if let Some(message) = answer.error_message() {
-                bail!(message);
-            }
-        }
-        None => {
-            let _lock = claim_data_dir(config, client, "agent remove")?;
-            offline_registry(config)?.remove(name)?;
-        }
-    }
+    Backend::choose(config, client, "agent remove")
+        .await?
+        .remove_agent(name)
+        .await?;
     println!("removed agent {name}");
     Ok(ExitCode::SUCCESS)
 }

@@ -8,8 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use caxton_ipc_protocol::TEMPLATE_VARIABLES;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use toml::Spanned;
+
+use caxton_api_contract::agents::{AgentDetail, AgentSummary};
+pub use caxton_api_contract::agents::{
+    AgentFileError, DEFAULT_WORKSPACE, LlmSettings, MemoryScope, MemorySettings,
+};
 
 use super::name::AgentName;
 use crate::config::{
@@ -78,94 +83,14 @@ fn too_large(size: u64) -> String {
     )
 }
 
-/// An agent file that cannot be used, with where and why.
-#[derive(Debug, Clone, thiserror::Error, Serialize)]
-#[error("{file}:{line}: {reason}")]
-pub struct AgentFileError {
-    /// The file (or the name the source was given).
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// What is wrong.
-    pub reason: String,
-}
-
-/// Memory scope of an agent's memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-pub enum MemoryScope {
-    /// Private to the agent (`"agent-only"`; `"agent"` is accepted too).
-    #[default]
-    #[serde(rename = "agent-only", alias = "agent")]
-    Agent,
-    /// Shared by the agents working in the same workspace.
-    #[serde(rename = "workspace")]
-    Workspace,
-    /// Shared by all agents.
-    #[serde(rename = "global")]
-    Global,
-}
-
-/// The workspace of a `scope = "workspace"` agent whose request names none.
-pub const DEFAULT_WORKSPACE: &str = "default";
-/// Memories put in the prompt when `[memory] search_limit` is not set.
-pub const DEFAULT_MEMORY_SEARCH_LIMIT: u32 = 5;
-/// Least cosine similarity of a memory put in the prompt when `[memory] min_similarity` is not
-/// set. all-MiniLM-L6-v2 scores a fact that answers a question around 0.5 to 0.7 and unrelated
-/// text below 0.2, so the seed's 0.7 would drop most useful memories.
-pub const DEFAULT_MEMORY_MIN_SIMILARITY: f32 = 0.3;
 /// The most memories an agent may ask to have put in its prompt.
 const MAX_MEMORY_SEARCH_LIMIT: u32 = 100;
 
-/// `[memory]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemorySettings {
-    /// Whether the agent uses memory at all.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Which memory it sees.
-    #[serde(default)]
-    pub scope: MemoryScope,
-    /// The workspace whose memory it shares, with `scope = "workspace"`. Unset, each request
-    /// names it (or gets [`DEFAULT_WORKSPACE`]); set, a request naming another is refused.
-    #[serde(default)]
-    pub workspace: Option<String>,
-    /// Store each successful request and its answer as an observation.
-    #[serde(default)]
-    pub auto_store: bool,
-    /// Most memories put in the prompt.
-    #[serde(default = "default_search_limit")]
-    pub search_limit: u32,
-    /// Least similarity of a memory put in the prompt, -1 to 1.
-    #[serde(default = "default_min_similarity")]
-    pub min_similarity: f32,
-}
-
-fn default_search_limit() -> u32 {
-    DEFAULT_MEMORY_SEARCH_LIMIT
-}
-
-fn default_min_similarity() -> f32 {
-    DEFAULT_MEMORY_MIN_SIMILARITY
-}
-
-impl Default for MemorySettings {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            scope: MemoryScope::default(),
-            workspace: None,
-            auto_store: false,
-            search_limit: DEFAULT_MEMORY_SEARCH_LIMIT,
-            min_similarity: DEFAULT_MEMORY_MIN_SIMILARITY,
-        }
-    }
-}
-
-impl MemorySettings {
-    /// Why these settings cannot work, naming the field.
-    fn check(&self) -> Result<(), String> {
-        match (self.scope, &self.workspace) {
+/// Why `[memory]` settings cannot work, naming the field.
+fn check_memory(settings: &MemorySettings) -> Result<(), String> {
+    {
+        let this = settings;
+        match (this.scope, &this.workspace) {
             (MemoryScope::Workspace, Some(w)) => {
                 caxton_memory::Scope::workspace(w.as_str())
                     .map_err(|e| format!("memory.workspace = {w:?}: {e}"))?;
@@ -177,47 +102,24 @@ impl MemorySettings {
             }
             _ => {}
         }
-        if !(1..=MAX_MEMORY_SEARCH_LIMIT).contains(&self.search_limit) {
+        if !(1..=MAX_MEMORY_SEARCH_LIMIT).contains(&this.search_limit) {
             return Err(format!(
                 "memory.search_limit = {}: must be between 1 and {MAX_MEMORY_SEARCH_LIMIT}",
-                self.search_limit
+                this.search_limit
             ));
         }
-        if !(-1.0..=1.0).contains(&self.min_similarity) {
+        if !(-1.0..=1.0).contains(&this.min_similarity) {
             return Err(format!(
                 "memory.min_similarity = {}: must be between -1 and 1",
-                self.min_similarity
+                this.min_similarity
             ));
         }
         Ok(())
     }
 }
 
-/// `[llm]`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlmSettings {
-    /// A `[providers.NAME]` of the supervisor configuration; default: `[defaults] provider`.
-    pub provider: Option<String>,
-    /// Model override.
-    pub model: Option<String>,
-    /// Sampling temperature, 0 to 2.
-    pub temperature: Option<f32>,
-    /// Most tokens in the answer.
-    pub max_tokens: Option<u32>,
-    /// Nucleus sampling, 0 to 1.
-    pub top_p: Option<f32>,
-    /// The answer ends before the first of these.
-    #[serde(default)]
-    pub stop: Vec<String>,
-    /// Sampling seed, so a request can be repeated.
-    pub seed: Option<u64>,
-    /// Overrides the provider's `tool_choice`.
-    pub tool_choice: Option<crate::provider::ToolChoice>,
-}
-
 /// A validated agent definition.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AgentDefinition {
     /// Normalised name.
     pub name: AgentName,
@@ -244,7 +146,6 @@ pub struct AgentDefinition {
     /// Model choice.
     pub llm: LlmSettings,
     /// Per-request deadline, if the agent sets one.
-    #[serde(with = "opt_secs")]
     pub timeout: Option<Duration>,
     /// Address-space limit in bytes, if the agent sets one.
     pub memory_limit: Option<u64>,
@@ -253,16 +154,43 @@ pub struct AgentDefinition {
     /// Accepted but suspicious layouts.
     pub warnings: Vec<String>,
     /// The TOML source, kept so `show` can print what was deployed.
-    #[serde(skip)]
     pub source: String,
 }
 
-mod opt_secs {
-    use std::time::Duration;
-    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&d.as_secs_f64()),
-            None => s.serialize_none(),
+impl AgentDefinition {
+    /// The agent as lists and deploy answers show it.
+    pub fn summary(&self) -> AgentSummary {
+        AgentSummary {
+            name: self.name.to_string(),
+            declared_name: self.declared_name.clone(),
+            version: self.version.clone(),
+            description: self.description.clone(),
+            capabilities: self.capabilities.clone(),
+            tools: self.tools.clone(),
+            llm: self.llm.clone(),
+        }
+    }
+
+    /// The agent in full, with its source.
+    pub fn detail(&self) -> AgentDetail {
+        AgentDetail {
+            name: self.name.to_string(),
+            declared_name: self.declared_name.clone(),
+            version: self.version.clone(),
+            description: self.description.clone(),
+            capabilities: self.capabilities.clone(),
+            tools: self.tools.clone(),
+            memory: self.memory.clone(),
+            parameters: self.parameters.clone(),
+            system_prompt: self.system_prompt.clone(),
+            user_prompt_template: self.user_prompt_template.clone(),
+            documentation: self.documentation.clone(),
+            llm: self.llm.clone(),
+            timeout: self.timeout.map(|d| d.as_secs_f64()),
+            memory_limit: self.memory_limit,
+            max_tool_calls: self.max_tool_calls,
+            warnings: self.warnings.clone(),
+            source: self.source.clone(),
         }
     }
 }
@@ -451,7 +379,7 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
         Some(memory) => {
             let offset = memory.span().start;
             let memory = memory.into_inner();
-            memory.check().map_err(|reason| err_at(offset, reason))?;
+            check_memory(&memory).map_err(|reason| err_at(offset, reason))?;
             memory
         }
         None => MemorySettings::default(),
@@ -573,6 +501,8 @@ fn toml_to_json(value: toml::Value) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    use caxton_api_contract::agents::DEFAULT_MEMORY_SEARCH_LIMIT;
+
     use super::*;
 
     const SEED_DATA_ANALYZER: &str = include_str!("../../../examples/agents/data-analyzer.toml");

@@ -32,16 +32,7 @@ pub enum RegistryError {
     },
 }
 
-/// What a reload found.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct ReloadReport {
-    /// Agents now deployed.
-    pub loaded: usize,
-    /// Files that could not be used (their previous version, if any, stays deployed).
-    pub errors: Vec<AgentFileError>,
-    /// Warnings of the files that were loaded.
-    pub warnings: Vec<String>,
-}
+pub use caxton_api_contract::agents::ReloadReport;
 
 /// The result of a deploy.
 #[derive(Debug)]

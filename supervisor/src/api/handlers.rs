@@ -9,6 +9,9 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use caxton_api_contract::agents::{
+    AgentList, AgentSource, DeployAnswer, RemoveAnswer, ValidateAnswer,
+};
 use caxton_api_contract::{
     ErrorAnswer, Health, KillAnswer, KillRequest, RunRequest, StreamLine, WorkerList,
 };
@@ -42,21 +45,9 @@ pub async fn status(State(sup): Shared) -> Response {
     Json(sup.status()).into_response()
 }
 
-fn summary(agent: &AgentDefinition) -> Value {
-    json!({
-        "name": agent.name,
-        "declared_name": agent.declared_name,
-        "version": agent.version,
-        "description": agent.description,
-        "capabilities": agent.capabilities,
-        "tools": agent.tools,
-        "llm": agent.llm,
-    })
-}
-
 pub async fn list_agents(State(sup): Shared) -> Response {
-    let agents: Vec<Value> = sup.registry().list().iter().map(|a| summary(a)).collect();
-    Json(json!({"agents": agents})).into_response()
+    let agents = sup.registry().list().iter().map(|a| a.summary()).collect();
+    Json(AgentList { agents }).into_response()
 }
 
 pub async fn show_agent(State(sup): Shared, Path(name): Path<String>) -> ApiResult {
@@ -64,17 +55,7 @@ pub async fn show_agent(State(sup): Shared, Path(name): Path<String>) -> ApiResu
         .registry()
         .get(&name)
         .ok_or_else(|| not_deployed(&name))?;
-    let mut body = serde_json::to_value(&*agent).unwrap_or_default();
-    body["source"] = agent.source.clone().into();
-    Ok(Json(body).into_response())
-}
-
-/// Body of deploy and validate: the file's contents and, for messages, its name.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentSource {
-    source: String,
-    file: Option<String>,
+    Ok(Json(agent.detail()).into_response())
 }
 
 const AGENT_SOURCE_SHAPE: &str = r#"like {"source": "<agent TOML>"}"#;
@@ -136,12 +117,12 @@ pub async fn deploy_agent(
     };
     Ok((
         status,
-        Json(json!({
-            "agent": summary(&out.agent),
-            "path": out.path,
-            "replaced": out.replaced,
-            "warnings": out.agent.warnings.iter().cloned().chain(sup.tool_warnings(&out.agent)).collect::<Vec<_>>(),
-        })),
+        Json(DeployAnswer {
+            agent: out.agent.summary(),
+            path: out.path.display().to_string(),
+            replaced: out.replaced,
+            warnings: warnings(&sup, &out.agent),
+        }),
     )
         .into_response())
 }
@@ -154,11 +135,22 @@ pub async fn validate_agent(
     let agent = sup
         .validate(&origin(&body), &body.source)
         .map_err(deploy_error)?;
-    Ok(
-        Json(json!({"valid": true, "agent": summary(&agent),
-            "warnings": agent.warnings.iter().cloned().chain(sup.tool_warnings(&agent)).collect::<Vec<_>>()}))
-            .into_response(),
-    )
+    Ok(Json(ValidateAnswer {
+        valid: true,
+        agent: agent.summary(),
+        warnings: warnings(&sup, &agent),
+    })
+    .into_response())
+}
+
+/// The file's own warnings, then the tools it names that are not deployed.
+fn warnings(sup: &Supervisor, agent: &AgentDefinition) -> Vec<String> {
+    agent
+        .warnings
+        .iter()
+        .cloned()
+        .chain(sup.tool_warnings(agent))
+        .collect()
 }
 
 pub async fn reload_agents(State(sup): Shared) -> ApiResult {
@@ -168,7 +160,10 @@ pub async fn reload_agents(State(sup): Shared) -> ApiResult {
 
 pub async fn remove_agent(State(sup): Shared, Path(name): Path<String>) -> ApiResult {
     let removed = sup.remove(&name).map_err(registry_error)?;
-    Ok(Json(json!({"removed": removed.name})).into_response())
+    Ok(Json(RemoveAnswer {
+        removed: removed.name.to_string(),
+    })
+    .into_response())
 }
 
 /// `?stream=true`

@@ -9,8 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::json;
+use caxton_api_contract::tools::{ToolDeployAnswer, ToolPackage, ToolRemoveAnswer, ToolServerList};
 
 use super::error::ApiError;
 use crate::Supervisor;
@@ -22,18 +21,11 @@ type ApiResult = Result<Response, ApiError>;
 /// Most bytes a deploy request may carry: a module and its manifest, base64-encoded.
 pub const MAX_DEPLOY_BODY: usize = 96 << 20;
 
-/// Body of a deploy: the package's manifest text and module bytes; `origin` names the package
-/// directory in messages.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToolPackage {
-    manifest: String,
-    module_base64: String,
-    origin: Option<String>,
-}
-
 pub async fn list_tools(State(sup): Shared) -> Response {
-    Json(json!({ "servers": sup.tools().list() })).into_response()
+    Json(ToolServerList {
+        servers: sup.tools().list(),
+    })
+    .into_response()
 }
 
 pub async fn show_tool(State(sup): Shared, Path(name): Path<String>) -> ApiResult {
@@ -87,14 +79,20 @@ pub async fn deploy_tool(
     };
     Ok((
         status,
-        Json(json!({ "server": info, "replaced": replaced })),
+        Json(ToolDeployAnswer {
+            server: info,
+            replaced,
+        }),
     )
         .into_response())
 }
 
 pub async fn remove_tool(State(sup): Shared, Path(name): Path<String>) -> ApiResult {
     let removed = sup.tools().remove(&name).map_err(tool_error)?;
-    Ok(Json(json!({ "removed": removed.name })).into_response())
+    Ok(Json(ToolRemoveAnswer {
+        removed: removed.name,
+    })
+    .into_response())
 }
 
 fn tool_error(e: ToolError) -> ApiError {

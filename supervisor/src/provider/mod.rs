@@ -51,20 +51,7 @@ pub struct ProviderRequest {
     pub tool_choice: Option<ToolChoice>,
 }
 
-/// `tool_choice`: how a model offered tools is told to use them. Some servers (llama.cpp's)
-/// call tools only when asked to, so Caxton always says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ToolChoice {
-    /// The model decides whether to call tools.
-    #[default]
-    Auto,
-    /// The model must not call tools.
-    None,
-    /// The model must call at least one tool (Anthropic's `any`, accepted under that name too).
-    #[serde(alias = "any")]
-    Required,
-}
+pub use caxton_api_contract::agents::ToolChoice;
 
 /// Why a provider gave no completion. Messages say what the user can do about it.
 #[derive(Debug, thiserror::Error)]

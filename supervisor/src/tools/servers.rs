@@ -18,7 +18,6 @@ use caxton_tool_host::{
     CallContext, CallSlots, HostLimits, PackageError, SlotLimits, ToolCallError, ToolHost,
     ToolServer,
 };
-use serde::Serialize;
 use serde_json::Value;
 
 use super::{CallOutcome, Granted, ToolCallContext, ToolProvider, error_result, result_text};
@@ -64,40 +63,7 @@ pub enum ToolError {
     Host(String),
 }
 
-/// Where a server came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ToolSource {
-    /// Shipped with Caxton.
-    BuiltIn,
-    /// Deployed by an operator.
-    Deployed,
-}
-
-/// A server as `caxton tool list` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ToolServerInfo {
-    /// Server name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// What it is for.
-    pub description: String,
-    /// Where it came from.
-    pub source: ToolSource,
-    /// Its tools' names.
-    pub tools: Vec<String>,
-}
-
-/// A server as `caxton tool show` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ToolServerDetail {
-    /// Summary.
-    #[serde(flatten)]
-    pub info: ToolServerInfo,
-    /// The whole manifest.
-    pub manifest: ToolManifest,
-}
+pub use caxton_api_contract::tools::{ToolServerDetail, ToolServerInfo, ToolSource};
 
 struct Loaded {
     manifest: ToolManifest,
@@ -331,7 +297,7 @@ impl ToolRegistry {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         servers.get(name).map(|l| ToolServerDetail {
             info: info_of(l),
-            manifest: l.manifest.clone(),
+            manifest: serde_json::to_value(&l.manifest).unwrap_or_default(),
         })
     }
 
