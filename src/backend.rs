@@ -10,6 +10,7 @@ use base64::Engine as _;
 use caxton_api_contract::agents::{
     AgentDetail, AgentList, AgentSource, DeployAnswer, RemoveAnswer,
 };
+use caxton_api_contract::memory::MemoryRequest;
 use caxton_api_contract::tools::{
     ToolDeployAnswer, ToolPackage, ToolRemoveAnswer, ToolServerDetail, ToolServerList,
 };
@@ -18,6 +19,8 @@ use caxton_supervisor::Supervisor;
 use caxton_supervisor::agent::{AgentRegistry, parse_agent};
 use caxton_supervisor::config::Config;
 use caxton_supervisor::daemon::{DataDirLock, LockError};
+use caxton_supervisor::memory::{MemoryOp, MemoryService, OperationReply};
+use caxton_supervisor::metrics::Metrics;
 use caxton_supervisor::tools::ToolRegistry;
 use hyper::Method;
 
@@ -224,6 +227,36 @@ impl<'a> Backend<'a> {
         }
     }
 
+    /// Run one memory operation. `Ok(Err)` is the operation's refusal, its message naming
+    /// the API's parameter.
+    pub async fn memory(
+        &self,
+        request: MemoryRequest,
+    ) -> anyhow::Result<Result<MemoryAnswer, String>> {
+        match self {
+            Self::Daemon(client) => {
+                let is_export = matches!(request, MemoryRequest::Export { .. });
+                let method = Method::from_bytes(request.route().method().as_bytes())?;
+                let (content_type, body) = request.body();
+                let (status, bytes) = client
+                    .call_raw(method, &request.path_and_query(), content_type, body.into())
+                    .await?;
+                if !status.is_success() {
+                    return Ok(Err(Refusal::read(status, bytes).message().to_owned()));
+                }
+                Ok(Ok(if is_export {
+                    MemoryAnswer::File(bytes.to_vec())
+                } else {
+                    MemoryAnswer::Json(
+                        serde_json::from_slice(&bytes)
+                            .context("the daemon's answer is not JSON")?,
+                    )
+                }))
+            }
+            Self::InProcess(local) => local.memory(request).await,
+        }
+    }
+
     /// Remove a deployed agent.
     pub async fn remove_agent(&self, name: &str) -> anyhow::Result<RemoveAnswer> {
         match self {
@@ -310,6 +343,14 @@ async fn run_on_daemon(
     })
 }
 
+/// What a memory operation answers.
+pub enum MemoryAnswer {
+    /// A JSON document.
+    Json(serde_json::Value),
+    /// An export file.
+    File(Vec<u8>),
+}
+
 /// No request body.
 const NO_BODY: Option<&()> = None;
 
@@ -350,6 +391,34 @@ impl InProcess<'_> {
             &self.config.cache_dir,
             &caxton_supervisor::memory::reserved_names(),
         )?)
+    }
+
+    /// The memory operation on the database, in this process: the same operation the daemon
+    /// runs, checked and run without HTTP.
+    async fn memory(&self, request: MemoryRequest) -> anyhow::Result<Result<MemoryAnswer, String>> {
+        let op = match MemoryOp::from_request(request) {
+            Ok(op) => op,
+            Err(message) => return Ok(Err(message)),
+        };
+        let config = self.config.clone();
+        // Opening reads every vector into memory and the model loads on first use: both block.
+        let result = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let service =
+                MemoryService::open(&config, Arc::new(Metrics::new())).with_context(|| {
+                    format!(
+                        "no daemon is running, and the memory database {} cannot be opened",
+                        config.memory.database.display()
+                    )
+                })?;
+            Ok(op.run(service.memory()))
+        })
+        .await
+        .context("the memory task failed")??;
+        Ok(match result {
+            Ok(OperationReply::Json { body, .. }) => Ok(MemoryAnswer::Json(body)),
+            Ok(OperationReply::File { bytes, .. }) => Ok(MemoryAnswer::File(bytes)),
+            Err(e) => Err(e.to_string()),
+        })
     }
 
     /// The agents directory, read now; files that cannot be used are warned about.

@@ -42,7 +42,7 @@ pub struct Refusal {
 
 impl Refusal {
     /// Read an error answer; a body that is not one still names the status.
-    fn read(status: StatusCode, body: Bytes) -> Self {
+    pub fn read(status: StatusCode, body: Bytes) -> Self {
         let answer = serde_json::from_slice::<ErrorAnswer>(&body).unwrap_or_else(|_| {
             ErrorAnswer::new("http", format!("the daemon answered HTTP {status}"))
         });

@@ -11,6 +11,7 @@
 
 pub mod agents;
 pub mod error;
+pub mod memory;
 pub mod runs;
 pub mod status;
 pub mod tools;

@@ -1,7 +1,7 @@
-//! `caxton memory ...`. With a daemon running these go through its API
-//! (`/api/v1/memory/...`); without one they open the memory database in this process and run
-//! the very same operations (`caxton_supervisor::api::memory_handlers`), so the answers are
-//! identical. SQLite's write-ahead log lets both share the file safely, but the daemon is
+//! `caxton memory ...`. Each command is one [`MemoryRequest`] of the API contract: with a
+//! daemon running it goes to its API (`/api/v1/memory/...`); without one the memory database is
+//! opened in this process and the very same operation runs on it (`caxton_supervisor::memory`),
+//! so the answers are identical. SQLite's write-ahead log lets both share the file safely, but the daemon is
 //! preferred: it has the embedding model loaded already.
 
 use std::io::{Read, Write};
@@ -9,17 +9,15 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use caxton_supervisor::api::memory_handlers::{MemoryRoute, Reply, encode_query, parse, reply};
+use caxton_api_contract::memory::{
+    EntityUpsert, GraphParams, MemoryRequest, RelationBody, SearchParams,
+};
 use caxton_supervisor::config::Config;
-use caxton_supervisor::memory::MemoryService;
-use caxton_supervisor::metrics::Metrics;
-use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use crate::backend::claim_data_dir;
+use crate::backend::{Backend, MemoryAnswer};
 use crate::cli::MemoryCommand;
-use crate::client::{ApiClient, ClientError};
+use crate::client::ApiClient;
 use crate::output;
 
 pub async fn run(
@@ -27,7 +25,8 @@ pub async fn run(
     config: &Config,
     client: &ApiClient,
 ) -> anyhow::Result<ExitCode> {
-    let api = Api { config, client };
+    let backend = Backend::choose(config, client, "memory").await?;
+    let api = Api(&backend);
     match cmd {
         MemoryCommand::Add {
             name,
@@ -43,7 +42,7 @@ pub async fn run(
                 observations,
                 entity_type,
                 metadata,
-                &scope.scope,
+                scope.scope,
                 json,
             )
             .await
@@ -59,23 +58,29 @@ pub async fn run(
             until,
             json,
         } => {
-            let limit = limit.map(|l| l.to_string());
-            let min = min_similarity.map(|m| m.to_string());
-            let mut q: Vec<(&str, &str)> = vec![("query", &query)];
-            q.extend(scopes.iter().map(|s| ("scope", s.as_str())));
-            q.extend(types.iter().map(|t| ("type", t.as_str())));
-            push_opt(&mut q, "mode", mode.as_deref());
-            push_opt(&mut q, "limit", limit.as_deref());
-            push_opt(&mut q, "min_similarity", min.as_deref());
-            push_opt(&mut q, "since", since.as_deref());
-            push_opt(&mut q, "until", until.as_deref());
-            let body = api.json(MemoryRoute::Search, &q, None).await?;
-            print(json, &body, |b| print_hits(b, scopes.len() > 1));
+            let several = scopes.len() > 1;
+            let body = api
+                .json(MemoryRequest::Search(SearchParams {
+                    query,
+                    scopes,
+                    mode,
+                    limit,
+                    min_similarity,
+                    types,
+                    since,
+                    until,
+                }))
+                .await?;
+            print(json, &body, |b| print_hits(b, several));
             Ok(ExitCode::SUCCESS)
         }
         MemoryCommand::Show { name, scope, json } => {
-            let q = [("scope", scope.scope.as_str())];
-            let body = api.json(MemoryRoute::ShowEntity(name), &q, None).await?;
+            let body = api
+                .json(MemoryRequest::Show {
+                    scope: scope.scope,
+                    name,
+                })
+                .await?;
             print(json, &body, print_entity);
             Ok(ExitCode::SUCCESS)
         }
@@ -87,12 +92,17 @@ pub async fn run(
             scope,
             json,
         } => {
-            let mut relation = json!({"from": from, "to": to, "relation_type": relation_type});
-            if let Some(s) = strength {
-                relation["strength"] = json!(s);
-            }
-            let q = [("scope", scope.scope.as_str())];
-            let body = api.json(MemoryRoute::Relate, &q, Some(&relation)).await?;
+            let body = api
+                .json(MemoryRequest::Relate {
+                    scope: scope.scope,
+                    relation: RelationBody {
+                        from,
+                        to,
+                        relation_type,
+                        strength,
+                    },
+                })
+                .await?;
             print(json, &body, |b| {
                 println!(
                     "related {} in {}",
@@ -110,12 +120,18 @@ pub async fn run(
             scope,
             json,
         } => {
-            let depth = depth.map(|d| d.to_string());
-            let mut q: Vec<(&str, &str)> = vec![("scope", &scope.scope)];
-            q.extend(relation_type.iter().map(|t| ("relation_type", t.as_str())));
-            push_opt(&mut q, "depth", depth.as_deref());
-            push_opt(&mut q, "direction", direction.as_deref());
-            let body = api.json(MemoryRoute::Neighbours(name), &q, None).await?;
+            let body = api
+                .json(MemoryRequest::Neighbours {
+                    scope: scope.scope,
+                    name,
+                    graph: GraphParams {
+                        depth,
+                        relation_types: relation_type,
+                        direction,
+                        limit: None,
+                    },
+                })
+                .await?;
             print(json, &body, print_neighbours);
             Ok(ExitCode::SUCCESS)
         }
@@ -127,18 +143,26 @@ pub async fn run(
             scope,
             json,
         } => {
-            let depth = depth.map(|d| d.to_string());
-            let mut q: Vec<(&str, &str)> =
-                vec![("scope", &scope.scope), ("from", &from), ("to", &to)];
-            q.extend(relation_type.iter().map(|t| ("relation_type", t.as_str())));
-            push_opt(&mut q, "depth", depth.as_deref());
-            let body = api.json(MemoryRoute::Path, &q, None).await?;
+            let body = api
+                .json(MemoryRequest::Path {
+                    scope: scope.scope,
+                    from,
+                    to,
+                    depth,
+                    relation_types: relation_type,
+                    direction: None,
+                })
+                .await?;
             print(json, &body, print_path);
             Ok(ExitCode::SUCCESS)
         }
         MemoryCommand::Remove { name, scope, json } => {
-            let q = [("scope", scope.scope.as_str())];
-            let body = api.json(MemoryRoute::DeleteEntity(name), &q, None).await?;
+            let body = api
+                .json(MemoryRequest::Delete {
+                    scope: scope.scope,
+                    name,
+                })
+                .await?;
             print(json, &body, |b| {
                 println!("removed {} from {}", s(b, "deleted"), s(b, "scope"));
             });
@@ -150,10 +174,13 @@ pub async fn run(
             scope,
             json,
         } => {
-            let q = [("scope", scope.scope.as_str())];
-            let texts = json!({"observations": observations});
-            let route = MemoryRoute::DeleteObservations(name);
-            let body = api.json(route, &q, Some(&texts)).await?;
+            let body = api
+                .json(MemoryRequest::DeleteObservations {
+                    scope: scope.scope,
+                    name,
+                    observations,
+                })
+                .await?;
             print(json, &body, |b| {
                 println!(
                     "forgot {} of {}'s observations in {}",
@@ -171,13 +198,14 @@ pub async fn run(
             scope,
             json,
         } => {
-            let q = [
-                ("scope", scope.scope.as_str()),
-                ("from", &from),
-                ("to", &to),
-                ("relation_type", &relation_type),
-            ];
-            let body = api.json(MemoryRoute::Unrelate, &q, None).await?;
+            let body = api
+                .json(MemoryRequest::Unrelate {
+                    scope: scope.scope,
+                    from,
+                    to,
+                    relation_type,
+                })
+                .await?;
             print(json, &body, |b| {
                 println!(
                     "removed {} from {}",
@@ -196,132 +224,45 @@ pub async fn run(
         } => {
             // `-` is standard output, as for import.
             let file = file.filter(|f| f.as_os_str() != "-");
-            export(&api, file.as_deref(), &format, &scopes, no_embeddings, json).await
+            export(&api, file.as_deref(), format, scopes, no_embeddings, json).await
         }
         MemoryCommand::Import {
             file,
             format,
             scope,
             json,
-        } => import(&api, &file, format.as_deref(), scope.as_deref(), json).await,
+        } => import(&api, &file, format, scope, json).await,
         MemoryCommand::Stats {
             scopes,
             check,
             json,
         } => {
-            let mut q: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
-            if check {
-                q.push(("check", "true"));
-            }
-            let body = api.json(MemoryRoute::Stats, &q, None).await?;
+            let body = api.json(MemoryRequest::Stats { scopes, check }).await?;
             print(json, &body, print_stats);
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn push_opt<'a>(q: &mut Vec<(&'a str, &'a str)>, key: &'a str, value: Option<&'a str>) {
-    if let Some(v) = value {
-        q.push((key, v));
-    }
-}
-
-/// Where a memory request goes: the daemon's API, or this process when none is running.
-struct Api<'a> {
-    config: &'a Config,
-    client: &'a ApiClient,
-}
+/// Memory operations on the backend, with the API's messages naming this command's options.
+struct Api<'a>(&'a Backend<'a>);
 
 impl Api<'_> {
-    /// Send a request and return the answer's status and bytes.
-    async fn call(
-        &self,
-        route: MemoryRoute,
-        query: &[(&str, &str)],
-        content_type: &str,
-        body: Bytes,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
-        let query = encode_query(query.iter().copied());
-        let path = if query.is_empty() {
-            route.path()
-        } else {
-            format!("{}?{query}", route.path())
-        };
-        match self
-            .client
-            .call_raw(route.method(), &path, content_type, body.clone())
-            .await
-        {
+    /// Run `request`; a refusal fails with its message.
+    async fn call(&self, request: MemoryRequest) -> anyhow::Result<MemoryAnswer> {
+        match self.0.memory(request).await? {
             Ok(answer) => Ok(answer),
-            Err(ClientError::NotRunning(_)) => self.offline(route, &query, body).await,
-            Err(e) => Err(e.into()),
+            Err(message) => bail!(as_options(&message)),
         }
     }
 
-    /// No daemon: the same operation on the database, in this process.
-    async fn offline(
-        &self,
-        route: MemoryRoute,
-        query: &str,
-        body: Bytes,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
-        let _lock = claim_data_dir(self.config, self.client, "memory")?;
-        let op = match parse(route, query, body) {
-            Ok(op) => op,
-            Err(e) => return Ok(error_answer(e.status, e.kind, &e.message)),
-        };
-        let config = self.config.clone();
-        // Opening reads every vector into memory and the model loads on first use: both block.
-        let reply = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let service = MemoryService::open(&config, std::sync::Arc::new(Metrics::new()))
-                .with_context(|| {
-                    format!(
-                        "no daemon is running, and the memory database {} cannot be opened",
-                        config.memory.database.display()
-                    )
-                })?;
-            Ok(reply(op.run(service.memory())))
-        })
-        .await
-        .context("the memory task failed")??;
-        Ok(match reply {
-            Ok(Reply::Json(status, value)) => (status, Bytes::from(value.to_string())),
-            Ok(Reply::File { bytes, .. }) => (StatusCode::OK, Bytes::from(bytes)),
-            Err(e) => error_answer(e.status, e.kind, &e.message),
-        })
+    /// Run `request` and return its JSON answer.
+    async fn json(&self, request: MemoryRequest) -> anyhow::Result<Value> {
+        match self.call(request).await? {
+            MemoryAnswer::Json(body) => Ok(body),
+            MemoryAnswer::File(_) => bail!("the answer is a file, not a JSON document"),
+        }
     }
-
-    /// Send a request with an optional JSON body and return the JSON answer, or fail with the
-    /// API's message.
-    async fn json(
-        &self,
-        route: MemoryRoute,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        let (status, bytes) = self.call(route, query, "application/json", body).await?;
-        json_answer(status, &bytes)
-    }
-}
-
-fn error_answer(status: StatusCode, kind: &str, message: &str) -> (StatusCode, Bytes) {
-    let body = json!({"error": {"kind": kind, "message": message}});
-    (status, Bytes::from(body.to_string()))
-}
-
-/// The API's message when the status is an error.
-fn error_message(status: StatusCode, bytes: &[u8]) -> Option<String> {
-    if status.is_success() {
-        return None;
-    }
-    let body: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-    Some(
-        body.pointer("/error/message")
-            .and_then(Value::as_str)
-            .map(as_options)
-            .unwrap_or_else(|| format!("the daemon answered HTTP {status}")),
-    )
 }
 
 /// The API's messages name query parameters (`query parameter since="x" is not ...`); each
@@ -342,13 +283,6 @@ fn as_options(message: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-fn json_answer(status: StatusCode, bytes: &[u8]) -> anyhow::Result<Value> {
-    if let Some(message) = error_message(status, bytes) {
-        bail!(message);
-    }
-    serde_json::from_slice(bytes).context("the daemon's answer is not JSON")
 }
 
 fn print(json: bool, body: &Value, human: impl FnOnce(&Value)) {
@@ -377,7 +311,7 @@ async fn add(
     observations: Vec<String>,
     entity_type: Option<String>,
     metadata: Option<String>,
-    scope: &str,
+    scope: String,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut texts = Vec::with_capacity(observations.len());
@@ -397,19 +331,20 @@ async fn add(
             texts.push(o);
         }
     }
-    let mut body = json!({"name": name, "observations": texts});
-    if let Some(t) = entity_type {
-        body["entity_type"] = json!(t);
-    }
-    if let Some(m) = metadata {
-        let value: Value = serde_json::from_str(&m).context("--metadata is not JSON")?;
-        if !value.is_object() {
-            bail!("--metadata must be a JSON object, like '{{\"team\": \"ops\"}}'");
-        }
-        body["metadata"] = value;
-    }
-    let q = [("scope", scope)];
-    let answer = api.json(MemoryRoute::UpsertEntity, &q, Some(&body)).await?;
+    let metadata = match metadata {
+        None => None,
+        Some(m) => match serde_json::from_str::<Value>(&m).context("--metadata is not JSON")? {
+            Value::Object(map) => Some(map),
+            _ => bail!("--metadata must be a JSON object, like '{{\"team\": \"ops\"}}'"),
+        },
+    };
+    let entity = EntityUpsert {
+        name,
+        entity_type,
+        observations: texts,
+        metadata,
+    };
+    let answer = api.json(MemoryRequest::Upsert { scope, entity }).await?;
     print(json, &answer, |b| {
         let skipped = n(b, "observations_skipped");
         println!(
@@ -635,22 +570,20 @@ fn count_export(format: &str, bytes: &[u8]) -> (usize, usize) {
 async fn export(
     api: &Api<'_>,
     file: Option<&Path>,
-    format: &str,
-    scopes: &[String],
+    format: String,
+    scopes: Vec<String>,
     no_embeddings: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut q: Vec<(&str, &str)> = vec![("format", format)];
-    q.extend(scopes.iter().map(|s| ("scope", s.as_str())));
-    if no_embeddings {
-        q.push(("embeddings", "false"));
-    }
-    let (status, bytes) = api
-        .call(MemoryRoute::Export, &q, "application/json", Bytes::new())
-        .await?;
-    if let Some(message) = error_message(status, &bytes) {
-        bail!(message);
-    }
+    let request = MemoryRequest::Export {
+        scopes: scopes.clone(),
+        format: Some(format.clone()),
+        embeddings: no_embeddings.then_some(false),
+    };
+    let bytes = match api.call(request).await? {
+        MemoryAnswer::File(bytes) => bytes,
+        MemoryAnswer::Json(_) => bail!("the export answer is not a file"),
+    };
     let Some(file) = file else {
         let mut out = std::io::stdout().lock();
         out.write_all(&bytes)
@@ -659,7 +592,7 @@ async fn export(
         return Ok(ExitCode::SUCCESS);
     };
     std::fs::write(file, &bytes).with_context(|| format!("cannot write {}", file.display()))?;
-    let (entities, relations) = count_export(format, &bytes);
+    let (entities, relations) = count_export(&format, &bytes);
     let from = if scopes.is_empty() {
         "every scope".to_owned()
     } else {
@@ -688,8 +621,8 @@ async fn export(
 async fn import(
     api: &Api<'_>,
     file: &Path,
-    format: Option<&str>,
-    scope: Option<&str>,
+    format: Option<String>,
+    scope: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (bytes, name) = if file == Path::new("-") {
@@ -702,20 +635,16 @@ async fn import(
         let buf = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         (buf, file.display().to_string())
     };
-    let mut q: Vec<(&str, &str)> = Vec::new();
-    push_opt(&mut q, "format", format);
-    push_opt(&mut q, "scope", scope);
-    let content_type = match format {
-        Some("mcp") => "application/x-ndjson",
-        _ => "application/json",
+    let request = MemoryRequest::Import {
+        scope,
+        format,
+        file: bytes,
     };
-    let (status, answer) = api
-        .call(MemoryRoute::Import, &q, content_type, Bytes::from(bytes))
-        .await?;
-    if let Some(message) = error_message(status, &answer) {
-        bail!("{name}: {message}");
-    }
-    let body = json_answer(status, &answer)?;
+    let body = match api.0.memory(request).await? {
+        Ok(MemoryAnswer::Json(body)) => body,
+        Ok(MemoryAnswer::File(_)) => bail!("the import answer is not a JSON document"),
+        Err(message) => bail!("{name}: {}", as_options(&message)),
+    };
     print(json, &body, |b| {
         let r = &b["report"];
         let into = match b["scope"].as_str() {

@@ -14,21 +14,20 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use caxton_memory::{
-    Direction, EmbedError, GraphQuery, MAX_DEPTH, MemoryError, Relation, Scope, SearchMode,
-    SearchRequest, Timestamp, text_from_bytes,
+use caxton_api_contract::memory::{
+    GraphParams, MemoryRequest, MemoryRoute, ObservationsBody, SearchParams,
 };
+use caxton_memory::{EmbedError, MemoryError, text_from_bytes};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument;
 
 use super::error::ApiError;
 use crate::Supervisor;
-use crate::memory::operations::{ObservationsBody, RelateBody};
-use crate::memory::{Export, FileFormat, MemoryOp, OperationError, OperationReply};
+use crate::memory::{Export, MemoryOp, OperationError, OperationReply};
 
 type Shared = State<Arc<Supervisor>>;
 type Body = Result<Bytes, BytesRejection>;
@@ -37,121 +36,6 @@ type Body = Result<Bytes, BytesRejection>;
 /// observation, so this holds roughly 100,000 of them; larger memories move scope by scope or
 /// without embeddings (`embeddings=false`), which the importing side recomputes.
 pub const MAX_IMPORT_BODY: usize = 256 << 20;
-
-/// What a scope parameter looks like, for error messages.
-const SCOPE_SYNTAX: &str = "agent-only:NAME, workspace:NAME or global";
-
-/// One memory endpoint, with its path parameter where it has one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MemoryRoute {
-    /// `POST /api/v1/memory/entities`: create or update an entity with observations.
-    UpsertEntity,
-    /// `GET /api/v1/memory/entities/{name}`: the entity, its observations and relations.
-    ShowEntity(String),
-    /// `DELETE /api/v1/memory/entities/{name}`: the entity with its observations and relations.
-    DeleteEntity(String),
-    /// `POST /api/v1/memory/entities/{name}/observations`: add observations.
-    AddObservations(String),
-    /// `DELETE /api/v1/memory/entities/{name}/observations`: delete observations by text.
-    DeleteObservations(String),
-    /// `GET /api/v1/memory/entities/{name}/neighbours`: entities within some hops.
-    Neighbours(String),
-    /// `POST /api/v1/memory/relations`: create a relation or update its strength.
-    Relate,
-    /// `DELETE /api/v1/memory/relations`: delete one relation.
-    Unrelate,
-    /// `GET /api/v1/memory/search`: semantic, keyword or hybrid search.
-    Search,
-    /// `GET /api/v1/memory/path`: the shortest path between two entities.
-    Path,
-    /// `GET /api/v1/memory/export`: a file in Caxton's JSON or the MCP memory server's format.
-    Export,
-    /// `POST /api/v1/memory/import`: such a file as the body.
-    Import,
-    /// `GET /api/v1/memory/stats`: counts and sizes, optionally an integrity check.
-    Stats,
-}
-
-impl MemoryRoute {
-    /// The HTTP method.
-    pub fn method(&self) -> Method {
-        match self {
-            Self::UpsertEntity | Self::AddObservations(_) | Self::Relate | Self::Import => {
-                Method::POST
-            }
-            Self::DeleteEntity(_) | Self::DeleteObservations(_) | Self::Unrelate => Method::DELETE,
-            Self::ShowEntity(_)
-            | Self::Neighbours(_)
-            | Self::Search
-            | Self::Path
-            | Self::Export
-            | Self::Stats => Method::GET,
-        }
-    }
-
-    /// The path, with the entity name percent-encoded.
-    pub fn path(&self) -> String {
-        let entity = |name: &str, rest: &str| {
-            format!("/api/v1/memory/entities/{}{rest}", encode_segment(name))
-        };
-        match self {
-            Self::UpsertEntity => "/api/v1/memory/entities".into(),
-            Self::ShowEntity(n) | Self::DeleteEntity(n) => entity(n, ""),
-            Self::AddObservations(n) | Self::DeleteObservations(n) => entity(n, "/observations"),
-            Self::Neighbours(n) => entity(n, "/neighbours"),
-            Self::Relate | Self::Unrelate => "/api/v1/memory/relations".into(),
-            Self::Search => "/api/v1/memory/search".into(),
-            Self::Path => "/api/v1/memory/path".into(),
-            Self::Export => "/api/v1/memory/export".into(),
-            Self::Import => "/api/v1/memory/import".into(),
-            Self::Stats => "/api/v1/memory/stats".into(),
-        }
-    }
-
-    /// The query parameters this route understands.
-    fn parameters(&self) -> &'static [&'static str] {
-        match self {
-            Self::UpsertEntity
-            | Self::ShowEntity(_)
-            | Self::DeleteEntity(_)
-            | Self::AddObservations(_)
-            | Self::DeleteObservations(_)
-            | Self::Relate => &["scope"],
-            Self::Unrelate => &["scope", "from", "to", "relation_type"],
-            Self::Neighbours(_) => &["scope", "depth", "relation_type", "direction", "limit"],
-            Self::Search => &[
-                "scope",
-                "query",
-                "mode",
-                "limit",
-                "min_similarity",
-                "type",
-                "since",
-                "until",
-            ],
-            Self::Path => &["scope", "from", "to", "depth", "relation_type", "direction"],
-            Self::Export => &["scope", "format", "embeddings"],
-            Self::Import => &["scope", "format"],
-            Self::Stats => &["scope", "check"],
-        }
-    }
-}
-
-/// A path segment in percent-encoding: `form_urlencoded` escapes everything but
-/// `A-Za-z0-9*-._` (a literal `+` as `%2B`) and writes spaces as `+`, which a path would keep
-/// as a plus, so those become `%20`.
-fn encode_segment(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
-/// A query string (`a=1&b=x+y`) from pairs, for clients of these routes.
-pub fn encode_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
 
 /// Query parameters, decoded, checked against what the route understands.
 struct Params(Vec<(String, String)>);
@@ -191,13 +75,6 @@ impl Params {
         Ok(first)
     }
 
-    fn required(&self, key: &str) -> Result<&str, ApiError> {
-        match self.one(key)? {
-            Some(v) if !v.is_empty() => Ok(v),
-            _ => Err(bad_request(format!("query parameter {key} is required"))),
-        }
-    }
-
     fn parsed<T: FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, ApiError> {
         self.one(key)?
             .map(|v| {
@@ -218,64 +95,32 @@ impl Params {
         }
     }
 
-    fn time(&self, key: &str) -> Result<Option<Timestamp>, ApiError> {
-        self.one(key)?
-            .map(|v| {
-                Timestamp::parse(v).map_err(|_| {
-                    bad_request(format!(
-                        "query parameter {key}={v:?} is not an RFC 3339 time (like 2026-01-31T09:00:00Z)"
-                    ))
-                })
-            })
-            .transpose()
+    fn graph(&self) -> Result<GraphParams, ApiError> {
+        Ok(GraphParams {
+            depth: self.parsed("depth", "a number of hops")?,
+            relation_types: self.texts("relation_type"),
+            direction: self.text("direction")?,
+            limit: self.parsed("limit", "a number")?,
+        })
     }
 
-    /// Every `scope` given, parsed.
-    fn scopes(&self) -> Result<Vec<Scope>, ApiError> {
-        self.all("scope").map(parse_scope).collect()
+    fn text(&self, key: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.one(key)?.map(str::to_owned))
     }
 
-    /// Exactly one `scope`.
-    fn scope(&self) -> Result<Scope, ApiError> {
-        match self.one("scope")? {
-            Some(s) => parse_scope(s),
-            None => Err(bad_request(format!(
-                "query parameter scope is required: name the memory with scope={SCOPE_SYNTAX}"
-            ))),
-        }
+    fn texts(&self, key: &str) -> Vec<String> {
+        self.all(key).map(str::to_owned).collect()
     }
 
-    fn graph_query(&self, default_depth: u32) -> Result<GraphQuery, ApiError> {
-        let mut query = GraphQuery::new(
-            self.parsed("depth", "a number of hops")?
-                .unwrap_or(default_depth),
-        );
-        query.relation_types = self.all("relation_type").map(str::to_owned).collect();
-        if let Some(d) = self.one("direction")? {
-            query.direction = match d {
-                "outgoing" => Direction::Outgoing,
-                "incoming" => Direction::Incoming,
-                "both" => Direction::Both,
-                other => {
-                    return Err(bad_request(format!(
-                        "query parameter direction={other:?} is not outgoing, incoming or both"
-                    )));
-                }
-            };
-        }
-        if let Some(limit) = self.parsed("limit", "a number")? {
-            query.limit = limit;
-        }
-        Ok(query)
+    /// The one scope of a route on one memory; empty when absent, which the operation refuses.
+    fn scope(&self) -> Result<String, ApiError> {
+        self.required("scope")
     }
-}
 
-fn parse_scope(s: &str) -> Result<Scope, ApiError> {
-    s.parse::<Scope>().map_err(|e| {
-        bad_request(format!(
-            "query parameter scope={s:?}: {e} (use {SCOPE_SYNTAX})"
-        ))
-    })
+    /// A parameter the operation requires; empty when absent, which the operation refuses.
+    fn required(&self, key: &str) -> Result<String, ApiError> {
+        Ok(self.one(key)?.unwrap_or_default().to_owned())
+    }
 }
 
 /// A JSON body: refused with a message naming the problem when it is not UTF-8, empty, not
@@ -299,148 +144,83 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|e| bad_request(format!("request body: {e}")))
 }
 
-fn format_param(params: &Params) -> Result<Option<FileFormat>, ApiError> {
-    match params.one("format")? {
-        None | Some("auto") => Ok(None),
-        Some("caxton") => Ok(Some(FileFormat::Caxton)),
-        Some("mcp") => Ok(Some(FileFormat::Mcp)),
-        Some(other) => Err(bad_request(format!(
-            "query parameter format={other:?} is not caxton or mcp"
-        ))),
-    }
-}
-
-/// Check a request to `route` and turn it into an operation.
+/// Read a request to `route` (its query string and body) into the API's [`MemoryRequest`],
+/// then check it into an operation. Only HTTP is read here: which parameters a route takes,
+/// numbers and flags in the query, the JSON body; the rest is the operation's to check.
 pub fn parse(route: MemoryRoute, query: &str, body: Bytes) -> Result<MemoryOp, ApiError> {
     let p = Params::new(&route, query)?;
-    let op = match route {
-        MemoryRoute::UpsertEntity => MemoryOp::Upsert {
+    let request = match route {
+        MemoryRoute::UpsertEntity => MemoryRequest::Upsert {
             scope: p.scope()?,
-            body: json_body(&body)?,
+            entity: json_body(&body)?,
         },
-        MemoryRoute::ShowEntity(name) => MemoryOp::Show {
-            scope: p.scope()?,
-            name,
-        },
-        MemoryRoute::DeleteEntity(name) => MemoryOp::Delete {
+        MemoryRoute::ShowEntity(name) => MemoryRequest::Show {
             scope: p.scope()?,
             name,
         },
-        MemoryRoute::AddObservations(name) => MemoryOp::AddObservations {
+        MemoryRoute::DeleteEntity(name) => MemoryRequest::Delete {
             scope: p.scope()?,
             name,
-            observations: json_body::<ObservationsBody>(&body)?.observations,
         },
-        MemoryRoute::DeleteObservations(name) => MemoryOp::DeleteObservations {
+        MemoryRoute::AddObservations(name) => MemoryRequest::AddObservations {
             scope: p.scope()?,
             name,
             observations: json_body::<ObservationsBody>(&body)?.observations,
         },
-        MemoryRoute::Neighbours(name) => MemoryOp::Neighbours {
+        MemoryRoute::DeleteObservations(name) => MemoryRequest::DeleteObservations {
             scope: p.scope()?,
             name,
-            query: p.graph_query(1)?,
+            observations: json_body::<ObservationsBody>(&body)?.observations,
         },
-        MemoryRoute::Relate => {
-            let b: RelateBody = json_body(&body)?;
-            MemoryOp::Relate {
-                scope: p.scope()?,
-                relation: Relation {
-                    from: b.from,
-                    to: b.to,
-                    relation_type: b.relation_type,
-                    strength: b.strength.unwrap_or(1.0),
-                },
-            }
-        }
-        MemoryRoute::Unrelate => MemoryOp::Unrelate {
+        MemoryRoute::Neighbours(name) => MemoryRequest::Neighbours {
             scope: p.scope()?,
-            from: p.required("from")?.to_owned(),
-            to: p.required("to")?.to_owned(),
-            relation_type: p.required("relation_type")?.to_owned(),
+            name,
+            graph: p.graph()?,
         },
-        MemoryRoute::Search => {
-            let scopes = p.scopes()?;
-            if scopes.is_empty() {
-                return Err(bad_request(format!(
-                    "query parameter scope is required: name the memory to search with scope={SCOPE_SYNTAX} (repeat it to search several)"
-                )));
-            }
-            let mut request = SearchRequest::new(p.required("query")?, scopes);
-            if let Some(mode) = p.one("mode")? {
-                request.mode = match mode {
-                    "hybrid" => SearchMode::Hybrid,
-                    "semantic" => SearchMode::Semantic,
-                    "keyword" => SearchMode::Keyword,
-                    other => {
-                        return Err(bad_request(format!(
-                            "query parameter mode={other:?} is not hybrid, semantic or keyword"
-                        )));
-                    }
-                };
-            }
-            if let Some(limit) = p.parsed("limit", "a number")? {
-                request.limit = limit;
-            }
-            if let Some(min) = p.parsed("min_similarity", "a number")? {
-                request.min_similarity = min;
-            }
-            request.entity_types = p.all("type").map(str::to_owned).collect();
-            request.since = p.time("since")?;
-            request.until = p.time("until")?;
-            MemoryOp::Search(request)
-        }
-        MemoryRoute::Path => MemoryOp::Path {
+        MemoryRoute::Relate => MemoryRequest::Relate {
             scope: p.scope()?,
-            from: p.required("from")?.to_owned(),
-            to: p.required("to")?.to_owned(),
-            query: p.graph_query(MAX_DEPTH)?,
+            relation: json_body(&body)?,
         },
-        MemoryRoute::Export => {
-            let format = format_param(&p)?.unwrap_or(FileFormat::Caxton);
-            let scopes = p.scopes()?;
-            if format == FileFormat::Mcp && scopes.len() != 1 {
-                return Err(bad_request(format!(
-                    "format=mcp exports one scope: name it with scope={SCOPE_SYNTAX} (the MCP memory server's file has no scopes)"
-                )));
-            }
-            MemoryOp::Export(Export {
-                format,
-                scopes,
-                embeddings: p.flag("embeddings", true)?,
-            })
-        }
-        MemoryRoute::Import => {
-            if body.iter().all(u8::is_ascii_whitespace) {
-                return Err(bad_request(
-                    "the request body is empty: send the file to import as the body",
-                ));
-            }
-            let given = format_param(&p)?;
-            let format = given.unwrap_or_else(|| FileFormat::detect(&body));
-            let scope = p.scopes()?;
-            if scope.len() > 1 {
-                return Err(bad_request("query parameter scope is given more than once"));
-            }
-            let scope = scope.into_iter().next();
-            if format == FileFormat::Mcp && scope.is_none() {
-                return Err(bad_request(format!(
-                    "query parameter scope is required for an MCP memory server file (it has no scopes): name it with scope={SCOPE_SYNTAX}"
-                )));
-            }
-            MemoryOp::Import {
-                format,
-                detected: given.is_none(),
-                scope,
-                bytes: body,
-            }
-        }
-        MemoryRoute::Stats => MemoryOp::Stats {
-            scopes: p.scopes()?,
+        MemoryRoute::Unrelate => MemoryRequest::Unrelate {
+            scope: p.scope()?,
+            from: p.required("from")?,
+            to: p.required("to")?,
+            relation_type: p.required("relation_type")?,
+        },
+        MemoryRoute::Search => MemoryRequest::Search(SearchParams {
+            query: p.required("query")?,
+            scopes: p.texts("scope"),
+            mode: p.text("mode")?,
+            limit: p.parsed("limit", "a number")?,
+            min_similarity: p.parsed("min_similarity", "a number")?,
+            types: p.texts("type"),
+            since: p.text("since")?,
+            until: p.text("until")?,
+        }),
+        MemoryRoute::Path => MemoryRequest::Path {
+            scope: p.scope()?,
+            from: p.required("from")?,
+            to: p.required("to")?,
+            depth: p.parsed("depth", "a number of hops")?,
+            relation_types: p.texts("relation_type"),
+            direction: p.text("direction")?,
+        },
+        MemoryRoute::Export => MemoryRequest::Export {
+            scopes: p.texts("scope"),
+            format: p.text("format")?,
+            embeddings: Some(p.flag("embeddings", true)?),
+        },
+        MemoryRoute::Import => MemoryRequest::Import {
+            scope: p.text("scope")?,
+            format: p.text("format")?,
+            file: body.to_vec(),
+        },
+        MemoryRoute::Stats => MemoryRequest::Stats {
+            scopes: p.texts("scope"),
             check: p.flag("check", false)?,
         },
     };
-    Ok(op)
+    MemoryOp::from_request(request).map_err(bad_request)
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -789,7 +569,104 @@ pub async fn refuse_oversized_import(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
+    use caxton_api_contract::memory::{EntityUpsert, RelationBody};
+
     use super::*;
+    use crate::memory::FileFormat;
+
+    /// A client's request, sent as the contract writes it in HTTP and read back here, is the
+    /// operation the same request makes in the client's own process.
+    #[test]
+    fn a_request_over_http_is_the_same_operation_as_in_process() {
+        let graph = GraphParams {
+            depth: Some(2),
+            relation_types: vec!["works at".into(), "knows".into()],
+            direction: Some("incoming".into()),
+            limit: Some(7),
+        };
+        let requests = [
+            MemoryRequest::Upsert {
+                scope: "workspace:ops team".into(),
+                entity: EntityUpsert {
+                    name: "Ada+Lovelace / 1".into(),
+                    entity_type: Some("person".into()),
+                    observations: vec!["writes & counts".into()],
+                    metadata: Some(serde_json::Map::from_iter([("k".into(), 1.into())])),
+                },
+            },
+            MemoryRequest::Show {
+                scope: "global".into(),
+                name: "Ada+Lovelace / 1".into(),
+            },
+            MemoryRequest::AddObservations {
+                scope: "agent-only:bot".into(),
+                name: "x?y#z".into(),
+                observations: vec!["a".into(), "b".into()],
+            },
+            MemoryRequest::Neighbours {
+                scope: "global".into(),
+                name: "Ada".into(),
+                graph: graph.clone(),
+            },
+            MemoryRequest::Relate {
+                scope: "global".into(),
+                relation: RelationBody {
+                    from: "A".into(),
+                    to: "B".into(),
+                    relation_type: "knows".into(),
+                    strength: Some(0.5),
+                },
+            },
+            MemoryRequest::Unrelate {
+                scope: "global".into(),
+                from: "A".into(),
+                to: "B & C".into(),
+                relation_type: "knows".into(),
+            },
+            MemoryRequest::Search(SearchParams {
+                query: "tea, earl grey=hot".into(),
+                scopes: vec!["global".into(), "workspace:w".into()],
+                mode: Some("keyword".into()),
+                limit: Some(3),
+                min_similarity: Some(0.25),
+                types: vec!["drink".into()],
+                since: Some("2026-01-31T09:00:00Z".into()),
+                until: None,
+            }),
+            MemoryRequest::Path {
+                scope: "global".into(),
+                from: "A".into(),
+                to: "B".into(),
+                depth: Some(3),
+                relation_types: graph.relation_types.clone(),
+                direction: Some("both".into()),
+            },
+            MemoryRequest::Export {
+                scopes: vec!["global".into()],
+                format: Some("mcp".into()),
+                embeddings: Some(false),
+            },
+            MemoryRequest::Import {
+                scope: Some("global".into()),
+                format: None,
+                file: br#"{"type":"entity","name":"A","entityType":"t","observations":[]}"#
+                    .to_vec(),
+            },
+            MemoryRequest::Stats {
+                scopes: vec![],
+                check: true,
+            },
+        ];
+        for request in requests {
+            let direct = format!("{:?}", MemoryOp::from_request(request.clone()).unwrap());
+            let target = request.path_and_query();
+            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            assert_eq!(path, request.route().path());
+            let (_, body) = request.body();
+            let over_http = parse(request.route(), query, Bytes::from(body)).unwrap();
+            assert_eq!(format!("{over_http:?}"), direct, "{target}");
+        }
+    }
 
     fn refused(route: MemoryRoute, query: &str, body: &[u8]) -> ApiError {
         match parse(route, query, Bytes::copy_from_slice(body)) {
@@ -863,18 +740,5 @@ mod tests {
         );
         let e = refused(MemoryRoute::Export, "format=mcp", b"");
         assert!(e.message.contains("one scope"), "{}", e.message);
-    }
-
-    #[test]
-    fn entity_names_survive_the_path() {
-        let route = MemoryRoute::Neighbours("Ada Lovelace/+1 café".into());
-        assert_eq!(
-            route.path(),
-            "/api/v1/memory/entities/Ada%20Lovelace%2F%2B1%20caf%C3%A9/neighbours"
-        );
-        assert_eq!(
-            encode_query([("scope", "workspace:a b")]),
-            "scope=workspace%3Aa+b"
-        );
     }
 }

@@ -4,11 +4,12 @@
 //! its own process, so both answer alike.
 
 use bytes::Bytes;
+pub use caxton_api_contract::memory::EntityUpsert;
+use caxton_api_contract::memory::{GraphParams, MemoryRequest};
 use caxton_memory::{
-    EntityInput, ExportRequest, GraphQuery, ImportOptions, Memory, MemoryError, Relation, Scope,
-    SearchRequest,
+    Direction, EntityInput, ExportRequest, GraphQuery, ImportOptions, MAX_DEPTH, Memory,
+    MemoryError, Relation, Scope, SearchMode, SearchRequest, Timestamp,
 };
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// What an operation answers.
@@ -235,41 +236,244 @@ impl Export {
     }
 }
 
-/// An entity to create or update (the body of `POST /api/v1/memory/entities`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntityUpsert {
-    /// The entity's name, unique in its scope.
-    pub name: String,
-    /// Absent: the entity's current type, or [`DEFAULT_ENTITY_TYPE`] for a new one.
-    pub entity_type: Option<String>,
-    /// Observations to add.
-    #[serde(default)]
-    pub observations: Vec<String>,
-    /// Free-form metadata.
-    pub metadata: Option<serde_json::Map<String, Value>>,
+/// What a scope parameter looks like, for error messages.
+const SCOPE_SYNTAX: &str = "agent-only:NAME, workspace:NAME or global";
+
+impl MemoryOp {
+    /// Check a request in the API's words and turn it into an operation. The error is the
+    /// message a client gets (a 400 from the API), naming the parameter as the API spells it.
+    pub fn from_request(request: MemoryRequest) -> Result<Self, String> {
+        Ok(match request {
+            MemoryRequest::Upsert { scope, entity } => Self::Upsert {
+                scope: one_scope(&scope)?,
+                body: entity,
+            },
+            MemoryRequest::Show { scope, name } => Self::Show {
+                scope: one_scope(&scope)?,
+                name,
+            },
+            MemoryRequest::Delete { scope, name } => Self::Delete {
+                scope: one_scope(&scope)?,
+                name,
+            },
+            MemoryRequest::AddObservations {
+                scope,
+                name,
+                observations,
+            } => Self::AddObservations {
+                scope: one_scope(&scope)?,
+                name,
+                observations,
+            },
+            MemoryRequest::DeleteObservations {
+                scope,
+                name,
+                observations,
+            } => Self::DeleteObservations {
+                scope: one_scope(&scope)?,
+                name,
+                observations,
+            },
+            MemoryRequest::Neighbours { scope, name, graph } => Self::Neighbours {
+                scope: one_scope(&scope)?,
+                name,
+                query: graph_query(graph, 1)?,
+            },
+            MemoryRequest::Relate { scope, relation } => Self::Relate {
+                scope: one_scope(&scope)?,
+                relation: Relation {
+                    from: relation.from,
+                    to: relation.to,
+                    relation_type: relation.relation_type,
+                    strength: relation.strength.unwrap_or(1.0),
+                },
+            },
+            MemoryRequest::Unrelate {
+                scope,
+                from,
+                to,
+                relation_type,
+            } => Self::Unrelate {
+                scope: one_scope(&scope)?,
+                from: required("from", from)?,
+                to: required("to", to)?,
+                relation_type: required("relation_type", relation_type)?,
+            },
+            MemoryRequest::Search(p) => {
+                let scopes = scopes(&p.scopes)?;
+                if scopes.is_empty() {
+                    return Err(format!(
+                        "query parameter scope is required: name the memory to search with scope={SCOPE_SYNTAX} (repeat it to search several)"
+                    ));
+                }
+                let mut request = SearchRequest::new(required("query", p.query)?, scopes);
+                if let Some(mode) = p.mode {
+                    request.mode = match mode.as_str() {
+                        "hybrid" => SearchMode::Hybrid,
+                        "semantic" => SearchMode::Semantic,
+                        "keyword" => SearchMode::Keyword,
+                        other => {
+                            return Err(format!(
+                                "query parameter mode={other:?} is not hybrid, semantic or keyword"
+                            ));
+                        }
+                    };
+                }
+                if let Some(limit) = p.limit {
+                    request.limit = limit;
+                }
+                if let Some(min) = p.min_similarity {
+                    request.min_similarity = min;
+                }
+                request.entity_types = p.types;
+                request.since = time("since", p.since.as_deref())?;
+                request.until = time("until", p.until.as_deref())?;
+                Self::Search(request)
+            }
+            MemoryRequest::Path {
+                scope,
+                from,
+                to,
+                depth,
+                relation_types,
+                direction,
+            } => Self::Path {
+                scope: one_scope(&scope)?,
+                from: required("from", from)?,
+                to: required("to", to)?,
+                query: graph_query(
+                    GraphParams {
+                        depth,
+                        relation_types,
+                        direction,
+                        limit: None,
+                    },
+                    MAX_DEPTH,
+                )?,
+            },
+            MemoryRequest::Export {
+                scopes: given,
+                format,
+                embeddings,
+            } => {
+                let format = file_format(format.as_deref())?.unwrap_or(FileFormat::Caxton);
+                let scopes = scopes(&given)?;
+                if format == FileFormat::Mcp && scopes.len() != 1 {
+                    return Err(format!(
+                        "format=mcp exports one scope: name it with scope={SCOPE_SYNTAX} (the MCP memory server's file has no scopes)"
+                    ));
+                }
+                Self::Export(Export {
+                    format,
+                    scopes,
+                    embeddings: embeddings.unwrap_or(true),
+                })
+            }
+            MemoryRequest::Import {
+                scope,
+                format,
+                file,
+            } => {
+                if file.iter().all(u8::is_ascii_whitespace) {
+                    return Err(
+                        "the request body is empty: send the file to import as the body".into(),
+                    );
+                }
+                let given = file_format(format.as_deref())?;
+                let format = given.unwrap_or_else(|| FileFormat::detect(&file));
+                let scope = scope.as_deref().map(parse_scope).transpose()?;
+                if format == FileFormat::Mcp && scope.is_none() {
+                    return Err(format!(
+                        "query parameter scope is required for an MCP memory server file (it has no scopes): name it with scope={SCOPE_SYNTAX}"
+                    ));
+                }
+                Self::Import {
+                    format,
+                    detected: given.is_none(),
+                    scope,
+                    bytes: Bytes::from(file),
+                }
+            }
+            MemoryRequest::Stats {
+                scopes: given,
+                check,
+            } => Self::Stats {
+                scopes: scopes(&given)?,
+                check,
+            },
+        })
+    }
 }
 
-/// Body of the observation routes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObservationsBody {
-    /// Observation texts.
-    pub observations: Vec<String>,
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse::<Scope>()
+        .map_err(|e| format!("query parameter scope={s:?}: {e} (use {SCOPE_SYNTAX})"))
 }
 
-/// Body of `POST /api/v1/memory/relations`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelateBody {
-    /// Source entity.
-    pub from: String,
-    /// Target entity.
-    pub to: String,
-    /// Relation type.
-    pub relation_type: String,
-    /// Strength in 0..=1; 1 when absent.
-    pub strength: Option<f32>,
+/// The one scope of an operation on one memory.
+fn one_scope(s: &str) -> Result<Scope, String> {
+    if s.is_empty() {
+        return Err(format!(
+            "query parameter scope is required: name the memory with scope={SCOPE_SYNTAX}"
+        ));
+    }
+    parse_scope(s)
+}
+
+fn scopes(given: &[String]) -> Result<Vec<Scope>, String> {
+    given.iter().map(|s| parse_scope(s)).collect()
+}
+
+fn required(key: &str, value: String) -> Result<String, String> {
+    if value.is_empty() {
+        Err(format!("query parameter {key} is required"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn time(key: &str, value: Option<&str>) -> Result<Option<Timestamp>, String> {
+    value
+        .map(|v| {
+            Timestamp::parse(v).map_err(|_| {
+                format!(
+                    "query parameter {key}={v:?} is not an RFC 3339 time (like 2026-01-31T09:00:00Z)"
+                )
+            })
+        })
+        .transpose()
+}
+
+fn file_format(given: Option<&str>) -> Result<Option<FileFormat>, String> {
+    match given {
+        None | Some("auto") => Ok(None),
+        Some("caxton") => Ok(Some(FileFormat::Caxton)),
+        Some("mcp") => Ok(Some(FileFormat::Mcp)),
+        Some(other) => Err(format!(
+            "query parameter format={other:?} is not caxton or mcp"
+        )),
+    }
+}
+
+fn graph_query(params: GraphParams, default_depth: u32) -> Result<GraphQuery, String> {
+    let mut query = GraphQuery::new(params.depth.unwrap_or(default_depth));
+    query.relation_types = params.relation_types;
+    if let Some(d) = params.direction {
+        query.direction = match d.as_str() {
+            "outgoing" => Direction::Outgoing,
+            "incoming" => Direction::Incoming,
+            "both" => Direction::Both,
+            other => {
+                return Err(format!(
+                    "query parameter direction={other:?} is not outgoing, incoming or both"
+                ));
+            }
+        };
+    }
+    if let Some(limit) = params.limit {
+        query.limit = limit;
+    }
+    Ok(query)
 }
 
 impl MemoryOp {
