@@ -1,7 +1,11 @@
-//! The worker's architecture invariant, checked against the lock file: `caxton-worker` links no
-//! async runtime, WebAssembly engine, model runtime or database, and only the supervisor links
-//! the offline model. Spawn cost is on every request's path, and a worker that could open a
-//! database or run a model would hold authority the supervisor alone should have.
+//! The crate boundaries ARCHITECTURE.md states, checked against the lock file:
+//! - `caxton-worker` links no async runtime, WebAssembly engine, model runtime or database, and
+//!   only the supervisor links the offline model. Spawn cost is on every request's path, and a
+//!   worker that could open a database or run a model would hold authority the supervisor alone
+//!   should have.
+//! - The API contract links no Caxton crate and no runtime, so a client links it alone and a
+//!   worker-protocol change never reaches the API.
+//! - The CLI does not depend on the worker protocol: it speaks the API contract.
 
 use std::process::Command;
 
@@ -20,7 +24,7 @@ const FORBIDDEN_IN_WORKER: [&str; 9] = [
 
 /// `cargo tree` over the workspace's lock file, offline, one package per line.
 fn cargo_tree(args: &[&str]) -> Vec<String> {
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let out = Command::new(env!("CARGO"))
         .args(["tree", "--manifest-path", manifest, "--offline", "--locked"])
         .args(["--prefix", "none", "--color", "never"])
@@ -71,5 +75,42 @@ fn only_the_supervisor_links_the_offline_model() {
         dependents,
         ["caxton-local-llm", "caxton-supervisor"],
         "only the supervisor may link the offline model"
+    );
+}
+
+#[test]
+fn the_api_contract_links_no_caxton_crate_and_no_runtime() {
+    let linked = cargo_tree(&["-p", "caxton-api-contract", "-e", "normal"]);
+    let found: Vec<&String> = linked
+        .iter()
+        .filter(|c| {
+            (c.starts_with("caxton-") && *c != "caxton-api-contract")
+                || [
+                    "tokio",
+                    "hyper",
+                    "axum",
+                    "wasmtime",
+                    "rusqlite",
+                    "candle-core",
+                ]
+                .contains(&c.as_str())
+        })
+        .collect();
+    assert!(
+        found.is_empty(),
+        "caxton-api-contract links {found:?}; it must stay plain data"
+    );
+}
+
+#[test]
+fn the_cli_speaks_the_api_contract_not_the_worker_protocol() {
+    let direct = cargo_tree(&["-p", "caxton", "-e", "normal", "--depth", "1"]);
+    assert!(
+        direct.iter().any(|c| c == "caxton-api-contract"),
+        "{direct:?}"
+    );
+    assert!(
+        !direct.iter().any(|c| c == "caxton-ipc-protocol"),
+        "the caxton CLI depends on the worker protocol directly: {direct:?}"
     );
 }
