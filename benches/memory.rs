@@ -33,7 +33,7 @@
 //! Candle's threads: `RAYON_NUM_THREADS` (default: all cores). The model comes from
 //! `$CAXTON_MODELS_DIR/all-MiniLM-L6-v2`, else `models/` here (`scripts/fetch-models.sh`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,10 @@ use caxton_memory::{
     ExportObservation, ExportRequest, ImportOptions, MINILM_DIR_NAME, MINILM_MODEL_ID, Memory,
     MemoryExport, MemoryOptions, MiniLm, Scope, SearchRequest, Timestamp, Vector,
 };
+use caxton_test_kit::api_client::http_text;
+use caxton_test_kit::procfs::{self, cpus};
+use caxton_test_kit::stats::ms;
+use caxton_test_kit::{Binaries, Daemon, Env, models_dir};
 
 const SEARCH_SET: usize = 100_000;
 const MILLION: usize = 1_000_000;
@@ -73,7 +77,7 @@ fn main() {
         }
     };
     let work = tempfile::tempdir().expect("cannot create a temporary directory");
-    println!("memory benchmark ({} cores)", cores());
+    println!("memory benchmark ({} cores)", cpus());
 
     if on("embed") {
         embed_figures(&model);
@@ -94,16 +98,6 @@ fn main() {
     if on("million") {
         million_figures();
     }
-}
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("CAXTON_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models")))
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Realistic observation texts (about 70 characters) built from a seed.
@@ -180,10 +174,6 @@ fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
         p50: at(0.5),
         p99: at(0.99),
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -575,74 +565,43 @@ fn rss_figure(db: &Path) {
 /// The real daemon over the same database: start `caxton serve`, search once through the API
 /// (which loads the model), read its VmRSS.
 fn supervisor_rss(db: &Path) {
-    use std::io::{Read, Write};
-    let exe = std::env::current_exe().expect("own path");
-    let Some(caxton) = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("caxton"))
-        .filter(|p| p.is_file())
-    else {
+    let bins = Binaries::locate();
+    if !bins.caxton.is_file() {
         println!(
             "   supervisor: not measured (build it: cargo build --release --workspace --bins)"
         );
         return;
-    };
-    let data = tempfile::tempdir().expect("tempdir");
-    let config = data.path().join("caxton.toml");
-    std::fs::write(
-        &config,
-        format!("[memory]\ndatabase = {:?}\n", db.display().to_string()),
-    )
-    .expect("write config");
-    let socket = data.path().join("caxton.sock");
-    let mut child = std::process::Command::new(&caxton)
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("serve")
-        .env("CAXTON_MODELS_DIR", models_dir())
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("cannot start caxton serve");
-    let get = |path: &str| -> Option<String> {
-        let mut s = std::os::unix::net::UnixStream::connect(&socket).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: caxton\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get("/api/v1/health").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
-        assert!(
-            Instant::now() < deadline,
-            "caxton serve did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
+    let config = format!("[memory]\ndatabase = {:?}\n", db.display().to_string());
+    let models = models_dir().display().to_string();
+    let mut daemon = Daemon::start_in(
+        Env::with_config("caxton-memory-", &config),
+        &[("CAXTON_MODELS_DIR".into(), models)],
+    );
     let started = Instant::now();
-    let answer = get("/api/v1/memory/search?query=who%20wants%20a%20demo%3F&scope=workspace:bench")
-        .unwrap_or_default();
+    let answer = http_text(
+        &daemon.env.socket,
+        "GET",
+        "/api/v1/memory/search?query=who%20wants%20a%20demo%3F&scope=workspace:bench",
+        None,
+    );
     let took = started.elapsed();
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let (rss, hwm) = (status_mb(&status, "VmRSS:"), status_mb(&status, "VmHWM:"));
-    let _ = child.kill();
-    let _ = child.wait();
-    if !answer.starts_with("HTTP/1.1 200") {
-        println!(
-            "   supervisor: the search failed: {}",
-            answer.lines().next().unwrap_or("")
-        );
-        return;
+    let pid = daemon.child.id();
+    let (rss, hwm) = (
+        procfs::status_mb(pid, "VmRSS:"),
+        procfs::status_mb(pid, "VmHWM:"),
+    );
+    daemon.stop();
+    match answer {
+        Ok((200, _)) => {}
+        Ok((status, body)) => {
+            println!("   supervisor: the search failed: HTTP {status} {body}");
+            return;
+        }
+        Err(e) => {
+            println!("   supervisor: the search failed: {e}");
+            return;
+        }
     }
     println!(
         "   caxton serve, model loaded by its first search ({:.0} ms, model load included): VmRSS {rss:.0} MB, peak {hwm:.0} MB   (goal: < 400 MB: {})",
@@ -667,19 +626,7 @@ fn rss_child(db: &Path) {
 }
 
 fn self_mb(key: &str) -> f64 {
-    status_mb(
-        &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
-        key,
-    )
-}
-
-/// A `/proc/PID/status` field in MB.
-fn status_mb(status: &str, key: &str) -> f64 {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    procfs::status_mb(std::process::id(), key)
 }
 
 fn million_figures() {
@@ -753,46 +700,12 @@ fn million_figures() {
 /// Wait until other processes leave the CPUs mostly idle, at most `QUIET_WAIT`; say how busy
 /// the machine was when measuring started.
 fn wait_for_quiet() {
-    let give_up = Instant::now() + QUIET_WAIT;
-    let mut share = 0.0;
-    let mut quiet = 0;
-    while quiet < 2 && Instant::now() < give_up {
-        let before = busy_ticks();
-        std::thread::sleep(Duration::from_millis(500));
-        share = (busy_ticks().saturating_sub(before)) as f64
-            / ticks_per_second()
-            / (0.5 * cores() as f64);
-        quiet = if share < NOISY { quiet + 1 } else { 0 };
-    }
-    if quiet < 2 {
+    let quiet = procfs::wait_for_quiet(QUIET_WAIT, NOISY);
+    if !quiet.quiet {
         println!(
             "   (the machine stayed {:.0}% busy for {} s; measuring anyway)",
-            share * 100.0,
+            quiet.share * 100.0,
             QUIET_WAIT.as_secs()
         );
     }
-}
-
-fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
-}
-
-/// Ticks all CPUs spent neither idle nor waiting for I/O (first line of /proc/stat).
-fn busy_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("cpu "))
-        .map(|l| {
-            l.split_whitespace()
-                .filter_map(|v| v.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    if fields.len() < 5 {
-        return 0;
-    }
-    fields.iter().take(8).sum::<u64>() - fields[3] - fields[4]
 }

@@ -30,12 +30,16 @@
 //! waits (up to 90 s) for other processes to go quiet, and it reports how much CPU they took.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use caxton_local_llm::{ChatTurn, FinishReason, Generation, GenerationParams, LocalModel, Role};
+use caxton_test_kit::api_client::{deploy_agent, run_agent};
+use caxton_test_kit::procfs::{self, clock_ticks_per_second, cpu_ticks, machine_busy_ticks};
+use caxton_test_kit::stats::{Samples, ms};
+use caxton_test_kit::table::{Table, verdict};
+use caxton_test_kit::{Binaries, Daemon, Env, FakeLlm, models_dir};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
@@ -86,10 +90,6 @@ const NOISY: f64 = 0.05;
 const NOISY_WARNING: &str = "warning: other processes were busy during a series above; \
      its figures are pessimistic, rerun when the machine is quiet";
 
-/// The chat-completions answer of the instant LLM server: the smallest body the OpenAI provider
-/// accepts with usage filled in.
-const COMPLETION: &str = r#"{"model":"m","choices":[{"message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
-
 /// The agent on the local model: a run of it proves the model is loaded, and 8 tokens keep that
 /// run short.
 const LOCAL_AGENT: &str = "name = \"local\"\nversion = \"1\"\n\
@@ -106,14 +106,10 @@ fn main() {
         .collect();
     let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
 
-    let bins = locate_binaries();
+    let bins = Binaries::for_bench("providers");
     println!("caxton:        {}", bins.caxton.display());
     println!("caxton-worker: {}", bins.worker.display());
-    warn_if_stale(&bins);
-    let models_dir = std::env::var_os("CAXTON_MODELS_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let models_dir = models_dir();
     let model_path = models_dir.join(MODEL_FILE);
     let have_model = model_path.is_file();
     println!(
@@ -149,40 +145,35 @@ fn main() {
         .build()
         .expect("cannot start the tokio runtime");
     let (memory, overhead) = if wanted("memory") || wanted("overhead") {
-        let llm_port = runtime.block_on(start_llm_server());
-        let dir = tempfile::Builder::new()
-            .prefix("caxton-providers-")
-            .tempdir()
-            .expect("cannot create a temporary directory");
+        // The fake LLM server answers at once, so a completion measures Caxton and not a model.
+        let llm = FakeLlm::start_in(runtime.handle());
         // The model is preloaded only for the memory figure: loading it (requantising, on a
         // fresh directory) would otherwise compete with the overhead series for the cores.
         let measure_memory = have_model && wanted("memory");
-        let mut daemon = runtime.block_on(Daemon::start(
-            dir,
-            &bins,
-            llm_port,
-            &models_dir,
-            measure_memory,
-        ));
-        runtime.block_on(deploy(&daemon.socket, "local", LOCAL_AGENT));
-        runtime.block_on(deploy(&daemon.socket, "fake", FAKE_AGENT));
+        let mut daemon = start_daemon(bins, &llm, &models_dir, measure_memory);
+        deploy_agent(&daemon.env.socket, "local", LOCAL_AGENT);
+        deploy_agent(&daemon.env.socket, "fake", FAKE_AGENT);
         let mut memory = None;
         if measure_memory {
             println!("\n[2] supervisor memory with the model preloaded: fresh data directory ...");
-            let cold = runtime.block_on(daemon.memory_once_loaded());
+            let cold = runtime.block_on(memory_once_loaded(&daemon));
             println!("[2] ... and restarted on the same directory (cached Q8_0 weights) ...");
-            daemon = daemon.restart(&bins, llm_port, &models_dir, &runtime);
-            let warm = runtime.block_on(daemon.memory_once_loaded());
-            let cache = daemon.cache_files();
+            daemon = daemon.restart();
+            let warm = runtime.block_on(memory_once_loaded(&daemon));
+            let cache = cache_files(&daemon);
             memory = Some(MemoryFigures { cold, warm, cache });
         }
         let overhead = wanted("overhead").then(|| {
             println!(
                 "\n[3] provider overhead: {OVERHEAD_RUNS} runs interleaved with {OVERHEAD_RUNS} direct requests (after {WARMUP_RUNS} of each) ..."
             );
-            runtime.block_on(overhead(&daemon.socket, llm_port, daemon.child.id()))
+            runtime.block_on(overhead(
+                &daemon.env.socket,
+                llm.addr.port(),
+                daemon.child.id(),
+            ))
         });
-        drop(daemon);
+        daemon.stop();
         (memory, overhead)
     } else {
         (None, None)
@@ -260,9 +251,7 @@ fn local_model(path: &Path) -> LocalFigures {
     let mut model = LocalModel::load(path, cache.path(), hint, false)
         .expect("cannot load the local model again");
     let load_warm = started.elapsed();
-    let self_mb = |field: &str| {
-        proc_status_kb(std::process::id(), field).map_or(f64::NAN, |kb| kb as f64 / 1024.0)
-    };
+    let self_mb = |field: &str| procfs::status_mb(std::process::id(), field);
     let rss_loaded = self_mb("VmRSS:");
 
     let mut generate = |user: &str, max_tokens: usize| {
@@ -339,152 +328,8 @@ fn ttft_series(
     (warm.prompt_tokens, Samples::new(runs))
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-// ---------------------------------------------------------------------------------------------
-// Binaries
-
-struct Binaries {
-    caxton: PathBuf,
-    worker: PathBuf,
-}
-
-/// `caxton` and `caxton-worker` beside this bench's own profile directory: the bench runs as
-/// `target/release/deps/providers-<hash>`, the binaries live in `target/release/`.
-fn locate_binaries() -> Binaries {
-    let exe = std::env::current_exe().expect("cannot find the benchmark's own executable");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the benchmark executable is not inside a target/<profile>/deps directory")
-        .to_owned();
-    let bins = Binaries {
-        caxton: dir.join("caxton"),
-        worker: dir.join("caxton-worker"),
-    };
-    if bins.caxton.is_file() && bins.worker.is_file() {
-        return bins;
-    }
-    // `cargo bench` builds the root package's `caxton` for us but never the worker, which lives
-    // in another package; build both rather than measure a half-current pair.
-    eprintln!(
-        "release binaries missing in {}; running `cargo build --release --workspace --bins` \
-         (run it yourself before `cargo bench --bench providers` to skip this)",
-        dir.display()
-    );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--workspace", "--bins"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cannot run cargo; run `cargo build --release --workspace --bins` first");
-    assert!(
-        status.success(),
-        "`cargo build --release --workspace --bins` failed"
-    );
-    assert!(
-        bins.caxton.is_file() && bins.worker.is_file(),
-        "{} or {} still missing after the build",
-        bins.caxton.display(),
-        bins.worker.display()
-    );
-    bins
-}
-
-/// Say so when a source is newer than the binary built from it: `cargo bench` rebuilds `caxton`
-/// (a bin of the bench's own package) but never `caxton-worker`, so a stale worker would
-/// otherwise be measured without a word.
-fn warn_if_stale(bins: &Binaries) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let check = |binary: &Path, dirs: &[&str]| {
-        let Some(built) = std::fs::metadata(binary).and_then(|m| m.modified()).ok() else {
-            return;
-        };
-        let newest = dirs
-            .iter()
-            .filter_map(|d| newest_source(&root.join(d)))
-            .max();
-        if newest.is_some_and(|t| t > built) {
-            println!(
-                "warning: {} is older than sources under {}; run \
-                 `cargo build --release --workspace --bins` to measure the current code",
-                binary.display(),
-                dirs.join(", ")
-            );
-        }
-    };
-    check(&bins.worker, &["worker", "ipc-protocol"]);
-    check(
-        &bins.caxton,
-        &["src", "supervisor", "ipc-protocol", "local-llm"],
-    );
-}
-
-/// Latest modification time of the `.rs` and `Cargo.toml` files under `dir`.
-fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        let found = if meta.is_dir() {
-            newest_source(&path)
-        } else if path.extension().is_some_and(|e| e == "rs")
-            || path.file_name().is_some_and(|n| n == "Cargo.toml")
-        {
-            meta.modified().ok()
-        } else {
-            None
-        };
-        newest = newest.max(found);
-    }
-    newest
-}
-
-// ---------------------------------------------------------------------------------------------
-// The instant LLM server
-
-/// An OpenAI-compatible chat-completions endpoint on an ephemeral loopback port that answers at
-/// once, so a completion measures Caxton and not a model.
-async fn start_llm_server() -> u16 {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(|| async {
-            ([(header::CONTENT_TYPE, "application/json")], COMPLETION)
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("cannot bind the fake LLM server to 127.0.0.1");
-    let port = listener
-        .local_addr()
-        .expect("the fake LLM server has no local address")
-        .port();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("fake LLM server stopped: {e}");
-        }
-    });
-    port
-}
-
 // ---------------------------------------------------------------------------------------------
 // The daemon
-
-/// A running `caxton serve` and its scratch directory. Dropping it stops the daemon (TERM, then
-/// KILL) before the directory is removed, also while a panic unwinds.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-    data: PathBuf,
-    started: Instant,
-    preload: bool,
-    // Fields drop after `Drop::drop` has stopped the daemon, so the directory goes last. `None`
-    // only once `restart` has handed it to the next daemon.
-    dir: Option<tempfile::TempDir>,
-}
 
 /// What the daemon's memory looked like once the model had answered.
 struct Memory {
@@ -505,243 +350,64 @@ struct MemoryFigures {
     cache: Vec<(String, f64)>,
 }
 
-impl Daemon {
-    async fn start(
-        dir: tempfile::TempDir,
-        bins: &Binaries,
-        llm_port: u16,
-        models_dir: &Path,
-        preload: bool,
-    ) -> Self {
-        let config = dir.path().join("caxton.toml");
-        let data = dir.path().join("data");
-        let socket = dir.path().join("caxton.sock");
-        let log = dir.path().join("serve.log");
-        // A JSON string literal is also a valid TOML basic string, whatever the path.
-        let worker = Value::from(bins.worker.to_string_lossy().into_owned()).to_string();
-        let text = format!(
-            "[worker]\npath = {worker}\n\n\
-             [providers.local]\nkind = \"local\"\npreload = {preload}\n\n\
-             [providers.fake]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{llm_port}/v1\"\nmodel = \"m\"\n",
-        );
-        std::fs::write(&config, text).expect("cannot write the supervisor config");
-        let log_file = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("cannot create the daemon log file");
-        // The daemon keeps this process's environment (thread-count variables included); its
-        // log goes to a file: the terminal is for the table.
-        let started = Instant::now();
-        let child = Command::new(&bins.caxton)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("serve")
-            .env("CAXTON_MODELS_DIR", models_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("cannot start `caxton serve`");
-        let mut daemon = Self {
-            child,
-            socket,
-            log,
-            data,
-            started,
-            preload,
-            dir: Some(dir),
-        };
-        daemon.wait_ready().await;
-        daemon
-    }
+/// `caxton serve` on a fresh directory with the local provider (preloaded or not) and `llm` as
+/// the `fake` one. The daemon keeps this process's environment (thread-count variables
+/// included); its log goes to a file: the terminal is for the table.
+fn start_daemon(bins: &Binaries, llm: &FakeLlm, models_dir: &Path, preload: bool) -> Daemon {
+    // A JSON string literal is also a valid TOML basic string, whatever the path.
+    let worker = Value::from(bins.worker.to_string_lossy().into_owned()).to_string();
+    let config = format!(
+        "[worker]\npath = {worker}\n\n\
+         [providers.local]\nkind = \"local\"\npreload = {preload}\n\n\
+         [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
+        llm.base_url()
+    );
+    let models = models_dir.display().to_string();
+    Daemon::start_in(
+        Env::with_config("caxton-providers-", &config),
+        &[("CAXTON_MODELS_DIR".into(), models)],
+    )
+}
 
-    /// Poll `GET /api/v1/health` until the daemon answers 200, failing fast if it died.
-    async fn wait_ready(&mut self) {
-        let give_up = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "`caxton serve` exited with {status} before it was ready; its log:\n{}",
-                    self.log_tail()
-                );
-            }
-            if let Ok((StatusCode::OK, _)) =
-                call(&self.socket, Method::GET, "/api/v1/health", None).await
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < give_up,
-                "`caxton serve` not ready after 20 s; its log:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Run the local agent once (it waits behind the preload for the model), then read memory.
-    async fn memory_once_loaded(&self) -> Memory {
-        let answer = run_once(&self.socket, "local", "Say hi")
-            .await
-            .and_then(|report| {
-                report
-                    .get("answer")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("report has no answer: {report}"))
-            });
-        let loaded_after = self.started.elapsed();
-        let pid = self.child.id();
-        let mb = |field: &str| proc_status_kb(pid, field).map_or(f64::NAN, |kb| kb as f64 / 1024.0);
-        Memory {
-            rss: mb("VmRSS:"),
-            hwm: mb("VmHWM:"),
-            anon: mb("RssAnon:"),
-            file: mb("RssFile:"),
-            loaded_after,
-            answer,
-        }
-    }
-
-    fn cache_files(&self) -> Vec<(String, f64)> {
-        let Ok(entries) = std::fs::read_dir(self.data.join("cache")) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    file_mb(&e.path()),
-                )
-            })
-            .collect()
-    }
-
-    /// Stop this daemon and start another on the same directory (same agents, same cache).
-    fn restart(
-        mut self,
-        bins: &Binaries,
-        llm_port: u16,
-        models_dir: &Path,
-        runtime: &tokio::runtime::Runtime,
-    ) -> Self {
-        self.stop();
-        let dir = self
-            .dir
-            .take()
-            .expect("a running daemon always owns its directory");
-        let preload = self.preload;
-        drop(self);
-        runtime.block_on(Self::start(dir, bins, llm_port, models_dir, preload))
-    }
-
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // TERM first so the daemon drains and removes its socket; KILL if it takes too long.
-        // SAFETY: kill(2) on our own unreaped child; the PID cannot have been recycled.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let give_up = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < give_up {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+/// Run the local agent once (it waits behind the preload for the model), then read the
+/// daemon's memory.
+async fn memory_once_loaded(daemon: &Daemon) -> Memory {
+    let answer = run_agent(&daemon.env.socket, "local", "Say hi")
+        .await
+        .and_then(|report| {
+            report
+                .get("answer")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("report has no answer: {report}"))
+        });
+    let loaded_after = daemon.started_at().elapsed();
+    let pid = daemon.child.id();
+    let mb = |field: &str| procfs::status_mb(pid, field);
+    Memory {
+        rss: mb("VmRSS:"),
+        hwm: mb("VmHWM:"),
+        anon: mb("RssAnon:"),
+        file: mb("RssFile:"),
+        loaded_after,
+        answer,
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A `kB` field of /proc/PID/status.
-fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].split_whitespace().next()?.parse().ok()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The API client
-
-/// One request on a fresh connection, as the `caxton` CLI makes it.
-async fn call(
-    socket: &Path,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<(StatusCode, Bytes), String> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| format!("connect {}: {e}", socket.display()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(connection);
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "caxton")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(payload)))
-        .map_err(|e| format!("request: {e}"))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
+/// Files in the daemon's cache directory and their sizes in MB.
+fn cache_files(daemon: &Daemon) -> Vec<(String, f64)> {
+    let Ok(entries) = std::fs::read_dir(daemon.env.data_dir().join("cache")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                file_mb(&e.path()),
+            )
+        })
         .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    Ok((status, bytes))
-}
-
-async fn deploy(socket: &Path, name: &str, source: &str) {
-    let body = json!({"source": source, "file": format!("{name}.toml")});
-    match call(socket, Method::POST, "/api/v1/agents", Some(&body)).await {
-        Ok((status, _)) if status.is_success() => {}
-        Ok((status, bytes)) => panic!(
-            "deploying {name} answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        ),
-        Err(e) => panic!("deploying {name}: {e}"),
-    }
-}
-
-/// One `POST /api/v1/agents/NAME/run`; the report, or `Err` unless the daemon answered 200.
-async fn run_once(socket: &Path, agent: &str, request: &str) -> Result<Value, String> {
-    let body = json!({ "request": request });
-    let path = format!("/api/v1/agents/{agent}/run");
-    let (status, bytes) = call(socket, Method::POST, &path, Some(&body)).await?;
-    if status != StatusCode::OK {
-        return Err(format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        ));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| format!("report is not JSON: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -825,7 +491,7 @@ impl DirectClient {
 async fn overhead(socket: &Path, port: u16, daemon: u32) -> OverheadFigures {
     let mut direct_client = DirectClient::connect(port).await;
     for _ in 0..WARMUP_RUNS {
-        if let Err(e) = run_once(socket, "fake", "ping").await {
+        if let Err(e) = run_agent(socket, "fake", "ping").await {
             panic!("warm-up run failed: {e}");
         }
         if let Err(e) = direct_client.complete().await {
@@ -838,7 +504,7 @@ async fn overhead(socket: &Path, port: u16, daemon: u32) -> OverheadFigures {
     let mut failed = 0;
     let mut first_error = None;
     for _ in 0..OVERHEAD_RUNS {
-        let report = run_once(socket, "fake", "ping").await.and_then(|r| {
+        let report = run_agent(socket, "fake", "ping").await.and_then(|r| {
             let field = |name: &str| {
                 r.get(name)
                     .and_then(Value::as_f64)
@@ -877,33 +543,6 @@ async fn overhead(socket: &Path, port: u16, daemon: u32) -> OverheadFigures {
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
-/// Sorted samples in milliseconds.
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn new(mut v: Vec<f64>) -> Self {
-        v.sort_by(f64::total_cmp);
-        Self(v)
-    }
-
-    /// Nearest-rank percentile; NaN when empty so a broken series prints as such, not as 0.
-    fn pct(&self, p: f64) -> f64 {
-        if self.0.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * self.0.len() as f64).ceil() as usize;
-        self.0[rank.clamp(1, self.0.len()) - 1]
-    }
-
-    fn min(&self) -> f64 {
-        self.0.first().copied().unwrap_or(f64::NAN)
-    }
-
-    fn max(&self) -> f64 {
-        self.0.last().copied().unwrap_or(f64::NAN)
-    }
-}
-
 /// What the rest of the machine did while a series ran. This box is shared (builds of other
 /// checkouts run on the same two cores) and candle's thread pool waits at a barrier for its
 /// slowest thread, so one busy neighbour can double a prefill: each figure says how much CPU
@@ -927,8 +566,7 @@ impl Interference {
 
     /// Share of all CPUs (0 to 1) busy with other processes since `start`.
     fn others(&self) -> f64 {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let wall = self.started.elapsed().as_secs_f64() * cpus;
+        let wall = self.started.elapsed().as_secs_f64() * procfs::cpus() as f64;
         let busy = machine_busy_ticks().unwrap_or(0).saturating_sub(self.busy);
         let ours: u64 = self.pids.iter().filter_map(|&p| process_ticks(p)).sum();
         let others = busy.saturating_sub(ours.saturating_sub(self.ours));
@@ -936,76 +574,32 @@ impl Interference {
     }
 }
 
-/// Wait (at most `QUIET_WAIT`) until the machine has been nearly idle for a second, so a series
-/// does not start in the middle of someone else's build. Called while this process and the
-/// daemon have nothing to do, so any busy CPU is someone else's.
+/// Wait (at most `QUIET_WAIT`) until the machine is nearly idle, so a series does not start in
+/// the middle of someone else's build. Called while this process and the daemon have nothing
+/// to do, so any busy CPU is someone else's.
 fn wait_for_quiet() {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let give_up = Instant::now() + QUIET_WAIT;
-    let started = Instant::now();
-    let mut quiet_windows = 0;
-    while quiet_windows < 2 && Instant::now() < give_up {
-        let before = machine_busy_ticks().unwrap_or(0);
-        std::thread::sleep(Duration::from_millis(500));
-        let busy = machine_busy_ticks().unwrap_or(0).saturating_sub(before) as f64;
-        let share = busy / clock_ticks_per_second() / (0.5 * cpus);
-        quiet_windows = if share < NOISY { quiet_windows + 1 } else { 0 };
-    }
-    if quiet_windows < 2 {
+    let quiet = procfs::wait_for_quiet(QUIET_WAIT, NOISY);
+    if !quiet.quiet {
         println!(
             "    (the machine stayed busy for {} s; measuring anyway)",
             QUIET_WAIT.as_secs()
         );
-    } else if started.elapsed() > Duration::from_secs(2) {
+    } else if quiet.waited > Duration::from_secs(2) {
         println!(
             "    (waited {:.0} s for other processes to go quiet)",
-            started.elapsed().as_secs_f64()
+            quiet.waited.as_secs_f64()
         );
     }
 }
 
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
-}
-
-/// Ticks all CPUs spent neither idle nor waiting for I/O, from the `cpu` line of /proc/stat
-/// (steal included: time the hypervisor gave to someone else is interference too).
-fn machine_busy_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .strip_prefix("cpu ")?
-        .split_whitespace()
-        .map(|v| v.parse().ok())
-        .collect::<Option<_>>()?;
-    // user nice system idle iowait irq softirq steal (guest time is already inside user).
-    let total: u64 = fields.iter().take(8).sum();
-    Some(total - fields.get(3)? - fields.get(4)?)
-}
-
-/// utime + stime + cutime + cstime of a process in ticks, from /proc/PID/stat; the children's
-/// part covers the workers the daemon has reaped.
+/// utime + stime + cutime + cstime of a process in ticks; the children's part covers the
+/// workers the daemon has reaped.
 fn process_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses; the fields after it do not.
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
-    // After the name, field 3 (state) is index 0, so utime (14) is 11 ... cstime (17) is 14.
-    (11..=14)
-        .map(|i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
-        .sum()
+    cpu_ticks(pid).map(|t| t.own + t.children)
 }
 
 // ---------------------------------------------------------------------------------------------
 // The table
-
-fn verdict(pass: bool) -> &'static str {
-    if pass { "PASS" } else { "FAIL" }
-}
 
 type Row = (String, String, String, &'static str);
 
@@ -1216,45 +810,11 @@ fn report(
         None => not_run(&mut rows, "3 provider overhead"),
     }
 
-    let widths = rows.iter().fold([6, 8, 18, 6], |w, (a, b, c, d)| {
-        [
-            w[0].max(a.chars().count()),
-            w[1].max(b.chars().count()),
-            w[2].max(c.chars().count()),
-            w[3].max(d.len()),
-        ]
-    });
-    let mut out = String::new();
-    let line = |out: &mut String, cells: [&str; 4]| {
-        let _ = writeln!(
-            out,
-            "| {:<w0$} | {:>w1$} | {:<w2$} | {:<w3$} |",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        );
-    };
-    let rule = format!(
-        "|{}|{}|{}|{}|",
-        "-".repeat(widths[0] + 2),
-        "-".repeat(widths[1] + 2),
-        "-".repeat(widths[2] + 2),
-        "-".repeat(widths[3] + 2)
-    );
-    let _ = writeln!(out, "\nCaxton providers benchmark");
-    line(
-        &mut out,
-        ["figure", "measured", "limit / comparison", "result"],
-    );
-    let _ = writeln!(out, "{rule}");
-    for (a, b, c, d) in &rows {
-        line(&mut out, [a, b, c, d]);
+    let mut table = Table::default();
+    for (figure, measured, limit, result) in rows {
+        table.row(figure, measured, limit, result);
     }
+    let mut out = table.render("Caxton providers benchmark");
     let _ = writeln!(out, "\ncontext:");
     for note in &notes {
         let _ = writeln!(out, "  {note}");

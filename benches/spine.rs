@@ -13,20 +13,21 @@
 //! from the same target directory as itself (`target/release`), so run
 //! `cargo build --release --workspace --bins` first to measure the current sources. If either
 //! binary is missing it runs that build itself. Everything else (the fake LLM server, the config,
-//! the data directory, the daemon) is set up here and torn down at the end, also on panic. The
-//! process always exits 0: a benchmark reports, it does not gate.
+//! the data directory, the daemon: the test kit's, test-kit/) is set up here and torn down at the
+//! end, also on panic. The process always exits 0: a benchmark reports, it does not gate.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use caxton_test_kit::api_client::{call, deploy_agent, fetch_metrics};
+use caxton_test_kit::procfs::{clock_ticks_per_second, cpu_ticks, status_mb};
+use caxton_test_kit::stats::Samples;
+use caxton_test_kit::table::{Table, verdict};
+use caxton_test_kit::{Binaries, Daemon, Env, FakeLlm};
+use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Sequential `/bin/true` spawns for the baseline percentiles.
@@ -51,19 +52,14 @@ const LATENCY_P50_LIMIT_MS: f64 = 10.0;
 const THROUGHPUT_FRACTION: f64 = 0.40;
 const RSS_LIMIT_MB: f64 = 40.0;
 
-/// The chat-completions answer of the instant LLM server: the smallest body the OpenAI provider
-/// accepts with usage filled in.
-const COMPLETION: &str = r#"{"model":"m","choices":[{"message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
-
 /// The agent every run goes to: no system prompt, the request as the whole user prompt.
 const BENCH_AGENT: &str =
     "name = \"bench\"\nversion = \"1\"\nuser_prompt_template = \"{{ request }}\"\n";
 
 fn main() {
-    let bins = locate_binaries();
+    let bins = Binaries::for_bench("spine");
     println!("caxton:        {}", bins.caxton.display());
     println!("caxton-worker: {}", bins.worker.display());
-    warn_if_stale(&bins);
     println!(
         "cpus: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -73,11 +69,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("cannot start the tokio runtime");
-    let llm_port = runtime.block_on(start_llm_server());
-    let daemon = runtime.block_on(Daemon::start(&bins, llm_port));
-    let socket = daemon.socket.clone();
-    runtime.block_on(deploy(&socket, "bench", BENCH_AGENT));
-    let rss_fresh_one = daemon.rss();
+    // The fake LLM server answers at once, so a run measures Caxton and not a model.
+    let llm = FakeLlm::start_in(runtime.handle());
+    let daemon = start_daemon(bins, &llm);
+    let socket = daemon.env.socket.clone();
+    deploy_agent(&socket, "bench", BENCH_AGENT);
+    let rss_fresh_one = rss(&daemon);
 
     println!("\n[1] /bin/true spawn-to-exit, {TRUE_SPAWNS} sequential spawns ...");
     let true_seq = Samples::new(true_sequential(TRUE_SPAWNS));
@@ -85,43 +82,42 @@ fn main() {
     println!(
         "[1,2] {SEQUENTIAL_RUNS} sequential agent runs (after {WARMUP_RUNS} warm-up runs) ..."
     );
-    let before = CpuSplit::now(daemon.pid());
+    let pid = daemon.child.id();
+    let before = CpuSplit::now(pid);
     let series = runtime.block_on(sequential_runs(&socket, SEQUENTIAL_RUNS));
-    let series_cpu = CpuSplit::now(daemon.pid()).since(&before);
+    let series_cpu = CpuSplit::now(pid).since(&before);
 
     println!(
         "[3] /bin/true spawns with {CONCURRENCY} threads for {} s ...",
         WINDOW.as_secs()
     );
-    let before = CpuSplit::now(daemon.pid());
+    let before = CpuSplit::now(pid);
     let true_rate = true_concurrent(CONCURRENCY, WINDOW);
-    let true_cpu = CpuSplit::now(daemon.pid()).since(&before);
+    let true_cpu = CpuSplit::now(pid).since(&before);
 
     println!(
         "[3] agent runs with {CONCURRENCY} clients for {} s ...",
         WINDOW.as_secs()
     );
-    let before = CpuSplit::now(daemon.pid());
+    let before = CpuSplit::now(pid);
     let run_rate = runtime.block_on(sustained_runs(&socket, CONCURRENCY, WINDOW));
-    let run_cpu = CpuSplit::now(daemon.pid()).since(&before);
+    let run_cpu = CpuSplit::now(pid).since(&before);
 
     println!("[4] deploying {} more agents ...", AGENTS_FOR_MEMORY - 1);
-    runtime.block_on(async {
-        for i in 0..AGENTS_FOR_MEMORY - 1 {
-            let name = format!("bench-{i}");
-            let source = BENCH_AGENT.replacen("\"bench\"", &format!("\"{name}\""), 1);
-            deploy(&socket, &name, &source).await;
-        }
-    });
+    for i in 0..AGENTS_FOR_MEMORY - 1 {
+        let name = format!("bench-{i}");
+        let source = BENCH_AGENT.replacen("\"bench\"", &format!("\"{name}\""), 1);
+        deploy_agent(&socket, &name, &source);
+    }
     std::thread::sleep(SETTLE);
-    let rss_idle = daemon.rss();
-    let metrics = runtime.block_on(fetch_metrics(&socket));
+    let rss_idle = rss(&daemon);
+    let metrics = fetch_metrics(&socket);
 
     // A fresh daemon on the same data directory loads the 100 agents from disk and has served
     // nothing: the difference to `rss_idle` is what the workload left behind.
-    let daemon = daemon.restart(&bins, llm_port, &runtime);
+    let mut daemon = daemon.restart();
     std::thread::sleep(SETTLE);
-    let rss_restarted = daemon.rss();
+    let rss_restarted = rss(&daemon);
 
     report(&Report {
         true_seq,
@@ -134,342 +130,27 @@ fn main() {
         rss_restarted,
         metrics,
     });
-    drop(daemon);
+    daemon.stop();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Binaries
-
-struct Binaries {
-    caxton: PathBuf,
-    worker: PathBuf,
-}
-
-/// `caxton` and `caxton-worker` beside this bench's own profile directory: the bench runs as
-/// `target/release/deps/spine-<hash>`, the binaries live in `target/release/`.
-fn locate_binaries() -> Binaries {
-    let exe = std::env::current_exe().expect("cannot find the benchmark's own executable");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the benchmark executable is not inside a target/<profile>/deps directory")
-        .to_owned();
-    let bins = Binaries {
-        caxton: dir.join("caxton"),
-        worker: dir.join("caxton-worker"),
-    };
-    if bins.caxton.is_file() && bins.worker.is_file() {
-        return bins;
-    }
-    // `cargo bench` builds the root package's `caxton` for us but never the worker, which lives
-    // in another package; build both rather than measure a half-current pair.
-    eprintln!(
-        "release binaries missing in {}; running `cargo build --release --workspace --bins` \
-         (run it yourself before `cargo bench --bench spine` to skip this)",
-        dir.display()
+/// `caxton serve` with the release worker and `llm` as its `fake` provider. `max_concurrent`
+/// above the 16 clients so the throughput figure measures spawning, not the pool's queue.
+fn start_daemon(bins: &Binaries, llm: &FakeLlm) -> Daemon {
+    // A JSON string literal is also a valid TOML basic string, whatever the path.
+    let worker = Value::from(bins.worker.to_string_lossy().into_owned()).to_string();
+    let config = format!(
+        "[worker]\npath = {worker}\nmax_concurrent = 64\n\n\
+         [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
+        llm.base_url()
     );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--workspace", "--bins"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cannot run cargo; run `cargo build --release --workspace --bins` first");
-    assert!(
-        status.success(),
-        "`cargo build --release --workspace --bins` failed"
-    );
-    assert!(
-        bins.caxton.is_file() && bins.worker.is_file(),
-        "{} or {} still missing after the build",
-        bins.caxton.display(),
-        bins.worker.display()
-    );
-    bins
+    // The daemon keeps this process's environment, as under a shell; it clears the workers'
+    // environment itself. Its info-level log goes to a file: the terminal is for the table.
+    Daemon::start_in(Env::with_config("caxton-spine-", &config), &[])
 }
 
-/// Say so when a source is newer than the binary built from it: `cargo bench` rebuilds `caxton`
-/// (a bin of the bench's own package) but never `caxton-worker`, so a stale worker would
-/// otherwise be measured without a word.
-fn warn_if_stale(bins: &Binaries) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let check = |binary: &Path, dirs: &[&str]| {
-        let Some(built) = std::fs::metadata(binary).and_then(|m| m.modified()).ok() else {
-            return;
-        };
-        let newest = dirs
-            .iter()
-            .filter_map(|d| newest_source(&root.join(d)))
-            .max();
-        if newest.is_some_and(|t| t > built) {
-            println!(
-                "warning: {} is older than sources under {}; run \
-                 `cargo build --release --workspace --bins` to measure the current code",
-                binary.display(),
-                dirs.join(", ")
-            );
-        }
-    };
-    check(&bins.worker, &["worker", "ipc-protocol"]);
-    check(&bins.caxton, &["src", "supervisor", "ipc-protocol"]);
-}
-
-/// Latest modification time of the `.rs` and `Cargo.toml` files under `dir`.
-fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        let found = if meta.is_dir() {
-            newest_source(&path)
-        } else if path.extension().is_some_and(|e| e == "rs")
-            || path.file_name().is_some_and(|n| n == "Cargo.toml")
-        {
-            meta.modified().ok()
-        } else {
-            None
-        };
-        newest = newest.max(found);
-    }
-    newest
-}
-
-// ---------------------------------------------------------------------------------------------
-// The instant LLM server
-
-/// An OpenAI-compatible chat-completions endpoint on an ephemeral loopback port that answers at
-/// once, so a run measures Caxton and not a model.
-async fn start_llm_server() -> u16 {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(|| async {
-            ([(header::CONTENT_TYPE, "application/json")], COMPLETION)
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("cannot bind the fake LLM server to 127.0.0.1");
-    let port = listener
-        .local_addr()
-        .expect("the fake LLM server has no local address")
-        .port();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("fake LLM server stopped: {e}");
-        }
-    });
-    port
-}
-
-// ---------------------------------------------------------------------------------------------
-// The daemon
-
-/// A running `caxton serve` and its scratch directory. Dropping it stops the daemon (TERM, then
-/// KILL) before the directory is removed, also while a panic unwinds.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-    // Fields drop after `Drop::drop` has stopped the daemon, so the directory goes last. `None`
-    // only once `restart` has handed it to the next daemon.
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Daemon {
-    async fn start(bins: &Binaries, llm_port: u16) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("caxton-spine-")
-            .tempdir()
-            .expect("cannot create a temporary directory");
-        Self::start_in(dir, bins, llm_port).await
-    }
-
-    async fn start_in(dir: tempfile::TempDir, bins: &Binaries, llm_port: u16) -> Self {
-        let config = dir.path().join("caxton.toml");
-        let data = dir.path().join("data");
-        let socket = dir.path().join("caxton.sock");
-        let log = dir.path().join("serve.log");
-        // max_concurrent above the 16 clients so the throughput figure measures spawning, not the
-        // pool's queue. A JSON string literal is also a valid TOML basic string, whatever the path.
-        let worker = Value::from(bins.worker.to_string_lossy().into_owned()).to_string();
-        let text = format!(
-            "[worker]\npath = {worker}\nmax_concurrent = 64\n\n\
-             [providers.fake]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{llm_port}/v1\"\nmodel = \"m\"\n",
-        );
-        std::fs::write(&config, text).expect("cannot write the supervisor config");
-        let log_file = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("cannot create the daemon log file");
-        // The daemon keeps this process's environment, as under a shell; it clears the workers'
-        // environment itself. Its info-level log goes to a file: the terminal is for the table.
-        let child = Command::new(&bins.caxton)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("cannot start `caxton serve`");
-        let mut daemon = Self {
-            child,
-            socket,
-            log,
-            dir: Some(dir),
-        };
-        daemon.wait_ready().await;
-        daemon
-    }
-
-    /// Poll `GET /api/v1/health` until the daemon answers 200, failing fast if it died.
-    async fn wait_ready(&mut self) {
-        let give_up = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "`caxton serve` exited with {status} before it was ready; its log:\n{}",
-                    self.log_tail()
-                );
-            }
-            if let Ok((StatusCode::OK, _)) =
-                call(&self.socket, Method::GET, "/api/v1/health", None).await
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < give_up,
-                "`caxton serve` not ready after 20 s; its log:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Stop this daemon and start another on the same directory (same agents, same database).
-    fn restart(
-        mut self,
-        bins: &Binaries,
-        llm_port: u16,
-        runtime: &tokio::runtime::Runtime,
-    ) -> Self {
-        self.stop();
-        let dir = self
-            .dir
-            .take()
-            .expect("a running daemon always owns its directory");
-        drop(self);
-        runtime.block_on(Self::start_in(dir, bins, llm_port))
-    }
-
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // TERM first so the daemon drains and removes its socket; KILL if it takes too long.
-        // SAFETY: kill(2) on our own unreaped child; the PID cannot have been recycled.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let give_up = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < give_up {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// VmRSS of the daemon in MB, from /proc; NaN if it cannot be read.
-    fn rss(&self) -> f64 {
-        proc_status_kb(self.child.id(), "VmRSS:").map_or(f64::NAN, |kb| kb as f64 / 1024.0)
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A `kB` field of /proc/PID/status.
-fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].split_whitespace().next()?.parse().ok()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The API client
-
-/// One request on a fresh connection, as the `caxton` CLI makes it (src/client.rs): the connect
-/// is part of what a user waits for.
-async fn call(
-    socket: &Path,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<(StatusCode, Bytes), String> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| format!("connect {}: {e}", socket.display()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(connection);
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "caxton")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(payload)))
-        .map_err(|e| format!("request: {e}"))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    Ok((status, bytes))
-}
-
-async fn deploy(socket: &Path, name: &str, source: &str) {
-    let body = json!({"source": source, "file": format!("{name}.toml")});
-    match call(socket, Method::POST, "/api/v1/agents", Some(&body)).await {
-        Ok((status, _)) if status.is_success() => {}
-        Ok((status, bytes)) => panic!(
-            "deploying {name} answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        ),
-        Err(e) => panic!("deploying {name}: {e}"),
-    }
-}
-
-async fn fetch_metrics(socket: &Path) -> String {
-    match call(socket, Method::GET, "/metrics", None).await {
-        Ok((StatusCode::OK, bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-        _ => String::new(),
-    }
+/// VmRSS of the daemon in MB; NaN if it cannot be read.
+fn rss(daemon: &Daemon) -> f64 {
+    status_mb(daemon.child.id(), "VmRSS:")
 }
 
 /// What one successful run reported, plus what the client saw.
@@ -484,10 +165,11 @@ struct RunTiming {
 async fn run_once(socket: &Path) -> Result<RunTiming, String> {
     let body = json!({"request": "ping"});
     let started = Instant::now();
-    let (status, bytes) = call(
+    let (status, _, bytes) = call(
         socket,
         Method::POST,
         "/api/v1/agents/bench/run",
+        &[],
         Some(&body),
     )
     .await?;
@@ -515,29 +197,6 @@ async fn run_once(socket: &Path) -> Result<RunTiming, String> {
 
 // ---------------------------------------------------------------------------------------------
 // Measurements
-
-/// Sorted samples in milliseconds.
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn new(mut v: Vec<f64>) -> Self {
-        v.sort_by(f64::total_cmp);
-        Self(v)
-    }
-
-    /// Nearest-rank percentile; NaN when empty so a broken series prints as such, not as 0.
-    fn pct(&self, p: f64) -> f64 {
-        if self.0.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * self.0.len() as f64).ceil() as usize;
-        self.0[rank.clamp(1, self.0.len()) - 1]
-    }
-
-    fn mean(&self) -> f64 {
-        self.0.iter().sum::<f64>() / self.0.len() as f64
-    }
-}
 
 /// Spawn-to-exit of `/bin/true`, sequentially: the cheapest a fresh process can be on this box.
 fn true_sequential(n: usize) -> Vec<f64> {
@@ -699,8 +358,8 @@ struct CpuSplit {
 
 impl CpuSplit {
     fn now(daemon: u32) -> Self {
-        let (supervisor, workers) = proc_cpu_ms(&daemon.to_string()).unwrap_or_default();
-        let (bench, bench_children) = proc_cpu_ms("self").unwrap_or_default();
+        let (supervisor, workers) = cpu_ms(daemon);
+        let (bench, bench_children) = cpu_ms(std::process::id());
         Self {
             supervisor,
             workers,
@@ -719,20 +378,10 @@ impl CpuSplit {
     }
 }
 
-/// (own, reaped children) CPU milliseconds of a process, from /proc/PID/stat.
-fn proc_cpu_ms(pid: &str) -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses; the fields after it do not.
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
-    // After the name, field 3 (state) is index 0, so utime (14) is 11 ... cstime (17) is 14.
-    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let ms = 1000.0 / hz;
-    Some(((tick(11)? + tick(12)?) * ms, (tick(13)? + tick(14)?) * ms))
+/// (own, reaped children) CPU milliseconds of a process; zero if it cannot be read.
+fn cpu_ms(pid: u32) -> (f64, f64) {
+    let ms = 1000.0 / clock_ticks_per_second();
+    cpu_ticks(pid).map_or((0.0, 0.0), |t| (t.own as f64 * ms, t.children as f64 * ms))
 }
 
 /// `NAME_sum / NAME_count` of a Prometheus histogram, in milliseconds.
@@ -764,55 +413,50 @@ struct Report {
     metrics: String,
 }
 
-fn verdict(pass: bool) -> &'static str {
-    if pass { "PASS" } else { "FAIL" }
-}
-
 fn report(r: &Report) {
-    // (figure, measured, limit or comparison, result)
-    let mut rows: Vec<(String, String, String, &str)> = Vec::new();
+    let mut table = Table::default();
     let ms = |v: f64| format!("{v:.3} ms");
 
     let true_p50 = r.true_seq.pct(50.0);
     let startup_p50 = r.series.startup.pct(50.0);
     let startup_limit = STARTUP_FACTOR * true_p50;
-    rows.push((
-        "1 worker cold start p50 (spawn→handshake)".into(),
+    table.row(
+        "1 worker cold start p50 (spawn→handshake)",
         ms(startup_p50),
         format!("≤ {STARTUP_FACTOR} × /bin/true p50 = {}", ms(startup_limit)),
         verdict(startup_p50 <= startup_limit),
-    ));
-    rows.push((
-        "1 worker cold start p99".into(),
+    );
+    table.row(
+        "1 worker cold start p99",
         ms(r.series.startup.pct(99.0)),
         format!("/bin/true p99 = {}", ms(r.true_seq.pct(99.0))),
         "info",
-    ));
-    rows.push((
+    );
+    table.row(
         format!("1 /bin/true spawn→exit p50 ({TRUE_SPAWNS} spawns)"),
         ms(true_p50),
         format!("ratio worker/true p50 = {:.2}×", startup_p50 / true_p50),
         "info",
-    ));
+    );
 
     let client_p50 = r.series.client.pct(50.0);
-    rows.push((
+    table.row(
         format!("2 agent run latency p50 (client, {SEQUENTIAL_RUNS} runs)"),
         ms(client_p50),
         format!("< {LATENCY_P50_LIMIT_MS} ms"),
         verdict(client_p50 < LATENCY_P50_LIMIT_MS),
-    ));
-    rows.push((
-        "2 agent run latency p99 (client)".into(),
+    );
+    table.row(
+        "2 agent run latency p99 (client)",
         ms(r.series.client.pct(99.0)),
         format!("failed runs: {}", r.series.failed),
         "info",
-    ));
+    );
 
     let true_rate = r.true_rate.per_second();
     let run_rate = r.run_rate.per_second();
     let rate_limit = THROUGHPUT_FRACTION * true_rate;
-    rows.push((
+    table.row(
         format!(
             "3 sustained runs/s ({CONCURRENCY} clients, {} s)",
             WINDOW.as_secs()
@@ -824,8 +468,8 @@ fn report(r: &Report) {
             100.0 * run_rate / true_rate
         ),
         verdict(r.run_rate.failed == 0 && run_rate >= rate_limit),
-    ));
-    rows.push((
+    );
+    table.row(
         format!("3 /bin/true spawns/s ({CONCURRENCY} threads)"),
         format!("{true_rate:.1}/s"),
         format!(
@@ -835,61 +479,22 @@ fn report(r: &Report) {
             r.run_rate.elapsed.as_secs_f64()
         ),
         "info",
-    ));
+    );
 
-    rows.push((
+    table.row(
         format!("4 supervisor VmRSS idle, {AGENTS_FOR_MEMORY} agents, after load"),
         format!("{:.1} MB", r.rss_idle),
         format!("< {RSS_LIMIT_MB} MB"),
         verdict(r.rss_idle < RSS_LIMIT_MB),
-    ));
-    rows.push((
+    );
+    table.row(
         format!("4 supervisor VmRSS idle, {AGENTS_FOR_MEMORY} agents, fresh restart"),
         format!("{:.1} MB", r.rss_restarted),
         format!("< {RSS_LIMIT_MB} MB"),
         verdict(r.rss_restarted < RSS_LIMIT_MB),
-    ));
+    );
 
-    let widths = rows.iter().fold([6, 8, 18, 6], |w, (a, b, c, d)| {
-        [
-            w[0].max(a.chars().count()),
-            w[1].max(b.chars().count()),
-            w[2].max(c.chars().count()),
-            w[3].max(d.len()),
-        ]
-    });
-    let mut out = String::new();
-    let line = |out: &mut String, cells: [&str; 4]| {
-        let _ = writeln!(
-            out,
-            "| {:<w0$} | {:>w1$} | {:<w2$} | {:<w3$} |",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        );
-    };
-    let rule = format!(
-        "|{}|{}|{}|{}|",
-        "-".repeat(widths[0] + 2),
-        "-".repeat(widths[1] + 2),
-        "-".repeat(widths[2] + 2),
-        "-".repeat(widths[3] + 2)
-    );
-    let _ = writeln!(out, "\nCaxton spine benchmark");
-    line(
-        &mut out,
-        ["figure", "measured", "limit / comparison", "result"],
-    );
-    let _ = writeln!(out, "{rule}");
-    for (a, b, c, d) in &rows {
-        line(&mut out, [a, b, c, d]);
-    }
-    print!("{out}");
+    print!("{}", table.render("Caxton spine benchmark"));
 
     // Context for reading the figures: where a run's time goes, as the daemon itself reports it.
     println!("\ncontext (sequential series, ms):");
@@ -939,7 +544,7 @@ fn report(r: &Report) {
             cpu.bench_children / n
         )
     };
-    let series_runs = (r.series.client.0.len().max(1)) as f64;
+    let series_runs = (r.series.client.len().max(1)) as f64;
     println!(
         "  CPU ms per run, sequential series: {}",
         per(series_cpu, series_runs)

@@ -21,8 +21,8 @@
 //!    rounds: the plain LLM round trip (`Complete` → `Completion`) through the daemon to the
 //!    instant server, and the supervisor's own `duration_ms` of each call from the execution
 //!    record (the part spent in `ToolRegistry::call`). As a check with the real `caxton-worker`,
-//!    runs of one agent whose model calls the tool once (scripted by `[call ping {}]`, as in
-//!    tests/integration/support.rs) alternate with runs whose model answers at once; the
+//!    runs of one agent whose model calls the tool once (scripted by `[call ping {}]`, as the
+//!    test kit's fake LLM server reads it) alternate with runs whose model answers at once; the
 //!    difference in time spent outside the model (`duration_ms − llm_ms` of each run) is the
 //!    real worker's whole tool step: the hop above plus turning the reply into the next request.
 //!    That difference is of two percentiles, not a percentile of differences, so it is shown for
@@ -44,23 +44,24 @@
 //!    each called once), which leaves out what the 1,000 compilations left in the allocator.
 //!    Goal: < 1 MB each.
 //!
-//! Everything (fake LLM server, configs, data directories, daemons) is set up here and torn down at
-//! the end, also on panic. The process exits 0 whatever the verdicts: a benchmark reports, it does
-//! not gate. The machine's load average is printed at the start and the end; on a shared machine,
-//! rerun when it is low.
+//! Everything (fake LLM server, configs, data directories, daemons: the test kit's, test-kit/) is
+//! set up here and torn down at the end, also on panic. The process exits 0 whatever the
+//! verdicts: a benchmark reports, it does not gate. The machine's load average is printed at the
+//! start and the end; on a shared machine, rerun when it is low.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use bytes::Bytes;
 use caxton_supervisor::tools::{MAX_CONCURRENT_CALLS, ToolRegistry};
+use caxton_test_kit::api_client::{call, deploy_agent, run_agent};
+use caxton_test_kit::procfs::status_mb;
+use caxton_test_kit::stats::{Samples, ms};
+use caxton_test_kit::table::{Table, verdict};
+use caxton_test_kit::{Binaries, Daemon, Env, FakeLlm, workspace_root};
 use caxton_tool_host::{CallContext, CallLimits, HostLimits, ToolHost};
-use http_body_util::{BodyExt, Full};
-use hyper::{HeaderMap, Method, Request, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Figure 1: calls measured in each series, after the warm-up calls.
@@ -97,33 +98,34 @@ fn main() {
         .collect();
     let run = |figure: u32| wanted.is_empty() || wanted.contains(&figure);
     println!("load average at start: {}", load_average());
-    let mut table = Table::default();
+    let mut table = Figures::default();
     if run(1) {
         figure_1(&mut table);
     }
     // Figures 2 and 4 drive real daemons: the release binaries, a runtime, the LLM server.
     let daemons = (run(2) || run(4)).then(|| {
-        let bins = locate_binaries();
+        let bins = Binaries::for_bench("tools");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("cannot start the tokio runtime");
-        let llm_port = runtime.block_on(start_llm_server());
-        (bins, runtime, llm_port)
+        // Answers at once; `[call NAME {json}]` in the first user message scripts a tool call.
+        let llm = FakeLlm::start_in(runtime.handle());
+        (bins, runtime, llm)
     });
-    if let Some((bins, runtime, llm_port)) = &daemons
+    if let Some((bins, runtime, llm)) = &daemons
         && run(2)
     {
-        figure_2(&mut table, bins, *llm_port, runtime);
+        figure_2(&mut table, bins, llm, runtime);
     }
     if run(3) {
         figure_3(&mut table);
     }
-    if let Some((bins, runtime, llm_port)) = &daemons
+    if let Some((bins, runtime, llm)) = &daemons
         && run(4)
     {
-        figure_4(&mut table, bins, *llm_port, runtime);
+        figure_4(&mut table, bins, llm, runtime);
     }
     table.print();
     println!("load average at end: {}", load_average());
@@ -163,7 +165,7 @@ fn manifest_for(server: &str, tool: &str) -> String {
     )
 }
 
-fn figure_1(table: &mut Table) {
+fn figure_1(table: &mut Figures) {
     println!("[1] {CALLS} tool calls with a fresh instance, then {CALLS} bare calls ...");
     let wasm = module_returning("pong");
     let cache = tempfile::tempdir().expect("cannot create a temporary directory");
@@ -265,7 +267,12 @@ struct LoopRun {
     tool_ms: Option<f64>,
 }
 
-fn figure_2(table: &mut Table, bins: &Binaries, llm_port: u16, runtime: &tokio::runtime::Runtime) {
+fn figure_2(
+    table: &mut Figures,
+    bins: &Binaries,
+    fake_llm: &FakeLlm,
+    runtime: &tokio::runtime::Runtime,
+) {
     let me = std::env::current_exe().expect("cannot find the benchmark's own executable");
     let package = tempfile::tempdir().expect("cannot create a temporary directory");
     std::fs::write(
@@ -280,9 +287,9 @@ fn figure_2(table: &mut Table, bins: &Binaries, llm_port: u16, runtime: &tokio::
     println!(
         "[2] probe worker: {PROBE_RUNS} runs × {PROBE_ROUNDS} tool calls and {PROBE_ROUNDS} completions ..."
     );
-    let daemon = runtime.block_on(Daemon::start(bins, &me, llm_port, "caxton-tools-probe-"));
-    daemon.cli_deploy_tool(bins, package.path());
-    runtime.block_on(deploy_agent(&daemon.socket, "probe", PROBE_AGENT));
+    let mut daemon = start_daemon(&me, fake_llm, "caxton-tools-probe-");
+    cli_deploy_tool(&daemon, package.path());
+    deploy_agent(&daemon.env.socket, "probe", PROBE_AGENT);
     let (mut tool, mut llm, mut recorded) = (Vec::new(), Vec::new(), Vec::new());
     let mut probe_errors = Vec::new();
     for i in 0..=PROBE_RUNS {
@@ -291,7 +298,7 @@ fn figure_2(table: &mut Table, bins: &Binaries, llm_port: u16, runtime: &tokio::
         let rounds = if i == 0 { 50 } else { PROBE_ROUNDS };
         let report = runtime
             .block_on(run_agent(
-                &daemon.socket,
+                &daemon.env.socket,
                 "probe",
                 &format!("probe {rounds}"),
             ))
@@ -327,7 +334,7 @@ fn figure_2(table: &mut Table, bins: &Binaries, llm_port: u16, runtime: &tokio::
                 .filter_map(|c| c["duration_ms"].as_f64()),
         );
     }
-    drop(daemon);
+    daemon.stop();
     let (tool, llm, recorded) = (
         Samples::new(tool),
         Samples::new(llm),
@@ -338,28 +345,23 @@ fn figure_2(table: &mut Table, bins: &Binaries, llm_port: u16, runtime: &tokio::
     println!(
         "[2] caxton-worker: {LOOP_PAIRS} runs with one tool call alternating with {LOOP_PAIRS} without ..."
     );
-    let daemon = runtime.block_on(Daemon::start(
-        bins,
-        &bins.worker,
-        llm_port,
-        "caxton-tools-loop-",
-    ));
-    daemon.cli_deploy_tool(bins, package.path());
-    runtime.block_on(deploy_agent(&daemon.socket, "loop", LOOP_AGENT));
+    let mut daemon = start_daemon(&bins.worker, fake_llm, "caxton-tools-loop-");
+    cli_deploy_tool(&daemon, package.path());
+    deploy_agent(&daemon.env.socket, "loop", LOOP_AGENT);
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for i in 0..LOOP_WARMUP_PAIRS + LOOP_PAIRS {
         let called = runtime
-            .block_on(loop_run(&daemon.socket, true))
+            .block_on(loop_run(&daemon.env.socket, true))
             .unwrap_or_else(|e| panic!("run with a tool call failed: {e}"));
         let plain = runtime
-            .block_on(loop_run(&daemon.socket, false))
+            .block_on(loop_run(&daemon.env.socket, false))
             .unwrap_or_else(|e| panic!("run without a tool call failed: {e}"));
         if i >= LOOP_WARMUP_PAIRS {
             with.push(called);
             without.push(plain);
         }
     }
-    drop(daemon);
+    daemon.stop();
     let outside =
         |runs: &[LoopRun]| Samples::new(runs.iter().map(|r| r.duration_ms - r.llm_ms).collect());
     let (with_out, without_out) = (outside(&with), outside(&without));
@@ -368,7 +370,7 @@ fn figure_2(table: &mut Table, bins: &Binaries, llm_port: u16, runtime: &tokio::
     let loop_recorded = Samples::new(with.iter().filter_map(|r| r.tool_ms).collect());
 
     let hop_p99 = tool.pct(99.0);
-    let n = tool.0.len();
+    let n = tool.len();
     table.row(
         format!("2 tool call worker→supervisor→tool→worker p50 ({n} calls)"),
         ms3(tool.pct(50.0)),
@@ -641,7 +643,7 @@ struct StartupCase {
     arguments: Value,
 }
 
-fn figure_3(table: &mut Table) {
+fn figure_3(table: &mut Figures) {
     let mut cases = vec![StartupCase {
         label: "trivial WAT tool",
         manifest: manifest_for("ping", "ping"),
@@ -821,7 +823,7 @@ fn startups(
 
 /// The built-in `json_query` server, when its module has been built.
 fn builtin_json_query() -> Result<StartupCase, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/builtin/json");
+    let dir = workspace_root().join("tools/builtin/json");
     let manifest = std::fs::read_to_string(dir.join("tool.toml")).map_err(|e| e.to_string())?;
     let module = manifest
         .lines()
@@ -852,7 +854,7 @@ struct Rss {
 
 impl Rss {
     fn of(pid: u32) -> Self {
-        let mb = |field| proc_status_kb(pid, field).map_or(f64::NAN, |kb| kb as f64 / 1024.0);
+        let mb = |field| status_mb(pid, field);
         Self {
             total: mb("VmRSS:"),
             anon: mb("RssAnon:"),
@@ -871,21 +873,22 @@ impl std::fmt::Display for Rss {
     }
 }
 
-fn figure_4(table: &mut Table, bins: &Binaries, llm_port: u16, runtime: &tokio::runtime::Runtime) {
+fn figure_4(
+    table: &mut Figures,
+    bins: &Binaries,
+    fake_llm: &FakeLlm,
+    runtime: &tokio::runtime::Runtime,
+) {
     println!("[4] {SERVERS} tool servers: deploy through the API, call each once over MCP ...");
-    let daemon = runtime.block_on(Daemon::start(
-        bins,
-        &bins.worker,
-        llm_port,
-        "caxton-tools-memory-",
-    ));
+    let daemon = start_daemon(&bins.worker, fake_llm, "caxton-tools-memory-");
+    let socket = daemon.env.socket.clone();
     // The baseline has been through MCP too, so the session machinery is in both readings.
     runtime.block_on(async {
-        let session = mcp_session(&daemon.socket).await;
-        mcp_rpc(&daemon.socket, &session, "tools/list", json!({})).await;
+        let session = mcp_session(&socket).await;
+        mcp_rpc(&socket, &session, "tools/list", json!({})).await;
     });
     std::thread::sleep(SETTLE);
-    let baseline = Rss::of(daemon.pid());
+    let baseline = Rss::of(daemon.child.id());
 
     let started = Instant::now();
     runtime.block_on(async {
@@ -898,15 +901,7 @@ fn figure_4(table: &mut Table, bins: &Binaries, llm_port: u16, runtime: &tokio::
                     .encode(module_returning(&format!("pong {i:04}"))),
                 "origin": format!("/bench/{server}"),
             });
-            match http(
-                &daemon.socket,
-                Method::POST,
-                "/api/v1/tools",
-                &[],
-                Some(&body),
-            )
-            .await
-            {
+            match call(&socket, Method::POST, "/api/v1/tools", &[], Some(&body)).await {
                 Ok((status, _, _)) if status.is_success() => {}
                 Ok((status, _, bytes)) => panic!(
                     "deploying {server} answered {status}: {}",
@@ -918,23 +913,23 @@ fn figure_4(table: &mut Table, bins: &Binaries, llm_port: u16, runtime: &tokio::
     });
     let deploy_time = started.elapsed();
     std::thread::sleep(SETTLE);
-    let deployed = Rss::of(daemon.pid());
+    let deployed = Rss::of(daemon.child.id());
     let started = Instant::now();
-    runtime.block_on(call_every_server(&daemon.socket));
+    runtime.block_on(call_every_server(&socket));
     let call_time = started.elapsed();
     std::thread::sleep(SETTLE);
-    let called = Rss::of(daemon.pid());
+    let called = Rss::of(daemon.child.id());
 
     println!("[4] restart on the same data directory, call each once again ...");
-    let daemon = daemon.restart(bins, &bins.worker, llm_port, runtime);
+    let mut daemon = daemon.restart();
     std::thread::sleep(SETTLE);
-    let restarted = Rss::of(daemon.pid());
+    let restarted = Rss::of(daemon.child.id());
     let started = Instant::now();
-    runtime.block_on(call_every_server(&daemon.socket));
+    runtime.block_on(call_every_server(&socket));
     let restart_call_time = started.elapsed();
     std::thread::sleep(SETTLE);
-    let restarted_called = Rss::of(daemon.pid());
-    drop(daemon);
+    let restarted_called = Rss::of(daemon.child.id());
+    daemon.stop();
 
     let per_server = |after: &Rss| (after.total - baseline.total) / SERVERS as f64;
     let kb = |mb: f64| format!("{:.0} KB", mb * 1024.0);
@@ -1010,7 +1005,7 @@ async fn mcp_session(socket: &Path) -> String {
             "clientInfo": {"name": "caxton-tools-bench", "version": "1"}
         }
     });
-    let (status, headers, bytes) = http(socket, Method::POST, "/mcp", &[], Some(&body))
+    let (status, headers, bytes) = call(socket, Method::POST, "/mcp", &[], Some(&body))
         .await
         .unwrap_or_else(|e| panic!("MCP initialize: {e}"));
     assert_eq!(
@@ -1034,7 +1029,7 @@ async fn mcp_rpc(socket: &Path, session: &str, method: &str, params: Value) -> V
         ("mcp-protocol-version", "2025-06-18"),
         ("accept", "application/json, text/event-stream"),
     ];
-    let (status, _, bytes) = http(socket, Method::POST, "/mcp", &headers, Some(&body))
+    let (status, _, bytes) = call(socket, Method::POST, "/mcp", &headers, Some(&body))
         .await
         .unwrap_or_else(|e| panic!("MCP {method}: {e}"));
     assert_eq!(
@@ -1047,364 +1042,36 @@ async fn mcp_rpc(socket: &Path, session: &str, method: &str, params: Value) -> V
 }
 
 // ---------------------------------------------------------------------------------------------
-// Binaries
-
-struct Binaries {
-    caxton: PathBuf,
-    worker: PathBuf,
-}
-
-/// `caxton` and `caxton-worker` beside this bench's own profile directory: the bench runs as
-/// `target/release/deps/tools-<hash>`, the binaries live in `target/release/`.
-fn locate_binaries() -> Binaries {
-    let exe = std::env::current_exe().expect("cannot find the benchmark's own executable");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the benchmark executable is not inside a target/<profile>/deps directory")
-        .to_owned();
-    let bins = Binaries {
-        caxton: dir.join("caxton"),
-        worker: dir.join("caxton-worker"),
-    };
-    if !(bins.caxton.is_file() && bins.worker.is_file()) {
-        // `cargo bench` builds the root package's `caxton` but never the worker, which lives in
-        // another package; build both rather than measure a half-current pair.
-        eprintln!(
-            "release binaries missing in {}; running `cargo build --release --workspace --bins`",
-            dir.display()
-        );
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--workspace", "--bins"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cannot run cargo; run `cargo build --release --workspace --bins` first");
-        assert!(
-            status.success() && bins.caxton.is_file() && bins.worker.is_file(),
-            "`cargo build --release --workspace --bins` failed"
-        );
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (binary, dirs) in [
-        (&bins.worker, &["worker", "ipc-protocol"][..]),
-        (
-            &bins.caxton,
-            &["src", "supervisor", "tool-host", "ipc-protocol"][..],
-        ),
-    ] {
-        let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok();
-        let newest = dirs
-            .iter()
-            .filter_map(|d| newest_source(&root.join(d)))
-            .max();
-        if let (Some(built), Some(newest)) = (built, newest)
-            && newest > built
-        {
-            println!(
-                "warning: {} is older than sources under {}; run \
-                 `cargo build --release --workspace --bins` to measure the current code",
-                binary.display(),
-                dirs.join(", ")
-            );
-        }
-    }
-    bins
-}
-
-/// Latest modification time of the `.rs` and `Cargo.toml` files under `dir`.
-fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        let found = if meta.is_dir() {
-            newest_source(&path)
-        } else if path.extension().is_some_and(|e| e == "rs")
-            || path.file_name().is_some_and(|n| n == "Cargo.toml")
-        {
-            meta.modified().ok()
-        } else {
-            None
-        };
-        newest = newest.max(found);
-    }
-    newest
-}
-
-// ---------------------------------------------------------------------------------------------
-// The instant LLM server
-
-/// An OpenAI-compatible chat-completions endpoint on an ephemeral loopback port that answers at
-/// once. As tests/integration/support.rs's `scripted_tool_turn`: when the first user message holds
-/// `[call NAME {json}]`, tools are offered and no tool result came back yet, the model calls that
-/// tool; once a result is there it answers `tool said: RESULT`. Anything else is answered `ok`.
-/// Strict as llama.cpp's server: tools are called only when `tool_choice` asks, and a tool-call
-/// turn sent back with `"content": null` is answered HTTP 500.
-async fn start_llm_server() -> u16 {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(|axum::Json(body): axum::Json<Value>| async move {
-            let null_content = body["messages"].as_array().is_some_and(|m| {
-                m.iter()
-                    .any(|m| m["role"] == "assistant" && !m["content"].is_string())
-            });
-            if null_content {
-                return (
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    axum::Json(json!({"error": {"message": "assistant content must be a string"}})),
-                );
-            }
-            (
-                axum::http::StatusCode::OK,
-                axum::Json(scripted_answer(&body)),
-            )
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("cannot bind the fake LLM server to 127.0.0.1");
-    let port = listener
-        .local_addr()
-        .expect("the fake LLM server has no local address")
-        .port();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("fake LLM server stopped: {e}");
-        }
-    });
-    port
-}
-
-fn scripted_answer(body: &Value) -> Value {
-    let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
-    let first_user = messages
-        .iter()
-        .find(|m| m["role"] == "user")
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default();
-    let results: Vec<&str> = messages
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .filter_map(|m| m["content"].as_str())
-        .collect();
-    let offered = body["tools"].as_array().is_some_and(|t| !t.is_empty())
-        && body["tool_choice"].as_str().is_some_and(|c| c != "none");
-    let usage = json!({"prompt_tokens": 1, "completion_tokens": 1});
-    let scripted = first_user.find("[call ").and_then(|at| {
-        let (name, rest) = first_user[at + 6..].split_once(' ')?;
-        let args = serde_json::Deserializer::from_str(rest)
-            .into_iter::<Value>()
-            .next()?
-            .ok()?;
-        Some((name.to_owned(), args))
-    });
-    if let Some((name, args)) = scripted
-        && offered
-        && results.is_empty()
-    {
-        return json!({
-            "model": "m",
-            "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [{
-                "id": "call_0", "type": "function",
-                "function": {"name": name, "arguments": args.to_string()},
-            }]}, "finish_reason": "tool_calls"}],
-            "usage": usage,
-        });
-    }
-    let text = if results.is_empty() {
-        "ok".to_owned()
-    } else {
-        format!("tool said: {}", results.join(" | "))
-    };
-    json!({
-        "model": "m",
-        "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": usage,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // The daemon
 
-/// A running `caxton serve` and its scratch directory. Dropping it stops the daemon (TERM, then
-/// KILL) before the directory is removed, also while a panic unwinds.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    config: PathBuf,
-    data: PathBuf,
-    log: PathBuf,
-    // Fields drop after `Drop::drop` has stopped the daemon, so the directory goes last. `None`
-    // only once `restart` has handed it to the next daemon.
-    dir: Option<tempfile::TempDir>,
+/// `caxton serve` on a fresh directory whose name starts with `prefix`, with `worker` as its
+/// worker and `llm` as its `fake` provider.
+fn start_daemon(worker: &Path, llm: &FakeLlm, prefix: &str) -> Daemon {
+    let env = Env::with_config(prefix, "");
+    // No built-in tool servers: the repository's are built by others while this runs, and the
+    // memory baseline must not depend on them. A JSON string is a valid TOML basic string.
+    let builtin = env.data_dir().join("no-builtin-tools");
+    std::fs::create_dir_all(&builtin).expect("cannot create a directory");
+    let path = |p: &Path| Value::from(p.to_string_lossy().into_owned()).to_string();
+    env.write_config(&format!(
+        "builtin_tools_dir = {}\n\n[worker]\npath = {}\n\n\
+         [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
+        path(&builtin),
+        path(worker),
+        llm.base_url(),
+    ));
+    Daemon::start_in(env, &[])
 }
 
-impl Daemon {
-    async fn start(bins: &Binaries, worker: &Path, llm_port: u16, prefix: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir()
-            .expect("cannot create a temporary directory");
-        Self::start_in(dir, bins, worker, llm_port).await
-    }
-
-    async fn start_in(
-        dir: tempfile::TempDir,
-        bins: &Binaries,
-        worker: &Path,
-        llm_port: u16,
-    ) -> Self {
-        let config = dir.path().join("caxton.toml");
-        let data = dir.path().join("data");
-        let socket = dir.path().join("caxton.sock");
-        let log = dir.path().join("serve.log");
-        // No built-in tool servers: the repository's are built by others while this runs, and the
-        // memory baseline must not depend on them. A JSON string is a valid TOML basic string.
-        let builtin = dir.path().join("no-builtin-tools");
-        std::fs::create_dir_all(&builtin).expect("cannot create a directory");
-        let path = |p: &Path| Value::from(p.to_string_lossy().into_owned()).to_string();
-        let text = format!(
-            "builtin_tools_dir = {}\n\n[worker]\npath = {}\n\n\
-             [providers.fake]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{llm_port}/v1\"\nmodel = \"m\"\n",
-            path(&builtin),
-            path(worker),
-        );
-        std::fs::write(&config, text).expect("cannot write the supervisor config");
-        let log_file = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("cannot create the daemon log file");
-        let child = Command::new(&bins.caxton)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("serve")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("cannot start `caxton serve`");
-        let mut daemon = Self {
-            child,
-            socket,
-            config,
-            data,
-            log,
-            dir: Some(dir),
-        };
-        daemon.wait_ready().await;
-        daemon
-    }
-
-    /// Poll `GET /api/v1/health` until the daemon answers 200, failing fast if it died.
-    async fn wait_ready(&mut self) {
-        let give_up = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "`caxton serve` exited with {status} before it was ready; its log:\n{}",
-                    self.log_tail()
-                );
-            }
-            if let Ok((StatusCode::OK, _, _)) =
-                http(&self.socket, Method::GET, "/api/v1/health", &[], None).await
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < give_up,
-                "`caxton serve` not ready after 30 s; its log:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// `caxton tool deploy DIR` against this daemon, as an operator would.
-    fn cli_deploy_tool(&self, bins: &Binaries, package: &Path) {
-        let out = Command::new(&bins.caxton)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(["tool", "deploy"])
-            .arg(package)
-            .stdin(Stdio::null())
-            .output()
-            .expect("cannot run `caxton tool deploy`");
-        assert!(
-            out.status.success(),
-            "`caxton tool deploy` failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Stop this daemon and start another on the same directory (same tools, same database).
-    fn restart(
-        mut self,
-        bins: &Binaries,
-        worker: &Path,
-        llm_port: u16,
-        runtime: &tokio::runtime::Runtime,
-    ) -> Self {
-        self.stop();
-        let dir = self
-            .dir
-            .take()
-            .expect("a running daemon always owns its directory");
-        drop(self);
-        runtime.block_on(Self::start_in(dir, bins, worker, llm_port))
-    }
-
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // TERM first so the daemon drains and removes its socket; KILL if it takes too long.
-        // SAFETY: kill(2) on our own unreaped child; the PID cannot have been recycled.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let give_up = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < give_up {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A `kB` field of /proc/PID/status.
-fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].split_whitespace().next()?.parse().ok()
+/// `caxton tool deploy DIR` against this daemon, as an operator would.
+fn cli_deploy_tool(daemon: &Daemon, package: &Path) {
+    let out = daemon.cli(&["tool", "deploy", &package.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "`caxton tool deploy` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The 1, 5 and 15 minute load averages, as `uptime` prints them.
@@ -1415,120 +1082,7 @@ fn load_average() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The API client
-
-/// One request on a fresh connection, as the `caxton` CLI makes it.
-async fn http(
-    socket: &Path,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Result<(StatusCode, HeaderMap, Bytes), String> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| format!("connect {}: {e}", socket.display()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(connection);
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "caxton")
-        .header(header::CONTENT_TYPE, "application/json");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(payload)))
-        .map_err(|e| format!("request: {e}"))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    Ok((status, headers, bytes))
-}
-
-async fn deploy_agent(socket: &Path, name: &str, source: &str) {
-    let body = json!({"source": source, "file": format!("{name}.toml")});
-    match http(socket, Method::POST, "/api/v1/agents", &[], Some(&body)).await {
-        Ok((status, _, _)) if status.is_success() => {}
-        Ok((status, _, bytes)) => panic!(
-            "deploying {name} answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        ),
-        Err(e) => panic!("deploying {name}: {e}"),
-    }
-}
-
-/// `POST /api/v1/agents/NAME/run`; the execution report, or why the run did not succeed.
-async fn run_agent(socket: &Path, agent: &str, request: &str) -> Result<Value, String> {
-    let body = json!({ "request": request });
-    let path = format!("/api/v1/agents/{agent}/run");
-    let (status, _, bytes) = http(socket, Method::POST, &path, &[], Some(&body)).await?;
-    if status != StatusCode::OK {
-        return Err(format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        ));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| format!("report is not JSON: {e}"))
-}
-
-// ---------------------------------------------------------------------------------------------
 // Samples and the table
-
-/// Sorted samples in milliseconds.
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn new(mut v: Vec<f64>) -> Self {
-        v.sort_by(f64::total_cmp);
-        Self(v)
-    }
-
-    /// Nearest-rank percentile; NaN when empty so a broken series prints as such, not as 0.
-    fn pct(&self, p: f64) -> f64 {
-        if self.0.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * self.0.len() as f64).ceil() as usize;
-        self.0[rank.clamp(1, self.0.len()) - 1]
-    }
-
-    fn mean(&self) -> f64 {
-        self.0.iter().sum::<f64>() / self.0.len() as f64
-    }
-
-    fn max(&self) -> f64 {
-        self.0.last().copied().unwrap_or(f64::NAN)
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "p50 {:>8.3}  p99 {:>8.3}  max {:>8.3}  mean {:>8.3}  n {}",
-            self.pct(50.0),
-            self.pct(99.0),
-            self.max(),
-            self.mean(),
-            self.0.len()
-        )
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn ms3(v: f64) -> String {
     format!("{v:.3} ms")
@@ -1538,55 +1092,20 @@ fn us(v: f64) -> String {
     format!("{:.3} µs", v * 1000.0)
 }
 
-fn verdict(pass: bool) -> &'static str {
-    if pass { "PASS" } else { "FAIL" }
-}
-
 /// The figures, one row each (figure, measured, limit or comparison, result), and context lines.
 #[derive(Default)]
-struct Table {
-    rows: Vec<[String; 4]>,
+struct Figures {
+    table: Table,
     context: Vec<String>,
 }
 
-impl Table {
+impl Figures {
     fn row(&mut self, figure: impl Into<String>, measured: String, limit: String, result: &str) {
-        self.rows
-            .push([figure.into(), measured, limit, result.to_owned()]);
+        self.table.row(figure, measured, limit, result);
     }
 
     fn print(&self) {
-        let mut widths = [6, 8, 18, 6];
-        for row in &self.rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let mut out = String::new();
-        let line = |out: &mut String, cells: [&str; 4]| {
-            let _ = writeln!(
-                out,
-                "| {:<w0$} | {:>w1$} | {:<w2$} | {:<w3$} |",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-                w3 = widths[3]
-            );
-        };
-        let _ = writeln!(out, "\nCaxton tool benchmark (issue 4)");
-        line(
-            &mut out,
-            ["figure", "measured", "limit / comparison", "result"],
-        );
-        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
-        let _ = writeln!(out, "|{}|", rule.join("|"));
-        for [a, b, c, d] in &self.rows {
-            line(&mut out, [a, b, c, d]);
-        }
+        let mut out = self.table.render("Caxton tool benchmark (issue 4)");
         for context in &self.context {
             let _ = write!(out, "\n{context}");
         }

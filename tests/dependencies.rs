@@ -6,6 +6,9 @@
 //! - The API contract links no Caxton crate and no runtime, so a client links it alone and a
 //!   worker-protocol change never reaches the API.
 //! - The CLI does not depend on the worker protocol: it speaks the API contract.
+//! - The test kit stays test-only and light: nothing that ships depends on it, and it links no
+//!   WebAssembly engine, model runtime, database or Caxton crate (a test binary that links it
+//!   should not rebuild those for the kit's sake).
 
 use std::process::Command;
 
@@ -20,6 +23,19 @@ const FORBIDDEN_IN_WORKER: [&str; 9] = [
     "hyper",
     "caxton-local-llm",
     "caxton-memory",
+];
+
+/// Crates the kit must never link, by the name `cargo tree` prints.
+const FORBIDDEN_IN_KIT: [&str; 9] = [
+    "wasmtime",
+    "candle-core",
+    "rusqlite",
+    "libsqlite3-sys",
+    "caxton-supervisor",
+    "caxton-tool-host",
+    "caxton-local-llm",
+    "caxton-memory",
+    "caxton-ipc-protocol",
 ];
 
 /// `cargo tree` over the workspace's lock file, offline, one package per line.
@@ -112,5 +128,28 @@ fn the_cli_speaks_the_api_contract_not_the_worker_protocol() {
     assert!(
         !direct.iter().any(|c| c == "caxton-ipc-protocol"),
         "the caxton CLI depends on the worker protocol directly: {direct:?}"
+    );
+}
+
+#[test]
+fn the_kit_links_no_engine_model_database_or_caxton_crate() {
+    let linked = cargo_tree(&["-p", "caxton-test-kit", "-e", "normal"]);
+    assert!(linked.iter().any(|c| c == "axum"), "{linked:?}");
+    let found: Vec<&str> = FORBIDDEN_IN_KIT
+        .into_iter()
+        .filter(|f| linked.iter().any(|c| c == f))
+        .collect();
+    assert!(found.is_empty(), "caxton-test-kit links {found:?}");
+}
+
+#[test]
+fn nothing_that_ships_depends_on_the_kit() {
+    // Its dependents over normal and build edges: none but itself (the root package has it as a
+    // dev-dependency, which this leaves out).
+    let dependents = cargo_tree(&["--workspace", "-i", "caxton-test-kit", "-e", "normal,build"]);
+    assert_eq!(
+        dependents,
+        ["caxton-test-kit"],
+        "only tests and benches may use the test kit"
     );
 }
