@@ -823,7 +823,7 @@ fn startups(
 
 /// The built-in `json_query` server, when its module has been built.
 fn builtin_json_query() -> Result<StartupCase, String> {
-    let dir = workspace_root().join("tools/builtin/json");
+    let dir = workspace_root().join("tool-packages/builtin/json");
     let manifest = std::fs::read_to_string(dir.join("tool.toml")).map_err(|e| e.to_string())?;
     let module = manifest
         .lines()

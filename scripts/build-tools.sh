@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build every WebAssembly tool module from source into its package directory: the built-in tool
-# servers (tools/builtin/*) and the SDK examples (tools/examples/*). The .wasm files are build
+# servers (tool-packages/builtin/*) and the SDK examples (tool-packages/examples/*). The .wasm files are build
 # outputs (gitignored). Zig comes from PyPI (ziglang, pinned below) into a cache directory outside
 # the repository, so no root, venv or system package is needed.
 #
 # A package directory holds tool.toml (whose `module` names the output) and either C sources
-# (*.c, built with `zig cc` and tools/sdk/caxton_tool.h) or Zig sources (main.zig, or its only
-# .zig file, built with tools/sdk/caxton.zig as module "caxton"). A package whose inputs have not
+# (*.c, built with `zig cc` and tool-packages/sdk/caxton_tool.h) or Zig sources (main.zig, or its only
+# .zig file, built with tool-packages/sdk/caxton.zig as module "caxton"). A package whose inputs have not
 # changed since its last build is skipped, so a second run takes well under a second.
 #
 # Usage: scripts/build-tools.sh [--force]
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 ZIG_VERSION=0.17.1
 ZIG_FLAGS=(build-exe -target wasm32-wasi -fno-entry -rdynamic -O ReleaseSmall --stack 1048576)
-CC_FLAGS=(cc --target=wasm32-wasi -Os -mexec-model=reactor -Wl,-z,stack-size=1048576 -Wall -Wextra -Werror -I tools/sdk)
+CC_FLAGS=(cc --target=wasm32-wasi -Os -mexec-model=reactor -Wl,-z,stack-size=1048576 -Wall -Wextra -Werror -I tool-packages/sdk)
 
 force=0
 [ "${1:-}" = "--force" ] && force=1
@@ -44,13 +44,13 @@ mkdir -p "$cache/stamps"
 inputs_hash() {
     {
         echo "$ZIG_VERSION ${ZIG_FLAGS[*]} ${CC_FLAGS[*]}"
-        find "$1" tools/sdk -type f ! -name '*.wasm' -print0 | sort -z | xargs -0 sha256sum
+        find "$1" tool-packages/sdk -type f ! -name '*.wasm' -print0 | sort -z | xargs -0 sha256sum
     } | sha256sum | cut -d' ' -f1
 }
 
 built=0
 skipped=0
-for dir in tools/builtin/*/ tools/examples/*/; do
+for dir in tool-packages/builtin/*/ tool-packages/examples/*/; do
     dir="${dir%/}"
     [ -f "$dir/tool.toml" ] || continue
     module="$(sed -n 's/^module *= *"\([^"]*\)".*/\1/p' "$dir/tool.toml" | head -n1)"
@@ -80,7 +80,7 @@ for dir in tools/builtin/*/ tools/examples/*/; do
     elif [ -f "$dir/main.zig" ] || [ ${#zig_sources[@]} -eq 1 ]; then
         root="$dir/main.zig"
         [ -f "$root" ] || root="${zig_sources[0]}"
-        zig "${ZIG_FLAGS[@]}" --dep caxton "-Mroot=$root" -Mcaxton=tools/sdk/caxton.zig "-femit-bin=$tmp"
+        zig "${ZIG_FLAGS[@]}" --dep caxton "-Mroot=$root" -Mcaxton=tool-packages/sdk/caxton.zig "-femit-bin=$tmp"
     else
         echo "build-tools: $dir has no C sources, no main.zig and not exactly one .zig file" >&2
         exit 1

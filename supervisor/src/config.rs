@@ -961,17 +961,17 @@ fn default_models_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// The built-in tool packages: installed under /usr/lib/caxton/tools, or in the source tree beside
-/// a cargo build (`target/{debug,release}/caxton` → `tools/builtin`).
+/// a cargo build (`target/{debug,release}/caxton` → `tool-packages/builtin`).
 fn default_builtin_tools_dir() -> Option<PathBuf> {
     let mut candidates = vec![PathBuf::from("/usr/lib/caxton/tools")];
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_owned))
     {
-        candidates.push(dir.join("../../tools/builtin"));
+        candidates.push(dir.join("../../tool-packages/builtin"));
     }
     // The source tree this binary was built from, wherever its target directory is.
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/builtin"));
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tool-packages/builtin"));
     candidates
         .into_iter()
         .find(|d| d.is_dir())

@@ -314,7 +314,10 @@ fn bad_package(dir: &Path) {
 }
 
 fn example_tool(name: &str) -> String {
-    format!("{}/tools/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/tool-packages/examples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// A data directory's path as an argument.

@@ -656,7 +656,7 @@ fn containerfile_makes_models_and_tools_with_the_setup_scripts() {
         );
     }
     let mut sources = Vec::new();
-    list_files(&Path::new(ROOT).join("tools"), &mut sources);
+    list_files(&Path::new(ROOT).join("tool-packages"), &mut sources);
     for file in sources {
         let relative = file.strip_prefix(ROOT).unwrap();
         if file.extension().is_some_and(|e| e == "wasm") {
@@ -858,7 +858,7 @@ fn build_context_leaves_out_local_build_outputs() {
         "target/release/caxton",
         "models/SmolLM2-135M-Instruct.Q4_1.gguf",
         ".git/HEAD",
-        "tools/builtin/json/json.wasm",
+        "tool-packages/builtin/json/json.wasm",
     ] {
         assert!(
             ignore.excludes(Path::new(path)),
@@ -867,7 +867,7 @@ fn build_context_leaves_out_local_build_outputs() {
     }
     for path in [
         "Cargo.lock",
-        "tools/builtin/json/tool.toml",
+        "tool-packages/builtin/json/tool.toml",
         "memory/src/lib.rs",
     ] {
         assert!(

@@ -36,7 +36,10 @@ pub fn fixture_worker(dir: &Path, mode: &str) -> PathBuf {
 
 /// The repository's built-in tool packages (built by `scripts/build-tools.sh`).
 pub fn builtin_tools_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/builtin"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tool-packages/builtin"
+    ));
     assert!(
         dir.join("csv/csv_parser.wasm").is_file(),
         "built-in tools are not built: run scripts/build-tools.sh (scripts/setup.sh does)"

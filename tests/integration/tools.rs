@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 use crate::support::{Daemon, DaemonOptions, FakeLlm, echo_agent, http, text};
 
 fn example(dir: &str) -> PathBuf {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/examples")).join(dir);
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tool-packages/examples"
+    ))
+    .join(dir);
     assert!(
         std::fs::read_dir(&path).unwrap().any(|e| e
             .unwrap()

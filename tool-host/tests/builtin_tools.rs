@@ -27,7 +27,7 @@ const PACKAGES: &[&str] = &[
 ];
 
 fn tools_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tool-packages")
 }
 
 /// One host for the whole test binary; its compile cache outlives the run, so a second run

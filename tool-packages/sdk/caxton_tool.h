@@ -9,7 +9,7 @@
  *
  * Build (wasi-libc from Zig; the module imports nothing it does not call):
  *     python3 -m ziglang cc --target=wasm32-wasi -Os -mexec-model=reactor \
- *         -I tools/sdk -o tool.wasm tool.c
+ *         -I tool-packages/sdk -o tool.wasm tool.c
  *
  * Memory: every call runs in a fresh instance, so nothing needs freeing. caxton_alloc and the
  * buffers here use libc's malloc, which grows the module's memory as needed; the host's memory

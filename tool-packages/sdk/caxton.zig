@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Build: `zig build-exe -target wasm32-wasi -fno-entry -rdynamic -O ReleaseSmall
-//!   --dep caxton -Mroot=tool.zig -Mcaxton=tools/sdk/caxton.zig -femit-bin=tool.wasm`.
+//!   --dep caxton -Mroot=tool.zig -Mcaxton=tool-packages/sdk/caxton.zig -femit-bin=tool.wasm`.
 //!
 //! Every call runs in a fresh instance, so nothing a handler allocates needs freeing.
 
