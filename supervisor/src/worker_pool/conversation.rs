@@ -27,7 +27,7 @@ use crate::agent::AgentDefinition;
 use crate::tools::ToolCallRecord;
 
 /// What the supervisor does for a worker on request. Implemented by the supervisor, which checks
-/// each request against the agent's allowlists.
+/// each request against the execution's grant (`crate::grant::ExecutionGrant`).
 #[async_trait::async_trait]
 pub trait WorkerServices: Send + Sync {
     /// Produce an LLM completion for `agent`.
