@@ -443,6 +443,289 @@ impl MemoryRequest {
     }
 }
 
+/// A stored observation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservationRecord {
+    /// Row id.
+    pub id: i64,
+    /// The fact.
+    pub text: String,
+    /// When it was recorded (RFC 3339).
+    pub created_at: String,
+}
+
+/// A stored entity with its observations, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityRecord {
+    /// Row id.
+    pub id: i64,
+    /// Where it lives.
+    pub scope: String,
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub entity_type: String,
+    /// A JSON object.
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, Value>,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When its type, metadata or observations last changed (RFC 3339).
+    pub updated_at: String,
+    /// Its observations.
+    #[serde(default)]
+    pub observations: Vec<ObservationRecord>,
+}
+
+/// A stored relation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelationRecord {
+    /// Source entity.
+    pub from: String,
+    /// Target entity.
+    pub to: String,
+    /// Relation type.
+    pub relation_type: String,
+    /// Between 0 and 1.
+    pub strength: f32,
+}
+
+/// What names one relation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelationKey {
+    /// Source entity.
+    pub from: String,
+    /// Target entity.
+    pub to: String,
+    /// Relation type.
+    pub relation_type: String,
+}
+
+/// Answer of [`MemoryRequest::Upsert`] (201 when the entity is new).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityStored {
+    /// Its scope.
+    pub scope: String,
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub entity_type: String,
+    /// Its row id.
+    pub id: i64,
+    /// Whether it is new.
+    pub created: bool,
+    /// Observations added.
+    pub observations_added: usize,
+    /// Observations already known, not added again.
+    pub observations_skipped: usize,
+}
+
+/// Answer of [`MemoryRequest::Show`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityShown {
+    /// The entity.
+    pub entity: EntityRecord,
+    /// Its relations, both directions.
+    pub relations: Vec<RelationRecord>,
+}
+
+/// Answer of [`MemoryRequest::Delete`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityDeleted {
+    /// Its scope.
+    pub scope: String,
+    /// The entity deleted.
+    pub deleted: String,
+}
+
+/// Answer of [`MemoryRequest::AddObservations`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservationsAdded {
+    /// Its scope.
+    pub scope: String,
+    /// The entity.
+    pub name: String,
+    /// Observations added.
+    pub observations_added: usize,
+    /// Observations already known, not added again.
+    pub observations_skipped: usize,
+}
+
+/// Answer of [`MemoryRequest::DeleteObservations`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservationsDeleted {
+    /// Its scope.
+    pub scope: String,
+    /// The entity.
+    pub name: String,
+    /// Observations deleted.
+    pub observations_deleted: usize,
+}
+
+/// An entity reached by a walk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeighbourRecord {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub entity_type: String,
+    /// Hops from the start.
+    pub depth: u32,
+    /// The relation by which it was first reached, as stored.
+    pub via: RelationRecord,
+}
+
+/// Answer of [`MemoryRequest::Neighbours`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Neighbours {
+    /// Its scope.
+    pub scope: String,
+    /// The entity walked from.
+    pub name: String,
+    /// Most hops walked.
+    pub depth: u32,
+    /// What was reached, nearest first.
+    pub neighbours: Vec<NeighbourRecord>,
+}
+
+/// Answer of [`MemoryRequest::Relate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Related {
+    /// Its scope.
+    pub scope: String,
+    /// The relation as stored.
+    pub relation: RelationRecord,
+}
+
+/// Answer of [`MemoryRequest::Unrelate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unrelated {
+    /// Its scope.
+    pub scope: String,
+    /// The relation deleted.
+    pub deleted: RelationKey,
+}
+
+/// One entity found, with the observation that matched best.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHitRecord {
+    /// The entity's row id.
+    pub entity_id: i64,
+    /// Its scope.
+    pub scope: String,
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub entity_type: String,
+    /// What the ranking sorted by (higher is better).
+    pub score: f32,
+    /// Cosine similarity of the best observation, when the semantic side found it.
+    pub similarity: Option<f32>,
+    /// The best-matching observation; absent when only the name matched.
+    pub observation: Option<ObservationRecord>,
+}
+
+/// Answer of [`MemoryRequest::Search`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchAnswer {
+    /// The query.
+    pub query: String,
+    /// The mode used.
+    pub mode: String,
+    /// Best first.
+    pub hits: Vec<SearchHitRecord>,
+}
+
+/// One hop of a path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathStepRecord {
+    /// The entity this hop leaves.
+    pub from: String,
+    /// The entity it reaches.
+    pub to: String,
+    /// The relation followed, as stored (pointing back when followed as incoming).
+    pub relation: RelationRecord,
+}
+
+/// Answer of [`MemoryRequest::Path`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathAnswer {
+    /// Its scope.
+    pub scope: String,
+    /// Where the path starts.
+    pub from: String,
+    /// Where it ends.
+    pub to: String,
+    /// Most hops searched.
+    pub depth: u32,
+    /// The hops; absent when there is no path within the depth.
+    pub path: Option<Vec<PathStepRecord>>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportCounts {
+    /// Entities that did not exist before.
+    pub entities_created: usize,
+    /// Entities that existed and were merged into.
+    pub entities_merged: usize,
+    /// Observations added.
+    pub observations_added: usize,
+    /// Observations already present, not added again.
+    pub observations_skipped: usize,
+    /// Relations created or updated.
+    pub relations: usize,
+    /// Observations whose embedding was computed (rather than taken from the file).
+    pub embeddings_computed: usize,
+}
+
+/// Answer of [`MemoryRequest::Import`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Imported {
+    /// The format the file was read as.
+    pub format: String,
+    /// The scope everything went into, when one was given.
+    pub scope: Option<String>,
+    /// What it did.
+    pub report: ImportCounts,
+}
+
+/// The scopes a stats answer covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StatsScopes {
+    /// `"all"`.
+    All(String),
+    /// The scopes named.
+    Some(Vec<String>),
+}
+
+/// Answer of [`MemoryRequest::Stats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsAnswer {
+    /// The scopes counted.
+    pub scopes: StatsScopes,
+    /// Entities in those scopes.
+    pub entities: u64,
+    /// Observations in those scopes.
+    pub observations: u64,
+    /// Relations in those scopes.
+    pub relations: u64,
+    /// Size of the whole database file (all scopes), in bytes.
+    pub database_bytes: u64,
+    /// Size of the write-ahead log, in bytes.
+    pub wal_bytes: u64,
+    /// Vectors held in memory for semantic search (all scopes).
+    pub indexed_vectors: u64,
+    /// The embedding model the stored vectors come from.
+    pub embedding_model: String,
+    /// The schema version of the database.
+    pub schema_version: i64,
+    /// `ok` when an integrity check was asked for and passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<String>,
+}
+
 /// A JSON body. These types hold strings, numbers and JSON maps only, so serializing them
 /// cannot fail.
 fn json(body: &impl Serialize) -> (&'static str, Vec<u8>) {

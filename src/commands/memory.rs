@@ -10,7 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use caxton_api_contract::memory::{
-    EntityUpsert, GraphParams, MemoryRequest, RelationBody, SearchParams,
+    EntityDeleted, EntityShown, EntityStored, EntityUpsert, GraphParams, Imported, MemoryRequest,
+    Neighbours, ObservationsDeleted, PathAnswer, Related, RelationBody, RelationRecord,
+    SearchAnswer, SearchParams, StatsAnswer, StatsScopes, Unrelated,
 };
 use caxton_supervisor::config::Config;
 use serde_json::{Value, json};
@@ -59,7 +61,7 @@ pub async fn run(
             json,
         } => {
             let several = scopes.len() > 1;
-            let body = api
+            let body: SearchAnswer = api
                 .json(MemoryRequest::Search(SearchParams {
                     query,
                     scopes,
@@ -75,7 +77,7 @@ pub async fn run(
             Ok(ExitCode::SUCCESS)
         }
         MemoryCommand::Show { name, scope, json } => {
-            let body = api
+            let body: EntityShown = api
                 .json(MemoryRequest::Show {
                     scope: scope.scope,
                     name,
@@ -92,7 +94,7 @@ pub async fn run(
             scope,
             json,
         } => {
-            let body = api
+            let body: Related = api
                 .json(MemoryRequest::Relate {
                     scope: scope.scope,
                     relation: RelationBody {
@@ -106,8 +108,13 @@ pub async fn run(
             print(json, &body, |b| {
                 println!(
                     "related {} in {}",
-                    relation_text(&b["relation"]),
-                    s(b, "scope")
+                    relation_text(
+                        &b.relation.from,
+                        &b.relation.relation_type,
+                        &b.relation.to,
+                        b.relation.strength
+                    ),
+                    b.scope
                 );
             });
             Ok(ExitCode::SUCCESS)
@@ -120,7 +127,7 @@ pub async fn run(
             scope,
             json,
         } => {
-            let body = api
+            let body: Neighbours = api
                 .json(MemoryRequest::Neighbours {
                     scope: scope.scope,
                     name,
@@ -143,7 +150,7 @@ pub async fn run(
             scope,
             json,
         } => {
-            let body = api
+            let body: PathAnswer = api
                 .json(MemoryRequest::Path {
                     scope: scope.scope,
                     from,
@@ -157,14 +164,14 @@ pub async fn run(
             Ok(ExitCode::SUCCESS)
         }
         MemoryCommand::Remove { name, scope, json } => {
-            let body = api
+            let body: EntityDeleted = api
                 .json(MemoryRequest::Delete {
                     scope: scope.scope,
                     name,
                 })
                 .await?;
             print(json, &body, |b| {
-                println!("removed {} from {}", s(b, "deleted"), s(b, "scope"));
+                println!("removed {} from {}", b.deleted, b.scope);
             });
             Ok(ExitCode::SUCCESS)
         }
@@ -174,7 +181,7 @@ pub async fn run(
             scope,
             json,
         } => {
-            let body = api
+            let body: ObservationsDeleted = api
                 .json(MemoryRequest::DeleteObservations {
                     scope: scope.scope,
                     name,
@@ -184,9 +191,7 @@ pub async fn run(
             print(json, &body, |b| {
                 println!(
                     "forgot {} of {}'s observations in {}",
-                    n(b, "observations_deleted"),
-                    s(b, "name"),
-                    s(b, "scope")
+                    b.observations_deleted, b.name, b.scope
                 );
             });
             Ok(ExitCode::SUCCESS)
@@ -198,7 +203,7 @@ pub async fn run(
             scope,
             json,
         } => {
-            let body = api
+            let body: Unrelated = api
                 .json(MemoryRequest::Unrelate {
                     scope: scope.scope,
                     from,
@@ -207,10 +212,11 @@ pub async fn run(
                 })
                 .await?;
             print(json, &body, |b| {
+                let d = &b.deleted;
                 println!(
                     "removed {} from {}",
-                    relation_text(&b["deleted"]),
-                    s(b, "scope")
+                    relation_text(&d.from, &d.relation_type, &d.to, 1.0),
+                    b.scope
                 );
             });
             Ok(ExitCode::SUCCESS)
@@ -237,7 +243,7 @@ pub async fn run(
             check,
             json,
         } => {
-            let body = api.json(MemoryRequest::Stats { scopes, check }).await?;
+            let body: StatsAnswer = api.json(MemoryRequest::Stats { scopes, check }).await?;
             print(json, &body, print_stats);
             Ok(ExitCode::SUCCESS)
         }
@@ -256,10 +262,15 @@ impl Api<'_> {
         }
     }
 
-    /// Run `request` and return its JSON answer.
-    async fn json(&self, request: MemoryRequest) -> anyhow::Result<Value> {
+    /// Run `request` and read its answer as the contract's `T`.
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        request: MemoryRequest,
+    ) -> anyhow::Result<T> {
         match self.call(request).await? {
-            MemoryAnswer::Json(body) => Ok(body),
+            MemoryAnswer::Json(body) => {
+                serde_json::from_value(body).context("the memory answer does not match the API")
+            }
             MemoryAnswer::File(_) => bail!("the answer is a file, not a JSON document"),
         }
     }
@@ -285,7 +296,7 @@ fn as_options(message: &str) -> String {
     out
 }
 
-fn print(json: bool, body: &Value, human: impl FnOnce(&Value)) {
+fn print<T: serde::Serialize>(json: bool, body: &T, human: impl FnOnce(&T)) {
     if json {
         output::print_json(body);
     } else {
@@ -293,15 +304,7 @@ fn print(json: bool, body: &Value, human: impl FnOnce(&Value)) {
     }
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn n(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn plural(count: u64, one: &str, many: &str) -> String {
+fn plural(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
 }
 
@@ -344,20 +347,16 @@ async fn add(
         observations: texts,
         metadata,
     };
-    let answer = api.json(MemoryRequest::Upsert { scope, entity }).await?;
+    let answer: EntityStored = api.json(MemoryRequest::Upsert { scope, entity }).await?;
     print(json, &answer, |b| {
-        let skipped = n(b, "observations_skipped");
+        let skipped = b.observations_skipped;
         println!(
             "{} {} ({}) in {}: {} added{}",
-            if b["created"] == true {
-                "created"
-            } else {
-                "updated"
-            },
-            s(b, "name"),
-            s(b, "entity_type"),
-            s(b, "scope"),
-            plural(n(b, "observations_added"), "observation", "observations"),
+            if b.created { "created" } else { "updated" },
+            b.name,
+            b.entity_type,
+            b.scope,
+            plural(b.observations_added, "observation", "observations"),
             if skipped > 0 {
                 format!(", {skipped} already known")
             } else {
@@ -369,133 +368,112 @@ async fn add(
 }
 
 /// `Ada --works_at--> Acme`, with the strength when it is not 1.
-fn relation_text(r: &Value) -> String {
-    let strength = r.get("strength").and_then(Value::as_f64).unwrap_or(1.0);
+fn relation_text(from: &str, relation_type: &str, to: &str, strength: f32) -> String {
+    let strength = f64::from(strength);
     let label = if (strength - 1.0).abs() < 1e-6 {
-        s(r, "relation_type").to_owned()
+        relation_type.to_owned()
     } else {
-        format!("{} ({strength:.2})", s(r, "relation_type"))
+        format!("{relation_type} ({strength:.2})")
     };
-    format!("{} --{label}--> {}", s(r, "from"), s(r, "to"))
+    format!("{from} --{label}--> {to}")
 }
 
-fn print_hits(body: &Value, several_scopes: bool) {
-    let hits = body["hits"].as_array().cloned().unwrap_or_default();
-    if hits.is_empty() {
+fn relation_line(r: &RelationRecord) -> String {
+    relation_text(&r.from, &r.relation_type, &r.to, r.strength)
+}
+
+fn print_hits(body: &SearchAnswer, several_scopes: bool) {
+    if body.hits.is_empty() {
         println!("nothing found");
         return;
     }
-    for h in &hits {
+    for h in &body.hits {
         // The similarity means something to a reader; the fused rank score does not.
         let similarity = h
-            .get("similarity")
-            .and_then(Value::as_f64)
-            .map_or_else(|| "    -".to_owned(), |v| format!("{v:5.2}"));
+            .similarity
+            .map_or_else(|| "    -".to_owned(), |v| format!("{:5.2}", f64::from(v)));
         let scope = if several_scopes {
-            format!("[{}] ", s(h, "scope"))
+            format!("[{}] ", h.scope)
         } else {
             String::new()
         };
         let observation = h
-            .pointer("/observation/text")
-            .and_then(Value::as_str)
-            .map(|t| format!(": {}", t.replace('\n', " ")))
+            .observation
+            .as_ref()
+            .map(|o| format!(": {}", o.text.replace('\n', " ")))
             .unwrap_or_default();
         println!(
             "{similarity}  {scope}{} ({}){observation}",
-            s(h, "name"),
-            s(h, "entity_type")
+            h.name, h.entity_type
         );
     }
 }
 
-fn print_entity(body: &Value) {
-    let e = &body["entity"];
-    println!(
-        "{} ({}) in {}",
-        s(e, "name"),
-        s(e, "entity_type"),
-        s(e, "scope")
-    );
-    println!(
-        "  created {}, updated {}",
-        s(e, "created_at"),
-        s(e, "updated_at")
-    );
-    if let Some(meta) = e["metadata"].as_object()
-        && !meta.is_empty()
-    {
-        println!("  metadata: {}", e["metadata"]);
+fn print_entity(body: &EntityShown) {
+    let e = &body.entity;
+    println!("{} ({}) in {}", e.name, e.entity_type, e.scope);
+    println!("  created {}, updated {}", e.created_at, e.updated_at);
+    if !e.metadata.is_empty() {
+        println!("  metadata: {}", Value::Object(e.metadata.clone()));
     }
-    let observations = e["observations"].as_array().cloned().unwrap_or_default();
-    if observations.is_empty() {
+    if e.observations.is_empty() {
         println!("observations: none");
     } else {
         println!("observations:");
-        for o in &observations {
-            println!("  - {}", s(o, "text"));
+        for o in &e.observations {
+            println!("  - {}", o.text);
         }
     }
-    let relations = body["relations"].as_array().cloned().unwrap_or_default();
-    if relations.is_empty() {
+    if body.relations.is_empty() {
         println!("relations: none");
     } else {
         println!("relations:");
-        for r in &relations {
-            println!("  {}", relation_text(r));
+        for r in &body.relations {
+            println!("  {}", relation_line(r));
         }
     }
 }
 
-fn print_neighbours(body: &Value) {
-    let neighbours = body["neighbours"].as_array().cloned().unwrap_or_default();
-    if neighbours.is_empty() {
+fn print_neighbours(body: &Neighbours) {
+    if body.neighbours.is_empty() {
         println!(
             "{} has no neighbours within {} in {}",
-            s(body, "name"),
-            plural(n(body, "depth"), "hop", "hops"),
-            s(body, "scope")
+            body.name,
+            plural(body.depth as usize, "hop", "hops"),
+            body.scope
         );
         return;
     }
-    for nb in &neighbours {
+    for nb in &body.neighbours {
         println!(
             "{}  {} ({})  via {}",
-            n(nb, "depth"),
-            s(nb, "name"),
-            s(nb, "entity_type"),
-            relation_text(&nb["via"])
+            nb.depth,
+            nb.name,
+            nb.entity_type,
+            relation_line(&nb.via)
         );
     }
 }
 
-fn print_path(body: &Value) {
-    let Some(steps) = body["path"].as_array() else {
+fn print_path(body: &PathAnswer) {
+    let Some(steps) = &body.path else {
         println!(
             "no path from {} to {} within {} in {}",
-            s(body, "from"),
-            s(body, "to"),
-            plural(n(body, "depth"), "hop", "hops"),
-            s(body, "scope")
+            body.from,
+            body.to,
+            plural(body.depth as usize, "hop", "hops"),
+            body.scope
         );
         return;
     };
-    let mut line = s(body, "from").to_owned();
+    let mut line = body.from.clone();
     for step in steps {
-        let r = &step["relation"];
+        let r = &step.relation;
         // A relation followed against its direction is drawn pointing back.
-        if s(r, "from") == s(step, "from") {
-            line.push_str(&format!(
-                " --{}--> {}",
-                s(r, "relation_type"),
-                s(step, "to")
-            ));
+        if r.from == step.from {
+            line.push_str(&format!(" --{}--> {}", r.relation_type, step.to));
         } else {
-            line.push_str(&format!(
-                " <--{}-- {}",
-                s(r, "relation_type"),
-                s(step, "to")
-            ));
+            line.push_str(&format!(" <--{}-- {}", r.relation_type, step.to));
         }
     }
     println!("{line}");
@@ -515,31 +493,27 @@ fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-fn print_stats(body: &Value) {
-    let scopes = match &body["scopes"] {
-        Value::Array(list) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => "all".to_owned(),
+fn print_stats(body: &StatsAnswer) {
+    let scopes = match &body.scopes {
+        StatsScopes::Some(list) => list.join(", "),
+        StatsScopes::All(_) => "all".to_owned(),
     };
     println!("scopes:        {scopes}");
-    println!("entities:      {}", n(body, "entities"));
-    println!("observations:  {}", n(body, "observations"));
-    println!("relations:     {}", n(body, "relations"));
+    println!("entities:      {}", body.entities);
+    println!("observations:  {}", body.observations);
+    println!("relations:     {}", body.relations);
     println!(
         "database:      {} (write-ahead log {}; all scopes)",
-        human_bytes(n(body, "database_bytes")),
-        human_bytes(n(body, "wal_bytes"))
+        human_bytes(body.database_bytes),
+        human_bytes(body.wal_bytes)
     );
     println!(
         "vectors:       {} in memory (all scopes)",
-        n(body, "indexed_vectors")
+        body.indexed_vectors
     );
-    println!("model:         {}", s(body, "embedding_model"));
-    println!("schema:        version {}", n(body, "schema_version"));
-    if let Some(integrity) = body.get("integrity").and_then(Value::as_str) {
+    println!("model:         {}", body.embedding_model);
+    println!("schema:        version {}", body.schema_version);
+    if let Some(integrity) = &body.integrity {
         println!("integrity:     {integrity}");
     }
 }
@@ -609,8 +583,8 @@ async fn export(
     print(json, &summary, |_| {
         println!(
             "exported {} and {} from {from} to {} ({format} format, {})",
-            plural(entities as u64, "entity", "entities"),
-            plural(relations as u64, "relation", "relations"),
+            plural(entities, "entity", "entities"),
+            plural(relations, "relation", "relations"),
             file.display(),
             human_bytes(bytes.len() as u64)
         );
@@ -640,25 +614,24 @@ async fn import(
         format,
         file: bytes,
     };
-    let body = match api.0.memory(request).await? {
-        Ok(MemoryAnswer::Json(body)) => body,
+    let body: Imported = match api.0.memory(request).await? {
+        Ok(MemoryAnswer::Json(body)) => {
+            serde_json::from_value(body).context("the import answer")?
+        }
         Ok(MemoryAnswer::File(_)) => bail!("the import answer is not a JSON document"),
         Err(message) => bail!("{name}: {}", as_options(&message)),
     };
     print(json, &body, |b| {
-        let r = &b["report"];
-        let into = match b["scope"].as_str() {
-            Some(scope) => scope.to_owned(),
-            None => "the scopes it names".to_owned(),
-        };
+        let r = &b.report;
+        let into = b.scope.as_deref().unwrap_or("the scopes it names");
         println!(
             "imported {name} ({} format) into {into}: {} created, {} merged, {} added ({} already known), {}",
-            s(b, "format"),
-            plural(n(r, "entities_created"), "entity", "entities"),
-            n(r, "entities_merged"),
-            plural(n(r, "observations_added"), "observation", "observations"),
-            n(r, "observations_skipped"),
-            plural(n(r, "relations"), "relation", "relations"),
+            b.format,
+            plural(r.entities_created, "entity", "entities"),
+            r.entities_merged,
+            plural(r.observations_added, "observation", "observations"),
+            r.observations_skipped,
+            plural(r.relations, "relation", "relations"),
         );
     });
     Ok(ExitCode::SUCCESS)

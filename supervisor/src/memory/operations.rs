@@ -5,12 +5,17 @@
 
 use bytes::Bytes;
 pub use caxton_api_contract::memory::EntityUpsert;
-use caxton_api_contract::memory::{GraphParams, MemoryRequest};
+use caxton_api_contract::memory::{
+    EntityDeleted, EntityRecord, EntityShown, EntityStored, GraphParams, ImportCounts, Imported,
+    MemoryRequest, NeighbourRecord, Neighbours, ObservationRecord, ObservationsAdded,
+    ObservationsDeleted, PathAnswer, PathStepRecord, Related, RelationKey, RelationRecord,
+    SearchAnswer, SearchHitRecord, StatsAnswer, StatsScopes, Unrelated,
+};
 use caxton_memory::{
     Direction, EntityInput, ExportRequest, GraphQuery, ImportOptions, MAX_DEPTH, Memory,
     MemoryError, Relation, Scope, SearchMode, SearchRequest, Timestamp,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// What an operation answers.
 #[derive(Debug)]
@@ -529,10 +534,10 @@ impl MemoryOp {
 
     /// Perform it. Blocks (SQLite, the embedding model): async callers use the blocking pool.
     pub fn run(self, m: &Memory) -> Result<OperationReply, OperationError> {
-        let ok = |body: Value| {
+        let ok = |body: Result<Value, serde_json::Error>| {
             Ok(OperationReply::Json {
                 created: false,
-                body,
+                body: body.map_err(|e| MemoryError::Database(e.to_string()))?,
             })
         };
         match self {
@@ -552,17 +557,22 @@ impl MemoryOp {
                     observations_added = up.added_observations.len(),
                     "memory entity stored"
                 );
+                let stored = EntityStored {
+                    scope: scope.to_string(),
+                    observations_skipped: input
+                        .observations
+                        .len()
+                        .saturating_sub(up.added_observations.len()),
+                    name: input.name,
+                    entity_type: input.entity_type,
+                    id: up.id,
+                    created: up.created,
+                    observations_added: up.added_observations.len(),
+                };
                 Ok(OperationReply::Json {
                     created: up.created,
-                    body: json!({
-                        "scope": scope,
-                        "name": input.name,
-                        "entity_type": input.entity_type,
-                        "id": up.id,
-                        "created": up.created,
-                        "observations_added": up.added_observations.len(),
-                        "observations_skipped": input.observations.len().saturating_sub(up.added_observations.len()),
-                    }),
+                    body: serde_json::to_value(stored)
+                        .map_err(|e| MemoryError::Database(e.to_string()))?,
                 })
             }
             Self::Show { scope, name } => {
@@ -570,14 +580,20 @@ impl MemoryOp {
                     .entity(&scope, &name)?
                     .ok_or_else(|| not_found(&scope, &name))?;
                 let relations = m.relations_of(&scope, &name)?;
-                ok(json!({ "entity": entity, "relations": relations }))
+                ok(serde_json::to_value(EntityShown {
+                    entity: entity_record(entity),
+                    relations: relations.into_iter().map(relation_record).collect(),
+                }))
             }
             Self::Delete { scope, name } => {
                 if !m.delete_entity(&scope, &name)? {
                     return Err(not_found(&scope, &name).into());
                 }
                 tracing::info!(entity = %name, "memory entity deleted");
-                ok(json!({ "scope": scope, "deleted": name }))
+                ok(serde_json::to_value(EntityDeleted {
+                    scope: scope.to_string(),
+                    deleted: name,
+                }))
             }
             Self::AddObservations {
                 scope,
@@ -585,11 +601,11 @@ impl MemoryOp {
                 observations,
             } => {
                 let added = m.add_observations(&scope, &name, &observations)?;
-                ok(json!({
-                    "scope": scope,
-                    "name": name,
-                    "observations_added": added.len(),
-                    "observations_skipped": observations.len().saturating_sub(added.len()),
+                ok(serde_json::to_value(ObservationsAdded {
+                    scope: scope.to_string(),
+                    name,
+                    observations_added: added.len(),
+                    observations_skipped: observations.len().saturating_sub(added.len()),
                 }))
             }
             Self::DeleteObservations {
@@ -598,20 +614,35 @@ impl MemoryOp {
                 observations,
             } => {
                 let deleted = m.delete_observations(&scope, &name, &observations)?;
-                ok(json!({ "scope": scope, "name": name, "observations_deleted": deleted }))
+                ok(serde_json::to_value(ObservationsDeleted {
+                    scope: scope.to_string(),
+                    name,
+                    observations_deleted: deleted,
+                }))
             }
             Self::Neighbours { scope, name, query } => {
                 let neighbours = m.neighbours(&scope, &name, &query)?;
-                ok(json!({
-                    "scope": scope,
-                    "name": name,
-                    "depth": query.depth,
-                    "neighbours": neighbours,
+                ok(serde_json::to_value(Neighbours {
+                    scope: scope.to_string(),
+                    name,
+                    depth: query.depth,
+                    neighbours: neighbours
+                        .into_iter()
+                        .map(|n| NeighbourRecord {
+                            name: n.name,
+                            entity_type: n.entity_type,
+                            depth: n.depth,
+                            via: relation_record(n.via),
+                        })
+                        .collect(),
                 }))
             }
             Self::Relate { scope, relation } => {
                 m.relate(&scope, &relation)?;
-                ok(json!({ "scope": scope, "relation": relation }))
+                ok(serde_json::to_value(Related {
+                    scope: scope.to_string(),
+                    relation: relation_record(relation),
+                }))
             }
             Self::Unrelate {
                 scope,
@@ -627,15 +658,34 @@ impl MemoryOp {
                         relation_type,
                     });
                 }
-                ok(json!({
-                    "scope": scope,
-                    "deleted": {"from": from, "to": to, "relation_type": relation_type},
+                ok(serde_json::to_value(Unrelated {
+                    scope: scope.to_string(),
+                    deleted: RelationKey {
+                        from,
+                        to,
+                        relation_type,
+                    },
                 }))
             }
             Self::Search(request) => {
                 let hits = m.search(&request)?;
                 tracing::debug!(hits = hits.len(), mode = ?request.mode, "memory searched");
-                ok(json!({ "query": request.query, "mode": request.mode, "hits": hits }))
+                ok(serde_json::to_value(SearchAnswer {
+                    mode: mode_name(request.mode).to_owned(),
+                    query: request.query,
+                    hits: hits
+                        .into_iter()
+                        .map(|h| SearchHitRecord {
+                            entity_id: h.entity_id,
+                            scope: h.scope.to_string(),
+                            name: h.name,
+                            entity_type: h.entity_type,
+                            score: h.score,
+                            similarity: h.similarity,
+                            observation: h.observation.map(observation_record),
+                        })
+                        .collect(),
+                }))
             }
             Self::Path {
                 scope,
@@ -644,12 +694,21 @@ impl MemoryOp {
                 query,
             } => {
                 let path = m.shortest_path(&scope, &from, &to, &query)?;
-                ok(json!({
-                    "scope": scope,
-                    "from": from,
-                    "to": to,
-                    "depth": query.depth,
-                    "path": path,
+                ok(serde_json::to_value(PathAnswer {
+                    scope: scope.to_string(),
+                    from,
+                    to,
+                    depth: query.depth,
+                    path: path.map(|steps| {
+                        steps
+                            .into_iter()
+                            .map(|step| PathStepRecord {
+                                from: step.from,
+                                to: step.to,
+                                relation: relation_record(step.relation),
+                            })
+                            .collect()
+                    }),
                 }))
             }
             Self::Export(export) => {
@@ -702,24 +761,85 @@ impl MemoryOp {
                     relations = report.relations,
                     "memory imported"
                 );
-                ok(json!({ "format": format.as_str(), "scope": scope, "report": report }))
+                ok(serde_json::to_value(Imported {
+                    format: format.as_str().to_owned(),
+                    scope: scope.as_ref().map(Scope::to_string),
+                    report: ImportCounts {
+                        entities_created: report.entities_created,
+                        entities_merged: report.entities_merged,
+                        observations_added: report.observations_added,
+                        observations_skipped: report.observations_skipped,
+                        relations: report.relations,
+                        embeddings_computed: report.embeddings_computed,
+                    },
+                }))
             }
             Self::Stats { scopes, check } => {
                 let stats = m.stats(&scopes)?;
-                let mut body = serde_json::to_value(&stats)
-                    .map_err(|e| MemoryError::Database(e.to_string()))?;
-                body["scopes"] = if scopes.is_empty() {
-                    json!("all")
-                } else {
-                    json!(scopes)
-                };
-                if check {
+                let integrity = if check {
                     m.integrity_check()?;
-                    body["integrity"] = json!("ok");
-                }
-                ok(body)
+                    Some("ok".to_owned())
+                } else {
+                    None
+                };
+                ok(serde_json::to_value(StatsAnswer {
+                    scopes: if scopes.is_empty() {
+                        StatsScopes::All("all".into())
+                    } else {
+                        StatsScopes::Some(scopes.iter().map(Scope::to_string).collect())
+                    },
+                    entities: stats.entities,
+                    observations: stats.observations,
+                    relations: stats.relations,
+                    database_bytes: stats.database_bytes,
+                    wal_bytes: stats.wal_bytes,
+                    indexed_vectors: stats.indexed_vectors,
+                    embedding_model: stats.embedding_model,
+                    schema_version: stats.schema_version,
+                    integrity,
+                }))
             }
         }
+    }
+}
+
+/// The API's record of a stored entity.
+fn entity_record(e: caxton_memory::Entity) -> EntityRecord {
+    EntityRecord {
+        id: e.id,
+        scope: e.scope.to_string(),
+        name: e.name,
+        entity_type: e.entity_type,
+        metadata: e.metadata,
+        created_at: e.created_at.to_string(),
+        updated_at: e.updated_at.to_string(),
+        observations: e.observations.into_iter().map(observation_record).collect(),
+    }
+}
+
+fn observation_record(o: caxton_memory::Observation) -> ObservationRecord {
+    ObservationRecord {
+        id: o.id,
+        text: o.text,
+        created_at: o.created_at.to_string(),
+    }
+}
+
+fn relation_record(r: Relation) -> RelationRecord {
+    RelationRecord {
+        from: r.from,
+        to: r.to,
+        relation_type: r.relation_type,
+        strength: r.strength,
+    }
+}
+
+/// The mode as the API spells it.
+fn mode_name(mode: SearchMode) -> &'static str {
+    match mode {
+        SearchMode::Hybrid => "hybrid",
+        SearchMode::Semantic => "semantic",
+        SearchMode::Keyword => "keyword",
     }
 }
 
