@@ -11,6 +11,7 @@ use caxton_api_contract::agents::{
     AgentDetail, AgentList, AgentSource, DeployAnswer, RemoveAnswer,
 };
 use caxton_api_contract::memory::MemoryRequest;
+use caxton_api_contract::routing::{BroadcastAnswer, CapabilityList, Strategy};
 use caxton_api_contract::tools::{
     ToolDeployAnswer, ToolPackage, ToolRemoveAnswer, ToolServerDetail, ToolServerList,
 };
@@ -149,6 +150,56 @@ impl<'a> Backend<'a> {
                     warnings: out.agent.warnings.clone(),
                 })
             }
+        }
+    }
+
+    /// Every declared capability and its agents.
+    pub async fn capabilities(&self) -> anyhow::Result<CapabilityList> {
+        match self {
+            Self::Daemon(client) => answer(
+                client
+                    .request(Method::GET, "/api/v1/capabilities", NO_BODY)
+                    .await?,
+            ),
+            Self::InProcess(local) => Ok(caxton_supervisor::router::capabilities(
+                &local.agents()?.list(),
+            )),
+        }
+    }
+
+    /// Send `request` to the agent(s) declaring `capability`, chosen by `strategy`.
+    pub async fn run_capability(
+        &self,
+        capability: &str,
+        strategy: Strategy,
+        request: RunRequest,
+    ) -> anyhow::Result<CapabilityRun> {
+        match self {
+            Self::Daemon(client) => {
+                let path = format!(
+                    "/api/v1/capabilities/{capability}/run?strategy={}",
+                    strategy.as_str()
+                );
+                if strategy == Strategy::Broadcast {
+                    return Ok(CapabilityRun::All(answer(
+                        client.request(Method::POST, &path, Some(&request)).await?,
+                    )?));
+                }
+                Ok(CapabilityRun::One(Box::new(
+                    match client
+                        .request::<ExecutionReport>(Method::POST, &path, Some(&request))
+                        .await?
+                    {
+                        Ok(report) => Ok(report),
+                        Err(refusal) => Err(RunFailure {
+                            message: refusal.message().to_owned(),
+                            report: refusal.answer.execution.map(|r| *r),
+                            streamed: false,
+                        }),
+                    },
+                )))
+            }
+            Self::InProcess(local) => local.run_capability(capability, strategy, request).await,
         }
     }
 
@@ -343,6 +394,14 @@ async fn run_on_daemon(
     })
 }
 
+/// How a request to a capability went: one agent's run, or every agent's for a broadcast.
+pub enum CapabilityRun {
+    /// The one agent chosen.
+    One(Box<Result<ExecutionReport, RunFailure>>),
+    /// Every agent with the capability.
+    All(BroadcastAnswer),
+}
+
 /// What a memory operation answers.
 pub enum MemoryAnswer {
     /// A JSON document.
@@ -440,6 +499,45 @@ impl InProcess<'_> {
             tracing::warn!(error = %e, "cannot become the child subreaper");
         }
         Ok(supervisor)
+    }
+
+    async fn run_capability(
+        &self,
+        capability: &str,
+        strategy: Strategy,
+        request: RunRequest,
+    ) -> anyhow::Result<CapabilityRun> {
+        let supervisor = self.supervisor()?;
+        let agents = supervisor.route(capability, strategy)?;
+        let prepared = agents
+            .iter()
+            .map(|a| supervisor.prepare_run(a.name.as_str(), request.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let reports = futures_util::future::join_all(
+            prepared
+                .into_iter()
+                .map(|p| supervisor.run_prepared(p, None)),
+        )
+        .await;
+        if strategy == Strategy::Broadcast {
+            return Ok(CapabilityRun::All(BroadcastAnswer {
+                capability: capability.to_owned(),
+                answers: reports,
+            }));
+        }
+        let Some(report) = reports.into_iter().next() else {
+            bail!("no agent was chosen for capability {capability:?}");
+        };
+        Ok(CapabilityRun::One(Box::new(
+            match report.failure_message() {
+                None => Ok(report),
+                Some(message) => Err(RunFailure {
+                    message,
+                    report: Some(report),
+                    streamed: false,
+                }),
+            },
+        )))
     }
 
     async fn run(

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use caxton_api_contract::routing::Strategy;
 use clap::{Args, Parser, Subcommand};
 
 /// Caxton runs AI agents defined in TOML files, one short-lived worker process per request.
@@ -64,6 +65,20 @@ pub enum Command {
     /// Act on live worker processes.
     #[command(subcommand)]
     Worker(WorkerCommand),
+    /// The capabilities agents declare (`capabilities` in an agent file), which
+    /// `caxton agent run --capability` routes by.
+    #[command(subcommand)]
+    Capability(CapabilityCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CapabilityCommand {
+    /// List each capability and the agents that declare it.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,11 +114,18 @@ pub enum AgentCommand {
     },
     /// Send the agent a request and print its answer.
     Run {
-        /// Agent name.
-        name: String,
+        /// Agent name; leave it out with `--capability`.
+        name: Option<String>,
         /// The question; `-` reads it from standard input, as does leaving it out when input
         /// is piped in.
         text: Option<String>,
+        /// Send the request to an agent that declares this capability instead of naming one.
+        #[arg(long, conflicts_with = "stream")]
+        capability: Option<String>,
+        /// With `--capability`: `best` (fewest requests in flight, then least recently used),
+        /// `round-robin`, or `broadcast` (every agent with it, in parallel, answers labelled).
+        #[arg(long, requires = "capability", default_value = "best")]
+        strategy: Strategy,
         /// Extra data for the prompt's `{{ context }}`.
         #[arg(long, default_value = "")]
         context: String,

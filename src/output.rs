@@ -1,6 +1,7 @@
 //! What the CLI prints for people (tables, summaries); `--json` prints the API's JSON instead.
 
 use caxton_api_contract::agents::{AgentDetail, AgentList};
+use caxton_api_contract::routing::CapabilityList;
 use caxton_api_contract::tools::{ToolServerInfo, ToolServerList};
 use caxton_api_contract::{ExecutionReport, StatusReport};
 use caxton_tool_host::manifest::{Access, ToolManifest};
@@ -62,6 +63,17 @@ pub fn print_agents(list: &AgentList) {
             a.version,
             a.description.as_deref().unwrap_or_default()
         );
+    }
+}
+
+pub fn print_capabilities(list: &CapabilityList) {
+    if list.capabilities.is_empty() {
+        println!("no agent declares a capability (add `capabilities = [...]` to an agent file)");
+        return;
+    }
+    println!("{:<28} AGENTS", "CAPABILITY");
+    for c in &list.capabilities {
+        println!("{:<28} {}", c.name, c.agents.join(", "));
     }
 }
 

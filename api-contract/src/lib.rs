@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod error;
 pub mod memory;
+pub mod routing;
 pub mod runs;
 pub mod status;
 pub mod tools;

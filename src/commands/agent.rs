@@ -7,12 +7,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use caxton_api_contract::RunRequest;
+use caxton_api_contract::routing::Strategy;
+use caxton_api_contract::{ExecutionReport, RunRequest};
 use caxton_supervisor::agent::parse_agent;
 use caxton_supervisor::config::Config;
 
-use crate::backend::{Backend, check_provider_offline};
-use crate::cli::AgentCommand;
+use crate::backend::{Backend, CapabilityRun, RunFailure, check_provider_offline};
+use crate::cli::{AgentCommand, CapabilityCommand};
 use crate::client::ApiClient;
 use crate::output;
 
@@ -30,6 +31,8 @@ pub async fn run(
         AgentCommand::Run {
             name,
             text,
+            capability,
+            strategy,
             context,
             requirements,
             workspace,
@@ -37,6 +40,18 @@ pub async fn run(
             stream,
             verbose,
         } => {
+            // With --capability there is no agent name, so a lone positional is the question.
+            let (agent, text) = match (capability.is_some(), name, text) {
+                (true, Some(_), Some(_)) => {
+                    bail!("name an agent or give --capability, not both")
+                }
+                (true, first, None) => (None, first),
+                (true, None, text) => (None, text),
+                (false, Some(name), text) => (Some(name), text),
+                (false, None, _) => {
+                    bail!("name the agent to run, or send the request by --capability")
+                }
+            };
             let request = RunRequest {
                 request: read_request(text)?,
                 context,
@@ -49,9 +64,34 @@ pub async fn run(
                 stream,
                 verbose,
             };
-            run_agent(&name, request, &backend, show).await
+            match (agent, capability) {
+                (Some(name), _) => run_agent(&name, request, &backend, show).await,
+                (None, Some(capability)) => {
+                    run_capability(&capability, strategy, request, &backend, show).await
+                }
+                (None, None) => bail!("name the agent to run"),
+            }
         }
     }
+}
+
+/// `caxton capability list`.
+pub async fn capability(
+    cmd: CapabilityCommand,
+    config: &Config,
+    client: &ApiClient,
+) -> anyhow::Result<ExitCode> {
+    let CapabilityCommand::List { json } = cmd;
+    let list = Backend::choose_to_read(config, client)
+        .await?
+        .capabilities()
+        .await?;
+    if json {
+        output::print_json(&list);
+    } else {
+        output::print_capabilities(&list);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Read an agent file within the size cap the daemon's API accepts (so a deploy it refuses
@@ -186,6 +226,63 @@ async fn run_agent(
         .stream
         .then_some(&mut print as &mut (dyn FnMut(&str) + Send));
     let result = backend.run(name, request, on_piece).await?;
+    show_run(result, show)
+}
+
+/// Send the request to the agent(s) with `capability` and print how it went; a broadcast
+/// prints each agent's answer under its name and fails if any agent failed.
+async fn run_capability(
+    capability: &str,
+    strategy: Strategy,
+    request: RunRequest,
+    backend: &Backend<'_>,
+    show: RunDisplay,
+) -> anyhow::Result<ExitCode> {
+    let all = match backend
+        .run_capability(capability, strategy, request)
+        .await?
+    {
+        CapabilityRun::One(result) => return show_run(*result, show),
+        CapabilityRun::All(all) => all,
+    };
+    if show.json {
+        output::print_json(&all);
+    } else {
+        for report in &all.answers {
+            match report.failure_message() {
+                None => println!(
+                    "[{}] {}",
+                    report.agent,
+                    report.answer.as_deref().unwrap_or_default()
+                ),
+                Some(message) => println!("[{}] failed: {message}", report.agent),
+            }
+        }
+    }
+    if show.verbose {
+        for report in &all.answers {
+            output::print_run_details(report);
+        }
+    }
+    let failed = all
+        .answers
+        .iter()
+        .filter(|r| r.failure_message().is_some())
+        .count();
+    if failed > 0 {
+        bail!(
+            "{failed} of the {} agents with capability {capability:?} failed",
+            all.answers.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print how one run went (see [`run_agent`]).
+fn show_run(
+    result: Result<ExecutionReport, RunFailure>,
+    show: RunDisplay,
+) -> anyhow::Result<ExitCode> {
     let streamed = match &result {
         Ok(_) => show.stream,
         Err(failure) => failure.streamed,

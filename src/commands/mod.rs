@@ -45,5 +45,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => daemon::status(&client, json).await,
         Command::Health => daemon::health(&client).await,
         Command::Worker(cmd) => daemon::worker(cmd, &client).await,
+        Command::Capability(cmd) => agent::capability(cmd, &config, &client).await,
     }
 }

@@ -14,6 +14,7 @@ pub mod grant;
 pub mod memory;
 pub mod metrics;
 pub mod provider;
+pub mod router;
 pub mod store;
 pub mod tools;
 pub mod worker_pool;
@@ -84,6 +85,9 @@ pub enum RunError {
     /// The request cannot reach the memory its agent uses.
     #[error(transparent)]
     MemoryScope(#[from] memory::ScopeError),
+    /// No agent declares the capability asked for.
+    #[error(transparent)]
+    Route(#[from] router::RouteError),
 }
 
 /// A request that passed every check that can refuse it before a worker exists, with what it
@@ -123,6 +127,7 @@ pub struct Supervisor {
     memory: Arc<MemoryService>,
     /// Every source of tools an execution's grant draws from.
     tool_providers: Vec<Arc<dyn ToolProvider>>,
+    router: router::Router,
     pool: WorkerPool,
     store: ExecutionStore,
     metrics: Arc<Metrics>,
@@ -177,6 +182,7 @@ impl Supervisor {
             tools,
             memory,
             tool_providers,
+            router: router::Router::default(),
             pool,
             store,
             metrics,
@@ -263,6 +269,7 @@ impl Supervisor {
         if !grant.unmatched().is_empty() {
             tracing::warn!(agent = %grant.agent().name, missing = ?grant.unmatched(), "agent names tools that are not deployed");
         }
+        self.router.used(grant.agent().name.as_str());
         // The worker's job: the caller's words; the memories are the supervisor's to add.
         let input = JobInput {
             request: request.request,
@@ -271,6 +278,28 @@ impl Supervisor {
             memory_context: String::new(),
         };
         Ok(PreparedRun { grant, input })
+    }
+
+    /// Every declared capability and the agents that declare it.
+    pub fn capabilities(&self) -> caxton_api_contract::routing::CapabilityList {
+        router::capabilities(&self.registry.list())
+    }
+
+    /// The agents a request to `capability` reaches under `strategy` (one, or every one for
+    /// a broadcast), by the live table's requests in flight and the agents' last use.
+    pub fn route(
+        &self,
+        capability: &str,
+        strategy: caxton_api_contract::routing::Strategy,
+    ) -> Result<Vec<Arc<AgentDefinition>>, RunError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(RunError::ShuttingDown);
+        }
+        let live = self.pool.live_workers();
+        let in_flight = |agent: &str| live.iter().filter(|w| w.agent == agent).count();
+        Ok(self
+            .router
+            .route(&self.registry.list(), capability, strategy, in_flight)?)
     }
 
     /// Run a prepared request in a fresh worker; with `answer_sink`, the answer is also sent

@@ -18,6 +18,7 @@ mod memory_api;
 mod metrics;
 mod packaging;
 mod providers;
+mod routing;
 mod signals;
 mod support;
 mod systemd;

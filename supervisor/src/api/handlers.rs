@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use caxton_api_contract::agents::{
     AgentList, AgentSource, DeployAnswer, RemoveAnswer, ValidateAnswer,
 };
+use caxton_api_contract::routing::{BroadcastAnswer, Strategy};
 use caxton_api_contract::{
     ErrorAnswer, Health, KillAnswer, KillRequest, RunRequest, StreamLine, WorkerList,
 };
@@ -181,28 +182,72 @@ pub async fn run_agent(
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
     let body: RunRequest = json_object(body, r#"like {"request": "..."}"#)?;
-    let prepared = sup.prepare_run(&name, body).map_err(|e| match e {
-        RunError::UnknownAgent(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_agent", e.to_string())
-        }
-        RunError::Provider(_) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "provider_not_configured",
-            e.to_string(),
-        ),
-        RunError::ShuttingDown => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            e.to_string(),
-        ),
-        RunError::MemoryScope(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "workspace_refused", e.to_string())
-        }
-    })?;
+    let prepared = sup.prepare_run(&name, body).map_err(run_error)?;
     if !query.stream {
         return report_response(sup.run_prepared(prepared, None).await);
     }
     Ok(stream_run(sup, prepared))
+}
+
+/// Why a request could not run at all, as an answer.
+fn run_error(e: RunError) -> ApiError {
+    let (status, kind) = match e {
+        RunError::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
+        RunError::Route(_) => (StatusCode::NOT_FOUND, "unknown_capability"),
+        RunError::Provider(_) => (StatusCode::UNPROCESSABLE_ENTITY, "provider_not_configured"),
+        RunError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        RunError::MemoryScope(_) => (StatusCode::BAD_REQUEST, "workspace_refused"),
+    };
+    ApiError::new(status, kind, e.to_string())
+}
+
+/// `GET /api/v1/capabilities`
+pub async fn list_capabilities(State(sup): Shared) -> Response {
+    Json(sup.capabilities()).into_response()
+}
+
+/// `?strategy=best|round-robin|broadcast`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilityQuery {
+    #[serde(default)]
+    strategy: Strategy,
+}
+
+/// `POST /api/v1/capabilities/{capability}/run`: the request goes to the agent (or, with
+/// `strategy=broadcast`, to every agent) that declares the capability; a broadcast answers with
+/// every agent's report, each with its own outcome.
+pub async fn run_capability(
+    State(sup): Shared,
+    Path(capability): Path<String>,
+    Query(query): Query<CapabilityQuery>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> ApiResult {
+    let body: RunRequest = json_object(body, r#"like {"request": "..."}"#)?;
+    let agents = sup.route(&capability, query.strategy).map_err(run_error)?;
+    if query.strategy != Strategy::Broadcast {
+        let Some(agent) = agents.first() else {
+            return Err(run_error(RunError::UnknownAgent(capability)));
+        };
+        let prepared = sup
+            .prepare_run(agent.name.as_str(), body)
+            .map_err(run_error)?;
+        return report_response(sup.run_prepared(prepared, None).await);
+    }
+    // Every check first, so a refusal runs nothing; then every agent at once.
+    let prepared = agents
+        .iter()
+        .map(|a| sup.prepare_run(a.name.as_str(), body.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(run_error)?;
+    let answers =
+        futures_util::future::join_all(prepared.into_iter().map(|p| sup.run_prepared(p, None)))
+            .await;
+    Ok(Json(BroadcastAnswer {
+        capability,
+        answers,
+    })
+    .into_response())
 }
 
 /// The finished report as a response: 200, or the failure's status with the report attached.

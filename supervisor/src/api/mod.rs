@@ -62,6 +62,11 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
             get(handlers::show_agent).delete(handlers::remove_agent),
         )
         .route("/api/v1/agents/{name}/run", post(handlers::run_agent))
+        .route("/api/v1/capabilities", get(handlers::list_capabilities))
+        .route(
+            "/api/v1/capabilities/{capability}/run",
+            post(handlers::run_capability),
+        )
         .route("/api/v1/executions", get(handlers::list_executions))
         .route("/api/v1/executions/{id}", get(handlers::show_execution))
         .route("/api/v1/workers", get(handlers::list_workers))
