@@ -18,7 +18,10 @@ pub mod status;
 pub mod tools;
 
 pub use error::{ErrorAnswer, ErrorDetail};
-pub use runs::{ExecutionReport, Outcome, RunRequest, StreamLine, ToolCallRecord, Usage};
+pub use runs::{
+    ExecutionList, ExecutionRecord, ExecutionReport, Outcome, RunRequest, StreamLine,
+    ToolCallRecord, Usage,
+};
 pub use status::{
     Health, KillAnswer, KillRequest, LiveWorker, StatusReport, WorkerList, WorkerState,
 };

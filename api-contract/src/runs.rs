@@ -213,6 +213,53 @@ impl ExecutionReport {
     }
 }
 
+/// A stored execution (`GET /api/v1/executions[/ID]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// Execution id.
+    pub execution_id: String,
+    /// Agent name.
+    pub agent: String,
+    /// Agent version.
+    pub agent_version: String,
+    /// `running`, `finished` or `abandoned`.
+    pub status: String,
+    /// Outcome label once finished.
+    pub outcome: Option<String>,
+    /// The error shown to the user.
+    pub error: Option<String>,
+    /// Worker PID.
+    pub worker_pid: Option<u32>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Terminating signal.
+    pub exit_signal: Option<i32>,
+    /// Seconds since the epoch.
+    pub started_at: f64,
+    /// Milliseconds.
+    pub duration_ms: Option<f64>,
+    /// Provider that answered.
+    pub provider: Option<String>,
+    /// Model that answered.
+    pub model: Option<String>,
+    /// Prompt tokens.
+    pub prompt_tokens: Option<u32>,
+    /// Completion tokens.
+    pub completion_tokens: Option<u32>,
+    /// Time the worker waited for completions, milliseconds.
+    pub llm_ms: Option<f64>,
+    /// The tool calls the agent made, in order.
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCallRecord>,
+}
+
+/// `GET /api/v1/executions`: the most recent first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionList {
+    /// The executions.
+    pub executions: Vec<ExecutionRecord>,
+}
+
 /// One line of a streamed run (`?stream=true`, newline-delimited JSON): pieces of the answer as
 /// the worker sends them, then the report, or the error with the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]

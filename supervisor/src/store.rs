@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
 
 use crate::tools::ToolCallRecord;
 use crate::worker_pool::ExecutionReport;
@@ -56,44 +55,7 @@ impl From<r2d2::Error> for StoreError {
     }
 }
 
-/// A stored execution.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExecutionRecord {
-    /// Execution id.
-    pub execution_id: String,
-    /// Agent name.
-    pub agent: String,
-    /// Agent version.
-    pub agent_version: String,
-    /// `running`, `finished` or `abandoned`.
-    pub status: String,
-    /// Outcome label once finished.
-    pub outcome: Option<String>,
-    /// The error shown to the user.
-    pub error: Option<String>,
-    /// Worker PID.
-    pub worker_pid: Option<u32>,
-    /// Exit code.
-    pub exit_code: Option<i32>,
-    /// Terminating signal.
-    pub exit_signal: Option<i32>,
-    /// Seconds since the epoch.
-    pub started_at: f64,
-    /// Milliseconds.
-    pub duration_ms: Option<f64>,
-    /// Provider that answered.
-    pub provider: Option<String>,
-    /// Model that answered.
-    pub model: Option<String>,
-    /// Prompt tokens.
-    pub prompt_tokens: Option<u32>,
-    /// Completion tokens.
-    pub completion_tokens: Option<u32>,
-    /// Time the worker waited for completions, milliseconds.
-    pub llm_ms: Option<f64>,
-    /// The tool calls the agent made, in order.
-    pub tool_calls: Vec<ToolCallRecord>,
-}
+pub use caxton_api_contract::ExecutionRecord;
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]

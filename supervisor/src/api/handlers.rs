@@ -14,10 +14,10 @@ use caxton_api_contract::agents::{
 };
 use caxton_api_contract::routing::{BroadcastAnswer, Strategy};
 use caxton_api_contract::{
-    ErrorAnswer, Health, KillAnswer, KillRequest, RunRequest, StreamLine, WorkerList,
+    ErrorAnswer, ExecutionList, Health, KillAnswer, KillRequest, RunRequest, StreamLine, WorkerList,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::ApiError;
 use crate::agent::{AgentDefinition, RegistryError};
@@ -355,7 +355,7 @@ pub async fn list_executions(State(sup): Shared, Query(q): Query<Limit>) -> ApiR
         .await
         .map_err(|e| internal(e.to_string()))?
         .map_err(|e| internal(e.to_string()))?;
-    Ok(Json(json!({"executions": rows})).into_response())
+    Ok(Json(ExecutionList { executions: rows }).into_response())
 }
 
 pub async fn show_execution(State(sup): Shared, Path(id): Path<String>) -> ApiResult {
