@@ -16,13 +16,14 @@ use caxton_api_contract::tools::{
     ToolDeployAnswer, ToolPackage, ToolRemoveAnswer, ToolServerDetail, ToolServerList,
 };
 use caxton_api_contract::{ExecutionReport, RunRequest, StreamLine};
-use caxton_supervisor::Supervisor;
 use caxton_supervisor::agent::{AgentRegistry, parse_agent};
 use caxton_supervisor::config::Config;
 use caxton_supervisor::daemon::{DataDirLock, LockError};
 use caxton_supervisor::memory::{MemoryOp, MemoryService, OperationReply};
 use caxton_supervisor::metrics::Metrics;
+use caxton_supervisor::tools::ToolError;
 use caxton_supervisor::tools::ToolRegistry;
+use caxton_supervisor::{RunError, Supervisor};
 use hyper::Method;
 
 use crate::client::{ApiClient, ClientError, Refusal};
@@ -117,7 +118,7 @@ impl<'a> Backend<'a> {
             Self::InProcess(local) => Ok(local
                 .agents()?
                 .get(name)
-                .with_context(|| format!("no agent named {name:?} is deployed"))?
+                .ok_or_else(|| RunError::UnknownAgent(name.to_owned()))?
                 .detail()),
         }
     }
@@ -228,7 +229,7 @@ impl<'a> Backend<'a> {
             Self::InProcess(local) => local
                 .tools()?
                 .show(name)
-                .with_context(|| format!("no tool server named {name:?} is deployed")),
+                .ok_or_else(|| ToolError::UnknownServer(name.to_owned()).into()),
         }
     }
 

@@ -87,8 +87,11 @@ pub fn print_agent(a: &AgentDetail) {
     println!("tools:        {}", a.tools.join(", "));
     println!(
         "llm:          provider={} model={}",
-        a.llm.provider.as_deref().unwrap_or_default(),
-        a.llm.model.as_deref().unwrap_or_default()
+        a.llm
+            .provider
+            .as_deref()
+            .unwrap_or("(the configured default)"),
+        a.llm.model.as_deref().unwrap_or("(the provider's default)")
     );
     if let Some(doc) = a.documentation.as_deref().filter(|d| !d.is_empty()) {
         println!("\n{}", doc.trim());

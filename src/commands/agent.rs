@@ -170,11 +170,16 @@ async fn show(
 }
 
 async fn remove(name: &str, config: &Config, client: &ApiClient) -> anyhow::Result<ExitCode> {
-    Backend::choose(config, client, "agent remove")
-        .await?
-        .remove_agent(name)
-        .await?;
-    println!("removed agent {name}");
+    let backend = Backend::choose(config, client, "agent remove").await?;
+    backend.remove_agent(name).await?;
+    println!(
+        "removed agent {name}{}",
+        if backend.is_in_process() {
+            " (no daemon running)"
+        } else {
+            ""
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -221,12 +226,23 @@ async fn run_agent(
     backend: &Backend<'_>,
     show: RunDisplay,
 ) -> anyhow::Result<ExitCode> {
-    let mut print = |text: &str| print_piece(text);
+    let mut printed = false;
+    let mut print = |text: &str| {
+        printed = true;
+        print_piece(text);
+    };
     let on_piece = show
         .stream
         .then_some(&mut print as &mut (dyn FnMut(&str) + Send));
     let result = backend.run(name, request, on_piece).await?;
-    show_run(result, show)
+    // The answer's pieces end without a newline; a stream that printed nothing needs none.
+    show_run(
+        result,
+        RunDisplay {
+            stream: show.stream && printed,
+            ..show
+        },
+    )
 }
 
 /// Send the request to the agent(s) with `capability` and print how it went; a broadcast
@@ -285,7 +301,7 @@ fn show_run(
 ) -> anyhow::Result<ExitCode> {
     let streamed = match &result {
         Ok(_) => show.stream,
-        Err(failure) => failure.streamed,
+        Err(failure) => failure.streamed && show.stream,
     };
     if streamed {
         println!();

@@ -505,7 +505,7 @@ fn not_deployed(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "unknown_agent",
-        format!("no agent named {name:?} is deployed"),
+        RunError::UnknownAgent(name.to_owned()).to_string(),
     )
 }
 
