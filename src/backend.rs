@@ -96,11 +96,7 @@ impl<'a> Backend<'a> {
     /// The deployed agents.
     pub async fn agents(&self) -> anyhow::Result<AgentList> {
         match self {
-            Self::Daemon(client) => answer(
-                client
-                    .request(Method::GET, "/api/v1/agents", NO_BODY)
-                    .await?,
-            ),
+            Self::Daemon(client) => ask(client, Method::GET, "/api/v1/agents", NO_BODY).await,
             Self::InProcess(local) => Ok(AgentList {
                 agents: local.agents()?.list().iter().map(|a| a.summary()).collect(),
             }),
@@ -110,11 +106,15 @@ impl<'a> Backend<'a> {
     /// One deployed agent in full.
     pub async fn agent(&self, name: &str) -> anyhow::Result<AgentDetail> {
         match self {
-            Self::Daemon(client) => answer(
-                client
-                    .request(Method::GET, &format!("/api/v1/agents/{name}"), NO_BODY)
-                    .await?,
-            ),
+            Self::Daemon(client) => {
+                ask(
+                    client,
+                    Method::GET,
+                    &format!("/api/v1/agents/{name}"),
+                    NO_BODY,
+                )
+                .await
+            }
             Self::InProcess(local) => Ok(local
                 .agents()?
                 .get(name)
@@ -132,11 +132,7 @@ impl<'a> Backend<'a> {
                     source,
                     file: Some(file.display().to_string()),
                 };
-                answer(
-                    client
-                        .request(Method::POST, "/api/v1/agents", Some(&body))
-                        .await?,
-                )
+                ask(client, Method::POST, "/api/v1/agents", Some(&body)).await
             }
             Self::InProcess(local) => {
                 let parsed = parse_agent(file, &source)?;
@@ -157,11 +153,7 @@ impl<'a> Backend<'a> {
     /// Every declared capability and its agents.
     pub async fn capabilities(&self) -> anyhow::Result<CapabilityList> {
         match self {
-            Self::Daemon(client) => answer(
-                client
-                    .request(Method::GET, "/api/v1/capabilities", NO_BODY)
-                    .await?,
-            ),
+            Self::Daemon(client) => ask(client, Method::GET, "/api/v1/capabilities", NO_BODY).await,
             Self::InProcess(local) => Ok(caxton_supervisor::router::capabilities(
                 &local.agents()?.list(),
             )),
@@ -182,9 +174,9 @@ impl<'a> Backend<'a> {
                     strategy.as_str()
                 );
                 if strategy == Strategy::Broadcast {
-                    return Ok(CapabilityRun::All(answer(
-                        client.request(Method::POST, &path, Some(&request)).await?,
-                    )?));
+                    return Ok(CapabilityRun::All(
+                        ask(client, Method::POST, &path, Some(&request)).await?,
+                    ));
                 }
                 Ok(CapabilityRun::One(Box::new(
                     match client
@@ -207,11 +199,7 @@ impl<'a> Backend<'a> {
     /// The deployed tool servers.
     pub async fn tool_servers(&self) -> anyhow::Result<ToolServerList> {
         match self {
-            Self::Daemon(client) => answer(
-                client
-                    .request(Method::GET, "/api/v1/tools", NO_BODY)
-                    .await?,
-            ),
+            Self::Daemon(client) => ask(client, Method::GET, "/api/v1/tools", NO_BODY).await,
             Self::InProcess(local) => Ok(ToolServerList {
                 servers: local.tools()?.list(),
             }),
@@ -221,11 +209,15 @@ impl<'a> Backend<'a> {
     /// One tool server in full.
     pub async fn tool_server(&self, name: &str) -> anyhow::Result<ToolServerDetail> {
         match self {
-            Self::Daemon(client) => answer(
-                client
-                    .request(Method::GET, &format!("/api/v1/tools/{name}"), NO_BODY)
-                    .await?,
-            ),
+            Self::Daemon(client) => {
+                ask(
+                    client,
+                    Method::GET,
+                    &format!("/api/v1/tools/{name}"),
+                    NO_BODY,
+                )
+                .await
+            }
             Self::InProcess(local) => local
                 .tools()?
                 .show(name)
@@ -247,11 +239,7 @@ impl<'a> Backend<'a> {
                     module_base64: base64::engine::general_purpose::STANDARD.encode(&module),
                     origin: Some(origin.display().to_string()),
                 };
-                answer(
-                    client
-                        .request(Method::POST, "/api/v1/tools", Some(&body))
-                        .await?,
-                )
+                ask(client, Method::POST, "/api/v1/tools", Some(&body)).await
             }
             Self::InProcess(local) => {
                 let registry = local.tools()?;
@@ -268,11 +256,15 @@ impl<'a> Backend<'a> {
     /// Remove a deployed tool server.
     pub async fn remove_tool(&self, name: &str) -> anyhow::Result<ToolRemoveAnswer> {
         match self {
-            Self::Daemon(client) => answer(
-                client
-                    .request(Method::DELETE, &format!("/api/v1/tools/{name}"), NO_BODY)
-                    .await?,
-            ),
+            Self::Daemon(client) => {
+                ask(
+                    client,
+                    Method::DELETE,
+                    &format!("/api/v1/tools/{name}"),
+                    NO_BODY,
+                )
+                .await
+            }
             Self::InProcess(local) => Ok(ToolRemoveAnswer {
                 removed: local.tools()?.remove(name)?.name,
             }),
@@ -312,11 +304,15 @@ impl<'a> Backend<'a> {
     /// Remove a deployed agent.
     pub async fn remove_agent(&self, name: &str) -> anyhow::Result<RemoveAnswer> {
         match self {
-            Self::Daemon(client) => answer(
-                client
-                    .request(Method::DELETE, &format!("/api/v1/agents/{name}"), NO_BODY)
-                    .await?,
-            ),
+            Self::Daemon(client) => {
+                ask(
+                    client,
+                    Method::DELETE,
+                    &format!("/api/v1/agents/{name}"),
+                    NO_BODY,
+                )
+                .await
+            }
             Self::InProcess(local) => Ok(RemoveAnswer {
                 removed: local.agents()?.remove(name)?.name.to_string(),
             }),
@@ -414,9 +410,17 @@ pub enum MemoryAnswer {
 /// No request body.
 const NO_BODY: Option<&()> = None;
 
-/// The daemon's answer, or its refusal as the error the user reads.
-fn answer<T>(result: Result<T, Refusal>) -> anyhow::Result<T> {
-    result.map_err(|refusal| anyhow::anyhow!(refusal.message().to_owned()))
+/// One request to the daemon: its typed answer, or its refusal as the error the user reads.
+async fn ask<T: serde::de::DeserializeOwned>(
+    client: &ApiClient,
+    method: Method,
+    path: &str,
+    body: Option<&impl serde::Serialize>,
+) -> anyhow::Result<T> {
+    client
+        .request(method, path, body)
+        .await?
+        .map_err(|refusal| anyhow::anyhow!(refusal.message().to_owned()))
 }
 
 /// Refuse an agent file naming a provider the configuration does not have, as the daemon does.
