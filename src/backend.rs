@@ -49,7 +49,7 @@ pub struct RunFailure {
     /// The message.
     pub message: String,
     /// The execution's report.
-    pub report: Option<ExecutionReport>,
+    pub report: Option<Box<ExecutionReport>>,
     /// Whether a streamed answer had begun (its pieces were printed) before the failure.
     pub streamed: bool,
 }
@@ -179,17 +179,7 @@ impl<'a> Backend<'a> {
                     ));
                 }
                 Ok(CapabilityRun::One(Box::new(
-                    match client
-                        .request::<ExecutionReport>(Method::POST, &path, Some(&request))
-                        .await?
-                    {
-                        Ok(report) => Ok(report),
-                        Err(refusal) => Err(RunFailure {
-                            message: refusal.message().to_owned(),
-                            report: refusal.answer.execution.map(|r| *r),
-                            streamed: false,
-                        }),
-                    },
+                    post_run(client, &path, &request).await?,
                 )))
             }
             Self::InProcess(local) => local.run_capability(capability, strategy, request).await,
@@ -342,19 +332,7 @@ async fn run_on_daemon(
 ) -> anyhow::Result<Result<ExecutionReport, RunFailure>> {
     let Some(on_piece) = on_piece else {
         let path = format!("/api/v1/agents/{name}/run");
-        return Ok(
-            match client
-                .request::<ExecutionReport>(Method::POST, &path, Some(&request))
-                .await?
-            {
-                Ok(report) => Ok(report),
-                Err(refusal) => Err(RunFailure {
-                    message: refusal.message().to_owned(),
-                    report: refusal.answer.execution.map(|r| *r),
-                    streamed: false,
-                }),
-            },
-        );
+        return post_run(client, &path, &request).await;
     };
     let path = format!("/api/v1/agents/{name}/run?stream=true");
     let mut last = None;
@@ -370,17 +348,13 @@ async fn run_on_daemon(
         )
         .await?;
     if let Err(refusal) = streamed {
-        return Ok(Err(RunFailure {
-            message: refusal.message().to_owned(),
-            report: None,
-            streamed: false,
-        }));
+        return Ok(Err(RunFailure::refused(refusal)));
     }
     Ok(match last {
         Some(StreamLine::Done { done }) => Ok(*done),
         Some(StreamLine::Failed(answer)) => Err(RunFailure {
             message: answer.error.message,
-            report: answer.execution.map(|r| *r),
+            report: answer.execution,
             streamed: true,
         }),
         Some(StreamLine::Delta { .. }) | None => Err(RunFailure {
@@ -405,6 +379,43 @@ pub enum MemoryAnswer {
     Json(serde_json::Value),
     /// An export file.
     File(Vec<u8>),
+}
+
+impl RunFailure {
+    /// A refusal of the daemon: before anything was streamed, with the report of a run that
+    /// happened.
+    fn refused(refusal: Refusal) -> Self {
+        Self {
+            message: refusal.message().to_owned(),
+            report: refusal.answer.execution,
+            streamed: false,
+        }
+    }
+}
+
+/// A finished run's report as a success, or as a failure carrying it (a failed run, or one whose
+/// record is missing).
+fn finished(report: ExecutionReport, streamed: bool) -> Result<ExecutionReport, RunFailure> {
+    match report.failure_message() {
+        None => Ok(report),
+        Some(message) => Err(RunFailure {
+            message,
+            report: Some(Box::new(report)),
+            streamed,
+        }),
+    }
+}
+
+/// Post a run request and read its report, or the daemon's refusal as the run's failure.
+async fn post_run(
+    client: &ApiClient,
+    path: &str,
+    request: &RunRequest,
+) -> anyhow::Result<Result<ExecutionReport, RunFailure>> {
+    Ok(client
+        .request::<ExecutionReport>(Method::POST, path, Some(request))
+        .await?
+        .map_err(RunFailure::refused))
 }
 
 /// No request body.
@@ -533,16 +544,7 @@ impl InProcess<'_> {
         let Some(report) = reports.into_iter().next() else {
             bail!("no agent was chosen for capability {capability:?}");
         };
-        Ok(CapabilityRun::One(Box::new(
-            match report.failure_message() {
-                None => Ok(report),
-                Some(message) => Err(RunFailure {
-                    message,
-                    report: Some(report),
-                    streamed: false,
-                }),
-            },
-        )))
+        Ok(CapabilityRun::One(Box::new(finished(report, false))))
     }
 
     async fn run(
@@ -574,14 +576,7 @@ impl InProcess<'_> {
                 report
             }
         };
-        Ok(match report.failure_message() {
-            None => Ok(report),
-            Some(message) => Err(RunFailure {
-                message,
-                report: Some(report),
-                streamed,
-            }),
-        })
+        Ok(finished(report, streamed))
     }
 }
 

@@ -170,7 +170,7 @@ fn settings(data_dir: &Path, description: &str) -> insta::Settings {
     s.add_filter(&literal(&data_dir.display().to_string()), "[DATA]");
     s.add_filter(&literal(env!("CARGO_MANIFEST_DIR")), "[REPO]");
     // A row of the status table, before its UUID goes: PID in 8 columns, AGENT in 24,
-    // EXECUTION in 38, AGE right-aligned in 8, STATE. The placeholders keep those widths, and a
+    // EXECUTION in 38, AGE right-aligned in 8, STATE. The redaction tokens keep those widths, and a
     // row of other widths keeps its PID and id, so a change of alignment fails the comparison.
     s.add_filter(
         r"(?m)^\d[\d ]{7} (.{24}) [0-9a-f-]{36}   [ \d.]{2}[ \d.mhs]{6}  (\S+)$",
