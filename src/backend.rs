@@ -10,6 +10,7 @@ use base64::Engine as _;
 use caxton_api_contract::agents::{
     AgentDetail, AgentList, AgentSource, DeployAnswer, RemoveAnswer,
 };
+use caxton_api_contract::conversations::{ConversationDetail, ConversationList};
 use caxton_api_contract::memory::MemoryRequest;
 use caxton_api_contract::routing::{BroadcastAnswer, CapabilityList, Strategy};
 use caxton_api_contract::tools::{
@@ -21,6 +22,7 @@ use caxton_supervisor::config::Config;
 use caxton_supervisor::daemon::{DataDirLock, LockError};
 use caxton_supervisor::memory::{MemoryOp, MemoryService, OperationReply};
 use caxton_supervisor::metrics::Metrics;
+use caxton_supervisor::store::{Store, now_seconds};
 use caxton_supervisor::tools::ToolError;
 use caxton_supervisor::tools::ToolRegistry;
 use caxton_supervisor::{RunError, Supervisor};
@@ -183,6 +185,40 @@ impl<'a> Backend<'a> {
                 )))
             }
             Self::InProcess(local) => local.run_capability(capability, strategy, request).await,
+        }
+    }
+
+    /// The most recently changed conversations.
+    pub async fn conversations(&self, limit: usize) -> anyhow::Result<ConversationList> {
+        match self {
+            Self::Daemon(client) => {
+                let path = format!("/api/v1/conversations?limit={limit}");
+                ask(client, Method::GET, &path, NO_BODY).await
+            }
+            Self::InProcess(local) => Ok(ConversationList {
+                conversations: match local.store()? {
+                    Some(store) => store.conversations(limit, now_seconds())?,
+                    None => Vec::new(),
+                },
+            }),
+        }
+    }
+
+    /// One conversation with its messages and executions.
+    pub async fn conversation(&self, id: &str) -> anyhow::Result<ConversationDetail> {
+        match self {
+            Self::Daemon(client) => {
+                let path = format!("/api/v1/conversations/{id}");
+                ask(client, Method::GET, &path, NO_BODY).await
+            }
+            Self::InProcess(local) => local
+                .store()?
+                .map(|store| store.conversation(id, now_seconds()))
+                .transpose()?
+                .flatten()
+                .with_context(|| {
+                    format!("no conversation {id:?} exists (see `caxton conversation list`)")
+                }),
         }
     }
 
@@ -517,6 +553,11 @@ impl InProcess<'_> {
         Ok(supervisor)
     }
 
+    /// The execution database, read only; `None` before anything ran.
+    fn store(&self) -> anyhow::Result<Option<Store>> {
+        Ok(Store::open_to_read(&self.config.database)?)
+    }
+
     async fn run_capability(
         &self,
         capability: &str,
@@ -524,11 +565,9 @@ impl InProcess<'_> {
         request: RunRequest,
     ) -> anyhow::Result<CapabilityRun> {
         let supervisor = self.supervisor()?;
-        let agents = supervisor.route(capability, strategy)?;
-        let prepared = agents
-            .iter()
-            .map(|a| supervisor.prepare_run(a.name.as_str(), request.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let prepared = supervisor
+            .prepare_capability_run(capability, strategy, request)
+            .await?;
         let reports = futures_util::future::join_all(
             prepared
                 .into_iter()
@@ -555,7 +594,7 @@ impl InProcess<'_> {
     ) -> anyhow::Result<Result<ExecutionReport, RunFailure>> {
         // The same code path as the daemon's, still one worker per request.
         let supervisor = self.supervisor()?;
-        let prepared = supervisor.prepare_run(name, request)?;
+        let prepared = supervisor.prepare_run(name, request).await?;
         let streamed = on_piece.is_some();
         let report = match on_piece {
             None => supervisor.run_prepared(prepared, None).await,

@@ -69,6 +69,32 @@ pub enum Command {
     /// `caxton agent run --capability` routes by.
     #[command(subcommand)]
     Capability(CapabilityCommand),
+    /// Conversations: every request belongs to one, with its messages and the executions it
+    /// caused; `caxton agent run --conversation ID` continues one.
+    #[command(subcommand)]
+    Conversation(ConversationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConversationCommand {
+    /// List the most recently active conversations.
+    List {
+        /// How many, at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one conversation: its messages in order and the tree of executions (which agent
+    /// asked which, each one's outcome, duration and tokens).
+    Show {
+        /// The conversation id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +162,10 @@ pub enum AgentCommand {
         /// (default: the one its file names, else "default").
         #[arg(long)]
         workspace: Option<String>,
+        /// Continue this conversation: the agent gets its earlier turns (see `caxton
+        /// conversation list`, or the id `--verbose` prints).
+        #[arg(long)]
+        conversation: Option<String>,
         /// Print the whole execution record as JSON.
         #[arg(long, conflicts_with = "stream")]
         json: bool,

@@ -1,6 +1,9 @@
 //! What the CLI prints for people (tables, summaries); `--json` prints the API's JSON instead.
 
 use caxton_api_contract::agents::{AgentDetail, AgentList};
+use caxton_api_contract::conversations::{
+    ConversationDetail, ConversationList, ExecutionNode, MessageKind,
+};
 use caxton_api_contract::routing::CapabilityList;
 use caxton_api_contract::tools::{ToolServerInfo, ToolServerList};
 use caxton_api_contract::{ExecutionReport, StatusReport};
@@ -100,6 +103,9 @@ pub fn print_agent(a: &AgentDetail) {
 
 pub fn print_run_details(r: &ExecutionReport) {
     eprintln!("execution: {}", r.execution_id);
+    if let Some(c) = &r.conversation_id {
+        eprintln!("conversation: {c}");
+    }
     eprintln!("agent:     {} {}", r.agent, r.agent_version);
     if let Some(pid) = r.worker_pid {
         eprintln!("worker:    pid {pid}");
@@ -187,5 +193,95 @@ pub fn print_tool_server(info: &ToolServerInfo, manifest: &ToolManifest) {
     .collect();
     if !shown.is_empty() {
         println!("limits: {}", shown.join(", "));
+    }
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC time: `2026-12-06T22:19:39Z`.
+fn utc(seconds: f64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds.max(0.0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+pub fn print_conversations(list: &ConversationList) {
+    if list.conversations.is_empty() {
+        println!("no conversations yet (every `caxton agent run` starts one)");
+        return;
+    }
+    println!(
+        "{:<38} {:<12} {:<20} {:>5} {:>5}  PARTICIPANTS",
+        "ID", "STATE", "UPDATED", "MSGS", "EXECS"
+    );
+    for c in &list.conversations {
+        println!(
+            "{:<38} {:<12} {:<20} {:>5} {:>5}  {}",
+            c.id,
+            c.state.as_str(),
+            utc(c.updated_at),
+            c.messages,
+            c.executions,
+            c.participants.join(", ")
+        );
+    }
+}
+
+pub fn print_conversation(detail: &ConversationDetail) {
+    let c = &detail.conversation;
+    println!("conversation {}", c.id);
+    println!("state:      {}", c.state.as_str());
+    println!("protocol:   {}", c.protocol.as_str());
+    println!("started by: {}", c.initiator);
+    println!("created:    {}", utc(c.created_at));
+    println!("expires:    {}", utc(c.expires_at));
+    println!();
+    println!("executions:");
+    for node in &detail.executions {
+        print_node(node, 1);
+    }
+    println!();
+    println!("messages:");
+    for m in &detail.messages {
+        let arrow = match m.kind {
+            MessageKind::Request => "asks",
+            MessageKind::Response => "answers",
+            MessageKind::Notification => "notifies",
+            MessageKind::Error => "fails to answer",
+        };
+        println!(
+            "  {}  {} {arrow} {}: {}",
+            utc(m.timestamp),
+            m.sender,
+            m.receiver,
+            one_line(&m.content, 160)
+        );
+    }
+}
+
+fn print_node(node: &ExecutionNode, depth: usize) {
+    let tokens = match (node.prompt_tokens, node.completion_tokens) {
+        (Some(p), Some(c)) => format!(", {p}+{c} tokens"),
+        _ => String::new(),
+    };
+    let duration = node
+        .duration_ms
+        .map(|d| format!(", {d:.0} ms"))
+        .unwrap_or_default();
+    let outcome = node.outcome.as_deref().unwrap_or(node.status.as_str());
+    println!(
+        "{}{} {} ({outcome}{duration}{tokens})",
+        "  ".repeat(depth),
+        node.agent,
+        node.execution_id
+    );
+    for child in &node.children {
+        print_node(child, depth + 1);
+    }
+}
+
+/// `text` on one line, cut at `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &flat[..end]),
+        None => flat,
     }
 }

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod agents;
+pub mod conversations;
 pub mod error;
 pub mod memory;
 pub mod routing;

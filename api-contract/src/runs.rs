@@ -20,6 +20,9 @@ pub struct RunRequest {
     /// The workspace whose memory a `scope = "workspace"` agent uses.
     #[serde(default)]
     pub workspace: Option<String>,
+    /// A conversation to continue: the agent gets its earlier turns.
+    #[serde(default)]
+    pub conversation: Option<String>,
 }
 
 /// Tokens and model of the completions an execution used.
@@ -192,6 +195,15 @@ pub struct ExecutionReport {
     /// Why the end of this execution could not be recorded, when it could not: the caller must
     /// then be told, as the history will not show it.
     pub record_error: Option<String>,
+    /// The conversation it belongs to.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// The execution that delegated to it; `None` for a caller's request.
+    #[serde(default)]
+    pub parent_execution_id: Option<String>,
+    /// The caller's request at the root of its tree (itself for a caller's request).
+    #[serde(default)]
+    pub root_execution_id: Option<String>,
 }
 
 impl ExecutionReport {
@@ -251,6 +263,15 @@ pub struct ExecutionRecord {
     /// The tool calls the agent made, in order.
     #[serde(default)]
     pub tool_calls: Vec<ToolCallRecord>,
+    /// The conversation it belongs to.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// The execution that delegated to it; `None` for a caller's request.
+    #[serde(default)]
+    pub parent_execution_id: Option<String>,
+    /// The caller's request at the root of its tree (itself for a caller's request).
+    #[serde(default)]
+    pub root_execution_id: Option<String>,
 }
 
 /// `GET /api/v1/executions`: the most recent first.
@@ -333,6 +354,9 @@ mod tests {
             exit_code: None,
             exit_signal: Some(9),
             record_error: None,
+            conversation_id: Some("c".into()),
+            parent_execution_id: None,
+            root_execution_id: Some("e".into()),
         };
         let mut failed = ErrorAnswer::new("deadline_exceeded", "late");
         failed.execution = Some(Box::new(report.clone()));

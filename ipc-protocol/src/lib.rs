@@ -25,7 +25,7 @@ pub use codec::{
 pub use messages::{
     ChatMessage, ChatRole, CompletionFailure, CompletionRequest, CompletionResponse, Hello, Job,
     JobAgent, JobInput, PROTOCOL_VERSION, SupervisorMessage, TEMPLATE_VARIABLES, ToolCall,
-    ToolResult, ToolSpec, WorkerMessage,
+    ToolResult, ToolSpec, Turn, WorkerMessage,
 };
 #[cfg(feature = "tokio-codec")]
 pub use tokio_codec::{FrameCodec, SupervisorCodec};

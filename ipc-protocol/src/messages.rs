@@ -3,14 +3,16 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the wire format; bump it on any change to a type in this module.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Variables every prompt template may use besides the agent's own `[parameters]` keys.
 ///
 /// `request` is the user's text; `context` and `requirements` are optional request fields that
 /// default to the empty string; `agent` is the agent's name; `parameters` is the whole table;
 /// `memory_context` is the memories the supervisor found for the request (empty without
-/// `[memory]`), which `context` also carries after the caller's own context.
+/// `[memory]`), which `context` also carries after the caller's own context;
+/// `conversation_id` is the conversation the request belongs to; `history` is its earlier turns
+/// (a list of `agent`, `request` and `answer`), which the model also gets as prior chat messages.
 pub const TEMPLATE_VARIABLES: &[&str] = &[
     "request",
     "context",
@@ -18,6 +20,8 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
     "agent",
     "parameters",
     "memory_context",
+    "conversation_id",
+    "history",
 ];
 
 /// The worker's first frame: who it is and which protocol it speaks.
@@ -84,8 +88,9 @@ pub enum SupervisorMessage {
         /// The version the worker announced.
         worker: u32,
     },
-    /// The one job this worker runs.
-    Job(Job),
+    /// The one job this worker runs (boxed: it dwarfs the other frames; the wire form is the
+    /// same).
+    Job(Box<Job>),
     /// A piece of a streamed completion, before its `Completion`.
     CompletionDelta {
         /// The `call_id` of the request being answered.
@@ -153,6 +158,21 @@ pub struct JobInput {
     /// The agent's memories most relevant to the request, one per line, added by the
     /// supervisor (the caller's value is replaced).
     pub memory_context: String,
+    /// The conversation the request belongs to.
+    pub conversation_id: String,
+    /// The conversation's earlier turns, oldest first, added by the supervisor.
+    pub history: Vec<Turn>,
+}
+
+/// One earlier exchange of a conversation: a request and the answer it got.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// The agent that answered.
+    pub agent: String,
+    /// What it was asked.
+    pub request: String,
+    /// What it answered.
+    pub answer: String,
 }
 
 /// Who said a chat message.

@@ -8,7 +8,7 @@
 )]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use caxton_ipc_protocol::{
     ChatMessage, ChatRole, CompletionRequest, HEADER_LEN, Hello, Job, JobAgent, JobInput,
@@ -19,12 +19,32 @@ use proptest::prelude::*;
 
 struct Counting;
 
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
+/// The largest allocation on this thread since it was last reset: per thread, so tests running
+/// beside each other do not count each other's allocations.
+struct Largest;
+
+thread_local! {
+    // `const` and `Cell<usize>`: no destructor to register, so using it inside the allocator
+    // never allocates.
+    static LARGEST_HERE: Cell<usize> = const { Cell::new(0) };
+}
+
+impl Largest {
+    fn saw(size: usize) {
+        let _ = LARGEST_HERE.try_with(|l| l.set(l.get().max(size)));
+    }
+    fn reset() {
+        let _ = LARGEST_HERE.try_with(|l| l.set(0));
+    }
+    fn get() -> usize {
+        LARGEST_HERE.try_with(Cell::get).unwrap_or(0)
+    }
+}
 
 // SAFETY: forwards to the system allocator unchanged; only records sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        Largest::saw(layout.size());
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -33,7 +53,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        Largest::saw(new_size);
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -43,7 +63,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn sample_frames() -> Vec<Vec<u8>> {
-    let job = SupervisorMessage::Job(Job {
+    let job = SupervisorMessage::Job(Box::new(Job {
         execution_id: "0192f0c1-aaaa-bbbb-cccc-000000000001".into(),
         agent: JobAgent {
             name: "data-analyzer".into(),
@@ -63,9 +83,10 @@ fn sample_frames() -> Vec<Vec<u8>> {
             context: String::new(),
             requirements: "brief".into(),
             memory_context: "- Ada: likes tea".into(),
+            ..JobInput::default()
         },
         stream: true,
-    });
+    }));
     let complete = WorkerMessage::Complete {
         call_id: 7,
         request: CompletionRequest {
@@ -109,14 +130,14 @@ fn sample_frames() -> Vec<Vec<u8>> {
 
 /// Decode as both directions and return the largest allocation seen while doing it.
 fn decode_both_ways(frame: &[u8]) -> usize {
-    LARGEST.store(0, Ordering::Relaxed);
+    Largest::reset();
     let _ = read_frame::<WorkerMessage>(&mut &frame[..]);
     let _ = read_frame::<SupervisorMessage>(&mut &frame[..]);
     if frame.len() >= HEADER_LEN {
         let _ = decode_payload::<WorkerMessage>(&frame[HEADER_LEN..]);
         let _ = decode_payload::<SupervisorMessage>(&frame[HEADER_LEN..]);
     }
-    LARGEST.load(Ordering::Relaxed)
+    Largest::get()
 }
 
 proptest! {
@@ -165,9 +186,9 @@ fn a_payload_claiming_a_huge_string_is_refused_without_allocating_it() {
     // Variant 2 (Finished), then a varint length of u64::MAX / 2 for `execution_id`.
     let mut payload = vec![2u8, 0xFD];
     payload.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
-    LARGEST.store(0, Ordering::Relaxed);
+    Largest::reset();
     let err = decode_payload::<WorkerMessage>(&payload).unwrap_err();
-    assert!(LARGEST.load(Ordering::Relaxed) <= MAX_FRAME_LEN);
+    assert!(Largest::get() <= MAX_FRAME_LEN);
     assert!(matches!(err, ProtocolError::Decode(_)), "{err}");
 }
 
@@ -175,8 +196,8 @@ fn a_payload_claiming_a_huge_string_is_refused_without_allocating_it() {
 fn a_header_over_the_limit_is_refused() {
     let mut frame = ((MAX_FRAME_LEN as u32) + 1).to_be_bytes().to_vec();
     frame.extend_from_slice(&[0u8; 16]);
-    LARGEST.store(0, Ordering::Relaxed);
+    Largest::reset();
     let err = read_frame::<WorkerMessage>(&mut &frame[..]).unwrap_err();
-    assert!(LARGEST.load(Ordering::Relaxed) < 1024);
+    assert!(Largest::get() < 1024);
     assert!(matches!(err, ProtocolError::FrameTooLarge { .. }), "{err}");
 }

@@ -36,6 +36,7 @@ pub async fn run(
             context,
             requirements,
             workspace,
+            conversation,
             json,
             stream,
             verbose,
@@ -57,6 +58,7 @@ pub async fn run(
                 context,
                 requirements,
                 workspace,
+                conversation,
             };
             let backend = Backend::choose(config, client, "agent run").await?;
             let show = RunDisplay {

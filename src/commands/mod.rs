@@ -1,6 +1,7 @@
 //! One function per command. Each returns the process exit code; errors bubble up as `anyhow`.
 
 mod agent;
+mod conversation;
 mod daemon;
 mod memory;
 mod tool;
@@ -46,5 +47,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health => daemon::health(&client).await,
         Command::Worker(cmd) => daemon::worker(cmd, &client).await,
         Command::Capability(cmd) => agent::capability(cmd, &config, &client).await,
+        Command::Conversation(cmd) => conversation::run(cmd, &config, &client).await,
     }
 }

@@ -90,6 +90,19 @@ pub struct ConfigFile {
     /// The execution history database.
     #[serde(default)]
     pub executions: ExecutionsSection,
+    /// Conversations: how long they can be continued and how much of them an agent sees.
+    #[serde(default)]
+    pub conversations: ConversationsSection,
+}
+
+/// `[conversations]`: every request belongs to one; a later request may continue it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationsSection {
+    /// Idle time after which a conversation can no longer be continued, e.g. "24h".
+    pub expire_after: Option<String>,
+    /// Earlier turns a continued conversation gives its agent, at most.
+    pub history_turns: Option<u64>,
 }
 
 /// `[executions]`: the database of execution records (`DATA_DIR/caxton.db`).
@@ -290,6 +303,13 @@ pub const TIMEOUT_BOUNDS: Bounds<Duration> = Bounds {
     min: Duration::from_millis(100),
     max: Duration::from_secs(24 * 60 * 60),
 };
+/// `[conversations] expire_after`: a minute to a year.
+pub const EXPIRE_AFTER_BOUNDS: Bounds<Duration> = Bounds {
+    min: Duration::from_secs(60),
+    max: Duration::from_secs(366 * 24 * 60 * 60),
+};
+/// `[conversations] history_turns`: zero gives an agent no earlier turns.
+pub const HISTORY_TURNS_BOUNDS: Bounds<u64> = Bounds { min: 0, max: 1000 };
 /// `[worker] grace_period`: zero means KILL at once; the unit's stop timeout assumes
 /// three of these fit in it, so a minute is the most.
 pub const KILL_GRACE_BOUNDS: Bounds<Duration> = Bounds {
@@ -428,6 +448,10 @@ pub struct Config {
     pub default_provider: Option<String>,
     /// The embedded memory.
     pub memory: MemoryConfig,
+    /// Idle time after which a conversation expires.
+    pub conversation_expiry: Duration,
+    /// Earlier turns a continued conversation gives its agent.
+    pub history_turns: usize,
     /// The config file's text, to name lines in the checks made when the daemon starts.
     origin: Option<Origin>,
     /// Where `worker_path` came from, for the same checks.
@@ -750,6 +774,18 @@ impl Config {
             TIMEOUT_BOUNDS,
             Duration::from_secs(120),
         )?;
+        let conversation_expiry = duration(
+            ["conversations", "expire_after"],
+            &file.conversations.expire_after,
+            EXPIRE_AFTER_BOUNDS,
+            Duration::from_secs(24 * 60 * 60),
+        )?;
+        let history_turns = count(
+            ["conversations", "history_turns"],
+            file.conversations.history_turns,
+            HISTORY_TURNS_BOUNDS,
+            20,
+        )? as usize;
         let kill_grace = duration(
             ["worker", "grace_period"],
             &file.worker.grace_period,
@@ -905,6 +941,8 @@ impl Config {
             providers,
             models_dir,
             default_provider,
+            conversation_expiry,
+            history_turns,
         })
     }
 }

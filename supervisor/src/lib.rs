@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod grant;
 pub mod memory;
+pub mod messaging;
 pub mod metrics;
 pub mod provider;
 pub mod router;
@@ -35,9 +36,11 @@ use config::Config;
 use memory::{MemoryService, MemoryTools};
 use metrics::Metrics;
 use provider::{ProviderError, ProviderRequest, Providers};
-use store::ExecutionStore;
+use store::{Exchange, Store};
 use tools::{ToolCallRecord, ToolProvider, ToolRegistry};
 use worker_pool::{ExecutionReport, LiveWorker, Outcome, PoolSettings, WorkerPool, WorkerServices};
+
+use caxton_api_contract::conversations::Party;
 
 pub use caxton_api_contract::{RunRequest, StatusReport};
 pub use worker_pool::{KillError, KillTarget, signal_name};
@@ -88,6 +91,9 @@ pub enum RunError {
     /// No agent declares the capability asked for.
     #[error(transparent)]
     Route(#[from] router::RouteError),
+    /// The conversation the request names cannot be continued.
+    #[error(transparent)]
+    Conversation(#[from] messaging::ConversationError),
 }
 
 /// A request that passed every check that can refuse it before a worker exists, with what it
@@ -98,6 +104,17 @@ pub struct PreparedRun {
     pub grant: ExecutionGrant,
     /// The worker's job.
     input: JobInput,
+    /// The execution's id, chosen before anything about it is stored.
+    execution_id: String,
+    /// The message that starts it, and its place in its conversation.
+    exchange: Exchange,
+}
+
+impl PreparedRun {
+    /// The conversation the run belongs to.
+    pub fn conversation_id(&self) -> &str {
+        &self.exchange.conversation_id
+    }
 }
 
 /// Why a deploy was refused.
@@ -129,7 +146,7 @@ pub struct Supervisor {
     tool_providers: Vec<Arc<dyn ToolProvider>>,
     router: router::Router,
     pool: WorkerPool,
-    store: ExecutionStore,
+    store: Store,
     metrics: Arc<Metrics>,
     started: Instant,
     draining: AtomicBool,
@@ -155,7 +172,7 @@ impl Supervisor {
             Some(p) => p,
             None => Providers::from_config(&config)?,
         };
-        let store = ExecutionStore::open_capped(&config.database, config.database_max_bytes)?;
+        let store = Store::open_capped(&config.database, config.database_max_bytes)?;
         let registry = AgentRegistry::new(&config.agents_dir);
         let report = registry.reload()?;
         for e in &report.errors {
@@ -223,7 +240,7 @@ impl Supervisor {
     }
 
     /// The execution database.
-    pub fn store(&self) -> &ExecutionStore {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
@@ -240,17 +257,77 @@ impl Supervisor {
         }
     }
 
-    /// Everything that can refuse a request before a worker exists: draining, an unknown
-    /// agent, a provider that is not configured, a workspace the agent may not use. What the
-    /// request may use is resolved here, once.
-    pub fn prepare_run(
+    /// Everything that can refuse a caller's request to agent `agent_name` before a worker
+    /// exists: draining, an unknown agent, a provider that is not configured, a workspace the
+    /// agent may not use, a conversation that cannot be continued. What the request may use is
+    /// resolved here, once.
+    pub async fn prepare_run(
         &self,
         agent_name: &str,
         request: RunRequest,
     ) -> Result<PreparedRun, RunError> {
+        self.check_open()?;
+        let joined = self.join_conversation(request.conversation.clone()).await?;
+        self.prepare_in(
+            agent_name,
+            request,
+            Party::Agent(agent_name.to_owned()),
+            &joined,
+        )
+    }
+
+    /// A caller's request to `capability`: the agent the strategy picks, or every agent with
+    /// it for a broadcast, each prepared (so one refusal runs none), all in one conversation.
+    pub async fn prepare_capability_run(
+        &self,
+        capability: &str,
+        strategy: caxton_api_contract::routing::Strategy,
+        request: RunRequest,
+    ) -> Result<Vec<PreparedRun>, RunError> {
+        let agents = self.route(capability, strategy)?;
+        let joined = self.join_conversation(request.conversation.clone()).await?;
+        agents
+            .iter()
+            .map(|agent| {
+                self.prepare_in(
+                    agent.name.as_str(),
+                    request.clone(),
+                    Party::Capability(capability.to_owned()),
+                    &joined,
+                )
+            })
+            .collect()
+    }
+
+    fn check_open(&self) -> Result<(), RunError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(RunError::ShuttingDown);
         }
+        Ok(())
+    }
+
+    async fn join_conversation(
+        &self,
+        requested: Option<String>,
+    ) -> Result<messaging::Joined, RunError> {
+        Ok(messaging::join(
+            &self.store,
+            requested,
+            self.config.history_turns,
+            self.config.conversation_expiry,
+        )
+        .await?)
+    }
+
+    /// Prepare a caller's request to `agent_name`, addressed to `receiver`, in `conversation`.
+    fn prepare_in(
+        &self,
+        agent_name: &str,
+        request: RunRequest,
+        receiver: Party,
+        conversation: &messaging::Joined,
+    ) -> Result<PreparedRun, RunError> {
+        self.check_open()?;
         let agent = self
             .registry
             .get(agent_name)
@@ -270,14 +347,29 @@ impl Supervisor {
             tracing::warn!(agent = %grant.agent().name, missing = ?grant.unmatched(), "agent names tools that are not deployed");
         }
         self.router.used(grant.agent().name.as_str());
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        let exchange = messaging::from_caller(
+            &conversation.id,
+            receiver,
+            &request.request,
+            &execution_id,
+            self.config.conversation_expiry,
+        );
         // The worker's job: the caller's words; the memories are the supervisor's to add.
         let input = JobInput {
             request: request.request,
             context: request.context,
             requirements: request.requirements,
             memory_context: String::new(),
+            conversation_id: conversation.id.clone(),
+            history: conversation.history.clone(),
         };
-        Ok(PreparedRun { grant, input })
+        Ok(PreparedRun {
+            grant,
+            input,
+            execution_id,
+            exchange,
+        })
     }
 
     /// Every declared capability and the agents that declare it.
@@ -292,9 +384,7 @@ impl Supervisor {
         capability: &str,
         strategy: caxton_api_contract::routing::Strategy,
     ) -> Result<Vec<Arc<AgentDefinition>>, RunError> {
-        if self.draining.load(Ordering::SeqCst) {
-            return Err(RunError::ShuttingDown);
-        }
+        self.check_open()?;
         let live = self.pool.live_workers();
         let in_flight = |agent: &str| live.iter().filter(|w| w.agent == agent).count();
         Ok(self
@@ -306,7 +396,12 @@ impl Supervisor {
     /// there piece by piece as it is generated.
     pub async fn run_prepared(
         &self,
-        PreparedRun { grant, mut input }: PreparedRun,
+        PreparedRun {
+            grant,
+            mut input,
+            execution_id,
+            exchange,
+        }: PreparedRun,
         answer_sink: Option<worker_pool::DeltaSink>,
     ) -> ExecutionReport {
         let agent = grant.agent().clone();
@@ -321,31 +416,35 @@ impl Supervisor {
         // Kept only when the exchange will be stored: most requests have no memory.
         let request =
             (memory_scope.is_some() && agent.memory.auto_store).then(|| input.request.clone());
-        let execution_id = uuid::Uuid::new_v4().to_string();
         // One start for the record and the report: the pool measures from it too.
         let start = worker_pool::ExecutionStart::now();
         let (started, started_at) = (start.instant, start.unix_seconds);
         // A run whose record cannot be written is not run: the history never silently misses
         // an execution (the caller gets the reason, 507 for a full disk).
+        let exchange = Arc::new(exchange);
         if let Err(e) = self
             .store_write({
-                let (id, name, version) = (
+                let (id, name, version, exchange) = (
                     execution_id.clone(),
                     agent.name.to_string(),
                     agent.version.clone(),
+                    exchange.clone(),
                 );
-                move |s| s.record_start(&id, &name, &version, started_at)
+                move |s| s.record_start(&id, &name, &version, started_at, &exchange)
             })
             .await
         {
-            let report = worker_pool::new_report(
-                execution_id,
-                &agent,
-                started_at,
-                started.elapsed().as_secs_f64() * 1000.0,
-                Outcome::NotRecorded {
-                    detail: e.to_string(),
-                },
+            let report = placed(
+                worker_pool::new_report(
+                    execution_id,
+                    &agent,
+                    started_at,
+                    started.elapsed().as_secs_f64() * 1000.0,
+                    Outcome::NotRecorded {
+                        detail: e.to_string(),
+                    },
+                ),
+                &exchange,
             );
             self.metrics.record_execution(
                 &report.agent,
@@ -360,13 +459,17 @@ impl Supervisor {
         let mut pending = PendingRecord {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
-            report: Some(Arc::new(worker_pool::new_report(
-                execution_id.clone(),
-                &agent,
-                started_at,
-                0.0,
-                Outcome::Cancelled,
+            report: Some(Arc::new(placed(
+                worker_pool::new_report(
+                    execution_id.clone(),
+                    &agent,
+                    started_at,
+                    0.0,
+                    Outcome::Cancelled,
+                ),
+                &exchange,
             ))),
+            exchange: exchange.clone(),
             started,
         };
         let services = Services {
@@ -374,7 +477,7 @@ impl Supervisor {
             grant: &grant,
         };
         // Shared, not copied, between the guard and the record's write.
-        let report = Arc::new(
+        let report = Arc::new(placed(
             self.pool
                 .execute(
                     agent.clone(),
@@ -385,7 +488,8 @@ impl Supervisor {
                     answer_sink,
                 )
                 .await,
-        );
+            &exchange,
+        ));
         pending.report = Some(report.clone());
         if let (Outcome::Succeeded, Some(answer), Some(scope), Some(request)) =
             (&report.outcome, &report.answer, &memory_scope, &request)
@@ -403,7 +507,7 @@ impl Supervisor {
         let written = self
             .store_write({
                 let report = report.clone();
-                move |s| s.record_finish(&report)
+                move |s| s.record_finish(&report, &exchange)
             })
             .await;
         pending.report = None;
@@ -421,10 +525,42 @@ impl Supervisor {
         report
     }
 
+    /// The most recently changed conversations.
+    pub async fn conversations(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<caxton_api_contract::conversations::ConversationSummary>, store::StoreError>
+    {
+        self.store_read(move |s| s.conversations(limit, store::now_seconds()))
+            .await
+    }
+
+    /// One conversation, its messages and its tree of executions.
+    pub async fn conversation(
+        &self,
+        id: &str,
+    ) -> Result<Option<caxton_api_contract::conversations::ConversationDetail>, store::StoreError>
+    {
+        let id = id.to_owned();
+        self.store_read(move |s| s.conversation(&id, store::now_seconds()))
+            .await
+    }
+
+    /// Database reads run on the blocking pool.
+    async fn store_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,
+    ) -> Result<T, store::StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| store::StoreError::Query(format!("database task failed: {e}")))?
+    }
+
     /// Database writes run on the blocking pool; a failure is logged and returned.
     async fn store_write(
         &self,
-        f: impl FnOnce(&ExecutionStore) -> Result<(), store::StoreError> + Send + 'static,
+        f: impl FnOnce(&Store) -> Result<(), store::StoreError> + Send + 'static,
     ) -> Result<(), store::StoreError> {
         let store = self.store.clone();
         let result = match tokio::task::spawn_blocking(move || f(&store)).await {
@@ -540,10 +676,19 @@ impl Supervisor {
 /// The final record of an execution whose future may be dropped before it writes it (its
 /// caller went away): written when the guard drops still holding it.
 struct PendingRecord {
-    store: ExecutionStore,
+    store: Store,
     metrics: Arc<Metrics>,
     report: Option<Arc<ExecutionReport>>,
+    exchange: Arc<Exchange>,
     started: Instant,
+}
+
+/// The report, with where its execution sits: its conversation and its tree.
+fn placed(mut report: ExecutionReport, exchange: &Exchange) -> ExecutionReport {
+    report.conversation_id = Some(exchange.conversation_id.clone());
+    report.parent_execution_id = exchange.parent_execution_id.clone();
+    report.root_execution_id = Some(exchange.root_execution_id.clone());
+    report
 }
 
 impl Drop for PendingRecord {
@@ -562,11 +707,12 @@ impl Drop for PendingRecord {
             report.duration_ms / 1000.0,
         );
         let store = self.store.clone();
+        let exchange = self.exchange.clone();
         // A drop cannot await; the write gets a thread of its own.
         let writer = std::thread::Builder::new()
             .name("caxton-cancel".into())
             .spawn(move || {
-                if let Err(e) = store.record_finish(&report) {
+                if let Err(e) = store.record_finish(&report, &exchange) {
                     tracing::error!(error = %e, "cannot record an execution whose caller went away");
                 }
             });

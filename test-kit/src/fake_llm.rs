@@ -16,7 +16,8 @@ static SEEN: std::sync::Mutex<std::collections::BTreeMap<String, u32>> =
 /// `[slow]` waits 300 ms, `[hang]` never answers, `[500]` fails, `[garbage]` is not JSON,
 /// `[401]` refuses the key, `[empty]` answers 200 with no body, `[429once]` and `[500once]` fail
 /// the first time only, `[429always]` never stops, `[unknown-model]` and `[context]` fail as
-/// OpenAI does; `[no-usage]` reports no token counts; anything else is echoed back as
+/// OpenAI does; `[no-usage]` reports no token counts; `[recall]` answers with the earlier user and assistant
+/// messages it was sent; anything else is echoed back as
 /// `echo: <message>`. A first user message holding `[call NAME {json}]` scripts tool calls
 /// (`scripted_tool_turn`). It is as strict as llama.cpp's server: see `strict_like_llama_cpp`.
 pub struct FakeLlm {
@@ -189,6 +190,29 @@ async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
             return openai_stream_of(&reply);
         }
         return Json(reply).into_response();
+    }
+    if last.contains("[recall]") {
+        // What the model was shown before the last message: a continued conversation's turns.
+        let earlier: Vec<String> = body["messages"]
+            .as_array()
+            .map(|m| &m[..m.len().saturating_sub(1)])
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| m["role"] == "user" || m["role"] == "assistant")
+            .map(|m| {
+                format!(
+                    "{}: {}",
+                    m["role"].as_str().unwrap_or_default(),
+                    m["content"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        return no_usage_answer(
+            wire,
+            stream,
+            model,
+            &format!("recall: {}", earlier.join(" | ")),
+        );
     }
     if last.contains("[no-usage]") {
         return no_usage_answer(wire, stream, model, &format!("echo: {last}"));

@@ -11,6 +11,7 @@ mod api;
 mod cli;
 mod cli_output;
 mod config_errors;
+mod conversations;
 mod faults;
 mod local_model;
 mod mcp;

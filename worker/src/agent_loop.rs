@@ -66,9 +66,14 @@ impl From<ChannelError> for Failure {
 /// repeat until it answers or the agent's tool-call budget is spent.
 fn answer(channel: &mut Channel, job: &caxton_ipc_protocol::Job) -> Result<String, Failure> {
     let rendered = prompt::render(&job.agent, &job.input).map_err(Failure::Agent)?;
-    let mut messages = Vec::with_capacity(2);
+    let mut messages = Vec::with_capacity(2 + 2 * job.input.history.len());
     if !rendered.system.trim().is_empty() {
         messages.push(ChatMessage::text(ChatRole::System, rendered.system));
+    }
+    // A continued conversation: the model sees its earlier turns as the chat they were.
+    for turn in &job.input.history {
+        messages.push(ChatMessage::text(ChatRole::User, turn.request.clone()));
+        messages.push(ChatMessage::text(ChatRole::Assistant, turn.answer.clone()));
     }
     messages.push(ChatMessage::text(ChatRole::User, rendered.user));
     let budget = job.agent.max_tool_calls as usize;

@@ -34,6 +34,16 @@ pub fn render(agent: &JobAgent, input: &JobInput) -> Result<RenderedPrompt, Stri
     vars.insert("context".into(), context.into());
     vars.insert("memory_context".into(), input.memory_context.clone().into());
     vars.insert("requirements".into(), input.requirements.clone().into());
+    vars.insert(
+        "conversation_id".into(),
+        input.conversation_id.clone().into(),
+    );
+    let history = input
+        .history
+        .iter()
+        .map(|t| serde_json::json!({"agent": t.agent, "request": t.request, "answer": t.answer}))
+        .collect();
+    vars.insert("history".into(), serde_json::Value::Array(history));
     let system = render_one(&env, "system_prompt", &agent.system_prompt, &vars)?;
     let user = render_one(
         &env,
@@ -104,6 +114,26 @@ mod tests {
         .unwrap();
         assert_eq!(out.user, "hi <b> / ctx / dry / dry");
         assert_eq!(out.system, "You help hello users.");
+    }
+
+    #[test]
+    fn a_template_can_loop_over_the_conversation_s_earlier_turns() {
+        let input = JobInput {
+            request: "and now?".into(),
+            conversation_id: "c-9".into(),
+            history: vec![caxton_ipc_protocol::Turn {
+                agent: "hello".into(),
+                request: "first".into(),
+                answer: "one".into(),
+            }],
+            ..JobInput::default()
+        };
+        let out = render(
+            &agent("{{ conversation_id }}:{% for t in history %}[{{ t.request }}={{ t.answer }}]{% endfor %} {{ request }}"),
+            &input,
+        )
+        .unwrap();
+        assert_eq!(out.user, "c-9:[first=one] and now?");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use caxton_ipc_protocol::{
     ChatMessage, ChatRole, CompletionFailure, CompletionRequest, CompletionResponse, Hello, Job,
-    JobAgent, JobInput, SupervisorMessage, ToolCall, ToolResult, ToolSpec, WorkerMessage,
+    JobAgent, JobInput, SupervisorMessage, ToolCall, ToolResult, ToolSpec, Turn, WorkerMessage,
 };
 
 pub fn tool_call() -> ToolCall {
@@ -123,7 +123,7 @@ pub fn supervisor_samples() -> Vec<(&'static str, SupervisorMessage)> {
         ),
         (
             "Job",
-            SupervisorMessage::Job(Job {
+            SupervisorMessage::Job(Box::new(Job {
                 execution_id: "e-1".into(),
                 agent: JobAgent {
                     name: "hello".into(),
@@ -139,9 +139,15 @@ pub fn supervisor_samples() -> Vec<(&'static str, SupervisorMessage)> {
                     context: "c".into(),
                     requirements: "r".into(),
                     memory_context: "m".into(),
+                    conversation_id: "c-1".into(),
+                    history: vec![Turn {
+                        agent: "hello".into(),
+                        request: "before".into(),
+                        answer: "then".into(),
+                    }],
                 },
                 stream: false,
-            }),
+            })),
         ),
         (
             "CompletionDelta",

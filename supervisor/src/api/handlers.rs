@@ -21,11 +21,12 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use crate::agent::{AgentDefinition, RegistryError};
+use crate::messaging::ConversationError;
 use crate::worker_pool::{ExecutionReport, KillError, KillTarget, Outcome};
 use crate::{DeployError, PreparedRun, RunError, Supervisor};
 
-type Shared = State<Arc<Supervisor>>;
-type ApiResult = Result<Response, ApiError>;
+pub(super) type Shared = State<Arc<Supervisor>>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 pub async fn health(State(sup): Shared) -> Response {
     let (status, word) = if sup.is_ready() {
@@ -182,7 +183,7 @@ pub async fn run_agent(
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
     let body: RunRequest = json_object(body, r#"like {"request": "..."}"#)?;
-    let prepared = sup.prepare_run(&name, body).map_err(run_error)?;
+    let prepared = sup.prepare_run(&name, body).await.map_err(run_error)?;
     if !query.stream {
         return report_response(sup.run_prepared(prepared, None).await);
     }
@@ -197,8 +198,23 @@ fn run_error(e: RunError) -> ApiError {
         RunError::Provider(_) => (StatusCode::UNPROCESSABLE_ENTITY, "provider_not_configured"),
         RunError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         RunError::MemoryScope(_) => (StatusCode::BAD_REQUEST, "workspace_refused"),
+        RunError::Conversation(ConversationError::Unknown(_)) => {
+            (StatusCode::NOT_FOUND, "unknown_conversation")
+        }
+        RunError::Conversation(ConversationError::Expired { .. }) => {
+            (StatusCode::GONE, "conversation_expired")
+        }
+        RunError::Conversation(ConversationError::Store(ref e)) => store_status(e),
     };
     ApiError::new(status, kind, e.to_string())
+}
+
+/// A database failure as a status and kind: a full one is the operator's to fix.
+pub(super) fn store_status(e: &crate::store::StoreError) -> (StatusCode, &'static str) {
+    match e {
+        crate::store::StoreError::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "database_full"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
 }
 
 /// `GET /api/v1/capabilities`
@@ -224,22 +240,17 @@ pub async fn run_capability(
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
     let body: RunRequest = json_object(body, r#"like {"request": "..."}"#)?;
-    let agents = sup.route(&capability, query.strategy).map_err(run_error)?;
+    // Every check first, so a refusal runs nothing; then every agent at once.
+    let mut prepared = sup
+        .prepare_capability_run(&capability, query.strategy, body)
+        .await
+        .map_err(run_error)?;
     if query.strategy != Strategy::Broadcast {
-        let Some(agent) = agents.first() else {
+        let Some(one) = prepared.pop() else {
             return Err(run_error(RunError::UnknownAgent(capability)));
         };
-        let prepared = sup
-            .prepare_run(agent.name.as_str(), body)
-            .map_err(run_error)?;
-        return report_response(sup.run_prepared(prepared, None).await);
+        return report_response(sup.run_prepared(one, None).await);
     }
-    // Every check first, so a refusal runs nothing; then every agent at once.
-    let prepared = agents
-        .iter()
-        .map(|a| sup.prepare_run(a.name.as_str(), body.clone()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(run_error)?;
     let answers =
         futures_util::future::join_all(prepared.into_iter().map(|p| sup.run_prepared(p, None)))
             .await;
@@ -345,7 +356,7 @@ fn stream_run(sup: Arc<Supervisor>, prepared: PreparedRun) -> Response {
 /// `?limit=N`
 #[derive(Deserialize)]
 pub struct Limit {
-    limit: Option<usize>,
+    pub(super) limit: Option<usize>,
 }
 
 pub async fn list_executions(State(sup): Shared, Query(q): Query<Limit>) -> ApiResult {

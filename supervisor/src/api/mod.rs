@@ -1,6 +1,7 @@
 //! The management API: HTTP/JSON over the Unix socket (peer credentials checked) and, when
 //! configured, over TCP with a bearer token. The `caxton` CLI is a client of this API only.
 
+mod conversation_handlers;
 mod error;
 mod handlers;
 pub(crate) mod listener;
@@ -66,6 +67,11 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .route(
             "/api/v1/capabilities/{capability}/run",
             post(handlers::run_capability),
+        )
+        .route("/api/v1/conversations", get(conversation_handlers::list))
+        .route(
+            "/api/v1/conversations/{id}",
+            get(conversation_handlers::show),
         )
         .route("/api/v1/executions", get(handlers::list_executions))
         .route("/api/v1/executions/{id}", get(handlers::show_execution))

@@ -271,7 +271,7 @@ impl<'a> Conversation<'a> {
                 if let Err(v) = self.send(&SupervisorMessage::Welcome).await {
                     return Step::Done(v);
                 }
-                if let Err(v) = self.send(&SupervisorMessage::Job(job)).await {
+                if let Err(v) = self.send(&SupervisorMessage::Job(Box::new(job))).await {
                     return Step::Done(v);
                 }
                 self.pool

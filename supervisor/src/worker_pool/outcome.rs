@@ -148,6 +148,9 @@ pub fn new_report(
         exit_code: None,
         exit_signal: None,
         record_error: None,
+        conversation_id: None,
+        parent_execution_id: None,
+        root_execution_id: None,
     }
 }
 
