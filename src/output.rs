@@ -6,7 +6,7 @@ use caxton_api_contract::conversations::{
 };
 use caxton_api_contract::routing::CapabilityList;
 use caxton_api_contract::tools::{ToolServerInfo, ToolServerList};
-use caxton_api_contract::{ExecutionReport, StatusReport};
+use caxton_api_contract::{ExecutionReport, LiveWorker, StatusReport};
 use caxton_tool_host::manifest::{Access, ToolManifest};
 
 pub fn print_json(value: &impl serde::Serialize) {
@@ -40,14 +40,45 @@ pub fn print_status(status: &StatusReport) {
             "{:<8} {:<24} {:<38} {:>8}  STATE",
             "PID", "AGENT", "EXECUTION", "AGE"
         );
-        for w in &status.workers {
+        // Delegated executions under the one that asked, indented by depth.
+        let live: std::collections::HashSet<&str> = status
+            .workers
+            .iter()
+            .map(|w| w.execution_id.as_str())
+            .collect();
+        let is_root = |w: &&LiveWorker| {
+            w.parent_execution_id
+                .as_deref()
+                .is_none_or(|p| !live.contains(p))
+        };
+        let mut stack: Vec<(&LiveWorker, usize)> = status
+            .workers
+            .iter()
+            .filter(is_root)
+            .rev()
+            .map(|w| (w, 0))
+            .collect();
+        while let Some((w, depth)) = stack.pop() {
+            let agent = if depth == 0 {
+                w.agent.clone()
+            } else {
+                format!("{}└ {}", "  ".repeat(depth - 1), w.agent)
+            };
             println!(
                 "{:<8} {:<24} {:<38} {:>8}  {}",
                 w.pid,
-                w.agent,
+                agent,
                 w.execution_id,
                 human_age(w.age_seconds),
                 w.state.as_str(),
+            );
+            stack.extend(
+                status
+                    .workers
+                    .iter()
+                    .filter(|c| c.parent_execution_id.as_deref() == Some(w.execution_id.as_str()))
+                    .rev()
+                    .map(|c| (c, depth + 1)),
             );
         }
     }

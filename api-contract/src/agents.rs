@@ -56,6 +56,44 @@ pub const DEFAULT_MEMORY_SEARCH_LIMIT: u32 = 5;
 /// text below 0.2, so the seed's 0.7 would drop most useful memories.
 pub const DEFAULT_MEMORY_MIN_SIMILARITY: f32 = 0.3;
 
+/// Delegation depth below a request's root when no agent on the path sets `max_depth`.
+pub const DEFAULT_DELEGATION_DEPTH: u32 = 3;
+/// The deepest delegation tree any agent file may allow.
+pub const MAX_DELEGATION_DEPTH: u32 = 16;
+
+/// `[delegation]`: whom an agent's model may ask, through the delegation tools, and the limits
+/// of the trees its requests start.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationSettings {
+    /// Agents it may ask by name.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// Capabilities it may ask (the supervisor picks the agent).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Topics it may publish notifications to.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Levels of delegation allowed below this agent; the tightest limit on a path holds.
+    #[serde(default)]
+    pub max_depth: Option<u32>,
+    /// Tokens the whole tree of a request this agent roots may spend (every model call of every
+    /// execution in it); unset: `[delegation] token_budget` of the config.
+    #[serde(default)]
+    pub token_budget: Option<u64>,
+    /// Tool calls (delegations included) the whole tree may make; unset: the config's.
+    #[serde(default)]
+    pub tool_call_budget: Option<u64>,
+}
+
+impl DelegationSettings {
+    /// Whether the agent may delegate at all.
+    pub fn enabled(&self) -> bool {
+        !(self.agents.is_empty() && self.capabilities.is_empty() && self.topics.is_empty())
+    }
+}
+
 /// `[memory]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +205,12 @@ pub struct AgentDetail {
     /// Memory use.
     #[serde(default)]
     pub memory: MemorySettings,
+    /// Whom it may delegate to.
+    #[serde(default)]
+    pub delegation: DelegationSettings,
+    /// Topics whose notifications start a request of it.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
     /// Free-form parameters, also visible to templates.
     #[serde(default)]
     pub parameters: serde_json::Map<String, serde_json::Value>,

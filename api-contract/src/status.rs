@@ -73,6 +73,9 @@ pub struct LiveWorker {
     pub age_seconds: f64,
     /// What it is doing.
     pub state: WorkerState,
+    /// The execution that delegated to this one, when one did.
+    #[serde(default)]
+    pub parent_execution_id: Option<String>,
 }
 
 /// `GET /api/v1/workers`.

@@ -93,6 +93,19 @@ pub struct ConfigFile {
     /// Conversations: how long they can be continued and how much of them an agent sees.
     #[serde(default)]
     pub conversations: ConversationsSection,
+    /// Budgets of delegation trees whose root agent does not set its own.
+    #[serde(default)]
+    pub delegation: DelegationSection,
+}
+
+/// `[delegation]`: what one caller's request may spend, with everything it delegates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationSection {
+    /// Tokens of every model call in a request's tree.
+    pub token_budget: Option<u64>,
+    /// Tool calls (delegations included) of every execution in a request's tree.
+    pub tool_call_budget: Option<u64>,
 }
 
 /// `[conversations]`: every request belongs to one; a later request may continue it.
@@ -308,6 +321,16 @@ pub const EXPIRE_AFTER_BOUNDS: Bounds<Duration> = Bounds {
     min: Duration::from_secs(60),
     max: Duration::from_secs(366 * 24 * 60 * 60),
 };
+/// `[delegation] token_budget`.
+pub const TOKEN_BUDGET_BOUNDS: Bounds<u64> = Bounds {
+    min: 1,
+    max: 1_000_000_000,
+};
+/// `[delegation] tool_call_budget`.
+pub const TOOL_CALL_BUDGET_BOUNDS: Bounds<u64> = Bounds {
+    min: 1,
+    max: 1_000_000,
+};
 /// `[conversations] history_turns`: zero gives an agent no earlier turns.
 pub const HISTORY_TURNS_BOUNDS: Bounds<u64> = Bounds { min: 0, max: 1000 };
 /// `[worker] grace_period`: zero means KILL at once; the unit's stop timeout assumes
@@ -452,6 +475,10 @@ pub struct Config {
     pub conversation_expiry: Duration,
     /// Earlier turns a continued conversation gives its agent.
     pub history_turns: usize,
+    /// Tokens a request's whole delegation tree may spend, unless its root agent says.
+    pub token_budget: u64,
+    /// Tool calls a request's whole tree may make, unless its root agent says.
+    pub tool_call_budget: u64,
     /// The config file's text, to name lines in the checks made when the daemon starts.
     origin: Option<Origin>,
     /// Where `worker_path` came from, for the same checks.
@@ -786,6 +813,18 @@ impl Config {
             HISTORY_TURNS_BOUNDS,
             20,
         )? as usize;
+        let token_budget = count(
+            ["delegation", "token_budget"],
+            file.delegation.token_budget,
+            TOKEN_BUDGET_BOUNDS,
+            200_000,
+        )?;
+        let tool_call_budget = count(
+            ["delegation", "tool_call_budget"],
+            file.delegation.tool_call_budget,
+            TOOL_CALL_BUDGET_BOUNDS,
+            1_000,
+        )?;
         let kill_grace = duration(
             ["worker", "grace_period"],
             &file.worker.grace_period,
@@ -943,6 +982,8 @@ impl Config {
             default_provider,
             conversation_expiry,
             history_turns,
+            token_budget,
+            tool_call_budget,
         })
     }
 }

@@ -4,8 +4,8 @@
 //! checked against it: a completion may offer the model only granted tools (with the grant's
 //! descriptions, not the worker's), and a tool call runs only when its tool is granted.
 //!
-//! Later grants add the agents a request may delegate to and its budgets here, so the checks
-//! stay in one place.
+//! The grant also carries the execution's [`Lineage`] (its place in its delegation tree and the
+//! budgets the tree shares), so the delegation tools and the budget checks find it here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,6 +16,7 @@ use caxton_memory::Scope;
 use serde_json::Value;
 
 use crate::agent::AgentDefinition;
+use crate::delegation::Lineage;
 use crate::tools::{CallOutcome, ToolCallContext, ToolProvider};
 
 /// A granted tool and the provider that serves it.
@@ -43,10 +44,12 @@ impl std::fmt::Debug for ExecutionGrant {
 }
 
 impl ExecutionGrant {
-    /// Resolve what a request of `agent` reaching `memory` may use from every tool provider.
+    /// Resolve what a request of `agent` reaching `memory`, placed in its tree by `lineage`,
+    /// may use from every tool provider.
     pub fn resolve(
         agent: Arc<AgentDefinition>,
         memory: Option<Scope>,
+        lineage: Option<Arc<Lineage>>,
         providers: &[Arc<dyn ToolProvider>],
         workspaces_dir: &Path,
     ) -> Self {
@@ -75,6 +78,8 @@ impl ExecutionGrant {
         let context = ToolCallContext {
             workspace: Some(workspaces_dir.join(agent.name.as_str())),
             memory,
+            caller: Some(agent.clone()),
+            lineage,
         };
         Self {
             agent,
@@ -87,6 +92,11 @@ impl ExecutionGrant {
     /// The agent that answers.
     pub fn agent(&self) -> &Arc<AgentDefinition> {
         &self.agent
+    }
+
+    /// Where the execution sits in its tree, with the budgets the tree shares.
+    pub fn lineage(&self) -> Option<&Arc<Lineage>> {
+        self.context.lineage.as_ref()
     }
 
     /// The memory the request reaches; `None` when its agent's memory is off.
@@ -240,6 +250,7 @@ mod tests {
         let grant = ExecutionGrant::resolve(
             agent("\"fetch\", \"nonexistent\""),
             Some(scope.clone()),
+            None,
             &providers,
             Path::new("/srv/workspaces"),
         );

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod delegation;
 pub mod grant;
 pub mod memory;
 pub mod messaging;
@@ -37,7 +38,7 @@ use memory::{MemoryService, MemoryTools};
 use metrics::Metrics;
 use provider::{ProviderError, ProviderRequest, Providers};
 use store::{Exchange, Store};
-use tools::{ToolCallRecord, ToolProvider, ToolRegistry};
+use tools::{CallOutcome, ToolCallRecord, ToolProvider, ToolRegistry};
 use worker_pool::{ExecutionReport, LiveWorker, Outcome, PoolSettings, WorkerPool, WorkerServices};
 
 use caxton_api_contract::conversations::Party;
@@ -104,16 +105,26 @@ pub struct PreparedRun {
     pub grant: ExecutionGrant,
     /// The worker's job.
     input: JobInput,
-    /// The execution's id, chosen before anything about it is stored.
-    execution_id: String,
     /// The message that starts it, and its place in its conversation.
     exchange: Exchange,
+    /// Its place in its delegation tree (its id, deadline, the tree's budgets).
+    lineage: Arc<delegation::Lineage>,
 }
 
 impl PreparedRun {
     /// The conversation the run belongs to.
     pub fn conversation_id(&self) -> &str {
         &self.exchange.conversation_id
+    }
+
+    /// The execution's id, chosen before anything about it is stored.
+    pub fn execution_id(&self) -> &str {
+        &self.lineage.execution_id
+    }
+
+    /// Its place in its delegation tree.
+    pub fn lineage(&self) -> &delegation::Lineage {
+        &self.lineage
     }
 }
 
@@ -178,33 +189,43 @@ impl Supervisor {
         for e in &report.errors {
             tracing::warn!(file = %e.file, line = e.line, reason = %e.reason, "agent file not loaded");
         }
+        let reserved: Vec<(&str, &str)> = memory::reserved_names()
+            .into_iter()
+            .chain(delegation::tools::reserved_names())
+            .collect();
         let tools = Arc::new(ToolRegistry::open(
             &config.tools_dir,
             config.builtin_tools_dir.as_deref(),
             &config.cache_dir,
-            &memory::reserved_names(),
+            &reserved,
         )?);
         let metrics = Arc::new(Metrics::new());
         let memory = Arc::new(MemoryService::open(&config, metrics.clone())?);
-        let tool_providers: Vec<Arc<dyn ToolProvider>> =
-            vec![tools.clone(), Arc::new(MemoryTools::new(memory.clone()))];
         metrics.agents_deployed.set(registry.len() as i64);
         let pool = WorkerPool::new(PoolSettings::from(&config), metrics.clone())
             .map_err(StartError::Pool)?;
         tracing::info!(agents = registry.len(), data_dir = %config.data_dir.display(), "supervisor ready");
-        Ok(Arc::new(Self {
-            config,
-            registry,
-            providers,
-            tools,
-            memory,
-            tool_providers,
-            router: router::Router::default(),
-            pool,
-            store,
-            metrics,
-            started: Instant::now(),
-            draining: AtomicBool::new(false),
+        // The delegation tools start child requests on the supervisor that serves them.
+        Ok(Arc::new_cyclic(|me| {
+            let tool_providers: Vec<Arc<dyn ToolProvider>> = vec![
+                tools.clone(),
+                Arc::new(MemoryTools::new(memory.clone())),
+                Arc::new(delegation::DelegationTools::new(me.clone())),
+            ];
+            Self {
+                config,
+                registry,
+                providers,
+                tools,
+                memory,
+                tool_providers,
+                router: router::Router::default(),
+                pool,
+                store,
+                metrics,
+                started: Instant::now(),
+                draining: AtomicBool::new(false),
+            }
         }))
     }
 
@@ -337,17 +358,16 @@ impl Supervisor {
             .resolve(&agent.llm)
             .map_err(RunError::Provider)?;
         let memory_scope = memory::request_scope(&agent, request.workspace.as_deref())?;
-        let grant = ExecutionGrant::resolve(
-            agent,
-            memory_scope,
-            &self.tool_providers,
-            &self.config.workspaces_dir,
-        );
-        if !grant.unmatched().is_empty() {
-            tracing::warn!(agent = %grant.agent().name, missing = ?grant.unmatched(), "agent names tools that are not deployed");
-        }
-        self.router.used(grant.agent().name.as_str());
         let execution_id = uuid::Uuid::new_v4().to_string();
+        let lineage = Arc::new(delegation::Lineage::root(
+            &execution_id,
+            &conversation.id,
+            &agent,
+            self.deadline_of(&agent),
+            self.config.token_budget,
+            self.config.tool_call_budget,
+        ));
+        let grant = self.grant(agent, memory_scope, &lineage);
         let exchange = messaging::from_caller(
             &conversation.id,
             receiver,
@@ -367,8 +387,82 @@ impl Supervisor {
         Ok(PreparedRun {
             grant,
             input,
-            execution_id,
             exchange,
+            lineage,
+        })
+    }
+
+    /// When a request of `agent` starting now must end, by its own timeout.
+    fn deadline_of(&self, agent: &AgentDefinition) -> Instant {
+        let timeout = agent.timeout.unwrap_or(self.config.default_timeout);
+        Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(86400))
+    }
+
+    /// Resolve what an execution of `agent` may use.
+    fn grant(
+        &self,
+        agent: Arc<AgentDefinition>,
+        memory_scope: Option<caxton_memory::Scope>,
+        lineage: &Arc<delegation::Lineage>,
+    ) -> ExecutionGrant {
+        let grant = ExecutionGrant::resolve(
+            agent,
+            memory_scope,
+            Some(lineage.clone()),
+            &self.tool_providers,
+            &self.config.workspaces_dir,
+        );
+        if !grant.unmatched().is_empty() {
+            tracing::warn!(agent = %grant.agent().name, missing = ?grant.unmatched(), "agent names tools that are not deployed");
+        }
+        self.router.used(grant.agent().name.as_str());
+        grant
+    }
+
+    /// A request an execution (placed by `parent`) sends `agent` through a delegation tool:
+    /// checked like a caller's (draining, provider, memory), one level down its tree, in its
+    /// conversation. The tree's guards ([`delegation::Lineage::check`]) were checked by the
+    /// caller.
+    pub fn prepare_child(
+        &self,
+        agent: Arc<AgentDefinition>,
+        text: &str,
+        context: &str,
+        parent: &delegation::Lineage,
+        receiver: Party,
+        kind: caxton_api_contract::conversations::MessageKind,
+    ) -> Result<PreparedRun, RunError> {
+        self.check_open()?;
+        self.providers
+            .resolve(&agent.llm)
+            .map_err(RunError::Provider)?;
+        let memory_scope = memory::request_scope(&agent, None)?;
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        let lineage = Arc::new(parent.child(&execution_id, &agent, self.deadline_of(&agent)));
+        let exchange = messaging::from_agent(
+            parent,
+            receiver,
+            kind,
+            text,
+            lineage.depth(),
+            self.config.conversation_expiry,
+        );
+        let grant = self.grant(agent, memory_scope, &lineage);
+        let input = JobInput {
+            request: text.to_owned(),
+            context: context.to_owned(),
+            requirements: String::new(),
+            memory_context: String::new(),
+            conversation_id: lineage.conversation_id.clone(),
+            history: Vec::new(),
+        };
+        Ok(PreparedRun {
+            grant,
+            input,
+            exchange,
+            lineage,
         })
     }
 
@@ -399,8 +493,8 @@ impl Supervisor {
         PreparedRun {
             grant,
             mut input,
-            execution_id,
             exchange,
+            lineage,
         }: PreparedRun,
         answer_sink: Option<worker_pool::DeltaSink>,
     ) -> ExecutionReport {
@@ -416,8 +510,14 @@ impl Supervisor {
         // Kept only when the exchange will be stored: most requests have no memory.
         let request =
             (memory_scope.is_some() && agent.memory.auto_store).then(|| input.request.clone());
-        // One start for the record and the report: the pool measures from it too.
-        let start = worker_pool::ExecutionStart::now();
+        let execution_id = lineage.execution_id.clone();
+        // One start for the record and the report: the pool measures from it too. A child ends
+        // when its parent must.
+        let mut start = worker_pool::ExecutionStart::now();
+        if exchange.parent_execution_id.is_some() {
+            start.not_after = Some(lineage.deadline);
+            start.parent = exchange.parent_execution_id.clone();
+        }
         let (started, started_at) = (start.instant, start.unix_seconds);
         // A run whose record cannot be written is not run: the history never silently misses
         // an execution (the caller gets the reason, 507 for a full disk).
@@ -446,11 +546,7 @@ impl Supervisor {
                 ),
                 &exchange,
             );
-            self.metrics.record_execution(
-                &report.agent,
-                report.outcome.label(),
-                report.duration_ms / 1000.0,
-            );
+            count_end(&self.metrics, &report, &exchange);
             return report;
         }
         // Until the end is recorded below, dropping this future (the caller went away) still
@@ -470,6 +566,7 @@ impl Supervisor {
                 &exchange,
             ))),
             exchange: exchange.clone(),
+            stop_tree: lineage.cancel.clone(),
             started,
         };
         let services = Services {
@@ -506,22 +603,21 @@ impl Supervisor {
         }
         let written = self
             .store_write({
-                let report = report.clone();
+                let (report, exchange) = (report.clone(), exchange.clone());
                 move |s| s.record_finish(&report, &exchange)
             })
             .await;
         pending.report = None;
         let mut report = Arc::unwrap_or_clone(report);
+        if stops_the_tree(&report.outcome) {
+            lineage.cancel.cancel();
+        }
         if let Err(e) = written {
             // The work is done and its answer is kept for the caller, who is told that the
             // history does not have it.
             report.record_error = Some(e.to_string());
         }
-        self.metrics.record_execution(
-            &report.agent,
-            report.outcome.label(),
-            report.duration_ms / 1000.0,
-        );
+        count_end(&self.metrics, &report, &exchange);
         report
     }
 
@@ -680,7 +776,33 @@ struct PendingRecord {
     metrics: Arc<Metrics>,
     report: Option<Arc<ExecutionReport>>,
     exchange: Arc<Exchange>,
+    /// Stops what the execution started and did not wait for.
+    stop_tree: tokio_util::sync::CancellationToken,
     started: Instant,
+}
+
+/// Count an ended execution, and the message it processed.
+fn count_end(metrics: &Metrics, report: &ExecutionReport, exchange: &Exchange) {
+    let seconds = report.duration_ms / 1000.0;
+    metrics.record_execution(&report.agent, report.outcome.label(), seconds);
+    metrics.record_message(
+        exchange.kind.as_str(),
+        report.outcome == Outcome::Succeeded,
+        seconds,
+    );
+}
+
+/// Whether an execution that ended so takes the notifications it sent down with it: it was
+/// stopped (killed, out of time, its caller gone), not finished.
+fn stops_the_tree(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Killed { .. }
+            | Outcome::DeadlineExceeded { .. }
+            | Outcome::Cancelled
+            | Outcome::ShutDown
+            | Outcome::MemoryLimit { .. }
+    )
 }
 
 /// The report, with where its execution sits: its conversation and its tree.
@@ -696,16 +818,13 @@ impl Drop for PendingRecord {
         let Some(report) = self.report.take() else {
             return;
         };
+        self.stop_tree.cancel();
         let mut report = Arc::unwrap_or_clone(report);
         if report.outcome == Outcome::Cancelled {
             report.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
             tracing::info!(execution_id = %report.execution_id, "execution cancelled by its caller");
         }
-        self.metrics.record_execution(
-            &report.agent,
-            report.outcome.label(),
-            report.duration_ms / 1000.0,
-        );
+        count_end(&self.metrics, &report, &self.exchange);
         let store = self.store.clone();
         let exchange = self.exchange.clone();
         // A drop cannot await; the write gets a thread of its own.
@@ -746,8 +865,15 @@ impl WorkerServices for Services<'_> {
         let share = TOOL_RESULTS_BUDGET / calls.len().max(1);
         let mut results = Vec::with_capacity(calls.len());
         let mut records = Vec::with_capacity(calls.len());
+        let budget = self.grant.lineage().map(|l| l.budget.clone());
         for call in calls {
-            let outcome = self.grant.call(&call).await;
+            // Every tool call of the tree, delegations included, draws on one budget.
+            let outcome = match budget.as_ref().map(|b| b.take_tool_call()) {
+                Some(Err(message)) => {
+                    CallOutcome::refused(&call.name, &call.arguments_json, "refused", message)
+                }
+                _ => self.grant.call(&call).await,
+            };
             results.push(ToolResult {
                 tool_call_id: call.id,
                 content: tools::cut(&tools::result_text(&outcome.result), share),
@@ -775,6 +901,16 @@ impl WorkerServices for Services<'_> {
         let fail = |e: ProviderError| CompletionFailure {
             message: e.to_string(),
         };
+        // A delegated execution stops when its tree's tokens are spent; the root's own turns
+        // are counted but never cut, so its model can read why a delegation was refused.
+        if let Some(lineage) = self.grant.lineage()
+            && lineage.depth() > 0
+            && lineage.budget.tokens_left() == 0
+        {
+            return Err(CompletionFailure {
+                message: lineage.budget.tokens_spent_message(),
+            });
+        }
         let provider = self.providers.resolve(&agent.llm).map_err(fail)?;
         let request = ProviderRequest::from_ipc(request, &agent.llm).map_err(fail)?;
         let span = tracing::info_span!(
@@ -789,6 +925,12 @@ impl WorkerServices for Services<'_> {
         let started = Instant::now();
         let result =
             tracing::Instrument::instrument(provider.complete(request, deltas), span).await;
+        if let (Ok(r), Some(lineage)) = (&result, self.grant.lineage()) {
+            lineage.budget.spend_tokens(
+                u64::from(r.usage.prompt_tokens.unwrap_or(0))
+                    + u64::from(r.usage.completion_tokens.unwrap_or(0)),
+            );
+        }
         match &result {
             Ok(r) => tracing::debug!(
                 latency_ms = started.elapsed().as_secs_f64() * 1000.0,

@@ -101,6 +101,32 @@ pub fn from_caller(
     }
 }
 
+/// The message of a delegated request (or notification) from the execution `parent` places.
+pub fn from_agent(
+    parent: &crate::delegation::Lineage,
+    receiver: Party,
+    kind: MessageKind,
+    content: &str,
+    child_depth: u32,
+    expiry: std::time::Duration,
+) -> Exchange {
+    Exchange {
+        conversation_id: parent.conversation_id.clone(),
+        protocol: Protocol::RequestReply,
+        message_id: uuid::Uuid::new_v4().to_string(),
+        kind,
+        sender: parent
+            .agent()
+            .map_or(Party::Caller, |a| Party::Agent(a.to_string())),
+        receiver,
+        content: content.to_owned(),
+        parent_execution_id: Some(parent.execution_id.clone()),
+        root_execution_id: parent.root_execution_id.clone(),
+        depth: child_depth,
+        expires_after: expiry.as_secs_f64(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

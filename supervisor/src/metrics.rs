@@ -42,6 +42,30 @@ pub struct MemoryOpLabels {
     pub op: String,
 }
 
+/// Labels of the messages counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// `request` or `notification`.
+    pub message_type: String,
+    /// `ok` (answered) or `error`.
+    pub status: String,
+}
+
+/// Labels of the message-duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageTypeLabels {
+    /// `request` or `notification`.
+    pub message_type: String,
+}
+
+/// Labels of the refused-delegations counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `cycle`, `depth`, `not_allowed`, `unknown_target`, `budget`, `deadline` or
+    /// `unavailable`.
+    pub reason: String,
+}
+
 /// Every metric the supervisor exports.
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +85,13 @@ pub struct Metrics {
     pub memory_operations: Family<MemoryLabels, Counter>,
     /// Memory operation duration by operation.
     pub memory_duration: Family<MemoryOpLabels, Histogram>,
+    /// Messages (a caller's or an agent's request, a notification) processed, by type and how
+    /// they ended.
+    pub messages_processed: Family<MessageLabels, Counter>,
+    /// From a message's arrival to its answer, by type.
+    pub message_duration: Family<MessageTypeLabels, Histogram>,
+    /// Delegations the supervisor refused, by reason.
+    pub delegations_refused: Family<RefusalLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -86,6 +117,26 @@ impl Metrics {
         let memory_duration = Family::<MemoryOpLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 2.0, 18))
         });
+        let messages_processed = Family::<MessageLabels, Counter>::default();
+        let message_duration = Family::<MessageTypeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 18))
+        });
+        let delegations_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "messages_processed",
+            "Messages processed (requests and notifications to agents), by type and status",
+            messages_processed.clone(),
+        );
+        registry.register(
+            "message_processing_duration_seconds",
+            "Time from a message's arrival to its answer, by type",
+            message_duration.clone(),
+        );
+        registry.register(
+            "delegations_refused",
+            "Delegations refused before any worker started, by reason",
+            delegations_refused.clone(),
+        );
         registry.register(
             "memory_operations",
             "Memory operations by operation and outcome",
@@ -136,7 +187,34 @@ impl Metrics {
             agents_deployed,
             memory_operations,
             memory_duration,
+            messages_processed,
+            message_duration,
+            delegations_refused,
         }
+    }
+
+    /// Count one processed message.
+    pub fn record_message(&self, message_type: &str, ok: bool, seconds: f64) {
+        self.messages_processed
+            .get_or_create(&MessageLabels {
+                message_type: message_type.to_owned(),
+                status: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .inc();
+        self.message_duration
+            .get_or_create(&MessageTypeLabels {
+                message_type: message_type.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Count one refused delegation.
+    pub fn record_refused_delegation(&self, reason: &str) {
+        self.delegations_refused
+            .get_or_create(&RefusalLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Count one memory operation.

@@ -12,6 +12,7 @@ mod cli;
 mod cli_output;
 mod config_errors;
 mod conversations;
+mod delegation;
 mod faults;
 mod local_model;
 mod mcp;

@@ -13,7 +13,8 @@ use toml::Spanned;
 
 use caxton_api_contract::agents::{AgentDetail, AgentSummary};
 pub use caxton_api_contract::agents::{
-    AgentFileError, DEFAULT_WORKSPACE, LlmSettings, MemoryScope, MemorySettings,
+    AgentFileError, DEFAULT_WORKSPACE, DelegationSettings, LlmSettings, MAX_DELEGATION_DEPTH,
+    MemoryScope, MemorySettings,
 };
 
 use super::name::AgentName;
@@ -118,6 +119,27 @@ fn check_memory(settings: &MemorySettings) -> Result<(), String> {
     }
 }
 
+/// Why `[delegation]` settings cannot work, naming the field.
+fn check_delegation(d: &DelegationSettings) -> Result<(), String> {
+    for agent in &d.agents {
+        AgentName::parse(agent)
+            .map_err(|e| format!("delegation.agents: {agent:?} is not an agent name: {e}"))?;
+    }
+    if let Some(depth) = d.max_depth
+        && !(1..=MAX_DELEGATION_DEPTH).contains(&depth)
+    {
+        return Err(format!(
+            "delegation.max_depth = {depth}: must be between 1 and {MAX_DELEGATION_DEPTH}"
+        ));
+    }
+    if d.token_budget == Some(0) || d.tool_call_budget == Some(0) {
+        return Err(
+            "delegation budgets must be at least 1 (leave one out to use the config's)".into(),
+        );
+    }
+    Ok(())
+}
+
 /// A validated agent definition.
 #[derive(Debug, Clone)]
 pub struct AgentDefinition {
@@ -135,6 +157,10 @@ pub struct AgentDefinition {
     pub tools: Vec<String>,
     /// Memory use.
     pub memory: MemorySettings,
+    /// Whom its model may delegate to, and the limits of the trees it roots.
+    pub delegation: DelegationSettings,
+    /// Topics whose notifications start a request of it.
+    pub subscriptions: Vec<String>,
     /// Free-form parameters, also visible to templates.
     pub parameters: serde_json::Map<String, serde_json::Value>,
     /// System prompt template.
@@ -181,6 +207,8 @@ impl AgentDefinition {
             capabilities: self.capabilities.clone(),
             tools: self.tools.clone(),
             memory: self.memory.clone(),
+            delegation: self.delegation.clone(),
+            subscriptions: self.subscriptions.clone(),
             parameters: self.parameters.clone(),
             system_prompt: self.system_prompt.clone(),
             user_prompt_template: self.user_prompt_template.clone(),
@@ -209,6 +237,9 @@ struct RawAgent {
     user_prompt_template: Option<Spanned<String>>,
     documentation: Option<String>,
     memory: Option<Spanned<MemorySettings>>,
+    delegation: Option<Spanned<DelegationSettings>>,
+    #[serde(default)]
+    subscriptions: Vec<String>,
     parameters: Option<BTreeMap<String, Spanned<toml::Value>>>,
     llm: Option<Spanned<LlmSettings>>,
     limits: Option<RawLimits>,
@@ -385,6 +416,16 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
         None => MemorySettings::default(),
     };
 
+    let delegation = match raw.delegation {
+        Some(d) => {
+            let offset = d.span().start;
+            let d = d.into_inner();
+            check_delegation(&d).map_err(|reason| err_at(offset, reason))?;
+            d
+        }
+        None => DelegationSettings::default(),
+    };
+
     let (timeout, memory_limit, max_tool_calls) = match raw.limits {
         None => (None, None, DEFAULT_MAX_TOOL_CALLS),
         Some(limits) => {
@@ -446,6 +487,8 @@ pub fn parse_agent(file: &Path, source: &str) -> Result<AgentDefinition, AgentFi
         capabilities: raw.capabilities,
         tools: raw.tools,
         memory,
+        delegation,
+        subscriptions: raw.subscriptions,
         parameters: parameters_json,
         system_prompt: system_prompt.into_inner(),
         user_prompt_template: user_prompt_template.into_inner(),

@@ -6,6 +6,7 @@
 pub mod servers;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use caxton_ipc_protocol::ToolSpec;
@@ -26,6 +27,10 @@ pub struct ToolCallContext {
     pub workspace: Option<PathBuf>,
     /// The memory the caller reaches; `None` when its memory is off.
     pub memory: Option<caxton_memory::Scope>,
+    /// The calling agent.
+    pub caller: Option<Arc<AgentDefinition>>,
+    /// Where the calling execution sits in its tree (what a delegation is checked against).
+    pub lineage: Option<Arc<crate::delegation::Lineage>>,
 }
 
 /// What a provider grants one agent: the tools offered to its model, and which of the agent's

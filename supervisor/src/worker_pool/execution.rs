@@ -23,13 +23,19 @@ use super::outcome::{
 use super::process::WorkerProcess;
 use crate::agent::AgentDefinition;
 
-/// When an execution started, taken once by its caller and carried by everything about it.
-#[derive(Debug, Clone, Copy)]
+/// When an execution started, taken once by its caller and carried by everything about it,
+/// and what its caller bounds it by.
+#[derive(Debug, Clone)]
 pub struct ExecutionStart {
     /// For durations and the deadline.
     pub instant: Instant,
     /// Wall-clock start, seconds since the Unix epoch, as reports and records show it.
     pub unix_seconds: f64,
+    /// A deadline the caller sets, earlier than the agent's own timeout would (a delegation
+    /// ends when its parent must).
+    pub not_after: Option<Instant>,
+    /// The execution that delegated this one, for the live table.
+    pub parent: Option<String>,
 }
 
 impl ExecutionStart {
@@ -41,6 +47,8 @@ impl ExecutionStart {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0),
+            not_after: None,
+            parent: None,
         }
     }
 }
@@ -92,7 +100,10 @@ impl WorkerPool {
         let Ok(_permit) = self.permits.acquire().await else {
             return finish(report, Outcome::ShutDown);
         };
-        let timeout = agent.timeout.unwrap_or(self.settings.default_timeout);
+        let mut timeout = agent.timeout.unwrap_or(self.settings.default_timeout);
+        if let Some(cap) = start.not_after {
+            timeout = timeout.min(cap.saturating_duration_since(start.instant));
+        }
         // Durations are bounded when files are parsed; this keeps a bound that slipped through
         // from panicking the runtime: such a deadline is simply never reached.
         let deadline = start
@@ -134,6 +145,7 @@ impl WorkerPool {
                 state: WorkerState::Starting,
                 pidfd: worker.pidfd(),
                 operator_signal: None,
+                parent: start.parent.clone(),
             },
         );
 

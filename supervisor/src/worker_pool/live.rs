@@ -58,6 +58,8 @@ pub(super) struct Entry {
     pub pidfd: Arc<OwnedFd>,
     /// The last signal an operator sent through the API, to explain the outcome.
     pub operator_signal: Option<i32>,
+    /// The execution that delegated to this one.
+    pub parent: Option<String>,
 }
 
 impl Entry {
@@ -73,6 +75,7 @@ impl Entry {
                 .unwrap_or(0.0),
             age_seconds: now.duration_since(self.started).as_secs_f64(),
             state: self.state,
+            parent_execution_id: self.parent.clone(),
         }
     }
 }
