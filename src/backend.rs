@@ -10,8 +10,12 @@ use base64::Engine as _;
 use caxton_api_contract::agents::{
     AgentDetail, AgentList, AgentSource, DeployAnswer, RemoveAnswer,
 };
-use caxton_api_contract::conversations::{ConversationDetail, ConversationList};
+use caxton_api_contract::conversations::{ConversationDetail, ConversationList, Protocol};
 use caxton_api_contract::memory::MemoryRequest;
+use caxton_api_contract::protocols::{
+    AwardAnswer, AwardRule, CallForProposals, NegotiationAnswer, NegotiationRequest, PublishAnswer,
+    PublishRequest,
+};
 use caxton_api_contract::routing::{BroadcastAnswer, CapabilityList, Strategy};
 use caxton_api_contract::tools::{
     ToolDeployAnswer, ToolPackage, ToolRemoveAnswer, ToolServerDetail, ToolServerList,
@@ -22,6 +26,7 @@ use caxton_supervisor::config::Config;
 use caxton_supervisor::daemon::{DataDirLock, LockError};
 use caxton_supervisor::memory::{MemoryOp, MemoryService, OperationReply};
 use caxton_supervisor::metrics::Metrics;
+use caxton_supervisor::protocols;
 use caxton_supervisor::store::{Store, now_seconds};
 use caxton_supervisor::tools::ToolError;
 use caxton_supervisor::tools::ToolRegistry;
@@ -219,6 +224,98 @@ impl<'a> Backend<'a> {
                 .with_context(|| {
                     format!("no conversation {id:?} exists (see `caxton conversation list`)")
                 }),
+        }
+    }
+
+    /// Run a contract-net (`HighestScore`) or an auction (`LowestPrice`).
+    pub async fn call_for_proposals(
+        &self,
+        body: CallForProposals,
+        rule: AwardRule,
+    ) -> anyhow::Result<AwardAnswer> {
+        match self {
+            Self::Daemon(client) => {
+                let path = match rule {
+                    AwardRule::HighestScore => "/api/v1/protocols/contract-net",
+                    AwardRule::LowestPrice => "/api/v1/protocols/auction",
+                };
+                ask(client, Method::POST, path, Some(&body)).await
+            }
+            Self::InProcess(local) => {
+                let sup = local.supervisor()?;
+                let protocol = match rule {
+                    AwardRule::HighestScore => Protocol::ContractNet,
+                    AwardRule::LowestPrice => Protocol::Auction,
+                };
+                let origin = protocols::caller_origin(&sup, body.conversation, protocol).await?;
+                Ok(
+                    protocols::call_for_proposals(
+                        &sup,
+                        &origin,
+                        &body.capability,
+                        &body.task,
+                        rule,
+                    )
+                    .await?,
+                )
+            }
+        }
+    }
+
+    /// Run a negotiation between two agents.
+    pub async fn negotiate(&self, body: NegotiationRequest) -> anyhow::Result<NegotiationAnswer> {
+        match self {
+            Self::Daemon(client) => {
+                ask(
+                    client,
+                    Method::POST,
+                    "/api/v1/protocols/negotiation",
+                    Some(&body),
+                )
+                .await
+            }
+            Self::InProcess(local) => {
+                let sup = local.supervisor()?;
+                let agent = |name: &str| {
+                    sup.registry()
+                        .get(name)
+                        .ok_or_else(|| RunError::UnknownAgent(name.to_owned()))
+                };
+                let (initiator, responder) = (agent(&body.initiator)?, agent(&body.responder)?);
+                let origin =
+                    protocols::caller_origin(&sup, body.conversation, Protocol::Negotiation)
+                        .await?;
+                Ok(protocols::negotiate(
+                    &sup,
+                    &origin,
+                    initiator,
+                    responder,
+                    &body.subject,
+                    body.max_rounds
+                        .unwrap_or(protocols::DEFAULT_NEGOTIATION_ROUNDS),
+                )
+                .await?)
+            }
+        }
+    }
+
+    /// Publish a notification to a topic's subscribers and wait for each.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        body: PublishRequest,
+    ) -> anyhow::Result<PublishAnswer> {
+        match self {
+            Self::Daemon(client) => {
+                let path = format!("/api/v1/topics/{topic}/publish");
+                ask(client, Method::POST, &path, Some(&body)).await
+            }
+            Self::InProcess(local) => {
+                let sup = local.supervisor()?;
+                let origin =
+                    protocols::caller_origin(&sup, body.conversation, Protocol::Subscribe).await?;
+                Ok(protocols::publish(&sup, &origin, topic, &body.content).await?)
+            }
         }
     }
 

@@ -73,6 +73,84 @@ pub enum Command {
     /// caused; `caxton agent run --conversation ID` continues one.
     #[command(subcommand)]
     Conversation(ConversationCommand),
+    /// Start an interaction protocol among agents: contract-net, auction or negotiation.
+    #[command(subcommand)]
+    Protocol(ProtocolCommand),
+    /// Topics agents subscribe to (`subscriptions = [...]` in an agent file).
+    #[command(subcommand)]
+    Topic(TopicCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProtocolCommand {
+    /// Contract-net: every agent with the capability proposes with a score; the highest score
+    /// is awarded the task and does it (equal scores: the name that sorts first); the others
+    /// are told.
+    ContractNet {
+        /// Agents declaring this capability are asked for proposals.
+        #[arg(long)]
+        capability: String,
+        /// The task.
+        task: String,
+        /// Hold it in this conversation instead of a new one.
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Auction: every agent with the capability bids a price; the lowest price is awarded the
+    /// task and does it (equal prices: the name that sorts first); the others are told.
+    Auction {
+        /// Agents declaring this capability are asked for bids.
+        #[arg(long)]
+        capability: String,
+        /// The task, or what is bid for.
+        task: String,
+        /// Hold it in this conversation instead of a new one.
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Negotiation: INITIATOR makes an offer, then the two answer each other (accept, reject or
+    /// a counter-offer) until one accepts or rejects, or the round limit.
+    Negotiate {
+        /// The agent that makes the opening offer.
+        initiator: String,
+        /// The agent it negotiates with.
+        responder: String,
+        /// What is negotiated.
+        subject: String,
+        /// Most responses before it ends without agreement (1 to 20).
+        #[arg(long, default_value_t = 4)]
+        rounds: u32,
+        /// Hold it in this conversation instead of a new one.
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Publish a notification: every agent subscribed to the topic gets it, each in a worker
+    /// of its own; waits for all of them and prints each answer under its agent's name.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// The notification's text.
+        content: String,
+        /// Hold it in this conversation instead of a new one.
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

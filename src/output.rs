@@ -4,6 +4,7 @@ use caxton_api_contract::agents::{AgentDetail, AgentList};
 use caxton_api_contract::conversations::{
     ConversationDetail, ConversationList, ExecutionNode, MessageKind,
 };
+use caxton_api_contract::protocols::{AwardAnswer, NegotiationAnswer, NegotiationOutcome};
 use caxton_api_contract::routing::CapabilityList;
 use caxton_api_contract::tools::{ToolServerInfo, ToolServerList};
 use caxton_api_contract::{ExecutionReport, LiveWorker, StatusReport};
@@ -315,4 +316,58 @@ fn one_line(text: &str, max: usize) -> String {
         Some((end, _)) => format!("{}…", &flat[..end]),
         None => flat,
     }
+}
+
+/// Each report's answer (or failure) on a line of its own, under its agent's name.
+pub fn print_labelled(reports: &[ExecutionReport]) {
+    for report in reports {
+        match report.failure_message() {
+            None => println!(
+                "[{}] {}",
+                report.agent,
+                report.answer.as_deref().unwrap_or_default()
+            ),
+            Some(message) => println!("[{}] failed: {message}", report.agent),
+        }
+    }
+}
+
+pub fn print_award(a: &AwardAnswer) {
+    println!("rule: {}", a.rule_text);
+    println!("{:<28} {:>8}  PROPOSAL", "AGENT", "VALUE");
+    for p in &a.proposals {
+        let value = p.value.map_or("-".to_owned(), |v| format!("{v}"));
+        println!("{:<28} {:>8}  {}", p.agent, value, one_line(&p.text, 100));
+    }
+    match (&a.awarded, &a.result) {
+        (Some(winner), Some(r)) => {
+            println!("awarded to: {winner}");
+            match r.failure_message() {
+                None => println!("{}", r.answer.as_deref().unwrap_or_default()),
+                Some(m) => println!("failed: {m}"),
+            }
+        }
+        _ => println!("awarded to: nobody (no valid proposal)"),
+    }
+    println!("conversation: {}", a.conversation_id);
+}
+
+pub fn print_negotiation(n: &NegotiationAnswer) {
+    for t in &n.turns {
+        match &t.offer {
+            Some(offer) => println!("{:<24} {:<8} {}", t.agent, t.decision, one_line(offer, 120)),
+            None => println!("{:<24} {}", t.agent, t.decision),
+        }
+    }
+    let outcome = match n.outcome {
+        NegotiationOutcome::Agreed => "agreed",
+        NegotiationOutcome::Refused => "refused",
+        NegotiationOutcome::RoundLimit => "no agreement within the round limit",
+        NegotiationOutcome::Failed => "failed",
+    };
+    println!("outcome: {outcome}");
+    if let Some(deal) = &n.agreement {
+        println!("agreement: {deal}");
+    }
+    println!("conversation: {}", n.conversation_id);
 }

@@ -13,6 +13,7 @@ pub mod agents;
 pub mod conversations;
 pub mod error;
 pub mod memory;
+pub mod protocols;
 pub mod routing;
 pub mod runs;
 pub mod status;

@@ -266,16 +266,7 @@ async fn run_capability(
     if show.json {
         output::print_json(&all);
     } else {
-        for report in &all.answers {
-            match report.failure_message() {
-                None => println!(
-                    "[{}] {}",
-                    report.agent,
-                    report.answer.as_deref().unwrap_or_default()
-                ),
-                Some(message) => println!("[{}] failed: {message}", report.agent),
-            }
-        }
+        output::print_labelled(&all.answers);
     }
     if show.verbose {
         for report in &all.answers {

@@ -4,6 +4,7 @@ mod agent;
 mod conversation;
 mod daemon;
 mod memory;
+mod protocol;
 mod tool;
 
 use std::process::ExitCode;
@@ -48,5 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(cmd) => daemon::worker(cmd, &client).await,
         Command::Capability(cmd) => agent::capability(cmd, &config, &client).await,
         Command::Conversation(cmd) => conversation::run(cmd, &config, &client).await,
+        Command::Protocol(cmd) => protocol::run(cmd, &config, &client).await,
+        Command::Topic(cmd) => protocol::topic(cmd, &config, &client).await,
     }
 }

@@ -15,6 +15,7 @@ pub mod grant;
 pub mod memory;
 pub mod messaging;
 pub mod metrics;
+pub mod protocols;
 pub mod provider;
 pub mod router;
 pub mod store;
@@ -293,6 +294,7 @@ impl Supervisor {
             agent_name,
             request,
             Party::Agent(agent_name.to_owned()),
+            caxton_api_contract::conversations::MessageKind::Request,
             &joined,
         )
     }
@@ -314,6 +316,7 @@ impl Supervisor {
                     agent.name.as_str(),
                     request.clone(),
                     Party::Capability(capability.to_owned()),
+                    caxton_api_contract::conversations::MessageKind::Request,
                     &joined,
                 )
             })
@@ -327,7 +330,7 @@ impl Supervisor {
         Ok(())
     }
 
-    async fn join_conversation(
+    pub(crate) async fn join_conversation(
         &self,
         requested: Option<String>,
     ) -> Result<messaging::Joined, RunError> {
@@ -340,12 +343,14 @@ impl Supervisor {
         .await?)
     }
 
-    /// Prepare a caller's request to `agent_name`, addressed to `receiver`, in `conversation`.
-    fn prepare_in(
+    /// Prepare a caller's request (or notification, by `kind`) to `agent_name`, addressed to
+    /// `receiver`, in `conversation`.
+    pub(crate) fn prepare_in(
         &self,
         agent_name: &str,
         request: RunRequest,
         receiver: Party,
+        kind: caxton_api_contract::conversations::MessageKind,
         conversation: &messaging::Joined,
     ) -> Result<PreparedRun, RunError> {
         self.check_open()?;
@@ -369,8 +374,9 @@ impl Supervisor {
         ));
         let grant = self.grant(agent, memory_scope, &lineage);
         let exchange = messaging::from_caller(
-            &conversation.id,
+            conversation,
             receiver,
+            kind,
             &request.request,
             &execution_id,
             self.config.conversation_expiry,

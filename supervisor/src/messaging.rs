@@ -39,6 +39,8 @@ pub struct Joined {
     pub id: String,
     /// Its earlier turns, oldest first; empty for a new one.
     pub history: Vec<Turn>,
+    /// The protocol a new conversation is created with.
+    pub protocol: Protocol,
 }
 
 /// Open a new conversation for a caller, or continue `requested`.
@@ -52,6 +54,7 @@ pub async fn join(
         return Ok(Joined {
             id: uuid::Uuid::new_v4().to_string(),
             history: Vec::new(),
+            protocol: Protocol::RequestReply,
         });
     };
     let store = store.clone();
@@ -69,7 +72,11 @@ pub async fn join(
             ago: words(std::time::Duration::from_secs_f64((now - at).max(0.0))),
             limit: words(expiry),
         }),
-        ConversationLookup::Open(history) => Ok(Joined { id, history }),
+        ConversationLookup::Open(history) => Ok(Joined {
+            id,
+            history,
+            protocol: Protocol::RequestReply,
+        }),
     }
 }
 
@@ -78,19 +85,20 @@ fn words(d: std::time::Duration) -> String {
     humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
 }
 
-/// The message of a caller's request to `receiver`, in conversation `conversation_id`.
+/// The message of a caller's request to `receiver`, in `conversation`.
 pub fn from_caller(
-    conversation_id: &str,
+    conversation: &Joined,
     receiver: Party,
+    kind: MessageKind,
     content: &str,
     execution_id: &str,
     expiry: std::time::Duration,
 ) -> Exchange {
     Exchange {
-        conversation_id: conversation_id.to_owned(),
-        protocol: Protocol::RequestReply,
+        conversation_id: conversation.id.clone(),
+        protocol: conversation.protocol,
         message_id: uuid::Uuid::new_v4().to_string(),
-        kind: MessageKind::Request,
+        kind,
         sender: Party::Caller,
         receiver,
         content: content.to_owned(),

@@ -191,6 +191,9 @@ async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
         }
         return Json(reply).into_response();
     }
+    if let Some(reply) = protocol_reply(&body, &last) {
+        return no_usage_answer(wire, stream, model, &reply);
+    }
     if last.contains("[recall]") {
         // What the model was shown before the last message: a continued conversation's turns.
         let earlier: Vec<String> = body["messages"]
@@ -296,6 +299,58 @@ fn scripted_calls(text: &str) -> Vec<(String, Value)> {
         rest = &json[values.byte_offset()..];
     }
     calls
+}
+
+/// The system message's text, if any.
+fn system_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "system"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Answers to the supervisor's protocol prompts, scripted by the agent's system prompt:
+/// `[bid X]` answers a call for proposals or bids with score and price X, `[decline]` declines
+/// it; `[negotiate D0,D1,...]` answers round K of a negotiation with decision `D_K` (`offer`,
+/// `counter`, `accept`, `reject`) and the offer `offer K`.
+fn protocol_reply(body: &Value, last: &str) -> Option<String> {
+    let system = system_text(body);
+    let marker = |name: &str| -> Option<String> {
+        let at = system.find(&format!("[{name} "))?;
+        let rest = &system[at + name.len() + 2..];
+        Some(rest[..rest.find(']')?].to_owned())
+    };
+    if last.contains("CALL FOR PROPOSALS") || last.contains("CALL FOR BIDS") {
+        if system.contains("[decline]") {
+            return Some(r#"{"decline": true}"#.into());
+        }
+        let bid: f64 = marker("bid")?.trim().parse().ok()?;
+        return Some(format!(
+            "Here is my proposal: {{\"score\": {bid}, \"price\": {bid}, \"proposal\": \"bid {bid}\"}}"
+        ));
+    }
+    if last.contains("NEGOTIATION") {
+        let script = marker("negotiate")?;
+        let round: usize = last
+            .split("Round ")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        let decision = script
+            .split(',')
+            .nth(round)
+            .unwrap_or("reject")
+            .trim()
+            .to_owned();
+        return Some(format!(
+            "{{\"decision\": \"{decision}\", \"offer\": \"offer {round}\"}}"
+        ));
+    }
+    None
 }
 
 /// OpenAI tool calling, scripted by the first user message (`[call NAME {json}]`): while tools

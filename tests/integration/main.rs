@@ -19,6 +19,7 @@ mod mcp;
 mod memory_api;
 mod metrics;
 mod packaging;
+mod protocols;
 mod providers;
 mod routing;
 mod signals;

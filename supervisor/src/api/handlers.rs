@@ -191,7 +191,7 @@ pub async fn run_agent(
 }
 
 /// Why a request could not run at all, as an answer.
-fn run_error(e: RunError) -> ApiError {
+pub(super) fn run_error(e: RunError) -> ApiError {
     let (status, kind) = match e {
         RunError::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
         RunError::Route(_) => (StatusCode::NOT_FOUND, "unknown_capability"),

@@ -7,6 +7,7 @@ mod handlers;
 pub(crate) mod listener;
 pub mod mcp;
 pub mod memory_handlers;
+mod protocol_handlers;
 mod serve;
 mod tool_handlers;
 
@@ -67,6 +68,22 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .route(
             "/api/v1/capabilities/{capability}/run",
             post(handlers::run_capability),
+        )
+        .route(
+            "/api/v1/protocols/contract-net",
+            post(protocol_handlers::contract_net),
+        )
+        .route(
+            "/api/v1/protocols/auction",
+            post(protocol_handlers::auction),
+        )
+        .route(
+            "/api/v1/protocols/negotiation",
+            post(protocol_handlers::negotiation),
+        )
+        .route(
+            "/api/v1/topics/{topic}/publish",
+            post(protocol_handlers::publish),
         )
         .route("/api/v1/conversations", get(conversation_handlers::list))
         .route(

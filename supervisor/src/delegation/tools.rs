@@ -1,5 +1,7 @@
 //! The delegation tools, a [`ToolProvider`]: `ask_agent` and `ask_capability` send a request to
-//! another agent and wait for its answer (request-reply); `notify` sends one without waiting.
+//! another agent and wait for its answer (request-reply); `notify` sends one without waiting;
+//! `call_for_proposals`, `negotiate` and `publish` run the other protocols
+//! ([`crate::protocols`]) with the asking execution as the parent of every step.
 //! An agent gets them only when its file has a `[delegation]` table, and each call is checked
 //! against that table and the caller's [`Lineage`] before any worker is spawned.
 
@@ -7,6 +9,7 @@ use std::sync::{Arc, LazyLock, Weak};
 use std::time::Instant;
 
 use caxton_api_contract::conversations::{MessageKind, Party};
+use caxton_api_contract::protocols::{AwardRule, NegotiationOutcome};
 use caxton_api_contract::routing::Strategy;
 use caxton_ipc_protocol::ToolSpec;
 use caxton_memory::Scope;
@@ -15,10 +18,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Lineage, Refusal};
-use crate::Supervisor;
 use crate::agent::{AgentDefinition, AgentName};
+use crate::protocols::{self, Origin, ProtocolError};
 use crate::tools::{CallOutcome, Granted, ToolCallContext, ToolProvider, error_result};
 use crate::worker_pool::{ExecutionReport, Outcome};
+use crate::{RunError, Supervisor};
 
 /// Ask one agent by name and wait for its answer.
 pub const ASK_AGENT: &str = "ask_agent";
@@ -26,16 +30,33 @@ pub const ASK_AGENT: &str = "ask_agent";
 pub const ASK_CAPABILITY: &str = "ask_capability";
 /// Send a notification to an agent or a capability without waiting.
 pub const NOTIFY: &str = "notify";
+/// Contract-net or auction among the agents with a capability.
+pub const CALL_FOR_PROPOSALS: &str = "call_for_proposals";
+/// A negotiation between two agents.
+pub const NEGOTIATE: &str = "negotiate";
+/// A notification to every subscriber of a topic.
+pub const PUBLISH: &str = "publish";
 
 /// The names no tool package may take.
-pub fn reserved_names() -> [(&'static str, &'static str); 3] {
-    [ASK_AGENT, ASK_CAPABILITY, NOTIFY].map(|t| (t, "delegation"))
+pub fn reserved_names() -> [(&'static str, &'static str); 6] {
+    [
+        ASK_AGENT,
+        ASK_CAPABILITY,
+        NOTIFY,
+        CALL_FOR_PROPOSALS,
+        NEGOTIATE,
+        PUBLISH,
+    ]
+    .map(|t| (t, "delegation"))
 }
 
 struct Schemas {
     ask_agent: (Value, ArgumentSchema),
     ask_capability: (Value, ArgumentSchema),
     notify: (Value, ArgumentSchema),
+    call_for_proposals: (Value, ArgumentSchema),
+    negotiate: (Value, ArgumentSchema),
+    publish: (Value, ArgumentSchema),
 }
 
 /// The schemas are constants of this file; the unit tests prove each compiles.
@@ -76,6 +97,33 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
                 "content": {"type": "string", "minLength": 1}
             },
             "required": ["content"],
+            "additionalProperties": false
+        })),
+        call_for_proposals: compiled(json!({
+            "type": "object",
+            "properties": {
+                "capability": {"type": "string"},
+                "task": {"type": "string", "minLength": 1},
+                "protocol": {"type": "string", "enum": ["contract-net", "auction"], "description": "contract-net (default): the highest self-assessed score wins; auction: the lowest price wins. Ties go to the agent whose name sorts first."}
+            },
+            "required": ["capability", "task"],
+            "additionalProperties": false
+        })),
+        negotiate: compiled(json!({
+            "type": "object",
+            "properties": {
+                "initiator": {"type": "string", "description": "The agent that makes the opening offer."},
+                "responder": {"type": "string"},
+                "subject": {"type": "string", "minLength": 1},
+                "max_rounds": {"type": "integer", "minimum": 1, "maximum": crate::protocols::MAX_NEGOTIATION_ROUNDS}
+            },
+            "required": ["initiator", "responder", "subject"],
+            "additionalProperties": false
+        })),
+        publish: compiled(json!({
+            "type": "object",
+            "properties": {"topic": {"type": "string"}, "content": {"type": "string", "minLength": 1}},
+            "required": ["topic", "content"],
             "additionalProperties": false
         })),
     }
@@ -248,6 +296,36 @@ impl ToolProvider for DelegationTools {
                 &SCHEMAS.notify.0,
             ));
         }
+        if !d.capabilities.is_empty() {
+            tools.push(spec(
+                CALL_FOR_PROPOSALS,
+                format!(
+                    "Run a contract-net or an auction: every agent with the capability proposes (a score, or a price), the best is awarded the task and does it, the others are told. Returns every proposal and the winner's result. Capabilities: {}.",
+                    list(&d.capabilities)
+                ),
+                &SCHEMAS.call_for_proposals.0,
+            ));
+        }
+        if d.agents.len() >= 2 {
+            tools.push(spec(
+                NEGOTIATE,
+                format!(
+                    "Have two agents negotiate: an opening offer, then counter-offers until one accepts or rejects, or the round limit. Returns every turn and the agreement. Agents: {}.",
+                    list(&d.agents)
+                ),
+                &SCHEMAS.negotiate.0,
+            ));
+        }
+        if !d.topics.is_empty() {
+            tools.push(spec(
+                PUBLISH,
+                format!(
+                    "Publish a notification to a topic: every agent subscribed to it gets it; you do not wait. Topics: {}.",
+                    list(&d.topics)
+                ),
+                &SCHEMAS.publish.0,
+            ));
+        }
         Granted {
             tools,
             matched: Vec::new(),
@@ -269,15 +347,32 @@ impl ToolProvider for DelegationTools {
             let message = format!("{tool}: delegation is only possible from an agent's request");
             return finish(error_result(&message), "refused", Some(message));
         };
-        let delegation = match parse(tool, arguments) {
-            Ok(d) => d,
-            Err(message) => return finish(error_result(&message), "invalid", Some(message)),
-        };
         let refused = |refusal: Refusal| {
             sup.metrics.record_refused_delegation(refusal.reason());
             tracing::info!(reason = refusal.reason(), caller = %caller.name, "delegation refused");
             let message = refusal.to_string();
             finish(error_result(&message), "refused", Some(message))
+        };
+        if matches!(tool, CALL_FOR_PROPOSALS | NEGOTIATE | PUBLISH) {
+            let outcome = protocol_call(&sup, caller, lineage, tool, arguments).await;
+            return match outcome {
+                Ok(value) => {
+                    let text = value["text"].as_str().unwrap_or_default().to_owned();
+                    finish(
+                        json!({"content": [{"type": "text", "text": text}], "structuredContent": value["answer"], "isError": false}),
+                        "ok",
+                        None,
+                    )
+                }
+                Err(ProtocolCallError::Invalid(message)) => {
+                    finish(error_result(&message), "invalid", Some(message))
+                }
+                Err(ProtocolCallError::Refused(refusal)) => refused(refusal),
+            };
+        }
+        let delegation = match parse(tool, arguments) {
+            Ok(d) => d,
+            Err(message) => return finish(error_result(&message), "invalid", Some(message)),
         };
         let targets = match resolve(&sup, caller, lineage, &delegation.target) {
             Ok(t) => t,
@@ -306,15 +401,7 @@ impl ToolProvider for DelegationTools {
             let mut sent = Vec::new();
             for p in prepared {
                 sent.push(json!({"agent": p.grant.agent().name.as_str(), "execution_id": p.execution_id()}));
-                let sup = sup.clone();
-                let stop = p.lineage().cancel.clone();
-                // Not waited for; stopped with the tree it belongs to.
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = stop.cancelled() => {}
-                        _ = sup.run_prepared(p, None) => {}
-                    }
-                });
+                spawn_detached(&sup, p);
             }
             let value = json!({ "sent": sent });
             return finish(
@@ -328,6 +415,184 @@ impl ToolProvider for DelegationTools {
                 .await;
         answer(&reports, finish)
     }
+}
+
+/// Why a protocol tool call did not run.
+enum ProtocolCallError {
+    /// Its arguments are wrong.
+    Invalid(String),
+    /// A guard refused it.
+    Refused(Refusal),
+}
+
+impl From<ProtocolError> for ProtocolCallError {
+    fn from(e: ProtocolError) -> Self {
+        match e {
+            ProtocolError::Refused(r) => Self::Refused(r),
+            ProtocolError::Run(RunError::Route(e)) => {
+                Self::Refused(Refusal::UnknownTarget(format!("refused: {e}")))
+            }
+            ProtocolError::NoSubscribers { .. } => {
+                Self::Refused(Refusal::UnknownTarget(format!("refused: {e}")))
+            }
+            other => Self::Refused(Refusal::Unavailable(format!("refused: {other}"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CallForProposalsArgs {
+    capability: String,
+    task: String,
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NegotiateArgs {
+    initiator: String,
+    responder: String,
+    subject: String,
+    #[serde(default)]
+    max_rounds: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct PublishArgs {
+    topic: String,
+    content: String,
+}
+
+/// Run a protocol an agent started through a tool; `{"text", "answer"}` for its result.
+async fn protocol_call(
+    sup: &Arc<Supervisor>,
+    caller: &AgentDefinition,
+    lineage: &Arc<Lineage>,
+    tool: &str,
+    arguments: Value,
+) -> Result<Value, ProtocolCallError> {
+    let schema = match tool {
+        CALL_FOR_PROPOSALS => &SCHEMAS.call_for_proposals.1,
+        NEGOTIATE => &SCHEMAS.negotiate.1,
+        _ => &SCHEMAS.publish.1,
+    };
+    schema
+        .check(tool, &arguments)
+        .map_err(|e| ProtocolCallError::Invalid(e.to_string()))?;
+    let invalid = |e: serde_json::Error| ProtocolCallError::Invalid(format!("{tool}: {e}"));
+    let d = &caller.delegation;
+    let not_allowed = |what: &str, name: &str, allowed: &[String]| {
+        ProtocolCallError::Refused(Refusal::NotAllowed(format!(
+            "refused: {} may not reach {what} {name:?}; its [delegation] {what}s are: {}",
+            caller.name,
+            list(allowed)
+        )))
+    };
+    let origin = Origin::Agent(lineage.clone());
+    match tool {
+        CALL_FOR_PROPOSALS => {
+            let a: CallForProposalsArgs = serde_json::from_value(arguments).map_err(invalid)?;
+            if !d.capabilities.contains(&a.capability) {
+                return Err(not_allowed("capability", &a.capability, &d.capabilities));
+            }
+            let rule = match a.protocol.as_deref() {
+                Some("auction") => AwardRule::LowestPrice,
+                _ => AwardRule::HighestScore,
+            };
+            let answer =
+                protocols::call_for_proposals(sup, &origin, &a.capability, &a.task, rule).await?;
+            let text = match (&answer.awarded, &answer.result) {
+                (Some(winner), Some(r)) => format!(
+                    "awarded to {winner} ({}); its result: {}",
+                    answer.rule_text,
+                    r.answer
+                        .clone()
+                        .or_else(|| r.failure_message())
+                        .unwrap_or_default()
+                ),
+                _ => "no agent made a valid proposal".to_owned(),
+            };
+            Ok(json!({"text": text, "answer": answer}))
+        }
+        NEGOTIATE => {
+            let a: NegotiateArgs = serde_json::from_value(arguments).map_err(invalid)?;
+            let mut sides = Vec::with_capacity(2);
+            for name in [&a.initiator, &a.responder] {
+                let parsed = AgentName::parse(name).ok().filter(|n| {
+                    d.agents
+                        .iter()
+                        .any(|x| AgentName::parse(x).ok().as_ref() == Some(n))
+                });
+                let Some(parsed) = parsed else {
+                    return Err(not_allowed("agent", name, &d.agents));
+                };
+                let agent = sup.registry.get(parsed.as_str()).ok_or_else(|| {
+                    ProtocolCallError::Refused(Refusal::UnknownTarget(format!(
+                        "refused: no agent named {:?} is deployed",
+                        parsed.as_str()
+                    )))
+                })?;
+                sides.push(agent);
+            }
+            let responder = sides.pop();
+            let initiator = sides.pop();
+            let (Some(initiator), Some(responder)) = (initiator, responder) else {
+                return Err(ProtocolCallError::Invalid(format!(
+                    "{tool}: two agents are needed"
+                )));
+            };
+            let answer = protocols::negotiate(
+                sup,
+                &origin,
+                initiator,
+                responder,
+                &a.subject,
+                a.max_rounds
+                    .unwrap_or(protocols::DEFAULT_NEGOTIATION_ROUNDS),
+            )
+            .await?;
+            let text = match (&answer.outcome, &answer.agreement) {
+                (NegotiationOutcome::Agreed, Some(deal)) => format!("agreed on: {deal}"),
+                (outcome, _) => format!(
+                    "no agreement ({}) after {} turn(s)",
+                    serde_json::to_value(outcome)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    answer.turns.len()
+                ),
+            };
+            Ok(json!({"text": text, "answer": answer}))
+        }
+        _ => {
+            let a: PublishArgs = serde_json::from_value(arguments).map_err(invalid)?;
+            if !d.topics.contains(&a.topic) {
+                return Err(not_allowed("topic", &a.topic, &d.topics));
+            }
+            let prepared = protocols::prepare_publication(sup, &origin, &a.topic, &a.content)?;
+            let mut sent = Vec::new();
+            for p in prepared {
+                sent.push(json!({"agent": p.grant.agent().name.as_str(), "execution_id": p.execution_id()}));
+                spawn_detached(sup, p);
+            }
+            let value = json!({"topic": a.topic, "sent": sent});
+            let text = format!("published to {}: {}", a.topic, sent_names(&value));
+            Ok(json!({"text": text, "answer": value}))
+        }
+    }
+}
+
+/// Run a notification's execution without waiting for it; it stops with the tree it belongs
+/// to.
+fn spawn_detached(sup: &Arc<Supervisor>, prepared: crate::PreparedRun) {
+    let sup = sup.clone();
+    let stop = prepared.lineage().cancel.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = sup.run_prepared(prepared, None) => {}
+        }
+    });
 }
 
 fn sent_names(value: &Value) -> String {

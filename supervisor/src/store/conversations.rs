@@ -220,6 +220,20 @@ fn row_to_summary(
 }
 
 impl Store {
+    /// Store a message that starts no execution (a contract-net's word to the proposers it did
+    /// not choose), in a conversation that exists.
+    pub fn record_notice(&self, message: &Message) -> Result<(), StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction()?;
+        insert_message(&tx, message)?;
+        tx.execute(
+            "UPDATE conversations SET updated_at = ?2 WHERE conversation_id = ?1",
+            params![message.conversation_id, message.timestamp],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Whether conversation `id` can be continued at `now`, with its last `max_turns` caller
     /// requests and their answers.
     pub fn continue_conversation(
