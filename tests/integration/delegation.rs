@@ -479,3 +479,52 @@ fn killing_a_parent_ends_its_running_children_and_a_killed_child_is_its_parents_
     let answer = body["answer"].as_str().unwrap();
     assert!(answer.contains("agent sleeper failed (killed)"), "{answer}");
 }
+
+#[test]
+fn a_child_ends_when_its_parent_must_and_a_full_pool_does_not_starve_children() {
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::new(&llm);
+    // One slot: the parent holds it while its child runs beside it.
+    opts.worker_config = "max_concurrent = 1\n".into();
+    let d = Daemon::start(opts);
+    d.deploy(
+        "hurried",
+        &delegating("hurried", "agents = [\"patient\"]").replace(
+            "[delegation]",
+            "[limits]\ntimeout = \"1500ms\"\n\n[delegation]",
+        ),
+    );
+    d.deploy(
+        "patient",
+        &echo_agent("patient", "[limits]\ntimeout = \"60s\"\n"),
+    );
+    // The child answers at once although the pool's only slot is taken.
+    let report = run(&d, "hurried", &ask("patient", "quick"));
+    assert_eq!(report["answer"], "tool said: echo: quick", "{report}");
+
+    // A child that would take a minute ends with its parent's 1.5 s.
+    let started = Instant::now();
+    let (code, body) = d.run(
+        "hurried",
+        r#"[call ask_agent {"agent": "patient", "request": "\u005bhang]"}]"#,
+    );
+    assert_eq!(code, 504, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let id = body["execution"]["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(wait_until(Duration::from_secs(5), || {
+        conversation(&d, &id)["executions"][0]["children"][0]["status"] == "finished"
+    }));
+    let child = &conversation(&d, &id)["executions"][0]["children"][0];
+    assert!(
+        child["duration_ms"].as_f64().unwrap() < 2500.0,
+        "the child outlived its parent's deadline: {child}"
+    );
+    assert!(live(&d).is_empty(), "{:?}", live(&d));
+}

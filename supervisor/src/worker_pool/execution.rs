@@ -97,8 +97,16 @@ impl WorkerPool {
             report
         };
 
-        let Ok(_permit) = self.permits.acquire().await else {
-            return finish(report, Outcome::ShutDown);
+        // A delegated execution does not wait for a slot: its ancestors hold theirs while they
+        // wait for it, so waiting could deadlock a full pool. Its tree's guards (depth, the
+        // shared budgets, its parent's deadline) bound how many it can be.
+        let _permit = if start.parent.is_none() {
+            let Ok(permit) = self.permits.acquire().await else {
+                return finish(report, Outcome::ShutDown);
+            };
+            Some(permit)
+        } else {
+            None
         };
         let mut timeout = agent.timeout.unwrap_or(self.settings.default_timeout);
         if let Some(cap) = start.not_after {

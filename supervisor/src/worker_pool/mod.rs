@@ -48,7 +48,7 @@ pub struct PoolSettings {
     pub kill_grace: Duration,
     /// Default rlimits.
     pub limits: WorkerLimits,
-    /// Concurrency cap.
+    /// Concurrency cap on callers' requests (delegated ones run beside their parent).
     pub max_concurrent: usize,
 }
 
