@@ -528,3 +528,44 @@ fn a_child_ends_when_its_parent_must_and_a_full_pool_does_not_starve_children() 
     );
     assert!(live(&d).is_empty(), "{:?}", live(&d));
 }
+
+#[test]
+fn the_example_team_deploys_and_its_coordinator_reaches_both_members_by_capability() {
+    let llm = FakeLlm::start();
+    let d = Daemon::start(DaemonOptions::new(&llm));
+    let team = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agents/team"));
+    for member in ["coordinator", "researcher", "writer"] {
+        let file = team.join(format!("{member}.toml"));
+        let out = d.cli(&["agent", "deploy", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{member}: {}", text(&out.stderr));
+    }
+    // The model's two calls, scripted: research first, then writing with the facts as context.
+    let request = format!(
+        "[call ask_capability {}] [call ask_capability {}]",
+        json!({"capability": "research", "request": "green tea"}),
+        json!({"capability": "writing", "request": "a note on green tea", "context": "it is green"})
+    );
+    let out = d.cli(&["agent", "run", "coordinator", "-v", &request]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer = text(&out.stdout);
+    assert!(
+        answer.starts_with("tool said: echo: green tea | echo: a note on green tea"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("Facts:\nit is green"),
+        "the writer got the context: {answer}"
+    );
+    let details = text(&out.stderr);
+    let id = details
+        .lines()
+        .find_map(|l| l.strip_prefix("conversation: "))
+        .unwrap()
+        .to_owned();
+    let out = d.cli(&["conversation", "show", &id]);
+    let page = text(&out.stdout);
+    assert!(
+        page.contains("    researcher ") && page.contains("    writer "),
+        "{page}"
+    );
+}
