@@ -128,6 +128,26 @@ pub fn print_agent(a: &AgentDetail) {
             .unwrap_or("(the configured default)"),
         a.llm.model.as_deref().unwrap_or("(the provider's default)")
     );
+    let d = &a.delegation;
+    if d.enabled() {
+        let mut reach = Vec::new();
+        for (what, items) in [
+            ("agents", &d.agents),
+            ("capabilities", &d.capabilities),
+            ("topics", &d.topics),
+        ] {
+            if !items.is_empty() {
+                reach.push(format!("{what}={}", items.join(",")));
+            }
+        }
+        if let Some(depth) = d.max_depth {
+            reach.push(format!("max_depth={depth}"));
+        }
+        println!("delegates to: {}", reach.join(" "));
+    }
+    if !a.subscriptions.is_empty() {
+        println!("subscribes:   {}", a.subscriptions.join(", "));
+    }
     if let Some(doc) = a.documentation.as_deref().filter(|d| !d.is_empty()) {
         println!("\n{}", doc.trim());
     }
