@@ -69,13 +69,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let llm = FakeLlm::start_in(runtime.handle());
-    let worker = Value::from(bins.worker.to_string_lossy().into_owned()).to_string();
-    let config = format!(
-        "[worker]\npath = {worker}\nmax_concurrent = 16\n\n\
-         [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
-        llm.base_url()
-    );
-    let mut daemon = Daemon::start_in(Env::with_config("caxton-conversations-", &config), &[]);
+    let mut daemon = Daemon::for_bench(bins, &llm, "caxton-conversations-", 16);
     let socket = daemon.env.socket.clone();
     deploy_agent(&socket, "echo", ECHO_AGENT);
 

@@ -29,7 +29,7 @@ use std::time::Instant;
 use caxton_test_kit::api_client::{call, deploy_agent, run_agent};
 use caxton_test_kit::stats::{Samples, ms};
 use caxton_test_kit::table::{Table, verdict};
-use caxton_test_kit::{Binaries, Daemon, Env, FakeLlm};
+use caxton_test_kit::{Binaries, Daemon, FakeLlm};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -79,15 +79,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let llm = FakeLlm::start_in(runtime.handle());
-    let worker = Value::from(bins.worker.to_string_lossy().into_owned()).to_string();
     // The broadcast needs FANOUT workers at once; the delegation two.
-    let config = format!(
-        "[worker]\npath = {worker}\nmax_concurrent = {}\n\n\
-         [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
-        2 * FANOUT,
-        llm.base_url()
-    );
-    let mut daemon = Daemon::start_in(Env::with_config("caxton-delegation-", &config), &[]);
+    let mut daemon = Daemon::for_bench(bins, &llm, "caxton-delegation-", 2 * FANOUT);
     let socket = daemon.env.socket.clone();
     deploy_agent(&socket, "child", &echo_agent("child", ""));
     deploy_agent(

@@ -86,34 +86,10 @@ pub enum ProtocolCommand {
     /// Contract-net: every agent with the capability proposes with a score; the highest score
     /// is awarded the task and does it (equal scores: the name that sorts first); the others
     /// are told.
-    ContractNet {
-        /// Agents declaring this capability are asked for proposals.
-        #[arg(long)]
-        capability: String,
-        /// The task.
-        task: String,
-        /// Hold it in this conversation instead of a new one.
-        #[arg(long)]
-        conversation: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    ContractNet(CallArgs),
     /// Auction: every agent with the capability bids a price; the lowest price is awarded the
     /// task and does it (equal prices: the name that sorts first); the others are told.
-    Auction {
-        /// Agents declaring this capability are asked for bids.
-        #[arg(long)]
-        capability: String,
-        /// The task, or what is bid for.
-        task: String,
-        /// Hold it in this conversation instead of a new one.
-        #[arg(long)]
-        conversation: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Auction(CallArgs),
     /// Negotiation: INITIATOR makes an offer, then the two answer each other (accept, reject or
     /// a counter-offer) until one accepts or rejects, or the round limit.
     Negotiate {
@@ -133,6 +109,22 @@ pub enum ProtocolCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A call for proposals (contract-net) or bids (auction).
+#[derive(Debug, clap::Args)]
+pub struct CallArgs {
+    /// Agents declaring this capability are asked for proposals.
+    #[arg(long)]
+    pub capability: String,
+    /// The task, or what is bid for.
+    pub task: String,
+    /// Hold it in this conversation instead of a new one.
+    #[arg(long)]
+    pub conversation: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -155,7 +155,7 @@ pub fn print_agent(a: &AgentDetail) {
 
 pub fn print_run_details(r: &ExecutionReport) {
     eprintln!("execution: {}", r.execution_id);
-    if let Some(c) = &r.conversation_id {
+    if let Some(c) = &r.placement.conversation_id {
         eprintln!("conversation: {c}");
     }
     eprintln!("agent:     {} {}", r.agent, r.agent_version);

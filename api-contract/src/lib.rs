@@ -21,7 +21,7 @@ pub mod tools;
 
 pub use error::{ErrorAnswer, ErrorDetail};
 pub use runs::{
-    ExecutionList, ExecutionRecord, ExecutionReport, Outcome, RunRequest, StreamLine,
+    ExecutionList, ExecutionRecord, ExecutionReport, Outcome, Placement, RunRequest, StreamLine,
     ToolCallRecord, Usage,
 };
 pub use status::{

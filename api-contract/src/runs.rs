@@ -157,6 +157,21 @@ pub struct ToolCallRecord {
     pub error: Option<String>,
 }
 
+/// Where an execution sits: its conversation and its delegation tree. Flattened into reports
+/// and records, so the JSON has the three fields side by side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The conversation it belongs to.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// The execution that delegated to it; `None` for a caller's request.
+    #[serde(default)]
+    pub parent_execution_id: Option<String>,
+    /// The caller's request at the root of its tree (itself for a caller's request).
+    #[serde(default)]
+    pub root_execution_id: Option<String>,
+}
+
 /// Everything known about one finished execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionReport {
@@ -195,15 +210,9 @@ pub struct ExecutionReport {
     /// Why the end of this execution could not be recorded, when it could not: the caller must
     /// then be told, as the history will not show it.
     pub record_error: Option<String>,
-    /// The conversation it belongs to.
-    #[serde(default)]
-    pub conversation_id: Option<String>,
-    /// The execution that delegated to it; `None` for a caller's request.
-    #[serde(default)]
-    pub parent_execution_id: Option<String>,
-    /// The caller's request at the root of its tree (itself for a caller's request).
-    #[serde(default)]
-    pub root_execution_id: Option<String>,
+    /// Its conversation and its place in its delegation tree.
+    #[serde(flatten)]
+    pub placement: Placement,
 }
 
 impl ExecutionReport {
@@ -263,15 +272,9 @@ pub struct ExecutionRecord {
     /// The tool calls the agent made, in order.
     #[serde(default)]
     pub tool_calls: Vec<ToolCallRecord>,
-    /// The conversation it belongs to.
-    #[serde(default)]
-    pub conversation_id: Option<String>,
-    /// The execution that delegated to it; `None` for a caller's request.
-    #[serde(default)]
-    pub parent_execution_id: Option<String>,
-    /// The caller's request at the root of its tree (itself for a caller's request).
-    #[serde(default)]
-    pub root_execution_id: Option<String>,
+    /// Its conversation and its place in its delegation tree.
+    #[serde(flatten)]
+    pub placement: Placement,
 }
 
 /// `GET /api/v1/executions`: the most recent first.
@@ -354,9 +357,11 @@ mod tests {
             exit_code: None,
             exit_signal: Some(9),
             record_error: None,
-            conversation_id: Some("c".into()),
-            parent_execution_id: None,
-            root_execution_id: Some("e".into()),
+            placement: Placement {
+                conversation_id: Some("c".into()),
+                parent_execution_id: None,
+                root_execution_id: Some("e".into()),
+            },
         };
         let mut failed = ErrorAnswer::new("deadline_exceeded", "late");
         failed.execution = Some(Box::new(report.clone()));

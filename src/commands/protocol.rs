@@ -20,35 +20,9 @@ pub async fn run(
     client: &ApiClient,
 ) -> anyhow::Result<ExitCode> {
     let backend = Backend::choose(config, client, "protocol").await?;
-    let (body, rule, json) = match cmd {
-        ProtocolCommand::ContractNet {
-            capability,
-            task,
-            conversation,
-            json,
-        } => (
-            CallForProposals {
-                capability,
-                task,
-                conversation,
-            },
-            AwardRule::HighestScore,
-            json,
-        ),
-        ProtocolCommand::Auction {
-            capability,
-            task,
-            conversation,
-            json,
-        } => (
-            CallForProposals {
-                capability,
-                task,
-                conversation,
-            },
-            AwardRule::LowestPrice,
-            json,
-        ),
+    let (args, rule) = match cmd {
+        ProtocolCommand::ContractNet(args) => (args, AwardRule::HighestScore),
+        ProtocolCommand::Auction(args) => (args, AwardRule::LowestPrice),
         ProtocolCommand::Negotiate {
             initiator,
             responder,
@@ -77,8 +51,13 @@ pub async fn run(
             return Ok(ExitCode::SUCCESS);
         }
     };
+    let body = CallForProposals {
+        capability: args.capability,
+        task: args.task,
+        conversation: args.conversation,
+    };
     let answer = backend.call_for_proposals(body, rule).await?;
-    if json {
+    if args.json {
         output::print_json(&answer);
     } else {
         output::print_award(&answer);

@@ -813,9 +813,7 @@ fn stops_the_tree(outcome: &Outcome) -> bool {
 
 /// The report, with where its execution sits: its conversation and its tree.
 fn placed(mut report: ExecutionReport, exchange: &Exchange) -> ExecutionReport {
-    report.conversation_id = Some(exchange.conversation_id.clone());
-    report.parent_execution_id = exchange.parent_execution_id.clone();
-    report.root_execution_id = Some(exchange.root_execution_id.clone());
+    report.placement = exchange.placement();
     report
 }
 

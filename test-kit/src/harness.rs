@@ -245,6 +245,19 @@ impl Daemon {
         Self::start_in(env, &opts.env)
     }
 
+    /// A bench's daemon: the worker binary of `bins`, `llm` as its one provider, at most
+    /// `max_concurrent` requests at once, its directory named after `prefix`; the daemon logs at
+    /// its default level.
+    pub fn for_bench(bins: &Binaries, llm: &FakeLlm, prefix: &str, max_concurrent: usize) -> Self {
+        let worker = Value::from(bins.worker.to_string_lossy().into_owned());
+        let config = format!(
+            "[worker]\npath = {worker}\nmax_concurrent = {max_concurrent}\n\n\
+             [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
+            llm.base_url()
+        );
+        Self::start_in(Env::with_config(prefix, &config), &[])
+    }
+
     /// `caxton serve` on `env` (this process's environment without `NOTIFY_SOCKET`, plus
     /// `extra_env`), its stderr in `serve.log`; returns once `GET /api/v1/health` answers 200,
     /// and panics with the log if it exits or does not answer first.

@@ -41,6 +41,17 @@ pub struct Exchange {
     pub expires_after: f64,
 }
 
+impl Exchange {
+    /// Where the execution it starts sits, as reports and records show it.
+    pub fn placement(&self) -> caxton_api_contract::Placement {
+        caxton_api_contract::Placement {
+            conversation_id: Some(self.conversation_id.clone()),
+            parent_execution_id: self.parent_execution_id.clone(),
+            root_execution_id: Some(self.root_execution_id.clone()),
+        }
+    }
+}
+
 /// What a request that continues a conversation finds.
 #[derive(Debug)]
 pub enum ConversationLookup {

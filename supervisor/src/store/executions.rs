@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use super::conversations::{self, Exchange};
 use super::{ExecutionRecord, Store, StoreError, now_seconds};
 use crate::tools::ToolCallRecord;
-use crate::worker_pool::ExecutionReport;
+use crate::worker_pool::{ExecutionReport, Placement};
 
 impl Store {
     /// Record that an execution started, with the request that started it: the conversation
@@ -162,9 +162,11 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         completion_tokens: row.get(14)?,
         llm_ms: row.get(15)?,
         tool_calls: Vec::new(),
-        conversation_id: row.get(16)?,
-        parent_execution_id: row.get(17)?,
-        root_execution_id: row.get(18)?,
+        placement: Placement {
+            conversation_id: row.get(16)?,
+            parent_execution_id: row.get(17)?,
+            root_execution_id: row.get(18)?,
+        },
     })
 }
 
@@ -188,7 +190,7 @@ mod tests {
         let rec = store.get("e1").unwrap().unwrap();
         assert_eq!(rec.status, "abandoned");
         assert!(rec.error.unwrap().contains("supervisor stopped"));
-        assert_eq!(rec.conversation_id.as_deref(), Some("c1"));
+        assert_eq!(rec.placement.conversation_id.as_deref(), Some("c1"));
         let shown = store.conversation("c1", 0.0).unwrap().unwrap();
         assert_eq!(shown.messages.len(), 1, "the request is kept");
         assert_eq!(shown.messages[0].content, "hi");

@@ -282,7 +282,7 @@ mod tests {
         let store = Store::open(&db).unwrap();
         let old = store.get("old").unwrap().unwrap();
         assert_eq!(old.outcome.as_deref(), Some("succeeded"));
-        assert_eq!(old.conversation_id, None);
+        assert_eq!(old.placement.conversation_id, None);
         assert_eq!(store.recent(10).unwrap().len(), 1);
     }
 }

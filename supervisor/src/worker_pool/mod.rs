@@ -28,7 +28,7 @@ pub use conversation::{DeltaSink, WorkerServices};
 pub use execution::ExecutionStart;
 pub use live::{KillError, KillTarget, LiveWorker, WorkerState};
 pub use os::{parse_signal, signal_name};
-pub use outcome::{ExecutionReport, Outcome, Usage, error_message, new_report};
+pub use outcome::{ExecutionReport, Outcome, Placement, Usage, error_message, new_report};
 
 use std::path::PathBuf;
 use std::sync::Arc;

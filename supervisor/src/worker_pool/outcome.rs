@@ -9,7 +9,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-pub use caxton_api_contract::{ExecutionReport, Outcome, Usage};
+pub use caxton_api_contract::{ExecutionReport, Outcome, Placement, Usage};
 
 use super::os;
 use crate::agent::AgentDefinition;
@@ -148,9 +148,7 @@ pub fn new_report(
         exit_code: None,
         exit_signal: None,
         record_error: None,
-        conversation_id: None,
-        parent_execution_id: None,
-        root_execution_id: None,
+        placement: Placement::default(),
     }
 }
 
