@@ -11,7 +11,7 @@ use caxton_api_contract::agents::{
     AgentDetail, AgentList, AgentSource, DeployAnswer, RemoveAnswer,
 };
 use caxton_api_contract::conversations::{ConversationDetail, ConversationList, Protocol};
-use caxton_api_contract::memory::MemoryRequest;
+use caxton_api_contract::memory::{MemoryRequest, encode_segment};
 use caxton_api_contract::protocols::{
     AwardAnswer, AwardRule, CallForProposals, NegotiationAnswer, NegotiationRequest, PublishAnswer,
     PublishRequest,
@@ -213,7 +213,7 @@ impl<'a> Backend<'a> {
     pub async fn conversation(&self, id: &str) -> anyhow::Result<ConversationDetail> {
         match self {
             Self::Daemon(client) => {
-                let path = format!("/api/v1/conversations/{id}");
+                let path = format!("/api/v1/conversations/{}", encode_segment(id));
                 ask(client, Method::GET, &path, NO_BODY).await
             }
             Self::InProcess(local) => local
@@ -248,16 +248,16 @@ impl<'a> Backend<'a> {
                     AwardRule::LowestPrice => Protocol::Auction,
                 };
                 let origin = protocols::caller_origin(&sup, body.conversation, protocol).await?;
-                Ok(
-                    protocols::call_for_proposals(
-                        &sup,
-                        &origin,
-                        &body.capability,
-                        &body.task,
-                        rule,
-                    )
-                    .await?,
+                let answer = protocols::call_for_proposals(
+                    &sup,
+                    &origin,
+                    &body.capability,
+                    &body.task,
+                    rule,
                 )
+                .await?;
+                sup.wait_for_notifications().await;
+                Ok(answer)
             }
         }
     }
@@ -285,7 +285,7 @@ impl<'a> Backend<'a> {
                 let origin =
                     protocols::caller_origin(&sup, body.conversation, Protocol::Negotiation)
                         .await?;
-                Ok(protocols::negotiate(
+                let answer = protocols::negotiate(
                     &sup,
                     &origin,
                     initiator,
@@ -294,7 +294,9 @@ impl<'a> Backend<'a> {
                     body.max_rounds
                         .unwrap_or(protocols::DEFAULT_NEGOTIATION_ROUNDS),
                 )
-                .await?)
+                .await?;
+                sup.wait_for_notifications().await;
+                Ok(answer)
             }
         }
     }
@@ -307,14 +309,16 @@ impl<'a> Backend<'a> {
     ) -> anyhow::Result<PublishAnswer> {
         match self {
             Self::Daemon(client) => {
-                let path = format!("/api/v1/topics/{topic}/publish");
+                let path = format!("/api/v1/topics/{}/publish", encode_segment(topic));
                 ask(client, Method::POST, &path, Some(&body)).await
             }
             Self::InProcess(local) => {
                 let sup = local.supervisor()?;
                 let origin =
                     protocols::caller_origin(&sup, body.conversation, Protocol::Subscribe).await?;
-                Ok(protocols::publish(&sup, &origin, topic, &body.content).await?)
+                let answer = protocols::publish(&sup, &origin, topic, &body.content).await?;
+                sup.wait_for_notifications().await;
+                Ok(answer)
             }
         }
     }
@@ -671,6 +675,7 @@ impl InProcess<'_> {
                 .map(|p| supervisor.run_prepared(p, None)),
         )
         .await;
+        supervisor.wait_for_notifications().await;
         if strategy == Strategy::Broadcast {
             return Ok(CapabilityRun::All(BroadcastAnswer {
                 capability: capability.to_owned(),
@@ -712,6 +717,8 @@ impl InProcess<'_> {
                 report
             }
         };
+        // The notifications it sent end before the command does.
+        supervisor.wait_for_notifications().await;
         Ok(finished(report, streamed))
     }
 }

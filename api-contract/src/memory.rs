@@ -744,7 +744,7 @@ fn push(q: &mut Vec<(&'static str, String)>, key: &'static str, value: Option<im
 /// A path segment in percent-encoding: `form_urlencoded` escapes everything but
 /// `A-Za-z0-9*-._` (a literal `+` as `%2B`) and writes spaces as `+`, which a path would keep
 /// as a plus, so those become `%20`.
-fn encode_segment(s: &str) -> String {
+pub fn encode_segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")

@@ -42,7 +42,7 @@ use store::{Exchange, Store};
 use tools::{CallOutcome, ToolCallRecord, ToolProvider, ToolRegistry};
 use worker_pool::{ExecutionReport, LiveWorker, Outcome, PoolSettings, WorkerPool, WorkerServices};
 
-use caxton_api_contract::conversations::Party;
+use caxton_api_contract::conversations::{MessageKind, Party};
 
 pub use caxton_api_contract::{RunRequest, StatusReport};
 pub use worker_pool::{KillError, KillTarget, signal_name};
@@ -162,6 +162,9 @@ pub struct Supervisor {
     metrics: Arc<Metrics>,
     started: Instant,
     draining: AtomicBool,
+    /// Executions started without waiting for them (notifications), so an in-process
+    /// supervisor can let them finish before its command ends.
+    detached: tokio_util::task::TaskTracker,
 }
 
 impl Supervisor {
@@ -226,6 +229,7 @@ impl Supervisor {
                 metrics,
                 started: Instant::now(),
                 draining: AtomicBool::new(false),
+                detached: tokio_util::task::TaskTracker::new(),
             }
         }))
     }
@@ -523,41 +527,17 @@ impl Supervisor {
         if exchange.parent_execution_id.is_some() {
             start.not_after = Some(lineage.deadline);
             start.parent = exchange.parent_execution_id.clone();
+            // A parent waiting for its answer holds a slot already; a notification's sender
+            // does not wait, so its execution takes a slot like any request.
+            start.waits_for_slot = exchange.kind != MessageKind::Request;
         }
         let (started, started_at) = (start.instant, start.unix_seconds);
-        // A run whose record cannot be written is not run: the history never silently misses
-        // an execution (the caller gets the reason, 507 for a full disk).
         let exchange = Arc::new(exchange);
-        if let Err(e) = self
-            .store_write({
-                let (id, name, version, exchange) = (
-                    execution_id.clone(),
-                    agent.name.to_string(),
-                    agent.version.clone(),
-                    exchange.clone(),
-                );
-                move |s| s.record_start(&id, &name, &version, started_at, &exchange)
-            })
-            .await
-        {
-            let report = placed(
-                worker_pool::new_report(
-                    execution_id,
-                    &agent,
-                    started_at,
-                    started.elapsed().as_secs_f64() * 1000.0,
-                    Outcome::NotRecorded {
-                        detail: e.to_string(),
-                    },
-                ),
-                &exchange,
-            );
-            count_end(&self.metrics, &report, &exchange);
-            return report;
-        }
-        // Until the end is recorded below, dropping this future (the caller went away) still
-        // records it: as cancelled while the worker runs (the pool's own guard ends the worker),
-        // as it ended after that.
+        // From here on, dropping this future (the caller went away) still records the
+        // execution: as cancelled while the worker runs (the pool's own guard ends the worker),
+        // as it ended after that. A drop while the start is being written waits for that write,
+        // so the row it leaves `running` is finished too.
+        let (start_written, written_start) = std::sync::mpsc::channel::<bool>();
         let mut pending = PendingRecord {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
@@ -573,8 +553,43 @@ impl Supervisor {
             ))),
             exchange: exchange.clone(),
             stop_tree: lineage.cancel.clone(),
+            start_written: Some(written_start),
             started,
         };
+        // A run whose record cannot be written is not run: the history never silently misses
+        // an execution (the caller gets the reason, 507 for a full disk).
+        if let Err(e) = self
+            .store_write({
+                let (id, name, version, exchange) = (
+                    execution_id.clone(),
+                    agent.name.to_string(),
+                    agent.version.clone(),
+                    exchange.clone(),
+                );
+                move |s| {
+                    let written = s.record_start(&id, &name, &version, started_at, &exchange);
+                    let _ = start_written.send(written.is_ok());
+                    written
+                }
+            })
+            .await
+        {
+            pending.report = None;
+            let report = placed(
+                worker_pool::new_report(
+                    execution_id,
+                    &agent,
+                    started_at,
+                    started.elapsed().as_secs_f64() * 1000.0,
+                    Outcome::NotRecorded {
+                        detail: e.to_string(),
+                    },
+                ),
+                &exchange,
+            );
+            count_end(&self.metrics, &report, &exchange);
+            return report;
+        }
         let services = Services {
             providers: &self.providers,
             grant: &grant,
@@ -607,13 +622,15 @@ impl Supervisor {
                 )
                 .await;
         }
+        // The write below is this future's from its first poll (a blocking task that runs to
+        // its end even if the future is dropped), so the guard must not write it again.
+        pending.report = None;
         let written = self
             .store_write({
                 let (report, exchange) = (report.clone(), exchange.clone());
                 move |s| s.record_finish(&report, &exchange)
             })
             .await;
-        pending.report = None;
         let mut report = Arc::unwrap_or_clone(report);
         if stops_the_tree(&report.outcome) {
             lineage.cancel.cancel();
@@ -763,6 +780,13 @@ impl Supervisor {
         self.pool.in_flight()
     }
 
+    /// Wait until every execution started without waiting for it (notifications, and what they
+    /// started) has ended: a supervisor inside a CLI command ends with the command.
+    pub async fn wait_for_notifications(&self) {
+        self.detached.close();
+        self.detached.wait().await;
+    }
+
     /// Terminate every running worker.
     pub fn terminate_all(&self) {
         self.pool.terminate_all();
@@ -784,6 +808,8 @@ struct PendingRecord {
     exchange: Arc<Exchange>,
     /// Stops what the execution started and did not wait for.
     stop_tree: tokio_util::sync::CancellationToken,
+    /// Whether the start was written: the end is written only after it, and only if it was.
+    start_written: Option<std::sync::mpsc::Receiver<bool>>,
     started: Instant,
 }
 
@@ -831,10 +857,16 @@ impl Drop for PendingRecord {
         count_end(&self.metrics, &report, &self.exchange);
         let store = self.store.clone();
         let exchange = self.exchange.clone();
+        let start_written = self.start_written.take();
         // A drop cannot await; the write gets a thread of its own.
         let writer = std::thread::Builder::new()
             .name("caxton-cancel".into())
             .spawn(move || {
+                if let Some(written) = start_written
+                    && written.recv() != Ok(true)
+                {
+                    return;
+                }
                 if let Err(e) = store.record_finish(&report, &exchange) {
                     tracing::error!(error = %e, "cannot record an execution whose caller went away");
                 }
@@ -916,7 +948,13 @@ impl WorkerServices for Services<'_> {
             });
         }
         let provider = self.providers.resolve(&agent.llm).map_err(fail)?;
-        let request = ProviderRequest::from_ipc(request, &agent.llm).map_err(fail)?;
+        let mut request = ProviderRequest::from_ipc(request, &agent.llm).map_err(fail)?;
+        // A delegated model call may answer with no more tokens than its tree has left; calls
+        // running at once can still overspend by their prompts.
+        if let Some(lineage) = self.grant.lineage().filter(|l| l.depth() > 0) {
+            let left = u32::try_from(lineage.budget.tokens_left()).unwrap_or(u32::MAX);
+            request.max_tokens = Some(request.max_tokens.map_or(left, |m| m.min(left)));
+        }
         let span = tracing::info_span!(
             "completion",
             provider = provider.name(),

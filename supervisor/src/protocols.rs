@@ -57,6 +57,9 @@ pub enum ProtocolError {
     /// A negotiation names the same agent on both sides.
     #[error("an agent cannot negotiate with itself ({0})")]
     SameAgent(String),
+    /// A negotiation's round limit is out of range.
+    #[error("max_rounds = {0}: a negotiation has 1 to {MAX_NEGOTIATION_ROUNDS} rounds")]
+    Rounds(u32),
 }
 
 /// Most responses a negotiation may have.
@@ -108,22 +111,37 @@ impl Origin {
         }
     }
 
-    /// Agents on this origin's path cannot take part (they are busy with this very request).
-    fn off_path(&self, agents: Vec<Arc<AgentDefinition>>) -> Vec<Arc<AgentDefinition>> {
-        match self {
-            Self::Caller(_) => agents,
-            Self::Agent(lineage) => agents
-                .into_iter()
-                .filter(|a| !lineage.path.contains(&a.name))
-                .collect(),
+    /// Agents on this origin's path cannot take part (they are busy with this very request);
+    /// when they are all there is, that is refused as the cycle it would be.
+    fn off_path(
+        &self,
+        agents: Vec<Arc<AgentDefinition>>,
+    ) -> Result<Vec<Arc<AgentDefinition>>, ProtocolError> {
+        let Self::Agent(lineage) = self else {
+            return Ok(agents);
+        };
+        let (on, off): (Vec<_>, Vec<_>) = agents
+            .into_iter()
+            .partition(|a| lineage.path.contains(&a.name));
+        if let (true, Some(first)) = (off.is_empty(), on.first()) {
+            lineage.check(&first.name)?;
         }
+        Ok(off)
     }
 }
 
-/// The first JSON object in a model's answer (models wrap JSON in prose or code fences).
+/// The first JSON object in a model's answer (models wrap JSON in prose or code fences). Only
+/// the first [`SCANNED_BYTES`] of the answer and its first [`SCANNED_OBJECTS`] opening braces
+/// are tried, so an answer crafted to make every brace a deep failed parse costs little.
 fn first_object(text: &str) -> Option<serde_json::Map<String, Value>> {
+    let mut end = text.len().min(SCANNED_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let text = &text[..end];
     text.char_indices()
         .filter(|(_, c)| *c == '{')
+        .take(SCANNED_OBJECTS)
         .find_map(|(at, _)| {
             serde_json::Deserializer::from_str(&text[at..])
                 .into_iter::<Value>()
@@ -135,6 +153,11 @@ fn first_object(text: &str) -> Option<serde_json::Map<String, Value>> {
                 })
         })
 }
+
+/// How much of an answer is searched for a proposal or a decision.
+const SCANNED_BYTES: usize = 64 * 1024;
+/// How many opening braces are tried as the start of one.
+const SCANNED_OBJECTS: usize = 16;
 
 /// What a proposer's execution amounts to under `rule`.
 fn proposal(report: &ExecutionReport, rule: AwardRule) -> ProposalRecord {
@@ -165,11 +188,10 @@ fn proposal(report: &ExecutionReport, rule: AwardRule) -> ProposalRecord {
         Some(obj) if obj.get("decline").and_then(Value::as_bool) == Some(true) => {
             record.text = "declined".into();
         }
-        Some(obj) => match obj
-            .get(key)
-            .and_then(Value::as_f64)
-            .filter(|v| v.is_finite())
-        {
+        Some(obj) => match obj.get(key).and_then(Value::as_f64).filter(|v| match rule {
+            AwardRule::HighestScore => (0.0..=1.0).contains(v),
+            AwardRule::LowestPrice => v.is_finite() && *v >= 0.0,
+        }) {
             Some(value) => {
                 record.value = Some(value);
                 record.text = obj
@@ -179,7 +201,16 @@ fn proposal(report: &ExecutionReport, rule: AwardRule) -> ProposalRecord {
                     .to_owned();
                 record.valid = true;
             }
-            None => record.text = format!("not counted: the answer has no numeric {key:?}"),
+            None => {
+                record.text = match rule {
+                    AwardRule::HighestScore => {
+                        "not counted: the answer has no \"score\" between 0 and 1".into()
+                    }
+                    AwardRule::LowestPrice => {
+                        "not counted: the answer has no \"price\" of 0 or more".into()
+                    }
+                }
+            }
         },
         None => record.text = "not counted: the answer holds no JSON object".into(),
     }
@@ -212,7 +243,7 @@ pub async fn call_for_proposals(
     task: &str,
     rule: AwardRule,
 ) -> Result<AwardAnswer, ProtocolError> {
-    let agents = origin.off_path(sup.route(capability, Strategy::Broadcast)?);
+    let agents = origin.off_path(sup.route(capability, Strategy::Broadcast)?)?;
     let (call, reply) = match rule {
         AwardRule::HighestScore => (
             "CALL FOR PROPOSALS (contract-net)",
@@ -250,6 +281,10 @@ pub async fn call_for_proposals(
     let Some(winner) = winner else {
         return Ok(answer);
     };
+    let protocol = match rule {
+        AwardRule::HighestScore => Protocol::ContractNet,
+        AwardRule::LowestPrice => Protocol::Auction,
+    };
     // The others are told, as messages of the conversation; telling them costs no model call.
     for loser in answer.proposals.iter().filter(|p| p.agent != winner.agent) {
         let notice = Message {
@@ -267,7 +302,10 @@ pub async fn call_for_proposals(
             timestamp: crate::store::now_seconds(),
             execution_id: Some(loser.execution_id.clone()),
         };
-        if let Err(e) = sup.store_read(move |s| s.record_notice(&notice)).await {
+        if let Err(e) = sup
+            .store_read(move |s| s.record_notice(protocol, &notice))
+            .await
+        {
             tracing::warn!(error = %e, "cannot store a rejection notice");
         }
     }
@@ -308,7 +346,9 @@ pub async fn negotiate(
     if initiator.name == responder.name {
         return Err(ProtocolError::SameAgent(initiator.name.to_string()));
     }
-    let max_rounds = max_rounds.clamp(1, MAX_NEGOTIATION_ROUNDS);
+    if !(1..=MAX_NEGOTIATION_ROUNDS).contains(&max_rounds) {
+        return Err(ProtocolError::Rounds(max_rounds));
+    }
     let mut answer = NegotiationAnswer {
         conversation_id: origin.conversation_id().to_owned(),
         outcome: NegotiationOutcome::RoundLimit,
@@ -453,7 +493,7 @@ pub fn prepare_publication(
     topic: &str,
     content: &str,
 ) -> Result<Vec<PreparedRun>, ProtocolError> {
-    let agents = origin.off_path(subscribers(sup, topic)?);
+    let agents = origin.off_path(subscribers(sup, topic)?)?;
     agents
         .iter()
         .map(|a| {
@@ -512,6 +552,34 @@ mod tests {
             Some("carol")
         );
         assert!(award(&[record("x", None)], AwardRule::LowestPrice).is_none());
+    }
+
+    #[test]
+    fn a_score_outside_0_to_1_or_a_negative_price_counts_for_nothing() {
+        let report = |answer: &str| {
+            let agent = crate::agent::parse_agent(
+                std::path::Path::new("a.toml"),
+                "name = \"bidder\"\nversion = \"1\"\nuser_prompt_template = \"{{ request }}\"\n",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let mut r =
+                crate::worker_pool::new_report("e".into(), &agent, 0.0, 1.0, Outcome::Succeeded);
+            r.answer = Some(answer.into());
+            r
+        };
+        let boastful = proposal(&report(r#"{"score": 1e9}"#), AwardRule::HighestScore);
+        assert!(!boastful.valid);
+        assert!(
+            boastful.text.contains("between 0 and 1"),
+            "{}",
+            boastful.text
+        );
+        assert!(proposal(&report(r#"{"score": 0.5}"#), AwardRule::HighestScore).valid);
+        assert!(!proposal(&report(r#"{"price": -3}"#), AwardRule::LowestPrice).valid);
+        assert!(proposal(&report(r#"{"price": 0}"#), AwardRule::LowestPrice).valid);
+        // Only the first braces of a long answer are tried.
+        let crafted = format!("{}{{\"score\": 0.5}}", "{\"a\":[".repeat(100));
+        assert!(!proposal(&report(&crafted), AwardRule::HighestScore).valid);
     }
 
     #[test]

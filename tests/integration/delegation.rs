@@ -569,3 +569,23 @@ fn the_example_team_deploys_and_its_coordinator_reaches_both_members_by_capabili
         "{page}"
     );
 }
+
+#[test]
+fn without_a_daemon_a_notification_finishes_before_the_command_ends() {
+    let llm = FakeLlm::start();
+    let env = crate::support::Env::new(&DaemonOptions::new(&llm));
+    env.deploy("herald", &delegating("herald", "agents = [\"listener\"]"));
+    env.deploy("listener", &echo_agent("listener", ""));
+    // The listener's model takes 300 ms ([slow], written so that only its request has it).
+    let request = r#"[call notify {"agent": "listener", "content": "\u005bslow] news"}]"#;
+    let out = env.cli(&["agent", "run", "herald", "-v", request]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("conversation: ").map(str::to_owned))
+        .unwrap();
+    let out = env.cli(&["conversation", "show", &id, "--json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let child = &shown["executions"][0]["children"][0];
+    assert_eq!(child["outcome"], "succeeded", "{shown}");
+}

@@ -183,6 +183,25 @@ fn a_negotiation_ends_in_agreement_refusal_or_the_round_limit() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("outcome: refused"));
 
+    let body =
+        json!({"initiator": "buyer", "responder": "seller", "subject": "x", "max_rounds": 0})
+            .to_string();
+    let (code, answer) = http(
+        &d.env.socket,
+        "POST",
+        "/api/v1/protocols/negotiation",
+        Some(&body),
+    )
+    .unwrap();
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 to 20 rounds"),
+        "{answer}"
+    );
+
     let body = json!({"initiator": "buyer", "responder": "buyer", "subject": "x"}).to_string();
     let (code, answer) = http(
         &d.env.socket,
@@ -299,6 +318,24 @@ fn an_agent_starts_each_protocol_through_its_tools() {
     assert_eq!(
         report["answer"], "tool said: published to news: reader",
         "{report}"
+    );
+
+    // The only subscriber is the publisher itself: refused as the cycle it would be.
+    d.deploy(
+        "loner",
+        &echo_agent(
+            "loner",
+            "subscriptions = [\"echoes\"]\n[delegation]\ntopics = [\"echoes\"]\n",
+        ),
+    );
+    let (_, report) = d.run(
+        "loner",
+        &call("publish", json!({"topic": "echoes", "content": "hi"})),
+    );
+    let answer = report["answer"].as_str().unwrap();
+    assert!(
+        answer.contains("would make a cycle (loner → loner)"),
+        "{answer}"
     );
 
     let (_, report) = d.run(

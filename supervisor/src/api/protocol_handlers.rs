@@ -24,7 +24,7 @@ fn failed(e: ProtocolError) -> ApiError {
         ProtocolError::NoSubscribers { .. } => {
             ApiError::new(StatusCode::NOT_FOUND, "no_subscribers", e.to_string())
         }
-        ProtocolError::SameAgent(_) => {
+        ProtocolError::SameAgent(_) | ProtocolError::Rounds(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
         }
         ProtocolError::Refused(_) => {

@@ -203,9 +203,15 @@ impl Lineage {
         }
         if self.depth() + 1 > self.depth_limit {
             return Err(Refusal::Depth(format!(
-                "refused: this request is already {} delegation(s) deep, the most its path \
-                 allows ([delegation] max_depth); answer yourself",
-                self.depth()
+                "refused: this request is already {} delegation(s) deep ({}), the most the \
+                 [delegation] max_depth of the agents on its path allows ({}); answer yourself",
+                self.depth(),
+                self.path
+                    .iter()
+                    .map(AgentName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" → "),
+                self.depth_limit
             )));
         }
         if self.budget.tokens_left() == 0 {

@@ -585,12 +585,12 @@ async fn protocol_call(
 /// Run a notification's execution without waiting for it; it stops with the tree it belongs
 /// to.
 fn spawn_detached(sup: &Arc<Supervisor>, prepared: crate::PreparedRun) {
-    let sup = sup.clone();
     let stop = prepared.lineage().cancel.clone();
-    tokio::spawn(async move {
+    let runner = sup.clone();
+    sup.detached.spawn(async move {
         tokio::select! {
             _ = stop.cancelled() => {}
-            _ = sup.run_prepared(prepared, None) => {}
+            _ = runner.run_prepared(prepared, None) => {}
         }
     });
 }

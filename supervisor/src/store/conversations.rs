@@ -74,6 +74,8 @@ pub(super) fn open_exchange(
     execution_id: &str,
     now: f64,
 ) -> Result<(), StoreError> {
+    // In progress while any of its executions runs, a delegated one included (a notification
+    // may start after its root ended); `close_exchange` settles it when the last one ends.
     tx.execute(
         "INSERT INTO conversations (conversation_id, initiator, protocol, state, created_at, updated_at, expires_at) \
          VALUES (?1, ?2, ?3, 'in-progress', ?4, ?4, ?5) \
@@ -88,6 +90,7 @@ pub(super) fn open_exchange(
     )?;
     insert_message(
         tx,
+        ex.protocol,
         &Message {
             id: ex.message_id.clone(),
             kind: ex.kind,
@@ -120,6 +123,7 @@ pub(super) fn close_exchange(
         };
         insert_message(
             tx,
+            ex.protocol,
             &Message {
                 id: uuid::Uuid::new_v4().to_string(),
                 kind,
@@ -133,36 +137,34 @@ pub(super) fn close_exchange(
             },
         )?;
     }
-    if ex.parent_execution_id.is_some() {
-        tx.execute(
-            "UPDATE conversations SET updated_at = ?2 WHERE conversation_id = ?1",
-            params![ex.conversation_id, now],
-        )?;
-        return Ok(());
-    }
-    // The conversation stays in progress while another caller's request of it runs (a
-    // broadcast, a concurrent turn); the last to end sets how it stands.
-    let state = if succeeded { "completed" } else { "failed" };
+    // In progress while another execution of it runs (a broadcast, a concurrent turn, a
+    // notification still at work); else as its last caller's request ended.
     tx.execute(
-        "UPDATE conversations SET updated_at = ?2, expires_at = ?3, \
-         state = CASE WHEN EXISTS (SELECT 1 FROM executions WHERE conversation_id = ?1 AND status = 'running' \
-           AND parent_execution_id IS NULL AND execution_id != ?4) THEN 'in-progress' ELSE ?5 END \
+        "UPDATE conversations SET updated_at = ?2, expires_at = ?3, state = CASE \
+           WHEN EXISTS (SELECT 1 FROM executions WHERE conversation_id = ?1 AND status = 'running' \
+             AND execution_id != ?4) THEN 'in-progress' \
+           ELSE COALESCE((SELECT CASE WHEN outcome = 'succeeded' THEN 'completed' ELSE 'failed' END \
+             FROM executions WHERE conversation_id = ?1 AND parent_execution_id IS NULL \
+             AND status != 'running' ORDER BY started_at DESC, rowid DESC LIMIT 1), state) END \
          WHERE conversation_id = ?1",
         params![
             ex.conversation_id,
             now,
             now + ex.expires_after,
             report.execution_id,
-            state
         ],
     )?;
     Ok(())
 }
 
-fn insert_message(tx: &rusqlite::Transaction<'_>, m: &Message) -> Result<(), StoreError> {
+fn insert_message(
+    tx: &rusqlite::Transaction<'_>,
+    protocol: Protocol,
+    m: &Message,
+) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO messages (message_id, conversation_id, kind, reply_to, sender, receiver, content, created_at, execution_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (message_id, conversation_id, kind, reply_to, sender, receiver, content, created_at, \
+         execution_id, protocol) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         m.id,
@@ -174,6 +176,7 @@ fn insert_message(tx: &rusqlite::Transaction<'_>, m: &Message) -> Result<(), Sto
         m.content,
         m.timestamp,
         m.execution_id,
+        protocol.as_str(),
     ])?;
     Ok(())
 }
@@ -233,10 +236,10 @@ fn row_to_summary(
 impl Store {
     /// Store a message that starts no execution (a contract-net's word to the proposers it did
     /// not choose), in a conversation that exists.
-    pub fn record_notice(&self, message: &Message) -> Result<(), StoreError> {
+    pub fn record_notice(&self, protocol: Protocol, message: &Message) -> Result<(), StoreError> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction()?;
-        insert_message(&tx, message)?;
+        insert_message(&tx, protocol, message)?;
         tx.execute(
             "UPDATE conversations SET updated_at = ?2 WHERE conversation_id = ?1",
             params![message.conversation_id, message.timestamp],
@@ -271,6 +274,7 @@ impl Store {
                 "SELECT r.sender, q.content, r.content FROM messages q \
                  JOIN messages r ON r.reply_to = q.message_id AND r.kind = 'response' \
                  WHERE q.conversation_id = ?1 AND q.sender = 'caller' AND q.kind = 'request' \
+                 AND q.protocol = 'request-reply' \
                  ORDER BY q.created_at DESC, q.rowid DESC LIMIT ?2",
             )?
             .query_map(params![id, max_turns as i64], |r| {
@@ -422,6 +426,11 @@ pub(super) mod tests {
 
     fn answered(store: &Store, ex: &Exchange, id: &str, agent: &str, answer: Option<&str>) {
         store.record_start(id, agent, "1", 1.0, ex).unwrap();
+        answered_started(store, ex, id, agent, answer);
+    }
+
+    /// Record the end of execution `id`, started already.
+    fn answered_started(store: &Store, ex: &Exchange, id: &str, agent: &str, answer: Option<&str>) {
         let agent_def = crate::agent::parse_agent(
             std::path::Path::new("a.toml"),
             &format!("name = \"{agent}\"\nversion = \"1\"\nsystem_prompt = \"s\"\nuser_prompt_template = \"{{{{ request }}}}\"\n"),
@@ -480,6 +489,47 @@ pub(super) mod tests {
         assert_eq!(shown.conversation.state, ConversationState::Expired);
         assert_eq!(shown.conversation.messages, 6);
         assert_eq!(shown.conversation.participants, ["ann", "bob"]);
+    }
+
+    #[test]
+    fn a_conversation_settles_when_its_last_execution_ends_and_protocol_steps_are_no_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let root = exchange("c", "ann", "one");
+        answered(&store, &root, "e1", "ann", Some("1"));
+        // A notification the root sent starts after the root ended, and ends.
+        let mut late = exchange("c", "bob", "fyi");
+        late.kind = MessageKind::Notification;
+        late.sender = Party::Agent("ann".into());
+        late.parent_execution_id = Some("e1".into());
+        store.record_start("e2", "bob", "1", 2.0, &late).unwrap();
+        let now = super::super::now_seconds();
+        let state = |store: &Store| {
+            store
+                .conversation("c", now)
+                .unwrap()
+                .unwrap()
+                .conversation
+                .state
+        };
+        assert_eq!(state(&store), ConversationState::InProgress);
+        answered_started(&store, &late, "e2", "bob", Some("ok"));
+        assert_eq!(
+            state(&store),
+            ConversationState::Completed,
+            "as its root ended"
+        );
+
+        // A caller-started protocol's steps are not earlier turns of the conversation.
+        let mut step = exchange("c", "bob", "CALL FOR PROPOSALS ...");
+        step.protocol = Protocol::ContractNet;
+        answered(&store, &step, "e3", "bob", Some("{\"score\": 1}"));
+        let ConversationLookup::Open(turns) = store.continue_conversation("c", now, 10).unwrap()
+        else {
+            panic!("open")
+        };
+        let asked: Vec<_> = turns.iter().map(|t| t.request.as_str()).collect();
+        assert_eq!(asked, ["one"]);
     }
 
     #[test]

@@ -119,7 +119,8 @@ CREATE TABLE IF NOT EXISTS messages (
     receiver TEXT NOT NULL,
     content TEXT NOT NULL,
     created_at REAL NOT NULL,
-    execution_id TEXT
+    execution_id TEXT,
+    protocol TEXT NOT NULL DEFAULT 'request-reply'
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, created_at);
 CREATE INDEX IF NOT EXISTS messages_by_reply ON messages(reply_to);
@@ -142,6 +143,23 @@ impl Store {
     /// running: a supervisor may hold it); `None` when there is no database yet.
     pub fn open_to_read(path: &Path) -> Result<Option<Self>, StoreError> {
         if !path.exists() {
+            return Ok(None);
+        }
+        // A database no supervisor of this version has opened yet has no conversations.
+        let current =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| {
+                    c.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'protocol'",
+                [],
+                |r| r.get::<_, bool>(0),
+            )
+                })
+                .map_err(|e| StoreError::Open {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                })?;
+        if !current {
             return Ok(None);
         }
         let manager = SqliteConnectionManager::file(path)
@@ -223,27 +241,30 @@ impl Store {
     }
 }
 
-/// Columns added to `executions` after its first release, oldest first.
-const ADDED_COLUMNS: &[(&str, &str)] = &[
-    ("llm_ms", "REAL"),
-    ("conversation_id", "TEXT"),
-    ("parent_execution_id", "TEXT"),
-    ("root_execution_id", "TEXT"),
-    ("depth", "INTEGER NOT NULL DEFAULT 0"),
+/// Columns added to tables after their first release, oldest first: (table, column, type).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("executions", "llm_ms", "REAL"),
+    ("executions", "conversation_id", "TEXT"),
+    ("executions", "parent_execution_id", "TEXT"),
+    ("executions", "root_execution_id", "TEXT"),
+    ("executions", "depth", "INTEGER NOT NULL DEFAULT 0"),
+    (
+        "messages",
+        "protocol",
+        "TEXT NOT NULL DEFAULT 'request-reply'",
+    ),
 ];
 
 /// Bring a database made by an older version up to the current columns; its rows stay.
 fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    for (column, kind) in ADDED_COLUMNS {
+    for (table, column, kind) in ADDED_COLUMNS {
         let present: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('executions') WHERE name = ?1",
-            [column],
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
             |r| r.get(0),
         )?;
         if !present {
-            conn.execute_batch(&format!(
-                "ALTER TABLE executions ADD COLUMN {column} {kind}"
-            ))?;
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
         }
     }
     Ok(())

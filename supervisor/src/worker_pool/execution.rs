@@ -36,6 +36,9 @@ pub struct ExecutionStart {
     pub not_after: Option<Instant>,
     /// The execution that delegated this one, for the live table.
     pub parent: Option<String>,
+    /// Whether it waits for a slot of `[worker] max_concurrent`: every execution but one whose
+    /// parent waits for its answer (and holds a slot already).
+    pub waits_for_slot: bool,
 }
 
 impl ExecutionStart {
@@ -49,6 +52,7 @@ impl ExecutionStart {
                 .unwrap_or(0.0),
             not_after: None,
             parent: None,
+            waits_for_slot: true,
         }
     }
 }
@@ -97,10 +101,10 @@ impl WorkerPool {
             report
         };
 
-        // A delegated execution does not wait for a slot: its ancestors hold theirs while they
-        // wait for it, so waiting could deadlock a full pool. Its tree's guards (depth, the
-        // shared budgets, its parent's deadline) bound how many it can be.
-        let _permit = if start.parent.is_none() {
+        // An execution its parent waits for does not wait for a slot: its ancestors hold theirs,
+        // so waiting could deadlock a full pool. Its tree's guards (depth, the shared budgets,
+        // its parent's deadline) bound how many it can be.
+        let _permit = if start.waits_for_slot {
             let Ok(permit) = self.permits.acquire().await else {
                 return finish(report, Outcome::ShutDown);
             };

@@ -48,7 +48,7 @@ pub struct PoolSettings {
     pub kill_grace: Duration,
     /// Default rlimits.
     pub limits: WorkerLimits,
-    /// Concurrency cap on callers' requests (delegated ones run beside their parent).
+    /// Concurrency cap (a delegated request its parent waits for runs beside its parent).
     pub max_concurrent: usize,
 }
 
