@@ -298,7 +298,7 @@ impl Supervisor {
             agent_name,
             request,
             Party::Agent(agent_name.to_owned()),
-            caxton_api_contract::conversations::MessageKind::Request,
+            MessageKind::Request,
             &joined,
         )
     }
@@ -320,7 +320,7 @@ impl Supervisor {
                     agent.name.as_str(),
                     request.clone(),
                     Party::Capability(capability.to_owned()),
-                    caxton_api_contract::conversations::MessageKind::Request,
+                    MessageKind::Request,
                     &joined,
                 )
             })
@@ -354,7 +354,7 @@ impl Supervisor {
         agent_name: &str,
         request: RunRequest,
         receiver: Party,
-        kind: caxton_api_contract::conversations::MessageKind,
+        kind: MessageKind,
         conversation: &messaging::Joined,
     ) -> Result<PreparedRun, RunError> {
         self.check_open()?;
@@ -442,7 +442,7 @@ impl Supervisor {
         context: &str,
         parent: &delegation::Lineage,
         receiver: Party,
-        kind: caxton_api_contract::conversations::MessageKind,
+        kind: MessageKind,
     ) -> Result<PreparedRun, RunError> {
         self.check_open()?;
         self.providers

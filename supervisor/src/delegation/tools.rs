@@ -332,7 +332,7 @@ impl ToolProvider for DelegationTools {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(tool, target = tracing::field::Empty))]
+    #[tracing::instrument(skip_all, fields(tool = tool, caller = tracing::field::Empty, targets = tracing::field::Empty))]
     async fn call(&self, tool: &str, arguments: Value, ctx: &ToolCallContext) -> CallOutcome {
         let started = Instant::now();
         let shown = arguments.to_string();
@@ -347,6 +347,7 @@ impl ToolProvider for DelegationTools {
             let message = format!("{tool}: delegation is only possible from an agent's request");
             return finish(error_result(&message), "refused", Some(message));
         };
+        tracing::Span::current().record("caller", caller.name.as_str());
         let refused = |refusal: Refusal| {
             sup.metrics.record_refused_delegation(refusal.reason());
             tracing::info!(reason = refusal.reason(), caller = %caller.name, "delegation refused");
@@ -378,6 +379,8 @@ impl ToolProvider for DelegationTools {
             Ok(t) => t,
             Err(refusal) => return refused(refusal),
         };
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        tracing::Span::current().record("targets", names.join(",").as_str());
         for t in &targets {
             if let Err(refusal) = lineage.check(&t.name) {
                 return refused(refusal);
