@@ -10,7 +10,7 @@ use base64::Engine as _;
 use caxton_api_contract::agents::{
     AgentDetail, AgentList, AgentSource, DeployAnswer, RemoveAnswer,
 };
-use caxton_api_contract::conversations::{ConversationDetail, ConversationList, Protocol};
+use caxton_api_contract::conversations::{ConversationDetail, ConversationList};
 use caxton_api_contract::memory::{MemoryRequest, encode_segment};
 use caxton_api_contract::protocols::{
     AwardAnswer, AwardRule, CallForProposals, NegotiationAnswer, NegotiationRequest, PublishAnswer,
@@ -243,19 +243,7 @@ impl<'a> Backend<'a> {
             }
             Self::InProcess(local) => {
                 let sup = local.supervisor()?;
-                let protocol = match rule {
-                    AwardRule::HighestScore => Protocol::ContractNet,
-                    AwardRule::LowestPrice => Protocol::Auction,
-                };
-                let origin = protocols::caller_origin(&sup, body.conversation, protocol).await?;
-                let answer = protocols::call_for_proposals(
-                    &sup,
-                    &origin,
-                    &body.capability,
-                    &body.task,
-                    rule,
-                )
-                .await?;
+                let answer = protocols::start_call_for_proposals(&sup, body, rule).await?;
                 sup.wait_for_notifications().await;
                 Ok(answer)
             }
@@ -276,25 +264,7 @@ impl<'a> Backend<'a> {
             }
             Self::InProcess(local) => {
                 let sup = local.supervisor()?;
-                let agent = |name: &str| {
-                    sup.registry()
-                        .get(name)
-                        .ok_or_else(|| RunError::UnknownAgent(name.to_owned()))
-                };
-                let (initiator, responder) = (agent(&body.initiator)?, agent(&body.responder)?);
-                let origin =
-                    protocols::caller_origin(&sup, body.conversation, Protocol::Negotiation)
-                        .await?;
-                let answer = protocols::negotiate(
-                    &sup,
-                    &origin,
-                    initiator,
-                    responder,
-                    &body.subject,
-                    body.max_rounds
-                        .unwrap_or(protocols::DEFAULT_NEGOTIATION_ROUNDS),
-                )
-                .await?;
+                let answer = protocols::start_negotiation(&sup, body).await?;
                 sup.wait_for_notifications().await;
                 Ok(answer)
             }
@@ -314,9 +284,7 @@ impl<'a> Backend<'a> {
             }
             Self::InProcess(local) => {
                 let sup = local.supervisor()?;
-                let origin =
-                    protocols::caller_origin(&sup, body.conversation, Protocol::Subscribe).await?;
-                let answer = protocols::publish(&sup, &origin, topic, &body.content).await?;
+                let answer = protocols::start_publication(&sup, topic, body).await?;
                 sup.wait_for_notifications().await;
                 Ok(answer)
             }

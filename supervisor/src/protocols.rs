@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use caxton_api_contract::conversations::{Message, MessageKind, Party, Protocol};
 use caxton_api_contract::protocols::{
-    AwardAnswer, AwardRule, NegotiationAnswer, NegotiationOutcome, NegotiationTurn, ProposalRecord,
-    PublishAnswer,
+    AwardAnswer, AwardRule, CallForProposals, NegotiationAnswer, NegotiationOutcome,
+    NegotiationRequest, NegotiationTurn, ProposalRecord, PublishAnswer, PublishRequest,
 };
 use caxton_api_contract::routing::Strategy;
 use caxton_api_contract::{ExecutionReport, RunRequest};
@@ -509,7 +509,7 @@ pub fn prepare_publication(
 }
 
 /// A new conversation for a caller's protocol, or the one it names.
-pub async fn caller_origin(
+async fn caller_origin(
     sup: &Supervisor,
     conversation: Option<String>,
     protocol: Protocol,
@@ -519,6 +519,54 @@ pub async fn caller_origin(
     // A protocol's steps carry their own words; earlier turns are not theirs to see.
     joined.history.clear();
     Ok(Origin::Caller(joined))
+}
+
+/// A contract-net (`HighestScore`) or an auction (`LowestPrice`) a caller starts: the API's
+/// and the in-process CLI's one way in.
+pub async fn start_call_for_proposals(
+    sup: &Supervisor,
+    body: CallForProposals,
+    rule: AwardRule,
+) -> Result<AwardAnswer, ProtocolError> {
+    let protocol = match rule {
+        AwardRule::HighestScore => Protocol::ContractNet,
+        AwardRule::LowestPrice => Protocol::Auction,
+    };
+    let origin = caller_origin(sup, body.conversation, protocol).await?;
+    call_for_proposals(sup, &origin, &body.capability, &body.task, rule).await
+}
+
+/// A negotiation a caller starts.
+pub async fn start_negotiation(
+    sup: &Supervisor,
+    body: NegotiationRequest,
+) -> Result<NegotiationAnswer, ProtocolError> {
+    let agent = |name: &str| {
+        sup.registry
+            .get(name)
+            .ok_or_else(|| RunError::UnknownAgent(name.to_owned()))
+    };
+    let (initiator, responder) = (agent(&body.initiator)?, agent(&body.responder)?);
+    let origin = caller_origin(sup, body.conversation, Protocol::Negotiation).await?;
+    negotiate(
+        sup,
+        &origin,
+        initiator,
+        responder,
+        &body.subject,
+        body.max_rounds.unwrap_or(DEFAULT_NEGOTIATION_ROUNDS),
+    )
+    .await
+}
+
+/// A publication a caller starts, waiting for every delivery.
+pub async fn start_publication(
+    sup: &Supervisor,
+    topic: &str,
+    body: PublishRequest,
+) -> Result<PublishAnswer, ProtocolError> {
+    let origin = caller_origin(sup, body.conversation, Protocol::Subscribe).await?;
+    publish(sup, &origin, topic, &body.content).await
 }
 
 #[cfg(test)]

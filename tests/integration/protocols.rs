@@ -345,3 +345,41 @@ fn an_agent_starts_each_protocol_through_its_tools() {
     let answer = report["answer"].as_str().unwrap();
     assert!(answer.contains("may not reach topic \"sport\""), "{answer}");
 }
+
+#[test]
+fn without_a_daemon_the_protocols_run_in_the_cli_s_own_process() {
+    let llm = FakeLlm::start();
+    let env = crate::support::Env::new(&DaemonOptions::new(&llm));
+    env.deploy(
+        "reader",
+        &echo_agent("reader", "subscriptions = [\"news\"]\n"),
+    );
+    env.deploy(
+        "ace",
+        &agent("ace", "[bid 0.9]", "capabilities = [\"translation\"]\n"),
+    );
+    env.deploy("buyer", &agent("buyer", "[negotiate offer,x,counter]", ""));
+    env.deploy("seller", &agent("seller", "[negotiate x,accept]", ""));
+    let run = |args: &[&str]| {
+        let out = env.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        run(&["topic", "publish", "news", "hi"]),
+        "[reader] echo: hi\n"
+    );
+    assert!(
+        run(&[
+            "protocol",
+            "contract-net",
+            "--capability",
+            "translation",
+            "x"
+        ])
+        .contains("awarded to: ace")
+    );
+    assert!(
+        run(&["protocol", "negotiate", "buyer", "seller", "a bike"]).contains("agreement: offer 0")
+    );
+}

@@ -7,7 +7,6 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use caxton_api_contract::conversations::Protocol;
 use caxton_api_contract::protocols::{
     AwardRule, CallForProposals, NegotiationRequest, PublishRequest,
 };
@@ -15,8 +14,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::handlers::{ApiResult, Shared, json_object, run_error};
-use crate::RunError;
-use crate::protocols::{self, DEFAULT_NEGOTIATION_ROUNDS, ProtocolError, caller_origin};
+use crate::protocols::{self, ProtocolError};
 
 fn failed(e: ProtocolError) -> ApiError {
     match e {
@@ -34,20 +32,12 @@ fn failed(e: ProtocolError) -> ApiError {
 }
 
 async fn award(
-    sup: Shared,
+    State(sup): Shared,
     body: Result<Json<Value>, JsonRejection>,
     rule: AwardRule,
 ) -> ApiResult {
-    let State(sup) = sup;
     let body: CallForProposals = json_object(body, r#"like {"capability": "...", "task": "..."}"#)?;
-    let protocol = match rule {
-        AwardRule::HighestScore => Protocol::ContractNet,
-        AwardRule::LowestPrice => Protocol::Auction,
-    };
-    let origin = caller_origin(&sup, body.conversation, protocol)
-        .await
-        .map_err(run_error)?;
-    let answer = protocols::call_for_proposals(&sup, &origin, &body.capability, &body.task, rule)
+    let answer = protocols::start_call_for_proposals(&sup, body, rule)
         .await
         .map_err(failed)?;
     Ok(Json(answer).into_response())
@@ -72,25 +62,9 @@ pub async fn negotiation(
         body,
         r#"like {"initiator": "...", "responder": "...", "subject": "..."}"#,
     )?;
-    let agent = |name: &str| {
-        sup.registry()
-            .get(name)
-            .ok_or_else(|| run_error(RunError::UnknownAgent(name.to_owned())))
-    };
-    let (initiator, responder) = (agent(&body.initiator)?, agent(&body.responder)?);
-    let origin = caller_origin(&sup, body.conversation, Protocol::Negotiation)
+    let answer = protocols::start_negotiation(&sup, body)
         .await
-        .map_err(run_error)?;
-    let answer = protocols::negotiate(
-        &sup,
-        &origin,
-        initiator,
-        responder,
-        &body.subject,
-        body.max_rounds.unwrap_or(DEFAULT_NEGOTIATION_ROUNDS),
-    )
-    .await
-    .map_err(failed)?;
+        .map_err(failed)?;
     Ok(Json(answer).into_response())
 }
 
@@ -101,10 +75,7 @@ pub async fn publish(
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
     let body: PublishRequest = json_object(body, r#"like {"content": "..."}"#)?;
-    let origin = caller_origin(&sup, body.conversation, Protocol::Subscribe)
-        .await
-        .map_err(run_error)?;
-    let answer = protocols::publish(&sup, &origin, &topic, &body.content)
+    let answer = protocols::start_publication(&sup, &topic, body)
         .await
         .map_err(failed)?;
     Ok(Json(answer).into_response())
