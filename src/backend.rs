@@ -17,10 +17,13 @@ use caxton_api_contract::protocols::{
     PublishRequest,
 };
 use caxton_api_contract::routing::{BroadcastAnswer, CapabilityList, Strategy};
+use caxton_api_contract::runs::ExecutionFilter;
 use caxton_api_contract::tools::{
     ToolDeployAnswer, ToolPackage, ToolRemoveAnswer, ToolServerDetail, ToolServerList,
 };
-use caxton_api_contract::{ExecutionReport, RunRequest, StreamLine};
+use caxton_api_contract::{
+    ExecutionList, ExecutionRecord, ExecutionReport, RunRequest, StreamLine,
+};
 use caxton_supervisor::agent::{AgentRegistry, parse_agent};
 use caxton_supervisor::config::Config;
 use caxton_supervisor::daemon::{DataDirLock, LockError};
@@ -190,6 +193,38 @@ impl<'a> Backend<'a> {
                 )))
             }
             Self::InProcess(local) => local.run_capability(capability, strategy, request).await,
+        }
+    }
+
+    /// The executions `filter` selects, newest first.
+    pub async fn executions(&self, filter: &ExecutionFilter) -> anyhow::Result<ExecutionList> {
+        match self {
+            Self::Daemon(client) => {
+                let path = format!("/api/v1/executions{}", filter.query());
+                ask(client, Method::GET, &path, NO_BODY).await
+            }
+            Self::InProcess(local) => Ok(ExecutionList {
+                executions: match local.store()? {
+                    Some(store) => store.executions(filter)?,
+                    None => Vec::new(),
+                },
+            }),
+        }
+    }
+
+    /// One execution's record, with its tool calls and children.
+    pub async fn execution(&self, id: &str) -> anyhow::Result<ExecutionRecord> {
+        match self {
+            Self::Daemon(client) => {
+                let path = format!("/api/v1/executions/{}", encode_segment(id));
+                ask(client, Method::GET, &path, NO_BODY).await
+            }
+            Self::InProcess(local) => local
+                .store()?
+                .map(|store| store.get(id))
+                .transpose()?
+                .flatten()
+                .with_context(|| format!("no execution with id {id:?}")),
         }
     }
 

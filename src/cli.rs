@@ -76,9 +76,45 @@ pub enum Command {
     /// Start an interaction protocol among agents: contract-net, auction or negotiation.
     #[command(subcommand)]
     Protocol(ProtocolCommand),
+    /// The execution history: every request's record, newest first.
+    #[command(subcommand)]
+    Execution(ExecutionCommand),
     /// Topics agents subscribe to (`subscriptions = [...]` in an agent file).
     #[command(subcommand)]
     Topic(TopicCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCommand {
+    /// List executions, newest first.
+    List {
+        /// Only this agent's.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only those with this status (running, finished, abandoned) or outcome (succeeded,
+        /// agent_failed, killed, deadline_exceeded, cancelled, ...).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only those started since: a duration ago ("1h", "2days") or a time
+        /// ("2026-12-06T22:00:00Z").
+        #[arg(long)]
+        since: Option<String>,
+        /// How many, at most (up to 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one execution: outcome, exit signal, duration, tokens, tool calls, its
+    /// conversation, parent and children.
+    Show {
+        /// The execution id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,9 @@ use caxton_api_contract::conversations::{
 use caxton_api_contract::protocols::{AwardAnswer, NegotiationAnswer, NegotiationOutcome};
 use caxton_api_contract::routing::CapabilityList;
 use caxton_api_contract::tools::{ToolServerInfo, ToolServerList};
-use caxton_api_contract::{ExecutionReport, LiveWorker, StatusReport};
+use caxton_api_contract::{
+    ExecutionList, ExecutionRecord, ExecutionReport, LiveWorker, StatusReport,
+};
 use caxton_tool_host::manifest::{Access, ToolManifest};
 
 pub fn print_json(value: &impl serde::Serialize) {
@@ -390,4 +392,90 @@ pub fn print_negotiation(n: &NegotiationAnswer) {
         println!("agreement: {deal}");
     }
     println!("conversation: {}", n.conversation_id);
+}
+
+/// An execution's tokens as `prompt+completion`, or `-` when unknown.
+fn tokens(prompt: Option<u32>, completion: Option<u32>) -> String {
+    match (prompt, completion) {
+        (Some(p), Some(c)) => format!("{p}+{c}"),
+        _ => "-".into(),
+    }
+}
+
+pub fn print_executions(list: &ExecutionList) {
+    if list.executions.is_empty() {
+        println!("no executions match");
+        return;
+    }
+    println!(
+        "{:<38} {:<20} {:<18} {:<20} {:>10} {:>9}  PARENT",
+        "ID", "AGENT", "OUTCOME", "STARTED", "DURATION", "TOKENS"
+    );
+    for e in &list.executions {
+        println!(
+            "{:<38} {:<20} {:<18} {:<20} {:>10} {:>9}  {}",
+            e.execution_id,
+            e.agent,
+            e.outcome.as_deref().unwrap_or(e.status.as_str()),
+            utc(e.started_at),
+            e.duration_ms
+                .map_or("-".to_owned(), |d| format!("{d:.0} ms")),
+            tokens(e.prompt_tokens, e.completion_tokens),
+            e.placement.parent_execution_id.as_deref().unwrap_or("-"),
+        );
+    }
+}
+
+pub fn print_execution(e: &ExecutionRecord) {
+    println!("execution:    {}", e.execution_id);
+    println!("agent:        {} {}", e.agent, e.agent_version);
+    println!(
+        "outcome:      {}",
+        e.outcome.as_deref().unwrap_or(e.status.as_str())
+    );
+    if let Some(error) = &e.error {
+        println!("error:        {error}");
+    }
+    println!("started:      {}", utc(e.started_at));
+    if let Some(d) = e.duration_ms {
+        println!("duration:     {d:.1} ms");
+    }
+    if let Some(pid) = e.worker_pid {
+        println!("worker:       pid {pid}");
+    }
+    match (e.exit_code, e.exit_signal) {
+        (Some(code), _) => println!("exit:         code {code}"),
+        (None, Some(signal)) => println!("exit:         signal {signal}"),
+        _ => {}
+    }
+    if let (Some(model), Some(provider)) = (&e.model, &e.provider) {
+        println!(
+            "model:        {model} via {provider} ({} tokens)",
+            tokens(e.prompt_tokens, e.completion_tokens)
+        );
+    }
+    let p = &e.placement;
+    if let Some(c) = &p.conversation_id {
+        println!("conversation: {c}");
+    }
+    if let Some(parent) = &p.parent_execution_id {
+        println!("parent:       {parent}");
+    }
+    for child in &e.children {
+        println!("child:        {child}");
+    }
+    for (i, call) in e.tool_calls.iter().enumerate() {
+        println!(
+            "{:<14}{}({}) → {}, {:.1} ms{}",
+            format!("tool {}:", i + 1),
+            call.tool,
+            one_line(&call.arguments, 80),
+            call.outcome,
+            call.duration_ms,
+            call.error
+                .as_deref()
+                .map(|e| format!(": {}", one_line(e, 120)))
+                .unwrap_or_default()
+        );
+    }
 }

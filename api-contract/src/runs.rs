@@ -275,6 +275,49 @@ pub struct ExecutionRecord {
     /// Its conversation and its place in its delegation tree.
     #[serde(flatten)]
     pub placement: Placement,
+    /// The executions it delegated to, in start order (filled when one execution is shown).
+    #[serde(default)]
+    pub children: Vec<String>,
+}
+
+/// `GET /api/v1/executions` query: which records, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionFilter {
+    /// Only this agent's.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Only those with this status (`running`, `finished`, `abandoned`) or outcome
+    /// (`succeeded`, `killed`, `deadline_exceeded`, ...).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only those started at or after this time, seconds since the Unix epoch.
+    #[serde(default)]
+    pub since: Option<f64>,
+    /// At most this many (default 20, at most 1000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+impl ExecutionFilter {
+    /// The query string of this filter, `?` included when not empty.
+    pub fn query(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(a) = &self.agent {
+            q.append_pair("agent", a);
+        }
+        if let Some(s) = &self.status {
+            q.append_pair("status", s);
+        }
+        if let Some(t) = self.since {
+            q.append_pair("since", &t.to_string());
+        }
+        if let Some(l) = self.limit {
+            q.append_pair("limit", &l.to_string());
+        }
+        let q = q.finish();
+        if q.is_empty() { q } else { format!("?{q}") }
+    }
 }
 
 /// `GET /api/v1/executions`: the most recent first.

@@ -3,6 +3,7 @@
 mod agent;
 mod conversation;
 mod daemon;
+mod execution;
 mod memory;
 mod protocol;
 mod tool;
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Capability(cmd) => agent::capability(cmd, &config, &client).await,
         Command::Conversation(cmd) => conversation::run(cmd, &config, &client).await,
         Command::Protocol(cmd) => protocol::run(cmd, &config, &client).await,
+        Command::Execution(cmd) => execution::run(cmd, &config, &client).await,
         Command::Topic(cmd) => protocol::topic(cmd, &config, &client).await,
     }
 }

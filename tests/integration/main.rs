@@ -13,6 +13,7 @@ mod cli_output;
 mod config_errors;
 mod conversations;
 mod delegation;
+mod executions;
 mod faults;
 mod local_model;
 mod mcp;

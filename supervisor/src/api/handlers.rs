@@ -24,6 +24,7 @@ use crate::agent::{AgentDefinition, RegistryError};
 use crate::messaging::ConversationError;
 use crate::worker_pool::{ExecutionReport, KillError, KillTarget, Outcome};
 use crate::{DeployError, PreparedRun, RunError, Supervisor};
+use caxton_api_contract::runs::ExecutionFilter;
 
 pub(super) type Shared = State<Arc<Supervisor>>;
 pub(super) type ApiResult = Result<Response, ApiError>;
@@ -359,10 +360,22 @@ pub struct Limit {
     pub(super) limit: Option<usize>,
 }
 
-pub async fn list_executions(State(sup): Shared, Query(q): Query<Limit>) -> ApiResult {
+pub async fn list_executions(
+    State(sup): Shared,
+    query: Result<Query<ExecutionFilter>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(filter) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "{}; the filters are agent, status, since (seconds since the epoch) and limit",
+                e.body_text()
+            ),
+        )
+    })?;
     let store = sup.store().clone();
-    let limit = q.limit.unwrap_or(20).min(1000);
-    let rows = tokio::task::spawn_blocking(move || store.recent(limit))
+    let rows = tokio::task::spawn_blocking(move || store.executions(&filter))
         .await
         .map_err(|e| internal(e.to_string()))?
         .map_err(|e| internal(e.to_string()))?;

@@ -7,6 +7,7 @@ use super::conversations::{self, Exchange};
 use super::{ExecutionRecord, Store, StoreError, now_seconds};
 use crate::tools::ToolCallRecord;
 use crate::worker_pool::{ExecutionReport, Placement};
+use caxton_api_contract::runs::ExecutionFilter;
 
 impl Store {
     /// Record that an execution started, with the request that started it: the conversation
@@ -126,15 +127,39 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?;
+        record.children = conn
+            .prepare_cached(
+                "SELECT execution_id FROM executions WHERE parent_execution_id = ?1 \
+                 ORDER BY started_at, rowid",
+            )?
+            .query_map([execution_id], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
         Ok(Some(record))
     }
 
     /// The most recent executions, newest first.
     pub fn recent(&self, limit: usize) -> Result<Vec<ExecutionRecord>, StoreError> {
+        self.executions(&ExecutionFilter {
+            limit: Some(limit),
+            ..ExecutionFilter::default()
+        })
+    }
+
+    /// The executions `filter` selects, newest first (at most 20 unless it says, 1000 at most).
+    pub fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRecord>, StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt =
-            conn.prepare_cached(&format!("{SELECT} ORDER BY started_at DESC LIMIT ?1"))?;
-        let rows = stmt.query_map([limit as i64], row_to_record)?;
+        // Unset filters match everything, so one statement serves every combination.
+        let mut stmt = conn.prepare_cached(&format!(
+            "{SELECT} WHERE (?1 IS NULL OR agent = ?1) \
+             AND (?2 IS NULL OR status = ?2 OR outcome = ?2) \
+             AND (?3 IS NULL OR started_at >= ?3) \
+             ORDER BY started_at DESC LIMIT ?4"
+        ))?;
+        let limit = filter.limit.unwrap_or(20).min(1000) as i64;
+        let rows = stmt.query_map(
+            params![filter.agent, filter.status, filter.since, limit],
+            row_to_record,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
@@ -162,6 +187,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         completion_tokens: row.get(14)?,
         llm_ms: row.get(15)?,
         tool_calls: Vec::new(),
+        children: Vec::new(),
         placement: Placement {
             conversation_id: row.get(16)?,
             parent_execution_id: row.get(17)?,

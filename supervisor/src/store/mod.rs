@@ -140,12 +140,14 @@ impl Store {
     }
 
     /// Open an existing database to read only, changing nothing (not even what a crash left
-    /// running: a supervisor may hold it); `None` when there is no database yet.
+    /// running: a supervisor may hold it); `None` when there is no database yet, an error when
+    /// an older version wrote it and no supervisor has brought it up to date.
     pub fn open_to_read(path: &Path) -> Result<Option<Self>, StoreError> {
         if !path.exists() {
             return Ok(None);
         }
-        // A database no supervisor of this version has opened yet has no conversations.
+        // A database no supervisor of this version has opened yet lacks tables and columns the
+        // queries read; reading must not migrate it (a supervisor may be starting on it).
         let current =
             rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .and_then(|c| {
@@ -160,7 +162,12 @@ impl Store {
                     detail: e.to_string(),
                 })?;
         if !current {
-            return Ok(None);
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                detail: "written by an older caxton; start `caxton serve` (or run any agent) \
+                         once to bring it up to date, then read it again"
+                    .into(),
+            });
         }
         let manager = SqliteConnectionManager::file(path)
             .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
