@@ -206,6 +206,15 @@ fn settings(data_dir: &Path, description: &str) -> insta::Settings {
     s.add_filter(r"(?m)^[ -]\d\.\d\d  ", "[SIM]  ");
     // The fake model server's loopback port.
     s.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+    // Times in the conversation and execution tables and pages: at the start of a line, after
+    // a column gap or after a label (an error message's example time follows other words).
+    s.add_filter(
+        r"(?m)(^|  |:\s+)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z",
+        "$1[TIME]",
+    );
+    // Whole milliseconds: a conversation's execution tree `(succeeded, 12 ms, ...)`, the
+    // execution table's DURATION column.
+    s.add_filter(r"\b\d+ ms\b", "[N] ms");
     s
 }
 
@@ -925,6 +934,125 @@ fn agents_tools_and_memory_without_a_daemon() {
         "memory_without_a_daemon",
         "caxton memory ... with no daemon running (in-process)",
         &env,
+        &t.log,
+    );
+}
+
+/// Agents scripted for the protocols: the fake model answers protocol prompts from markers in
+/// the system prompt.
+fn scripted(name: &str, system: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"1.0.0\"\nsystem_prompt = \"{system}\"\nuser_prompt_template = \"{{{{ request }}}}\"\n{extra}"
+    )
+}
+
+#[test]
+fn agents_working_together_through_a_daemon() {
+    let llm = FakeLlm::start();
+    let d = Daemon::start(DaemonOptions::new(&llm));
+    let env = &d.env;
+    d.deploy(
+        "coordinator",
+        &scripted(
+            "coordinator",
+            "You coordinate.",
+            "[delegation]\nagents = [\"researcher\"]\ncapabilities = [\"research\"]\n",
+        ),
+    );
+    d.deploy(
+        "researcher",
+        &scripted(
+            "researcher",
+            "[bid 0.8]",
+            "capabilities = [\"research\"]\nsubscriptions = [\"news\"]\n",
+        ),
+    );
+    d.deploy(
+        "analyst",
+        &scripted("analyst", "[bid 0.3]", "capabilities = [\"research\"]\n"),
+    );
+    d.deploy(
+        "buyer",
+        &scripted("buyer", "[negotiate offer,x,counter]", ""),
+    );
+    d.deploy(
+        "seller",
+        &scripted("seller", "[negotiate x,counter,x,accept]", ""),
+    );
+    let mut t = Transcript::new(env);
+    t.run(&["agent", "show", "coordinator"]);
+    let out = t.run(&[
+        "agent",
+        "run",
+        "coordinator",
+        "-v",
+        r#"[call ask_agent {"agent": "researcher", "request": "facts on tea"}]"#,
+    ]);
+    let id = text(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("conversation: ").map(str::to_owned))
+        .unwrap();
+    t.run(&["conversation", "list"]);
+    t.run_shown(
+        &["conversation", "show", &id],
+        &["conversation", "show", "ID"],
+    );
+    t.run(&["conversation", "show", "no-such-id"]);
+    t.run(&[
+        "agent",
+        "run",
+        "coordinator",
+        "--conversation",
+        "no-such-id",
+        "hi",
+    ]);
+    t.run(&[
+        "protocol",
+        "contract-net",
+        "--capability",
+        "research",
+        "Summarise tea",
+    ]);
+    t.run(&[
+        "protocol",
+        "auction",
+        "--capability",
+        "research",
+        "Summarise tea",
+    ]);
+    t.run(&["protocol", "negotiate", "buyer", "seller", "a bike"]);
+    t.run(&[
+        "protocol",
+        "negotiate",
+        "buyer",
+        "seller",
+        "a bike",
+        "--rounds",
+        "0",
+    ]);
+    t.run(&["topic", "publish", "news", "tea is hot"]);
+    t.run(&["topic", "publish", "weather", "rain"]);
+    t.run(&["execution", "list", "--agent", "coordinator"]);
+    let list = d.cli(&[
+        "execution",
+        "list",
+        "--agent",
+        "coordinator",
+        "--limit",
+        "1",
+        "--json",
+    ]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let root = list["executions"][0]["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.run_shown(&["execution", "show", &root], &["execution", "show", "ID"]);
+    t.run(&["execution", "list", "--since", "last tuesday"]);
+    assert_transcript(
+        "agents_working_together_through_a_daemon",
+        "conversations, delegation, the protocols and the execution history with a daemon running",
+        env,
         &t.log,
     );
 }
