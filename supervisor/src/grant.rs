@@ -109,6 +109,11 @@ impl ExecutionGrant {
         self.tools.values().map(|t| t.spec.clone()).collect()
     }
 
+    /// Whether the execution may call tool `name`.
+    pub fn grants(&self, name: &str) -> bool {
+        self.tools.contains_key(name)
+    }
+
     /// The agent's `tools` entries that match no deployed tool.
     pub fn unmatched(&self) -> &[String] {
         &self.unmatched

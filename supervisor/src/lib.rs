@@ -593,6 +593,7 @@ impl Supervisor {
         let services = Services {
             providers: &self.providers,
             grant: &grant,
+            metrics: &self.metrics,
         };
         // Shared, not copied, between the guard and the record's write.
         let report = Arc::new(placed(
@@ -881,6 +882,7 @@ impl Drop for PendingRecord {
 struct Services<'a> {
     providers: &'a Providers,
     grant: &'a ExecutionGrant,
+    metrics: &'a Metrics,
 }
 
 /// Most text of all results of one `CallTools` sent back to a worker; each result gets its
@@ -915,6 +917,17 @@ impl WorkerServices for Services<'_> {
                 content: tools::cut(&tools::result_text(&outcome.result), share),
                 is_error: outcome.is_error(),
             });
+            // A name the model made up is not a label: the set stays as small as the grants.
+            let tool = if self.grant.grants(&call.name) {
+                call.name.as_str()
+            } else {
+                "(not granted)"
+            };
+            self.metrics.record_tool_call(
+                tool,
+                &outcome.record.outcome,
+                outcome.record.duration_ms / 1000.0,
+            );
             records.push(outcome.record);
         }
         (results, records)
@@ -955,18 +968,25 @@ impl WorkerServices for Services<'_> {
             let left = u32::try_from(lineage.budget.tokens_left()).unwrap_or(u32::MAX);
             request.max_tokens = Some(request.max_tokens.map_or(left, |m| m.min(left)));
         }
-        let span = tracing::info_span!(
-            "completion",
-            provider = provider.name(),
-            model = agent
-                .llm
-                .model
-                .as_deref()
-                .unwrap_or(provider.default_model())
-        );
+        let model = agent
+            .llm
+            .model
+            .as_deref()
+            .unwrap_or(provider.default_model())
+            .to_owned();
+        let span = tracing::info_span!("completion", provider = provider.name(), model = %model);
         let started = Instant::now();
         let result =
             tracing::Instrument::instrument(provider.complete(request, deltas), span).await;
+        self.metrics.record_model_call(
+            provider.name(),
+            &model,
+            result.is_ok(),
+            started.elapsed().as_secs_f64(),
+            result.as_ref().map_or((None, None), |r| {
+                (r.usage.prompt_tokens, r.usage.completion_tokens)
+            }),
+        );
         if let (Ok(r), Some(lineage)) = (&result, self.grant.lineage()) {
             lineage.budget.spend_tokens(
                 u64::from(r.usage.prompt_tokens.unwrap_or(0))

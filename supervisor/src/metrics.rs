@@ -58,6 +58,54 @@ pub struct MessageTypeLabels {
     pub message_type: String,
 }
 
+/// Labels of the model-call duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// The configured provider's name.
+    pub provider: String,
+    /// The model as configured (the agent's, else the provider's default), not as the server
+    /// names it: the label set stays as small as the configuration.
+    pub model: String,
+}
+
+/// Labels of the model-calls counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelCallLabels {
+    /// The configured provider's name.
+    pub provider: String,
+    /// The model as configured.
+    pub model: String,
+    /// `ok` or `error`.
+    pub outcome: String,
+}
+
+/// Labels of the token counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// The configured provider's name.
+    pub provider: String,
+    /// The model as configured.
+    pub model: String,
+    /// `input` (prompt) or `output` (completion).
+    pub direction: String,
+}
+
+/// Labels of the tool-calls counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolCallLabels {
+    /// A granted tool's name, or `(not granted)` for a name the model made up.
+    pub tool: String,
+    /// `ok`, `tool_error`, `refused`, `invalid` or `failed`.
+    pub outcome: String,
+}
+
+/// Labels of the tool-call duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    /// As in [`ToolCallLabels`].
+    pub tool: String,
+}
+
 /// Labels of the refused-delegations counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusalLabels {
@@ -92,6 +140,18 @@ pub struct Metrics {
     pub message_duration: Family<MessageTypeLabels, Histogram>,
     /// Delegations the supervisor refused, by reason.
     pub delegations_refused: Family<RefusalLabels, Counter>,
+    /// Model calls by provider, model and outcome.
+    pub model_calls: Family<ModelCallLabels, Counter>,
+    /// Model call duration by provider and model.
+    pub model_call_duration: Family<ModelLabels, Histogram>,
+    /// Tokens in and out, as providers report them, by provider and model.
+    pub model_tokens: Family<TokenLabels, Counter>,
+    /// Tool calls by tool and outcome.
+    pub tool_calls: Family<ToolCallLabels, Counter>,
+    /// Tool call duration by tool.
+    pub tool_call_duration: Family<ToolLabels, Histogram>,
+    /// Time a request waited for a worker slot (`[worker] max_concurrent`).
+    pub worker_slot_wait: Histogram,
 }
 
 impl Default for Metrics {
@@ -122,6 +182,48 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 18))
         });
         let delegations_refused = Family::<RefusalLabels, Counter>::default();
+        let model_calls = Family::<ModelCallLabels, Counter>::default();
+        // 1 ms (a loopback server) to about 4 minutes (a long local generation).
+        let model_call_duration = Family::<ModelLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 18))
+        });
+        let model_tokens = Family::<TokenLabels, Counter>::default();
+        let tool_calls = Family::<ToolCallLabels, Counter>::default();
+        // 0.1 ms (a refusal) to about 26 s (a tool at its time limit).
+        let tool_call_duration = Family::<ToolLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let worker_slot_wait = Histogram::new(exponential_buckets(0.0001, 2.0, 20));
+        registry.register(
+            "model_calls",
+            "Model calls by provider, configured model and outcome",
+            model_calls.clone(),
+        );
+        registry.register(
+            "model_call_duration_seconds",
+            "Model call duration by provider and configured model",
+            model_call_duration.clone(),
+        );
+        registry.register(
+            "model_tokens",
+            "Tokens providers reported, by provider, configured model and direction",
+            model_tokens.clone(),
+        );
+        registry.register(
+            "tool_calls",
+            "Tool calls agents made, by tool and outcome",
+            tool_calls.clone(),
+        );
+        registry.register(
+            "tool_call_duration_seconds",
+            "Tool call duration by tool",
+            tool_call_duration.clone(),
+        );
+        registry.register(
+            "worker_slot_wait_seconds",
+            "Time a request waited for a worker slot ([worker] max_concurrent)",
+            worker_slot_wait.clone(),
+        );
         registry.register(
             "messages_processed",
             "Messages processed (requests and notifications to agents), by type and status",
@@ -190,7 +292,64 @@ impl Metrics {
             messages_processed,
             message_duration,
             delegations_refused,
+            model_calls,
+            model_call_duration,
+            model_tokens,
+            tool_calls,
+            tool_call_duration,
+            worker_slot_wait,
         }
+    }
+
+    /// Count one model call: its outcome, duration and the tokens the provider reported.
+    pub fn record_model_call(
+        &self,
+        provider: &str,
+        model: &str,
+        ok: bool,
+        seconds: f64,
+        tokens: (Option<u32>, Option<u32>),
+    ) {
+        let labels = ModelLabels {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+        };
+        self.model_calls
+            .get_or_create(&ModelCallLabels {
+                provider: labels.provider.clone(),
+                model: labels.model.clone(),
+                outcome: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .inc();
+        self.model_call_duration
+            .get_or_create(&labels)
+            .observe(seconds);
+        for (direction, count) in [("input", tokens.0), ("output", tokens.1)] {
+            if let Some(n) = count {
+                self.model_tokens
+                    .get_or_create(&TokenLabels {
+                        provider: labels.provider.clone(),
+                        model: labels.model.clone(),
+                        direction: direction.to_owned(),
+                    })
+                    .inc_by(u64::from(n));
+            }
+        }
+    }
+
+    /// Count one tool call.
+    pub fn record_tool_call(&self, tool: &str, outcome: &str, seconds: f64) {
+        self.tool_calls
+            .get_or_create(&ToolCallLabels {
+                tool: tool.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.tool_call_duration
+            .get_or_create(&ToolLabels {
+                tool: tool.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// Count one processed message.

@@ -28,8 +28,18 @@ fn busy_daemon() -> (FakeLlm, Daemon) {
     let llm = FakeLlm::start();
     let daemon = Daemon::start(DaemonOptions::new(&llm));
     daemon.deploy("echo", &echo_agent("echo", ""));
+    daemon.deploy(
+        "boss",
+        &echo_agent("boss", "[delegation]\nagents = [\"echo\"]\n"),
+    );
     assert_eq!(daemon.run("echo", "one").0, 200);
     assert_eq!(daemon.run("echo", "[500]").0, 502);
+    // A delegation (tool calls, a message from an agent) and a refused one.
+    let ask =
+        |agent: &str| format!("[call ask_agent {{\"agent\": \"{agent}\", \"request\": \"hi\"}}]");
+    assert_eq!(daemon.run("boss", &ask("echo")).0, 200);
+    assert_eq!(daemon.run("boss", &ask("stranger")).0, 200);
+    assert_eq!(daemon.run("boss", "[call make_coffee {}]").0, 200);
     (llm, daemon)
 }
 
@@ -117,6 +127,27 @@ fn prometheus_gets_openmetrics_and_both_formats_parse() {
         ),
         ("caxton_live_workers", OpenMetricsType::Gauge),
         ("caxton_agents_deployed", OpenMetricsType::Gauge),
+        ("caxton_model_calls", OpenMetricsType::Counter),
+        (
+            "caxton_model_call_duration_seconds",
+            OpenMetricsType::Histogram,
+        ),
+        ("caxton_model_tokens", OpenMetricsType::Counter),
+        ("caxton_tool_calls", OpenMetricsType::Counter),
+        (
+            "caxton_tool_call_duration_seconds",
+            OpenMetricsType::Histogram,
+        ),
+        (
+            "caxton_worker_slot_wait_seconds",
+            OpenMetricsType::Histogram,
+        ),
+        ("caxton_messages_processed", OpenMetricsType::Counter),
+        (
+            "caxton_message_processing_duration_seconds",
+            OpenMetricsType::Histogram,
+        ),
+        ("caxton_delegations_refused", OpenMetricsType::Counter),
     ] {
         let f = om
             .families
@@ -125,7 +156,20 @@ fn prometheus_gets_openmetrics_and_both_formats_parse() {
         assert_eq!(f.family_type, kind, "{family}");
         assert!(!f.help.is_empty(), "{family} has no help");
     }
-    assert_eq!(om.families["caxton_executions"].iter_samples().count(), 2);
+    // echo succeeded and failed; boss succeeded (its child is echo's).
+    assert_eq!(om.families["caxton_executions"].iter_samples().count(), 3);
+    // Bounded labels: the configured model, a granted tool or `(not granted)`.
+    for expected in [
+        r#"caxton_model_calls_total{provider="fake",model="fake-model",outcome="ok"}"#,
+        r#"caxton_model_calls_total{provider="fake",model="fake-model",outcome="error"} 1"#,
+        r#"caxton_model_tokens_total{provider="fake",model="fake-model",direction="input"}"#,
+        r#"caxton_tool_calls_total{tool="ask_agent",outcome="ok"} 1"#,
+        r#"caxton_tool_calls_total{tool="ask_agent",outcome="refused"} 1"#,
+        r#"caxton_tool_calls_total{tool="(not granted)",outcome="refused"} 1"#,
+        r#"caxton_delegations_refused_total{reason="not_allowed"} 1"#,
+    ] {
+        assert!(body.contains(expected), "{expected} missing from:\n{body}");
+    }
 
     let (_, body) = scrape(&daemon, None);
     let text = openmetrics_parser::prometheus::parse_prometheus(&body)

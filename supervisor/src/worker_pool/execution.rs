@@ -105,9 +105,13 @@ impl WorkerPool {
         // so waiting could deadlock a full pool. Its tree's guards (depth, the shared budgets,
         // its parent's deadline) bound how many it can be.
         let _permit = if start.waits_for_slot {
+            let waiting = Instant::now();
             let Ok(permit) = self.permits.acquire().await else {
                 return finish(report, Outcome::ShutDown);
             };
+            self.metrics
+                .worker_slot_wait
+                .observe(waiting.elapsed().as_secs_f64());
             Some(permit)
         } else {
             None
