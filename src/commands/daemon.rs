@@ -13,28 +13,53 @@ use crate::client::{ApiClient, ClientError};
 use crate::output;
 
 pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    init_daemon_logging();
-    caxton_supervisor::daemon::serve(config)
+    let tracing = init_daemon_logging(&config)?;
+    let served = caxton_supervisor::daemon::serve(config)
         .await
-        .context("caxton serve")?;
+        .context("caxton serve");
+    if let Some(tracing) = tracing {
+        // Blocking: it waits for the last export, which must not hold a runtime thread.
+        tokio::task::spawn_blocking(move || tracing.shutdown())
+            .await
+            .ok();
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Logs go to stderr (journald under systemd). `CAXTON_LOG` filters (default `info`);
-/// `CAXTON_LOG_FORMAT=json` switches to one JSON object per line.
-fn init_daemon_logging() {
+/// `CAXTON_LOG_FORMAT=json` switches to one JSON object per line. Spans also go to an
+/// OpenTelemetry collector when one is configured (`caxton_supervisor::telemetry`), whatever
+/// the log filter.
+fn init_daemon_logging(
+    config: &Config,
+) -> anyhow::Result<Option<caxton_supervisor::telemetry::Tracing>> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAXTON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let tracing = caxton_supervisor::telemetry::Tracing::start(&config.telemetry)?;
+    let spans = tracing.as_ref().map(|t| {
+        t.layer()
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let registry = tracing_subscriber::registry().with(spans);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // journald and log files get plain text; colours only for a person at a terminal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var("CAXTON_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().flatten_event(true).init();
+        registry
+            .with(fmt.json().flatten_event(true).with_filter(filter))
+            .init();
     } else {
-        builder.init();
+        registry.with(fmt.with_filter(filter)).init();
     }
+    if let Some(t) = &tracing {
+        tracing::info!(endpoint = t.endpoint(), "exporting traces over OTLP");
+    }
+    Ok(tracing)
 }
 
 pub async fn status(client: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {

@@ -96,6 +96,19 @@ pub struct ConfigFile {
     /// Budgets of delegation trees whose root agent does not set its own.
     #[serde(default)]
     pub delegation: DelegationSection,
+    /// OpenTelemetry trace export.
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
+}
+
+/// `[telemetry]`: where the daemon's traces go (the `OTEL_*` variables override it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// OTLP over HTTP, e.g. `http://127.0.0.1:4318`; traces go to its `/v1/traces`.
+    pub endpoint: Option<String>,
+    /// The `service.name` of the spans (default `caxton`).
+    pub service_name: Option<String>,
 }
 
 /// `[delegation]`: what one caller's request may spend, with everything it delegates.
@@ -479,6 +492,8 @@ pub struct Config {
     pub token_budget: u64,
     /// Tool calls a request's whole tree may make, unless its root agent says.
     pub tool_call_budget: u64,
+    /// Trace export.
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// The config file's text, to name lines in the checks made when the daemon starts.
     origin: Option<Origin>,
     /// Where `worker_path` came from, for the same checks.
@@ -984,6 +999,10 @@ impl Config {
             history_turns,
             token_budget,
             tool_call_budget,
+            telemetry: crate::telemetry::TelemetryConfig {
+                endpoint: file.telemetry.endpoint.clone(),
+                service_name: file.telemetry.service_name.clone(),
+            },
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod protocols;
 pub mod provider;
 pub mod router;
 pub mod store;
+pub mod telemetry;
 pub mod tools;
 pub mod worker_pool;
 
@@ -524,6 +525,7 @@ impl Supervisor {
         // One start for the record and the report: the pool measures from it too. A child ends
         // when its parent must.
         let mut start = worker_pool::ExecutionStart::now();
+        start.conversation_id = Some(exchange.conversation_id.clone());
         if exchange.parent_execution_id.is_some() {
             start.not_after = Some(lineage.deadline);
             start.parent = exchange.parent_execution_id.clone();
@@ -910,7 +912,23 @@ impl WorkerServices for Services<'_> {
                 Some(Err(message)) => {
                     CallOutcome::refused(&call.name, &call.arguments_json, "refused", message)
                 }
-                _ => self.grant.call(&call).await,
+                _ => {
+                    let span = tracing::info_span!(
+                        "tool_call",
+                        "otel.name" = %format!("execute_tool {}", call.name),
+                        "otel.kind" = "internal",
+                        "otel.status_code" = tracing::field::Empty,
+                        "gen_ai.operation.name" = "execute_tool",
+                        "gen_ai.tool.name" = %call.name,
+                        "gen_ai.tool.call.id" = %call.id,
+                    );
+                    let outcome =
+                        tracing::Instrument::instrument(self.grant.call(&call), span.clone()).await;
+                    if outcome.is_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                    outcome
+                }
             };
             results.push(ToolResult {
                 tool_call_id: call.id,
@@ -974,10 +992,46 @@ impl WorkerServices for Services<'_> {
             .as_deref()
             .unwrap_or(provider.default_model())
             .to_owned();
-        let span = tracing::info_span!("completion", provider = provider.name(), model = %model);
+        // `chat {model}` by the OpenTelemetry GenAI conventions (CLIENT: the provider's server).
+        let span = tracing::info_span!(
+            "completion",
+            "otel.name" = %format!("chat {model}"),
+            "otel.kind" = "client",
+            "otel.status_code" = tracing::field::Empty,
+            "otel.status_description" = tracing::field::Empty,
+            "gen_ai.operation.name" = "chat",
+            "gen_ai.provider.name" = provider.name(),
+            "gen_ai.request.model" = %model,
+            "gen_ai.request.max_tokens" = request.max_tokens.map(i64::from),
+            "gen_ai.request.temperature" = request.temperature.map(f64::from),
+            "gen_ai.response.model" = tracing::field::Empty,
+            "gen_ai.response.finish_reasons" = tracing::field::Empty,
+            "gen_ai.usage.input_tokens" = tracing::field::Empty,
+            "gen_ai.usage.output_tokens" = tracing::field::Empty,
+            provider = provider.name(),
+            model = %model,
+        );
         let started = Instant::now();
         let result =
-            tracing::Instrument::instrument(provider.complete(request, deltas), span).await;
+            tracing::Instrument::instrument(provider.complete(request, deltas), span.clone()).await;
+        match &result {
+            Ok(r) => {
+                span.record("gen_ai.response.model", r.model.as_str());
+                if let Some(reason) = &r.finish_reason {
+                    span.record("gen_ai.response.finish_reasons", reason.as_str());
+                }
+                if let Some(n) = r.usage.prompt_tokens {
+                    span.record("gen_ai.usage.input_tokens", i64::from(n));
+                }
+                if let Some(n) = r.usage.completion_tokens {
+                    span.record("gen_ai.usage.output_tokens", i64::from(n));
+                }
+            }
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_description", e.to_string().as_str());
+            }
+        }
         self.metrics.record_model_call(
             provider.name(),
             &model,

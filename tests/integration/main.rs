@@ -27,3 +27,4 @@ mod signals;
 mod support;
 mod systemd;
 mod tools;
+mod traces;

@@ -485,15 +485,28 @@ pub async fn refuse_oversized(max_body: usize, request: Request, next: Next) -> 
 /// execution span of a run nests inside it.
 pub async fn trace_request(request: Request, next: Next) -> Response {
     use tracing::Instrument;
+    // Named and attributed by the OpenTelemetry HTTP conventions: a SERVER span, the method
+    // and path as its name (the path holds no free text but agent and resource names).
     let span = tracing::info_span!(
         "api_request",
+        "otel.name" = %format!("{} {}", request.method(), request.uri().path()),
+        "otel.kind" = "server",
+        "otel.status_code" = tracing::field::Empty,
+        "http.request.method" = %request.method(),
+        "url.path" = %request.uri().path(),
+        "http.response.status_code" = tracing::field::Empty,
         method = %request.method(),
         path = %request.uri().path(),
         status = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
-    span.record("status", response.status().as_u16());
+    let status = response.status().as_u16();
+    span.record("status", status);
+    span.record("http.response.status_code", i64::from(status));
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     tracing::debug!(parent: &span, latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request handled");
     response
 }

@@ -332,7 +332,6 @@ impl ToolProvider for DelegationTools {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(tool = tool, caller = tracing::field::Empty, targets = tracing::field::Empty))]
     async fn call(&self, tool: &str, arguments: Value, ctx: &ToolCallContext) -> CallOutcome {
         let started = Instant::now();
         let shown = arguments.to_string();
@@ -347,7 +346,6 @@ impl ToolProvider for DelegationTools {
             let message = format!("{tool}: delegation is only possible from an agent's request");
             return finish(error_result(&message), "refused", Some(message));
         };
-        tracing::Span::current().record("caller", caller.name.as_str());
         let refused = |refusal: Refusal| {
             sup.metrics.record_refused_delegation(refusal.reason());
             tracing::info!(reason = refusal.reason(), caller = %caller.name, "delegation refused");
@@ -379,8 +377,9 @@ impl ToolProvider for DelegationTools {
             Ok(t) => t,
             Err(refusal) => return refused(refusal),
         };
+        // The call runs in the execution's `execute_tool` span; the targets are its event.
         let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-        tracing::Span::current().record("targets", names.join(",").as_str());
+        tracing::info!(tool, caller = %caller.name, targets = %names.join(","), "delegating");
         for t in &targets {
             if let Err(refusal) = lineage.check(&t.name) {
                 return refused(refusal);
@@ -590,12 +589,14 @@ async fn protocol_call(
 fn spawn_detached(sup: &Arc<Supervisor>, prepared: crate::PreparedRun) {
     let stop = prepared.lineage().cancel.clone();
     let runner = sup.clone();
-    sup.detached.spawn(async move {
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = runner.run_prepared(prepared, None) => {}
-        }
-    });
+    // In the sender's span, so the notification's execution is part of the same trace.
+    sup.detached
+        .spawn(tracing::Instrument::in_current_span(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = runner.run_prepared(prepared, None) => {}
+            }
+        }));
 }
 
 fn sent_names(value: &Value) -> String {

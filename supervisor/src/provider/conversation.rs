@@ -93,6 +93,16 @@ impl FinishReason {
             other => Self::Other(other.to_owned()),
         }
     }
+
+    /// The reason as the OpenTelemetry GenAI conventions spell it (`gen_ai.response.finish_reasons`).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::ToolCalls => "tool_calls",
+            Self::Other(reason) => reason,
+        }
+    }
 }
 
 /// One completion: the answer, the calls, and what the server said about it.

@@ -54,11 +54,11 @@ impl Store {
         tx.execute(
             "INSERT INTO executions (execution_id, agent, agent_version, status, outcome, error, worker_pid, exit_code, \
              exit_signal, started_at, duration_ms, provider, model, prompt_tokens, completion_tokens, llm_ms, \
-             conversation_id, parent_execution_id, root_execution_id, depth) \
-             VALUES (?1, ?2, ?3, 'finished', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+             conversation_id, parent_execution_id, root_execution_id, depth, trace_id) \
+             VALUES (?1, ?2, ?3, 'finished', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
              ON CONFLICT(execution_id) DO UPDATE SET status = 'finished', outcome = ?4, error = ?5, worker_pid = ?6, \
              exit_code = ?7, exit_signal = ?8, duration_ms = ?10, provider = ?11, model = ?12, prompt_tokens = ?13, \
-             completion_tokens = ?14, llm_ms = ?15",
+             completion_tokens = ?14, llm_ms = ?15, trace_id = ?20",
             params![
                 r.execution_id,
                 r.agent,
@@ -79,6 +79,7 @@ impl Store {
                 exchange.parent_execution_id,
                 exchange.root_execution_id,
                 exchange.depth,
+                r.trace_id,
             ],
         )?;
         {
@@ -166,7 +167,7 @@ impl Store {
 
 const SELECT: &str = "SELECT execution_id, agent, agent_version, status, outcome, error, worker_pid, exit_code, \
     exit_signal, started_at, duration_ms, provider, model, prompt_tokens, completion_tokens, llm_ms, \
-    conversation_id, parent_execution_id, root_execution_id FROM executions";
+    conversation_id, parent_execution_id, root_execution_id, trace_id FROM executions";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     Ok(ExecutionRecord {
@@ -188,6 +189,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         llm_ms: row.get(15)?,
         tool_calls: Vec::new(),
         children: Vec::new(),
+        trace_id: row.get(19)?,
         placement: Placement {
             conversation_id: row.get(16)?,
             parent_execution_id: row.get(17)?,

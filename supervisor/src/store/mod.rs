@@ -151,11 +151,13 @@ impl Store {
         let current =
             rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .and_then(|c| {
+                    // The newest column tells whether every migration has run.
+                    let (table, column, _) = ADDED_COLUMNS[ADDED_COLUMNS.len() - 1];
                     c.query_row(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'protocol'",
-                [],
-                |r| r.get::<_, bool>(0),
-            )
+                        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                        [table, column],
+                        |r| r.get::<_, bool>(0),
+                    )
                 })
                 .map_err(|e| StoreError::Open {
                     path: path.to_owned(),
@@ -260,6 +262,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
         "protocol",
         "TEXT NOT NULL DEFAULT 'request-reply'",
     ),
+    ("executions", "trace_id", "TEXT"),
 ];
 
 /// Bring a database made by an older version up to the current columns; its rows stay.

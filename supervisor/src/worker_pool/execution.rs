@@ -39,6 +39,8 @@ pub struct ExecutionStart {
     /// Whether it waits for a slot of `[worker] max_concurrent`: every execution but one whose
     /// parent waits for its answer (and holds a slot already).
     pub waits_for_slot: bool,
+    /// The conversation it belongs to, for its trace span.
+    pub conversation_id: Option<String>,
 }
 
 impl ExecutionStart {
@@ -53,6 +55,7 @@ impl ExecutionStart {
             not_after: None,
             parent: None,
             waits_for_slot: true,
+            conversation_id: None,
         }
     }
 }
@@ -72,7 +75,22 @@ impl WorkerPool {
         services: &dyn WorkerServices,
         answer_sink: Option<DeltaSink>,
     ) -> ExecutionReport {
-        let span = tracing::info_span!("execution", execution_id = %execution_id, agent = %agent.name, worker_pid = tracing::field::Empty);
+        // `invoke_agent {agent}` by the OpenTelemetry GenAI conventions: the supervisor calls
+        // the agent in its worker (CLIENT). A delegated execution is a child of the tool call
+        // that asked for it, so a request's tree is one trace.
+        let span = tracing::info_span!(
+            "execution",
+            "otel.name" = %format!("invoke_agent {}", agent.name),
+            "otel.kind" = "client",
+            "otel.status_code" = tracing::field::Empty,
+            "otel.status_description" = tracing::field::Empty,
+            "gen_ai.operation.name" = "invoke_agent",
+            "gen_ai.agent.name" = %agent.name,
+            "gen_ai.conversation.id" = start.conversation_id.as_deref().unwrap_or_default(),
+            execution_id = %execution_id,
+            agent = %agent.name,
+            worker_pid = tracing::field::Empty,
+        );
         self.execute_inner(agent, input, execution_id, start, services, answer_sink)
             .instrument(span)
             .await
@@ -215,6 +233,12 @@ impl WorkerPool {
             duration_ms = start.instant.elapsed().as_secs_f64() * 1000.0,
             "execution finished"
         );
+        let span = tracing::Span::current();
+        if outcome != Outcome::Succeeded {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", outcome.label());
+        }
+        report.trace_id = crate::telemetry::current_trace_id();
         finish(report, outcome)
     }
 }

@@ -149,6 +149,7 @@ pub fn new_report(
         exit_signal: None,
         record_error: None,
         placement: Placement::default(),
+        trace_id: None,
     }
 }
 

@@ -1,0 +1,161 @@
+//! OpenTelemetry traces: the daemon's `tracing` spans exported over OTLP (HTTP/protobuf) when
+//! an endpoint is configured, as OpenTelemetry SDKs do: `[telemetry] endpoint` in the config
+//! file, or the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_TRACES_EXPORTER=otlp`; `OTEL_SERVICE_NAME`,
+//! `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and its argument, `OTEL_BSP_*`, read by the
+//! SDK). Off by default, and `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turn it off.
+//!
+//! Spans are named and attributed by the OpenTelemetry GenAI semantic conventions, v1.37 (see
+//! `docs/decisions.md`): `invoke_agent {agent}` for each execution, `chat {model}` for each model
+//! call, `execute_tool {tool}` for each tool call; a delegated execution is a child of the tool
+//! call that asked for it, so a request's tree is one trace.
+//!
+//! Invariant: a collector that is down or slow never blocks a request. Spans go to the SDK's
+//! bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048) and are exported by its own thread;
+//! when the queue is full they are dropped.
+
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The GenAI semantic conventions release the span names and attributes follow.
+pub const GENAI_SEMCONV_VERSION: &str = "1.37.0";
+
+/// Why tracing could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built (a malformed endpoint, say).
+    #[error("OpenTelemetry export to {endpoint}: {detail}")]
+    Exporter {
+        /// Where it was to send.
+        endpoint: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// `[telemetry]` as resolved from the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP endpoint (`http://host:4318`); the standard variables override it.
+    pub endpoint: Option<String>,
+    /// `service.name` unless `OTEL_SERVICE_NAME` (or `OTEL_RESOURCE_ATTRIBUTES`) says.
+    pub service_name: Option<String>,
+}
+
+/// A running exporter; spans reach it through [`Tracing::layer`].
+pub struct Tracing {
+    provider: SdkTracerProvider,
+    endpoint: String,
+}
+
+/// What the environment says about export.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Tracing {
+    /// Start exporting if the config or the environment asks for it; `None` when tracing is off.
+    pub fn start(config: &TelemetryConfig) -> Result<Option<Self>, TelemetryError> {
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        let exporter_choice = env("OTEL_TRACES_EXPORTER");
+        if exporter_choice
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case("none"))
+        {
+            return Ok(None);
+        }
+        let env_endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let asked = exporter_choice
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case("otlp"));
+        if env_endpoint.is_none() && config.endpoint.is_none() && !asked {
+            return Ok(None);
+        }
+        let mut builder = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+        // The variables win over the file, as for every OpenTelemetry SDK; the exporter reads
+        // them itself when no endpoint is given here.
+        let endpoint = match (&env_endpoint, &config.endpoint) {
+            (Some(from_env), _) => from_env.clone(),
+            (None, Some(from_file)) => {
+                let traces = format!("{}/v1/traces", from_file.trim_end_matches('/'));
+                builder = builder.with_endpoint(traces.clone());
+                traces
+            }
+            (None, None) => "http://localhost:4318/v1/traces".to_owned(),
+        };
+        let exporter = builder.build().map_err(|e| TelemetryError::Exporter {
+            endpoint: endpoint.clone(),
+            detail: e.to_string(),
+        })?;
+        let mut resource = Resource::builder();
+        let named_by_env = env("OTEL_SERVICE_NAME").is_some()
+            || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
+        if !named_by_env {
+            resource = resource.with_service_name(
+                config
+                    .service_name
+                    .clone()
+                    .unwrap_or_else(|| "caxton".into()),
+            );
+        }
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                resource
+                    .with_attribute(opentelemetry::KeyValue::new(
+                        "service.version",
+                        env!("CARGO_PKG_VERSION"),
+                    ))
+                    .build(),
+            )
+            .build();
+        Ok(Some(Self { provider, endpoint }))
+    }
+
+    /// Where spans go.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The `tracing` layer that turns spans into OpenTelemetry spans for this exporter.
+    pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        tracing_opentelemetry::layer().with_tracer(self.provider.tracer("caxton"))
+    }
+
+    /// Export what is queued and stop; called once when the daemon exits.
+    pub fn shutdown(&self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!(error = %e, "spans not exported at shutdown");
+        }
+    }
+}
+
+/// The trace id of the current span, when it is being traced (lowercase hex, as W3C
+/// `traceparent` writes it).
+pub fn current_trace_id() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let ids = span.span_context();
+    ids.is_valid().then(|| ids.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_span_being_traced_there_is_no_trace_id() {
+        assert_eq!(current_trace_id(), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! OpenTelemetry traces end to end: the daemon exports over OTLP/HTTP to a receiver on loopback
+//! that decodes them with OpenTelemetry's own protobuf definitions (`tests/otlp/receiver.py`),
+//! and each request is one trace with the GenAI conventions' spans: `invoke_agent {agent}`,
+//! `chat {model}` and `execute_tool {tool}`, a delegated agent's `invoke_agent` under the tool
+//! call that asked for it, a killed worker's span ending in error; the execution record and
+//! `--verbose` carry the trace id. A collector that refuses every export costs requests nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    Daemon, DaemonOptions, FakeLlm, KillOnDrop, echo_agent, test_clients_cache, text, wait_until,
+};
+
+/// Where `scripts/install-test-clients.sh` installs `opentelemetry-proto`.
+fn otlp_proto() -> PathBuf {
+    let dir = test_clients_cache().join("python-otlp-proto-1.45.2");
+    assert!(
+        dir.join(".installed").is_file(),
+        "opentelemetry-proto is not installed: run scripts/install-test-clients.sh (scripts/setup.sh does)"
+    );
+    dir
+}
+
+/// Start the receiver writing to `out`; its process and port.
+fn receiver(out: &Path, refuse: bool) -> (KillOnDrop, u16) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp/receiver.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg(out).env("PYTHONPATH", otlp_proto());
+    if refuse {
+        cmd.arg("--refuse");
+    }
+    let mut child = KillOnDrop(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().parse().unwrap())
+}
+
+fn spans(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A daemon exporting to `port`, quickly (the batch delay is 100 ms).
+fn traced_daemon(llm: &FakeLlm, port: u16) -> Daemon {
+    let mut opts = DaemonOptions::new(llm);
+    opts.env = vec![
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+        ("OTEL_SERVICE_NAME".into(), "caxton-test".into()),
+    ];
+    Daemon::start(opts)
+}
+
+/// The spans of trace `trace_id`, once `count` of them arrived.
+fn trace(out: &Path, trace_id: &str, count: usize) -> Vec<Value> {
+    let of_trace = || -> Vec<Value> {
+        spans(out)
+            .into_iter()
+            .filter(|s| s["trace_id"] == trace_id)
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || of_trace().len() >= count),
+        "trace {trace_id}: {:#?}",
+        spans(out)
+    );
+    of_trace()
+}
+
+fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
+    spans.iter().filter(|s| s["name"] == name).collect()
+}
+
+#[test]
+fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spans.jsonl");
+    let (_receiver, port) = receiver(&out, false);
+    let llm = FakeLlm::start();
+    let d = traced_daemon(&llm, port);
+    d.deploy("helper", &echo_agent("helper", ""));
+    d.deploy(
+        "boss",
+        &echo_agent("boss", "[delegation]\nagents = [\"helper\"]\n"),
+    );
+
+    // A plain run: invoke_agent over one chat.
+    let out_cli = d.cli(&["agent", "run", "helper", "-v", "hello"]);
+    assert!(out_cli.status.success(), "{}", text(&out_cli.stderr));
+    let trace_id = text(&out_cli.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("trace:").map(|t| t.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no trace id: {}", text(&out_cli.stderr)));
+    let plain = trace(&out, &trace_id, 2);
+    let invoke = named(&plain, "invoke_agent helper");
+    assert_eq!(invoke.len(), 1, "{plain:#?}");
+    let invoke = invoke[0];
+    assert_eq!(invoke["kind"], 3, "CLIENT");
+    assert_eq!(invoke["service"], "caxton-test");
+    assert_eq!(
+        invoke["attributes"]["gen_ai.operation.name"],
+        "invoke_agent"
+    );
+    assert_eq!(invoke["attributes"]["gen_ai.agent.name"], "helper");
+    let chat = named(&plain, "chat fake-model");
+    assert_eq!(chat.len(), 1, "{plain:#?}");
+    assert_eq!(chat[0]["parent_span_id"], invoke["span_id"]);
+    let attributes = &chat[0]["attributes"];
+    assert_eq!(attributes["gen_ai.provider.name"], "fake");
+    assert_eq!(attributes["gen_ai.request.model"], "fake-model");
+    assert_eq!(attributes["gen_ai.usage.input_tokens"], 5);
+    assert_eq!(attributes["gen_ai.usage.output_tokens"], 2);
+
+    // The record has the trace id.
+    let (_, list) =
+        crate::support::http(&d.env.socket, "GET", "/api/v1/executions?limit=1", None).unwrap();
+    assert_eq!(list["executions"][0]["trace_id"], trace_id.as_str());
+
+    // Two tool calls in one turn, one of them a delegation: the delegated agent's
+    // invoke_agent is a child of the execute_tool span that asked for it.
+    let (code, report) = d.run(
+        "boss",
+        &format!(
+            "[call ask_agent {}] [call make_coffee {{}}]",
+            json!({"agent": "helper", "request": "hi"})
+        ),
+    );
+    assert_eq!(code, 200, "{report}");
+    let trace_id = report["trace_id"].as_str().unwrap();
+    let tree = trace(&out, trace_id, 8);
+    let api = named(&tree, "POST /api/v1/agents/boss/run")[0];
+    assert_eq!(api["kind"], 2, "SERVER");
+    assert_eq!(api["attributes"]["http.response.status_code"], 200);
+    let root = named(&tree, "invoke_agent boss")[0];
+    assert_eq!(root["parent_span_id"], api["span_id"]);
+    let asked = named(&tree, "execute_tool ask_agent")[0];
+    // A tool that is not granted is refused: its span says so.
+    let refused = named(&tree, "execute_tool make_coffee")[0];
+    assert_eq!(refused["status_code"], 2, "{refused}");
+    assert_eq!(asked["parent_span_id"], root["span_id"]);
+    assert_eq!(asked["attributes"]["gen_ai.tool.name"], "ask_agent");
+    let child = named(&tree, "invoke_agent helper")[0];
+    assert_eq!(child["parent_span_id"], asked["span_id"], "{tree:#?}");
+    assert_eq!(
+        named(&tree, "chat fake-model").len(),
+        3,
+        "two for boss, one for helper"
+    );
+
+    // A worker killed mid-request: its span ends in error.
+    let socket = d.env.socket.clone();
+    let hung = std::thread::spawn(move || {
+        crate::support::http(
+            &socket,
+            "POST",
+            "/api/v1/agents/helper/run",
+            Some(&json!({"request": "[hang]"}).to_string()),
+        )
+        .unwrap()
+    });
+    let pid = d.wait_for_worker("helper");
+    assert!(
+        d.cli(&["worker", "kill", &pid.to_string(), "--signal", "KILL"])
+            .status
+            .success()
+    );
+    let (_, killed) = hung.join().unwrap();
+    let trace_id = killed["execution"]["trace_id"].as_str().unwrap();
+    let spans = trace(&out, trace_id, 1);
+    let invoke = named(&spans, "invoke_agent helper")[0];
+    assert_eq!(invoke["status_code"], 2, "ERROR: {invoke}");
+    assert_eq!(invoke["status_message"], "killed");
+}
+
+#[test]
+fn a_collector_that_refuses_every_export_costs_requests_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spans.jsonl");
+    let (_refusing, port) = receiver(&out, true);
+    let llm = FakeLlm::start();
+    let d = traced_daemon(&llm, port);
+    d.deploy("helper", &echo_agent("helper", ""));
+    for i in 0..20 {
+        let (code, body) = d.run("helper", &format!("hello {i}"));
+        assert_eq!(code, 200, "{body}");
+    }
+    // Nothing listens on this port at all.
+    let unused = crate::support::free_port();
+    let d2 = traced_daemon(&llm, unused);
+    d2.deploy("helper", &echo_agent("helper", ""));
+    let (code, body) = d2.run("helper", "hello");
+    assert_eq!(code, 200, "{body}");
+    assert!(spans(&out).is_empty());
+}
