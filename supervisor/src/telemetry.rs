@@ -141,6 +141,48 @@ impl Tracing {
     }
 }
 
+/// Reads W3C trace context from HTTP headers.
+struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Make a caller's W3C `traceparent` (and `tracestate`) the parent of `span`, so the request
+/// joins the caller's trace. A missing or malformed header changes nothing, and so does
+/// tracing being off.
+pub fn adopt_caller_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    use opentelemetry::propagation::TextMapPropagator;
+    if !headers.contains_key("traceparent") {
+        return;
+    }
+    let context = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&HeaderExtractor(headers));
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    }
+}
+
+/// The W3C `traceparent` (and `tracestate`) headers of the current span, for an outgoing HTTP
+/// call; none when it is not traced.
+pub fn trace_headers() -> Vec<(String, String)> {
+    use opentelemetry::propagation::TextMapPropagator;
+    let context = tracing::Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return Vec::new();
+    }
+    let mut headers = std::collections::HashMap::new();
+    opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .inject_context(&context, &mut headers);
+    headers.into_iter().collect()
+}
+
 /// The trace id of the current span, when it is being traced (lowercase hex, as W3C
 /// `traceparent` writes it).
 pub fn current_trace_id() -> Option<String> {

@@ -17,7 +17,7 @@ static SEEN: std::sync::Mutex<std::collections::BTreeMap<String, u32>> =
 /// `[401]` refuses the key, `[empty]` answers 200 with no body, `[429once]` and `[500once]` fail
 /// the first time only, `[429always]` never stops, `[unknown-model]` and `[context]` fail as
 /// OpenAI does; `[no-usage]` reports no token counts; `[recall]` answers with the earlier user and assistant
-/// messages it was sent; anything else is echoed back as
+/// messages it was sent; `[traceparent]` with the W3C `traceparent` header it got; anything else is echoed back as
 /// `echo: <message>`. A first user message holding `[call NAME {json}]` scripts tool calls
 /// (`scripted_tool_turn`). It is as strict as llama.cpp's server: see `strict_like_llama_cpp`.
 pub struct FakeLlm {
@@ -70,11 +70,15 @@ fn serve(runtime: &tokio::runtime::Handle) -> SocketAddr {
     let app = axum::Router::new()
         .route(
             "/v1/chat/completions",
-            axum::routing::post(|Json(body): Json<Value>| fake_answer(Wire::OpenAi, body)),
+            axum::routing::post(|headers: axum::http::HeaderMap, Json(body): Json<Value>| {
+                fake_answer(Wire::OpenAi, body, headers)
+            }),
         )
         .route(
             "/v1/messages",
-            axum::routing::post(|Json(body): Json<Value>| fake_answer(Wire::Anthropic, body)),
+            axum::routing::post(|headers: axum::http::HeaderMap, Json(body): Json<Value>| {
+                fake_answer(Wire::Anthropic, body, headers)
+            }),
         );
     runtime.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -108,7 +112,11 @@ fn last_text(body: &Value) -> String {
     }
 }
 
-async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
+async fn fake_answer(
+    wire: Wire,
+    body: Value,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::Json;
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
@@ -190,6 +198,13 @@ async fn fake_answer(wire: Wire, body: Value) -> axum::response::Response {
             return openai_stream_of(&reply);
         }
         return Json(reply).into_response();
+    }
+    if last.contains("[traceparent]") {
+        let header = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        return no_usage_answer(wire, stream, model, &format!("traceparent: {header}"));
     }
     if let Some(reply) = protocol_reply(&body, &last) {
         return no_usage_answer(wire, stream, model, &reply);

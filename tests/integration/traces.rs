@@ -210,3 +210,67 @@ fn a_collector_that_refuses_every_export_costs_requests_nothing() {
     assert_eq!(code, 200, "{body}");
     assert!(spans(&out).is_empty());
 }
+
+/// POST `body` to `path` over the daemon's socket with a `traceparent` header; the JSON answer.
+fn post_traced(d: &Daemon, path: &str, body: &Value, traceparent: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(&d.env.socket).unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\ntraceparent: {traceparent}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{rest}");
+    serde_json::from_str(rest).unwrap()
+}
+
+#[test]
+fn a_caller_s_traceparent_becomes_the_parent_and_the_model_call_carries_it_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spans.jsonl");
+    let (_receiver, port) = receiver(&out, false);
+    let llm = FakeLlm::start();
+    let d = traced_daemon(&llm, port);
+    d.deploy("helper", &echo_agent("helper", ""));
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let report = post_traced(
+        &d,
+        "/api/v1/agents/helper/run",
+        &json!({"request": "[traceparent]"}),
+        &format!("00-{caller_trace}-{caller_span}-01"),
+    );
+    assert_eq!(report["trace_id"], caller_trace, "{report}");
+    let spans = trace(&out, caller_trace, 3);
+    let api = named(&spans, "POST /api/v1/agents/helper/run")[0];
+    assert_eq!(api["parent_span_id"], caller_span);
+    // The provider got the chat span's context: same trace, the chat span as parent.
+    let chat = named(&spans, "chat fake-model")[0];
+    let sent = report["answer"].as_str().unwrap();
+    assert_eq!(
+        sent,
+        format!(
+            "traceparent: 00-{caller_trace}-{}-01",
+            chat["span_id"].as_str().unwrap()
+        )
+    );
+
+    // A malformed traceparent is ignored: the request starts a trace of its own.
+    let report = post_traced(
+        &d,
+        "/api/v1/agents/helper/run",
+        &json!({"request": "hello"}),
+        "00-not-a-trace-01",
+    );
+    assert_eq!(report["answer"], "echo: hello");
+    assert!(
+        report["trace_id"]
+            .as_str()
+            .is_some_and(|t| t.len() == 32 && t != caller_trace)
+    );
+}

@@ -499,6 +499,7 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         status = tracing::field::Empty,
     );
+    crate::telemetry::adopt_caller_trace(&span, request.headers());
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();

@@ -129,8 +129,13 @@ impl Endpoint {
         auth: impl Fn(reqwest::RequestBuilder, &str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ProviderError> {
         let key = self.api_key()?;
+        // The model call's span continues at the provider when it traces too.
+        let trace = crate::telemetry::trace_headers();
         let make = || {
-            let request = self.client.post(&self.url).timeout(self.timeout).json(body);
+            let mut request = self.client.post(&self.url).timeout(self.timeout).json(body);
+            for (name, value) in &trace {
+                request = request.header(name.as_str(), value.as_str());
+            }
             match &key {
                 Some(k) => auth(request, k),
                 None => request,
