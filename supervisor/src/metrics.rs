@@ -195,6 +195,11 @@ impl Metrics {
         });
         let worker_slot_wait = Histogram::new(exponential_buckets(0.0001, 2.0, 20));
         registry.register(
+            "trace_spans_not_exported",
+            "Spans the OpenTelemetry collector did not take (refused, down or too slow)",
+            crate::telemetry::SPANS_NOT_EXPORTED.clone(),
+        );
+        registry.register(
             "model_calls",
             "Model calls by provider, configured model and outcome",
             model_calls.clone(),

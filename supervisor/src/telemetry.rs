@@ -12,13 +12,57 @@
 //!
 //! Invariant: a collector that is down or slow never blocks a request. Spans go to the SDK's
 //! bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048) and are exported by its own thread;
-//! when the queue is full they are dropped.
+//! when the queue is full they are dropped. Spans the collector did not take are counted in
+//! `caxton_trace_spans_not_exported_total`.
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Spans the collector did not take (it refused them, was down, or timed out), for
+/// `caxton_trace_spans_not_exported_total`; `crate::metrics::Metrics` registers it.
+pub static SPANS_NOT_EXPORTED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The OTLP exporter, counting what it could not deliver.
+#[derive(Debug)]
+struct Counting<E>(E);
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Counting<E>
+{
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        let spans = batch.len() as u64;
+        let export = self.0.export(batch);
+        async move {
+            let result = export.await;
+            if result.is_err() {
+                SPANS_NOT_EXPORTED.inc_by(spans);
+            }
+            result
+        }
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
 
 /// The GenAI semantic conventions release the span names and attributes follow.
 pub const GENAI_SEMCONV_VERSION: &str = "1.37.0";
@@ -107,7 +151,7 @@ impl Tracing {
             );
         }
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_batch_exporter(Counting(exporter))
             .with_resource(
                 resource
                     .with_attribute(opentelemetry::KeyValue::new(
@@ -154,16 +198,29 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Make a caller's W3C `traceparent` (and `tracestate`) the parent of `span`, so the request
-/// joins the caller's trace. A missing or malformed header changes nothing, and so does
+/// Make a caller's W3C `traceparent` (and `tracestate`) header the parent of `span`, so the
+/// request joins the caller's trace. A missing or malformed header changes nothing, and so does
 /// tracing being off.
 pub fn adopt_caller_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
-    use opentelemetry::propagation::TextMapPropagator;
-    if !headers.contains_key("traceparent") {
-        return;
+    if headers.contains_key("traceparent") {
+        adopt(span, &HeaderExtractor(headers));
     }
-    let context = opentelemetry_sdk::propagation::TraceContextPropagator::new()
-        .extract(&HeaderExtractor(headers));
+}
+
+/// As [`adopt_caller_trace`], for a context carried in a message rather than in headers (MCP's
+/// `params._meta.traceparent` and `tracestate`).
+pub fn adopt_trace_context(span: &tracing::Span, traceparent: &str, tracestate: Option<&str>) {
+    let mut fields = std::collections::HashMap::new();
+    fields.insert("traceparent".to_owned(), traceparent.to_owned());
+    if let Some(state) = tracestate {
+        fields.insert("tracestate".to_owned(), state.to_owned());
+    }
+    adopt(span, &fields);
+}
+
+fn adopt(span: &tracing::Span, carrier: &dyn opentelemetry::propagation::Extractor) {
+    use opentelemetry::propagation::TextMapPropagator;
+    let context = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(carrier);
     if context.span().span_context().is_valid() {
         let _ = span.set_parent(context);
     }

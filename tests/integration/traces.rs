@@ -202,6 +202,20 @@ fn a_collector_that_refuses_every_export_costs_requests_nothing() {
         let (code, body) = d.run("helper", &format!("hello {i}"));
         assert_eq!(code, 200, "{body}");
     }
+    // What the collector refused is counted.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let (_, metrics) =
+                caxton_test_kit::api_client::http_text(&d.env.socket, "GET", "/metrics", None)
+                    .unwrap();
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("caxton_trace_spans_not_exported_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .is_some_and(|n| n > 0.0)
+        }),
+        "no refused span was counted"
+    );
     // Nothing listens on this port at all.
     let unused = crate::support::free_port();
     let d2 = traced_daemon(&llm, unused);
@@ -273,4 +287,81 @@ fn a_caller_s_traceparent_becomes_the_parent_and_the_model_call_carries_it_on() 
             .as_str()
             .is_some_and(|t| t.len() == 32 && t != caller_trace)
     );
+}
+
+/// One raw `POST /mcp` over TCP with a bearer token: status and the raw response.
+fn mcp_post(port: u16, headers: &str, body: &Value) -> (u16, String) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer trace-token-of-16-or-more\r\n{headers}Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, raw)
+}
+
+#[test]
+fn an_mcp_call_with_a_traceparent_in_its_meta_joins_the_caller_s_trace() {
+    crate::support::builtin_tools_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spans.jsonl");
+    let (_receiver, otlp_port) = receiver(&out, false);
+    let llm = FakeLlm::start();
+    let port = crate::support::free_port();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.extra_config =
+        format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");
+    opts.env = vec![
+        (
+            "CAXTON_TEST_TOKEN".into(),
+            "trace-token-of-16-or-more".into(),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            format!("http://127.0.0.1:{otlp_port}"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+    ];
+    let _d = Daemon::start(opts);
+    let (status, raw) = mcp_post(
+        port,
+        "",
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    );
+    assert_eq!(status, 200, "{raw}");
+    let session = raw
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("mcp-session-id: ")
+                .map(str::to_owned)
+        })
+        .unwrap();
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let (status, raw) = mcp_post(
+        port,
+        &format!("Mcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\n"),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "json_query", "arguments": {"json": "{\"a\": 1}", "query": "a"},
+            "_meta": {"traceparent": format!("00-{caller_trace}-{caller_span}-01")}}}),
+    );
+    assert_eq!(status, 200, "{raw}");
+    let spans = trace(&out, caller_trace, 1);
+    let call = named(&spans, "tools/call json_query")[0];
+    assert_eq!(call["parent_span_id"], caller_span);
+    assert_eq!(call["kind"], 2, "SERVER");
+    assert_eq!(call["attributes"]["mcp.method.name"], "tools/call");
+    assert_eq!(call["attributes"]["mcp.session.id"], session.as_str());
 }

@@ -239,7 +239,31 @@ pub async fn post(
         return StatusCode::ACCEPTED.into_response();
     };
     let params = message.get("params").cloned().unwrap_or(Value::Null);
-    let span = tracing::info_span!("mcp_request", method, session = session_id);
+    // Named by the OpenTelemetry MCP conventions (`tools/call {tool}`, SERVER); a context the
+    // client sends in `params._meta` (as MCP specifies) becomes its parent.
+    let tool = (method == "tools/call")
+        .then(|| params.get("name").and_then(Value::as_str))
+        .flatten();
+    let span = tracing::info_span!(
+        "mcp_request",
+        "otel.name" = %tool.map_or_else(|| method.to_owned(), |t| format!("{method} {t}")),
+        "otel.kind" = "server",
+        "mcp.method.name" = method,
+        "mcp.session.id" = session_id,
+        "gen_ai.tool.name" = tool.unwrap_or_default(),
+        method,
+        session = session_id,
+    );
+    let meta = params.get("_meta");
+    if let Some(traceparent) = meta
+        .and_then(|m| m.get("traceparent"))
+        .and_then(Value::as_str)
+    {
+        let tracestate = meta
+            .and_then(|m| m.get("tracestate"))
+            .and_then(Value::as_str);
+        crate::telemetry::adopt_trace_context(&span, traceparent, tracestate);
+    }
     let answer = tracing::Instrument::instrument(handle(&sup, id, method, params), span).await;
     reply(StatusCode::OK, answer)
 }
