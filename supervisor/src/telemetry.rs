@@ -243,10 +243,23 @@ pub fn trace_headers() -> Vec<(String, String)> {
 /// The trace id of the current span, when it is being traced (lowercase hex, as W3C
 /// `traceparent` writes it).
 pub fn current_trace_id() -> Option<String> {
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let ids = span.span_context();
+    trace_id_of(&tracing::Span::current())
+}
+
+/// The trace id of `span`, when it is being traced.
+pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let otel = context.span();
+    let ids = otel.span_context();
     ids.is_valid().then(|| ids.trace_id().to_string())
+}
+
+/// Record `span`'s trace id in its `trace_id` field, so every log line inside it names the
+/// trace (JSON logs list the fields of the spans a line is in).
+pub fn label_with_trace(span: &tracing::Span) {
+    if let Some(id) = trace_id_of(span) {
+        span.record("trace_id", id.as_str());
+    }
 }
 
 #[cfg(test)]

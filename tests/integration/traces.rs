@@ -109,7 +109,7 @@ fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
         .lines()
         .find_map(|l| l.strip_prefix("trace:").map(|t| t.trim().to_owned()))
         .unwrap_or_else(|| panic!("no trace id: {}", text(&out_cli.stderr)));
-    let plain = trace(&out, &trace_id, 2);
+    let plain = trace(&out, &trace_id, 4);
     let invoke = named(&plain, "invoke_agent helper");
     assert_eq!(invoke.len(), 1, "{plain:#?}");
     let invoke = invoke[0];
@@ -123,6 +123,12 @@ fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
     let chat = named(&plain, "chat fake-model");
     assert_eq!(chat.len(), 1, "{plain:#?}");
     assert_eq!(chat[0]["parent_span_id"], invoke["span_id"]);
+    // The worker's own phases, as the supervisor saw them on the socket.
+    for phase in ["worker handshake", "worker render"] {
+        let span = named(&plain, phase);
+        assert_eq!(span.len(), 1, "{phase}: {plain:#?}");
+        assert_eq!(span[0]["parent_span_id"], invoke["span_id"], "{phase}");
+    }
     let attributes = &chat[0]["attributes"];
     assert_eq!(attributes["gen_ai.provider.name"], "fake");
     assert_eq!(attributes["gen_ai.request.model"], "fake-model");
@@ -145,7 +151,7 @@ fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
     );
     assert_eq!(code, 200, "{report}");
     let trace_id = report["trace_id"].as_str().unwrap();
-    let tree = trace(&out, trace_id, 8);
+    let tree = trace(&out, trace_id, 12);
     let api = named(&tree, "POST /api/v1/agents/boss/run")[0];
     assert_eq!(api["kind"], 2, "SERVER");
     assert_eq!(api["attributes"]["http.response.status_code"], 200);
@@ -364,4 +370,33 @@ fn an_mcp_call_with_a_traceparent_in_its_meta_joins_the_caller_s_trace() {
     assert_eq!(call["kind"], 2, "SERVER");
     assert_eq!(call["attributes"]["mcp.method.name"], "tools/call");
     assert_eq!(call["attributes"]["mcp.session.id"], session.as_str());
+}
+
+#[test]
+fn json_logs_name_the_trace_of_the_request_they_belong_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spans.jsonl");
+    let (_receiver, port) = receiver(&out, false);
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.env = vec![
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("CAXTON_LOG_FORMAT".into(), "json".into()),
+    ];
+    let d = Daemon::start(opts);
+    d.deploy("helper", &echo_agent("helper", ""));
+    let (code, report) = d.run("helper", "hello");
+    assert_eq!(code, 200, "{report}");
+    let trace_id = report["trace_id"].as_str().unwrap();
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"execution finished\""))
+        .unwrap_or_else(|| panic!("{log}"));
+    let parsed: Value = serde_json::from_str(line).unwrap();
+    let spans = parsed["spans"].as_array().unwrap();
+    assert!(spans.iter().any(|s| s["trace_id"] == trace_id), "{line}");
 }

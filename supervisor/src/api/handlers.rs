@@ -498,8 +498,10 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
         status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     crate::telemetry::adopt_caller_trace(&span, request.headers());
+    crate::telemetry::label_with_trace(&span);
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();

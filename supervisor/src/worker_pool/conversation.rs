@@ -82,6 +82,20 @@ pub(super) struct Conversation<'a> {
     answer_sink: Option<DeltaSink>,
     /// Tool calls run so far.
     tool_calls: Vec<ToolCallRecord>,
+    /// The worker phase under way, as a span of the execution's trace: `worker handshake` until
+    /// its Hello is answered, `worker render` until its first request after the job. The worker
+    /// links no tracing SDK; the supervisor sees both phases on the socket.
+    phase: Option<tracing::Span>,
+}
+
+/// A span for a worker phase the supervisor observes.
+fn phase_span(name: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "worker_phase",
+        "otel.name" = name,
+        "otel.kind" = "internal",
+        phase = name
+    )
 }
 
 /// Whether the conversation goes on.
@@ -130,6 +144,7 @@ impl<'a> Conversation<'a> {
             deltas: None,
             answer_sink,
             tool_calls: Vec::new(),
+            phase: Some(phase_span("worker handshake")),
         })
     }
 
@@ -232,6 +247,10 @@ impl<'a> Conversation<'a> {
         pending: &mut Option<(u32, Pending<'a>)>,
         input: &JobInput,
     ) -> Step {
+        if *handshaken {
+            // The worker's first request after its job ends its render phase.
+            self.phase = None;
+        }
         match (message, *handshaken) {
             (WorkerMessage::Hello(hello), false) => {
                 if hello.protocol_version != PROTOCOL_VERSION {
@@ -247,6 +266,7 @@ impl<'a> Conversation<'a> {
                     )));
                 }
                 *handshaken = true;
+                self.phase = Some(phase_span("worker render"));
                 let startup = self.spawned_at.elapsed();
                 self.startup = Some(startup);
                 self.pool

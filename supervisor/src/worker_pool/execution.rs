@@ -90,7 +90,9 @@ impl WorkerPool {
             execution_id = %execution_id,
             agent = %agent.name,
             worker_pid = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
         );
+        crate::telemetry::label_with_trace(&span);
         self.execute_inner(agent, input, execution_id, start, services, answer_sink)
             .instrument(span)
             .await
