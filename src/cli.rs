@@ -62,6 +62,12 @@ pub enum Command {
     },
     /// Exit 0 only if the daemon answers and accepts requests (for systemd and Kubernetes probes).
     Health,
+    /// Show the running daemon's log filter, or change it without a restart (a `tracing`
+    /// directive: `debug`, `warn,caxton_supervisor=debug`, ...).
+    LogFilter {
+        /// The new filter; leave it out to show the one in force.
+        filter: Option<String>,
+    },
     /// Act on live worker processes.
     #[command(subcommand)]
     Worker(WorkerCommand),

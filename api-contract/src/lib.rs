@@ -25,5 +25,5 @@ pub use runs::{
     ToolCallRecord, Usage,
 };
 pub use status::{
-    Health, KillAnswer, KillRequest, LiveWorker, StatusReport, WorkerList, WorkerState,
+    Health, KillAnswer, KillRequest, LiveWorker, LogFilter, StatusReport, WorkerList, WorkerState,
 };

@@ -123,3 +123,12 @@ mod tests {
         }
     }
 }
+
+/// `GET` and `PUT /api/v1/log-filter`: what the daemon logs, as a `tracing` filter directive
+/// (`info`, `debug`, `warn,caxton_supervisor=debug`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilter {
+    /// The directive.
+    pub filter: String,
+}

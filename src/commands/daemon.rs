@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use caxton_api_contract::{Health, KillAnswer, KillRequest, StatusReport};
+use caxton_api_contract::{Health, KillAnswer, KillRequest, LogFilter, StatusReport};
 use caxton_supervisor::config::Config;
 use hyper::Method;
 
@@ -13,8 +13,8 @@ use crate::client::{ApiClient, ClientError};
 use crate::output;
 
 pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    let tracing = init_daemon_logging(&config)?;
-    let served = caxton_supervisor::daemon::serve(config)
+    let (tracing, log_control) = init_daemon_logging(&config)?;
+    let served = caxton_supervisor::daemon::serve(config, Some(log_control))
         .await
         .context("caxton serve");
     if let Some(tracing) = tracing {
@@ -27,18 +27,52 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logs go to stderr (journald under systemd). `CAXTON_LOG` filters (default `info`);
-/// `CAXTON_LOG_FORMAT=json` switches to one JSON object per line. Spans also go to an
-/// OpenTelemetry collector when one is configured (`caxton_supervisor::telemetry`), whatever
-/// the log filter.
-fn init_daemon_logging(
-    config: &Config,
-) -> anyhow::Result<Option<caxton_supervisor::telemetry::Tracing>> {
+/// The log filter, replaceable while the daemon runs (`PUT /api/v1/log-filter`).
+struct ReloadableFilter<S> {
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+    current: std::sync::Mutex<String>,
+}
+
+impl<S: 'static> caxton_supervisor::telemetry::LogControl for ReloadableFilter<S> {
+    fn current(&self) -> String {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, filter: &str) -> Result<(), String> {
+        let parsed = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+        self.handle.reload(parsed).map_err(|e| e.to_string())?;
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = filter.to_owned();
+        Ok(())
+    }
+}
+
+type Started = (
+    Option<caxton_supervisor::telemetry::Tracing>,
+    std::sync::Arc<dyn caxton_supervisor::telemetry::LogControl>,
+);
+
+/// Logs go to stderr (journald under systemd). `CAXTON_LOG` filters (default `info`; changed at
+/// run time with `PUT /api/v1/log-filter`); `CAXTON_LOG_FORMAT=json` switches to one JSON object
+/// per line. Spans also go to an OpenTelemetry collector when one is configured
+/// (`caxton_supervisor::telemetry`), whatever the log filter.
+fn init_daemon_logging(config: &Config) -> anyhow::Result<Started> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAXTON_LOG")
+    let text = std::env::var("CAXTON_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&text)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let control = std::sync::Arc::new(ReloadableFilter {
+        handle,
+        current: std::sync::Mutex::new(text),
+    });
     let tracing = caxton_supervisor::telemetry::Tracing::start(&config.telemetry)?;
     let spans = tracing.as_ref().map(|t| {
         t.layer()
@@ -59,7 +93,34 @@ fn init_daemon_logging(
     if let Some(t) = &tracing {
         tracing::info!(endpoint = t.endpoint(), "exporting traces over OTLP");
     }
-    Ok(tracing)
+    Ok((tracing, control))
+}
+
+/// `caxton log-filter [FILTER]`: show the running daemon's log filter, or change it.
+pub async fn log_filter(client: &ApiClient, filter: Option<String>) -> anyhow::Result<ExitCode> {
+    let answer = match filter {
+        None => {
+            client
+                .request::<LogFilter>(Method::GET, "/api/v1/log-filter", None::<&()>)
+                .await?
+        }
+        Some(filter) => {
+            client
+                .request::<LogFilter>(
+                    Method::PUT,
+                    "/api/v1/log-filter",
+                    Some(&LogFilter { filter }),
+                )
+                .await?
+        }
+    };
+    match answer {
+        Ok(f) => {
+            println!("{}", f.filter);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(refusal) => bail!(refusal.message().to_owned()),
+    }
 }
 
 pub async fn status(client: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {

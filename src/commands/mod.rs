@@ -47,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Memory(cmd) => memory::run(cmd, &config, &client).await,
         Command::Status { json } => daemon::status(&client, json).await,
         Command::Health => daemon::health(&client).await,
+        Command::LogFilter { filter } => daemon::log_filter(&client, filter).await,
         Command::Worker(cmd) => daemon::worker(cmd, &client).await,
         Command::Capability(cmd) => agent::capability(cmd, &config, &client).await,
         Command::Conversation(cmd) => conversation::run(cmd, &config, &client).await,

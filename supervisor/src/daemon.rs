@@ -150,7 +150,10 @@ impl Drop for SocketFile {
 }
 
 /// Run the daemon until SIGTERM or SIGINT, then drain and return.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
+pub async fn serve(
+    config: Config,
+    log_control: Option<Arc<dyn crate::telemetry::LogControl>>,
+) -> Result<(), ServeError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
@@ -161,6 +164,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let listeners = 1 + usize::from(config.tcp.is_some());
     let limits = connection_limits(config.api_limits, listeners);
     let supervisor = Supervisor::open(config)?;
+    if let Some(control) = log_control {
+        supervisor.set_log_control(control);
+    }
     // Workers' children that detach from their process group come back to the daemon and end.
     if let Err(e) = supervisor.adopt_orphans() {
         tracing::warn!(error = %e, "cannot become the child subreaper; escaped worker descendants would go to PID 1");

@@ -166,6 +166,8 @@ pub struct Supervisor {
     /// Executions started without waiting for them (notifications), so an in-process
     /// supervisor can let them finish before its command ends.
     detached: tokio_util::task::TaskTracker,
+    /// Changes the log filter at run time, when the daemon's logging allows it.
+    log_control: std::sync::OnceLock<Arc<dyn telemetry::LogControl>>,
 }
 
 impl Supervisor {
@@ -231,6 +233,7 @@ impl Supervisor {
                 started: Instant::now(),
                 draining: AtomicBool::new(false),
                 detached: tokio_util::task::TaskTracker::new(),
+                log_control: std::sync::OnceLock::new(),
             }
         }))
     }
@@ -781,6 +784,27 @@ impl Supervisor {
     /// Requests still running.
     pub fn in_flight(&self) -> usize {
         self.pool.in_flight()
+    }
+
+    /// Let the log filter be changed at run time through `control` (once; later calls are
+    /// ignored).
+    pub fn set_log_control(&self, control: Arc<dyn telemetry::LogControl>) {
+        let _ = self.log_control.set(control);
+    }
+
+    /// The log filter in force; `None` when it cannot be changed at run time.
+    pub fn log_filter(&self) -> Option<String> {
+        self.log_control.get().map(|c| c.current())
+    }
+
+    /// Put a new log filter in force; `Ok(None)` when it cannot be changed at run time.
+    pub fn set_log_filter(&self, filter: &str) -> Result<Option<String>, String> {
+        let Some(control) = self.log_control.get() else {
+            return Ok(None);
+        };
+        control.set(filter)?;
+        tracing::warn!(filter, "log filter changed");
+        Ok(Some(control.current()))
     }
 
     /// Wait until every execution started without waiting for it (notifications, and what they

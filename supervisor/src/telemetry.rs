@@ -64,6 +64,15 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
     }
 }
 
+/// Changes what the daemon logs while it runs; given by whoever built the log subscriber (the
+/// `caxton` binary) and used by `PUT /api/v1/log-filter`.
+pub trait LogControl: Send + Sync {
+    /// The filter in force.
+    fn current(&self) -> String;
+    /// Put `filter` in force; the error says why it is not a valid filter.
+    fn set(&self, filter: &str) -> Result<(), String>;
+}
+
 /// The GenAI semantic conventions release the span names and attributes follow.
 pub const GENAI_SEMCONV_VERSION: &str = "1.37.0";
 

@@ -524,3 +524,44 @@ fn slow_and_idle_clients_are_closed_and_cannot_keep_others_out() {
         .count();
     assert!((1..=4).contains(&refusals), "{}", daemon.log());
 }
+
+#[test]
+fn the_log_filter_changes_without_a_restart() {
+    let llm = crate::support::FakeLlm::start();
+    let d = crate::support::Daemon::start(crate::support::DaemonOptions::new(&llm));
+    d.deploy("echo", &crate::support::echo_agent("echo", ""));
+    let finished = |d: &crate::support::Daemon| d.log().matches("execution finished").count();
+
+    let out = d.cli(&["log-filter", "warn"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        crate::support::text(&out.stderr)
+    );
+    assert_eq!(crate::support::text(&out.stdout), "warn\n");
+    let before = finished(&d);
+    assert_eq!(d.run("echo", "quiet").0, 200);
+    assert_eq!(finished(&d), before, "an info line passed a warn filter");
+
+    let out = d.cli(&["log-filter", "info"]);
+    assert!(out.status.success());
+    assert_eq!(d.run("echo", "loud").0, 200);
+    assert!(
+        crate::support::wait_until(std::time::Duration::from_secs(5), || finished(&d) > before),
+        "no info line after the filter went back to info"
+    );
+    assert_eq!(
+        crate::support::text(&d.cli(&["log-filter"]).stdout),
+        "info\n"
+    );
+
+    let out = d.cli(&["log-filter", "caxton=loudest"]);
+    assert!(!out.status.success());
+    let err = crate::support::text(&out.stderr);
+    assert!(err.contains("filter \"caxton=loudest\""), "{err}");
+    assert_eq!(
+        crate::support::text(&d.cli(&["log-filter"]).stdout),
+        "info\n",
+        "a refused filter changes nothing"
+    );
+}

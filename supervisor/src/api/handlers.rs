@@ -481,6 +481,39 @@ pub async fn refuse_oversized(max_body: usize, request: Request, next: Next) -> 
     }
 }
 
+/// `GET /api/v1/log-filter`
+pub async fn log_filter(State(sup): Shared) -> ApiResult {
+    match sup.log_filter() {
+        Some(filter) => Ok(Json(caxton_api_contract::LogFilter { filter }).into_response()),
+        None => Err(no_log_control()),
+    }
+}
+
+/// `PUT /api/v1/log-filter`: `{"filter": "debug"}`, in force at once.
+pub async fn set_log_filter(
+    State(sup): Shared,
+    body: Result<Json<Value>, JsonRejection>,
+) -> ApiResult {
+    let body: caxton_api_contract::LogFilter = json_object(body, r#"like {"filter": "debug"}"#)?;
+    match sup.set_log_filter(&body.filter) {
+        Ok(Some(filter)) => Ok(Json(caxton_api_contract::LogFilter { filter }).into_response()),
+        Ok(None) => Err(no_log_control()),
+        Err(reason) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("filter {:?}: {reason}", body.filter),
+        )),
+    }
+}
+
+fn no_log_control() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_available",
+        "this supervisor's log filter cannot be changed at run time",
+    )
+}
+
 /// One span per API request, with method, path and the final status as structured fields; the
 /// execution span of a run nests inside it.
 pub async fn trace_request(request: Request, next: Next) -> Response {

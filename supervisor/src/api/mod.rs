@@ -52,6 +52,10 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .layer(axum::middleware::from_fn(mem::refuse_oversized_import));
     Router::new()
         .route("/api/v1/health", get(handlers::health))
+        .route(
+            "/api/v1/log-filter",
+            get(handlers::log_filter).put(handlers::set_log_filter),
+        )
         .route("/api/v1/status", get(handlers::status))
         .route(
             "/api/v1/agents",
