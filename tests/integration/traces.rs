@@ -47,11 +47,12 @@ fn receiver(out: &Path, refuse: bool) -> (KillOnDrop, u16) {
     (child, line.trim().parse().unwrap())
 }
 
+/// Every span received so far; a line the receiver is still writing is left for the next read.
 fn spans(out: &Path) -> Vec<Value> {
     std::fs::read_to_string(out)
         .unwrap_or_default()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
 
@@ -85,6 +86,21 @@ fn trace(out: &Path, trace_id: &str, count: usize) -> Vec<Value> {
     of_trace()
 }
 
+/// The span of trace `trace_id` named `name`, once it arrived.
+fn span_named(out: &Path, trace_id: &str, name: &str) -> Value {
+    let find = || {
+        spans(out)
+            .into_iter()
+            .find(|s| s["trace_id"] == trace_id && s["name"] == name)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || find().is_some()),
+        "no span {name:?} in trace {trace_id}: {:#?}",
+        spans(out)
+    );
+    find().unwrap_or_default()
+}
+
 fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
     spans.iter().filter(|s| s["name"] == name).collect()
 }
@@ -109,7 +125,7 @@ fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
         .lines()
         .find_map(|l| l.strip_prefix("trace:").map(|t| t.trim().to_owned()))
         .unwrap_or_else(|| panic!("no trace id: {}", text(&out_cli.stderr)));
-    let plain = trace(&out, &trace_id, 4);
+    let plain = trace(&out, &trace_id, 5);
     let invoke = named(&plain, "invoke_agent helper");
     assert_eq!(invoke.len(), 1, "{plain:#?}");
     let invoke = invoke[0];
@@ -190,7 +206,8 @@ fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
     );
     let (_, killed) = hung.join().unwrap();
     let trace_id = killed["execution"]["trace_id"].as_str().unwrap();
-    let spans = trace(&out, trace_id, 1);
+    // The API request, the execution, its two worker phases and the model call it was in.
+    let spans = trace(&out, trace_id, 5);
     let invoke = named(&spans, "invoke_agent helper")[0];
     assert_eq!(invoke["status_code"], 2, "ERROR: {invoke}");
     assert_eq!(invoke["status_message"], "killed");
@@ -266,7 +283,8 @@ fn a_caller_s_traceparent_becomes_the_parent_and_the_model_call_carries_it_on() 
         &format!("00-{caller_trace}-{caller_span}-01"),
     );
     assert_eq!(report["trace_id"], caller_trace, "{report}");
-    let spans = trace(&out, caller_trace, 3);
+    // The API request, the execution, its two worker phases and its model call.
+    let spans = trace(&out, caller_trace, 5);
     let api = named(&spans, "POST /api/v1/agents/helper/run")[0];
     assert_eq!(api["parent_span_id"], caller_span);
     // The provider got the chat span's context: same trace, the chat span as parent.
@@ -364,8 +382,7 @@ fn an_mcp_call_with_a_traceparent_in_its_meta_joins_the_caller_s_trace() {
             "_meta": {"traceparent": format!("00-{caller_trace}-{caller_span}-01")}}}),
     );
     assert_eq!(status, 200, "{raw}");
-    let spans = trace(&out, caller_trace, 1);
-    let call = named(&spans, "tools/call json_query")[0];
+    let call = &span_named(&out, caller_trace, "tools/call json_query");
     assert_eq!(call["parent_span_id"], caller_span);
     assert_eq!(call["kind"], 2, "SERVER");
     assert_eq!(call["attributes"]["mcp.method.name"], "tools/call");
