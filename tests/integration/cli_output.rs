@@ -214,7 +214,9 @@ fn settings(data_dir: &Path, description: &str) -> insta::Settings {
     );
     // Whole milliseconds: a conversation's execution tree `(succeeded, 12 ms, ...)`, the
     // execution table's DURATION column.
-    s.add_filter(r"\b\d+ ms\b", "[N] ms");
+    // Leading spaces go too: the table right-aligns the column, so its padding moves with the
+    // number of digits.
+    s.add_filter(r" +\d+ ms\b", " [N] ms");
     s
 }
 
