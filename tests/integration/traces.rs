@@ -56,17 +56,22 @@ fn spans(out: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// A daemon exporting to `port`, quickly (the batch delay is 100 ms).
-fn traced_daemon(llm: &FakeLlm, port: u16) -> Daemon {
-    let mut opts = DaemonOptions::new(llm);
-    opts.env = vec![
+/// The daemon's environment to export to `port`, quickly (the batch delay is 100 ms).
+fn export_env(port: u16) -> Vec<(String, String)> {
+    vec![
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
             format!("http://127.0.0.1:{port}"),
         ),
         ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
         ("OTEL_SERVICE_NAME".into(), "caxton-test".into()),
-    ];
+    ]
+}
+
+/// A daemon exporting to `port`.
+fn traced_daemon(llm: &FakeLlm, port: u16) -> Daemon {
+    let mut opts = DaemonOptions::new(llm);
+    opts.env = export_env(port);
     Daemon::start(opts)
 }
 
@@ -345,17 +350,11 @@ fn an_mcp_call_with_a_traceparent_in_its_meta_joins_the_caller_s_trace() {
     let mut opts = DaemonOptions::new(&llm);
     opts.extra_config =
         format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");
-    opts.env = vec![
-        (
-            "CAXTON_TEST_TOKEN".into(),
-            "trace-token-of-16-or-more".into(),
-        ),
-        (
-            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-            format!("http://127.0.0.1:{otlp_port}"),
-        ),
-        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
-    ];
+    opts.env = export_env(otlp_port);
+    opts.env.push((
+        "CAXTON_TEST_TOKEN".into(),
+        "trace-token-of-16-or-more".into(),
+    ));
     let _d = Daemon::start(opts);
     let (status, raw) = mcp_post(
         port,
@@ -396,13 +395,8 @@ fn json_logs_name_the_trace_of_the_request_they_belong_to() {
     let (_receiver, port) = receiver(&out, false);
     let llm = FakeLlm::start();
     let mut opts = DaemonOptions::new(&llm);
-    opts.env = vec![
-        (
-            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-            format!("http://127.0.0.1:{port}"),
-        ),
-        ("CAXTON_LOG_FORMAT".into(), "json".into()),
-    ];
+    opts.env = export_env(port);
+    opts.env.push(("CAXTON_LOG_FORMAT".into(), "json".into()));
     let d = Daemon::start(opts);
     d.deploy("helper", &echo_agent("helper", ""));
     let (code, report) = d.run("helper", "hello");
