@@ -249,13 +249,25 @@ impl Daemon {
     /// `max_concurrent` requests at once, its directory named after `prefix`; the daemon logs at
     /// its default level.
     pub fn for_bench(bins: &Binaries, llm: &FakeLlm, prefix: &str, max_concurrent: usize) -> Self {
+        Self::for_bench_with_env(bins, llm, prefix, max_concurrent, &[])
+    }
+
+    /// [`Daemon::for_bench`] with environment variables for `caxton serve` (a bench comparing
+    /// the same daemon with and without, say, `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn for_bench_with_env(
+        bins: &Binaries,
+        llm: &FakeLlm,
+        prefix: &str,
+        max_concurrent: usize,
+        extra_env: &[(String, String)],
+    ) -> Self {
         let worker = Value::from(bins.worker.to_string_lossy().into_owned());
         let config = format!(
             "[worker]\npath = {worker}\nmax_concurrent = {max_concurrent}\n\n\
              [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
             llm.base_url()
         );
-        Self::start_in(Env::with_config(prefix, &config), &[])
+        Self::start_in(Env::with_config(prefix, &config), extra_env)
     }
 
     /// `caxton serve` on `env` (this process's environment without `NOTIFY_SOCKET`, plus
