@@ -411,3 +411,40 @@ fn json_logs_name_the_trace_of_the_request_they_belong_to() {
     let spans = parsed["spans"].as_array().unwrap();
     assert!(spans.iter().any(|s| s["trace_id"] == trace_id), "{line}");
 }
+
+#[test]
+fn the_prompt_s_memory_search_and_its_embedding_are_in_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spans.jsonl");
+    let (_receiver, port) = receiver(&out, false);
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.env = export_env(port);
+    opts.env.push((
+        "CAXTON_MODELS_DIR".into(),
+        crate::support::models_dir().display().to_string(),
+    ));
+    let d = Daemon::start(opts);
+    d.deploy(
+        "rememberer",
+        &echo_agent("rememberer", "[memory]\nenabled = true\n"),
+    );
+    let (code, report) = d.run("rememberer", "what do I like?");
+    assert_eq!(code, 200, "{report}");
+    let trace_id = report["trace_id"].as_str().unwrap();
+    let api_id =
+        span_named(&out, trace_id, "POST /api/v1/agents/rememberer/run")["span_id"].clone();
+    let search = span_named(&out, trace_id, "memory search");
+    let embedding = span_named(
+        &out,
+        trace_id,
+        "embeddings sentence-transformers/all-MiniLM-L6-v2",
+    );
+    assert_eq!(embedding["parent_span_id"], search["span_id"]);
+    assert_eq!(
+        embedding["attributes"]["gen_ai.operation.name"],
+        "embeddings"
+    );
+    // The prompt's memories are looked up before the worker starts, in the API request.
+    assert_eq!(search["parent_span_id"], api_id);
+}

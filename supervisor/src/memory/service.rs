@@ -57,7 +57,17 @@ impl Embedder for LazyMiniLm {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vector>, EmbedError> {
-        self.get()?.embed(texts)
+        // `embeddings {model}` by the OpenTelemetry GenAI conventions; the model runs in this
+        // process, so the span is INTERNAL.
+        let span = tracing::info_span!(
+            "embeddings",
+            "otel.name" = %format!("embeddings {MINILM_MODEL_ID}"),
+            "otel.kind" = "internal",
+            "gen_ai.operation.name" = "embeddings",
+            "gen_ai.request.model" = MINILM_MODEL_ID,
+            texts = texts.len(),
+        );
+        span.in_scope(|| self.get()?.embed(texts))
     }
 }
 
@@ -128,7 +138,10 @@ impl MemoryService {
         f: impl FnOnce(&Memory) -> Result<T, MemoryError> + Send + 'static,
     ) -> Result<T, MemoryError> {
         let memory = self.memory.clone();
-        tokio::task::spawn_blocking(move || f(&memory))
+        // The blocking thread continues the caller's span, so what the operation does (an
+        // embedding) stays in the request's trace.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(&memory)))
             .await
             .map_err(|e| MemoryError::Database(format!("memory task failed: {e}")))?
     }
@@ -136,7 +149,11 @@ impl MemoryService {
     /// The memories in `scope` most relevant to `request`, one per line under a heading, or
     /// the empty string when there are none. A failure (the model missing, say) is logged and
     /// the request runs without memories rather than failing.
-    #[tracing::instrument(skip_all, fields(scope = %scope))]
+    #[tracing::instrument(
+        name = "memory_search",
+        skip_all,
+        fields(otel.name = "memory search", otel.kind = "internal", scope = %scope)
+    )]
     pub async fn context_for(
         &self,
         scope: &Scope,
