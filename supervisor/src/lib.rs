@@ -1032,12 +1032,43 @@ impl WorkerServices for Services<'_> {
             "gen_ai.response.finish_reasons" = tracing::field::Empty,
             "gen_ai.usage.input_tokens" = tracing::field::Empty,
             "gen_ai.usage.output_tokens" = tracing::field::Empty,
+            "gen_ai.response.time_to_first_chunk" = tracing::field::Empty,
             provider = provider.name(),
             model = %model,
         );
         let started = Instant::now();
-        let result =
-            tracing::Instrument::instrument(provider.complete(request, deltas), span.clone()).await;
+        let result = match deltas {
+            None => {
+                tracing::Instrument::instrument(provider.complete(request, None), span.clone())
+                    .await
+            }
+            // A streamed answer: its pieces pass through here on their way to the worker, so
+            // the span can say when the first one came.
+            Some(sink) => {
+                let (relay, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let forward = async {
+                    let mut first = true;
+                    while let Some(piece) = pieces.recv().await {
+                        if first {
+                            first = false;
+                            span.record(
+                                "gen_ai.response.time_to_first_chunk",
+                                started.elapsed().as_secs_f64(),
+                            );
+                        }
+                        let _ = sink.send(piece);
+                    }
+                };
+                let (result, ()) = tokio::join!(
+                    tracing::Instrument::instrument(
+                        provider.complete(request, Some(relay)),
+                        span.clone()
+                    ),
+                    forward
+                );
+                result
+            }
+        };
         match &result {
             Ok(r) => {
                 span.record("gen_ai.response.model", r.model.as_str());

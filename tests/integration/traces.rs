@@ -448,3 +448,32 @@ fn the_prompt_s_memory_search_and_its_embedding_are_in_the_trace() {
     // The prompt's memories are looked up before the worker starts, in the API request.
     assert_eq!(search["parent_span_id"], api_id);
 }
+
+#[test]
+fn a_streamed_model_call_says_when_its_first_chunk_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spans.jsonl");
+    let (_receiver, port) = receiver(&out, false);
+    let llm = FakeLlm::start();
+    let d = traced_daemon(&llm, port);
+    d.deploy("helper", &echo_agent("helper", ""));
+    let cli = d.cli(&[
+        "agent",
+        "run",
+        "helper",
+        "--stream",
+        "-v",
+        "tell me a story",
+    ]);
+    assert!(cli.status.success(), "{}", text(&cli.stderr));
+    assert_eq!(text(&cli.stdout), "echo: tell me a story\n");
+    let trace_id = text(&cli.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("trace:").map(|t| t.trim().to_owned()))
+        .unwrap();
+    let chat = span_named(&out, &trace_id, "chat fake-model");
+    let first = chat["attributes"]["gen_ai.response.time_to_first_chunk"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{chat}"));
+    assert!(first > 0.0 && first < 5.0, "{first}");
+}
