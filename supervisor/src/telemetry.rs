@@ -263,11 +263,15 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
     ids.is_valid().then(|| ids.trace_id().to_string())
 }
 
-/// Record `span`'s trace id in its `trace_id` field, so every log line inside it names the
-/// trace (JSON logs list the fields of the spans a line is in).
+/// Record `span`'s trace and span ids in its `trace_id` and `span_id` fields, so every log line
+/// inside it names them (JSON logs list the fields of the spans a line is in).
 pub fn label_with_trace(span: &tracing::Span) {
-    if let Some(id) = trace_id_of(span) {
-        span.record("trace_id", id.as_str());
+    let context = span.context();
+    let otel = context.span();
+    let ids = otel.span_context();
+    if ids.is_valid() {
+        span.record("trace_id", ids.trace_id().to_string().as_str());
+        span.record("span_id", ids.span_id().to_string().as_str());
     }
 }
 

@@ -410,6 +410,12 @@ fn json_logs_name_the_trace_of_the_request_they_belong_to() {
     let parsed: Value = serde_json::from_str(line).unwrap();
     let spans = parsed["spans"].as_array().unwrap();
     assert!(spans.iter().any(|s| s["trace_id"] == trace_id), "{line}");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["span_id"].as_str().is_some_and(|id| id.len() == 16)),
+        "{line}"
+    );
 }
 
 #[test]

@@ -532,6 +532,7 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         status = tracing::field::Empty,
         trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     crate::telemetry::adopt_caller_trace(&span, request.headers());
     crate::telemetry::label_with_trace(&span);

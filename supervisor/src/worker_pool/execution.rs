@@ -91,6 +91,7 @@ impl WorkerPool {
             agent = %agent.name,
             worker_pid = tracing::field::Empty,
             trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
         );
         crate::telemetry::label_with_trace(&span);
         self.execute_inner(agent, input, execution_id, start, services, answer_sink)
