@@ -828,6 +828,22 @@ impl Config {
             HISTORY_TURNS_BOUNDS,
             20,
         )? as usize;
+        if let Some(endpoint) = &file.telemetry.endpoint {
+            let parsed = url::Url::parse(endpoint).map_err(|e| {
+                at(
+                    &["telemetry", "endpoint"],
+                    format!("telemetry.endpoint = {endpoint:?}: not a URL ({e})"),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(at(
+                    &["telemetry", "endpoint"],
+                    format!(
+                        "telemetry.endpoint = {endpoint:?}: an OTLP/HTTP endpoint is http:// or https:// and a host, e.g. \"http://127.0.0.1:4318\""
+                    ),
+                ));
+            }
+        }
         let token_budget = count(
             ["delegation", "token_budget"],
             file.delegation.token_budget,
@@ -1472,6 +1488,22 @@ mod tests {
             (
                 "[api]\ntcp_listen = \"127.0.0.1:1\"",
                 "c.toml:1: api.tcp_listen is set but no token",
+            ),
+            (
+                "[telemetry]\nendpoint = \"localhost:4318\"",
+                "c.toml:2: telemetry.endpoint = \"localhost:4318\": an OTLP/HTTP endpoint is http://",
+            ),
+            (
+                "[telemetry]\nendpoint = \"not a url\"",
+                "c.toml:2: telemetry.endpoint = \"not a url\": not a URL",
+            ),
+            (
+                "[delegation]\ntoken_budget = 0",
+                "c.toml:2: delegation.token_budget = 0",
+            ),
+            (
+                "[conversations]\nexpire_after = \"1s\"",
+                "c.toml:2: conversations.expire_after",
             ),
         ] {
             let err = refusal(text);
