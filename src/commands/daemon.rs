@@ -73,7 +73,13 @@ fn init_daemon_logging(config: &Config) -> anyhow::Result<Started> {
         handle,
         current: std::sync::Mutex::new(text),
     });
-    let tracing = caxton_supervisor::telemetry::Tracing::start(&config.telemetry)?;
+    // Telemetry never stops the daemon: an exporter that cannot be built (a malformed
+    // OTEL_EXPORTER_OTLP_ENDPOINT) is reported once logging is up, and nothing is exported.
+    let (tracing, not_traced) =
+        match caxton_supervisor::telemetry::Tracing::start(&config.telemetry) {
+            Ok(t) => (t, None),
+            Err(e) => (None, Some(e)),
+        };
     let spans = tracing.as_ref().map(|t| {
         t.layer()
             .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
@@ -92,6 +98,9 @@ fn init_daemon_logging(config: &Config) -> anyhow::Result<Started> {
     }
     if let Some(t) = &tracing {
         tracing::info!(endpoint = t.endpoint(), "exporting traces over OTLP");
+    }
+    if let Some(e) = not_traced {
+        tracing::error!(error = %e, "traces are not exported");
     }
     Ok((tracing, control))
 }

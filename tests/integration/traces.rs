@@ -244,6 +244,19 @@ fn a_collector_that_refuses_every_export_costs_requests_nothing() {
         }),
         "no refused span was counted"
     );
+    // An endpoint that is not a URL: the daemon runs, says so, and exports nothing.
+    let mut opts = DaemonOptions::new(&llm);
+    opts.env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT".into(), "not a url".into())];
+    let untraced = Daemon::start(opts);
+    untraced.deploy("helper", &echo_agent("helper", ""));
+    let (code, body) = untraced.run("helper", "hello");
+    assert_eq!(code, 200, "{body}");
+    assert!(body["trace_id"].is_null(), "{body}");
+    assert!(
+        untraced.log().contains("traces are not exported"),
+        "{}",
+        untraced.log()
+    );
     // Nothing listens on this port at all.
     let unused = crate::support::free_port();
     let d2 = traced_daemon(&llm, unused);
