@@ -68,6 +68,34 @@ fn export_env(port: u16) -> Vec<(String, String)> {
     ]
 }
 
+/// A daemon exporting to a receiver of its own, with the echo agent `helper` deployed.
+struct Traced {
+    /// Where the receiver writes the spans.
+    out: PathBuf,
+    daemon: Daemon,
+    _llm: FakeLlm,
+    _receiver: KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+impl Traced {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("spans.jsonl");
+        let (receiver, port) = receiver(&out, false);
+        let llm = FakeLlm::start();
+        let daemon = traced_daemon(&llm, port);
+        daemon.deploy("helper", &echo_agent("helper", ""));
+        Self {
+            out,
+            daemon,
+            _llm: llm,
+            _receiver: receiver,
+            _dir: dir,
+        }
+    }
+}
+
 /// A daemon exporting to `port`.
 fn traced_daemon(llm: &FakeLlm, port: u16) -> Daemon {
     let mut opts = DaemonOptions::new(llm);
@@ -112,12 +140,8 @@ fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
 
 #[test]
 fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("spans.jsonl");
-    let (_receiver, port) = receiver(&out, false);
-    let llm = FakeLlm::start();
-    let d = traced_daemon(&llm, port);
-    d.deploy("helper", &echo_agent("helper", ""));
+    let traced = Traced::start();
+    let (out, d) = (&traced.out, &traced.daemon);
     d.deploy(
         "boss",
         &echo_agent("boss", "[delegation]\nagents = [\"helper\"]\n"),
@@ -130,7 +154,7 @@ fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
         .lines()
         .find_map(|l| l.strip_prefix("trace:").map(|t| t.trim().to_owned()))
         .unwrap_or_else(|| panic!("no trace id: {}", text(&out_cli.stderr)));
-    let plain = trace(&out, &trace_id, 5);
+    let plain = trace(out, &trace_id, 5);
     let invoke = named(&plain, "invoke_agent helper");
     assert_eq!(invoke.len(), 1, "{plain:#?}");
     let invoke = invoke[0];
@@ -172,7 +196,7 @@ fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
     );
     assert_eq!(code, 200, "{report}");
     let trace_id = report["trace_id"].as_str().unwrap();
-    let tree = trace(&out, trace_id, 12);
+    let tree = trace(out, trace_id, 12);
     let api = named(&tree, "POST /api/v1/agents/boss/run")[0];
     assert_eq!(api["kind"], 2, "SERVER");
     assert_eq!(api["attributes"]["http.response.status_code"], 200);
@@ -212,7 +236,7 @@ fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
     let (_, killed) = hung.join().unwrap();
     let trace_id = killed["execution"]["trace_id"].as_str().unwrap();
     // The API request, the execution, its two worker phases and the model call it was in.
-    let spans = trace(&out, trace_id, 5);
+    let spans = trace(out, trace_id, 5);
     let invoke = named(&spans, "invoke_agent helper")[0];
     assert_eq!(invoke["status_code"], 2, "ERROR: {invoke}");
     assert_eq!(invoke["status_message"], "killed");
@@ -286,23 +310,19 @@ fn post_traced(d: &Daemon, path: &str, body: &Value, traceparent: &str) -> Value
 
 #[test]
 fn a_caller_s_traceparent_becomes_the_parent_and_the_model_call_carries_it_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("spans.jsonl");
-    let (_receiver, port) = receiver(&out, false);
-    let llm = FakeLlm::start();
-    let d = traced_daemon(&llm, port);
-    d.deploy("helper", &echo_agent("helper", ""));
+    let traced = Traced::start();
+    let (out, d) = (&traced.out, &traced.daemon);
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let report = post_traced(
-        &d,
+        d,
         "/api/v1/agents/helper/run",
         &json!({"request": "[traceparent]"}),
         &format!("00-{caller_trace}-{caller_span}-01"),
     );
     assert_eq!(report["trace_id"], caller_trace, "{report}");
     // The API request, the execution, its two worker phases and its model call.
-    let spans = trace(&out, caller_trace, 5);
+    let spans = trace(out, caller_trace, 5);
     let api = named(&spans, "POST /api/v1/agents/helper/run")[0];
     assert_eq!(api["parent_span_id"], caller_span);
     // The provider got the chat span's context: same trace, the chat span as parent.
@@ -318,7 +338,7 @@ fn a_caller_s_traceparent_becomes_the_parent_and_the_model_call_carries_it_on() 
 
     // A malformed traceparent is ignored: the request starts a trace of its own.
     let report = post_traced(
-        &d,
+        d,
         "/api/v1/agents/helper/run",
         &json!({"request": "hello"}),
         "00-not-a-trace-01",
@@ -470,12 +490,8 @@ fn the_prompt_s_memory_search_and_its_embedding_are_in_the_trace() {
 
 #[test]
 fn a_streamed_model_call_says_when_its_first_chunk_came() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("spans.jsonl");
-    let (_receiver, port) = receiver(&out, false);
-    let llm = FakeLlm::start();
-    let d = traced_daemon(&llm, port);
-    d.deploy("helper", &echo_agent("helper", ""));
+    let traced = Traced::start();
+    let (out, d) = (&traced.out, &traced.daemon);
     let cli = d.cli(&[
         "agent",
         "run",
@@ -490,7 +506,7 @@ fn a_streamed_model_call_says_when_its_first_chunk_came() {
         .lines()
         .find_map(|l| l.strip_prefix("trace:").map(|t| t.trim().to_owned()))
         .unwrap();
-    let chat = span_named(&out, &trace_id, "chat fake-model");
+    let chat = span_named(out, &trace_id, "chat fake-model");
     let first = chat["attributes"]["gen_ai.response.time_to_first_chunk"]
         .as_f64()
         .unwrap_or_else(|| panic!("{chat}"));
