@@ -656,7 +656,7 @@ impl Supervisor {
         limit: usize,
     ) -> Result<Vec<caxton_api_contract::conversations::ConversationSummary>, store::StoreError>
     {
-        self.store_read(move |s| s.conversations(limit, store::now_seconds()))
+        self.with_store(move |s| s.conversations(limit, store::now_seconds()))
             .await
     }
 
@@ -667,12 +667,12 @@ impl Supervisor {
     ) -> Result<Option<caxton_api_contract::conversations::ConversationDetail>, store::StoreError>
     {
         let id = id.to_owned();
-        self.store_read(move |s| s.conversation(&id, store::now_seconds()))
+        self.with_store(move |s| s.conversation(&id, store::now_seconds()))
             .await
     }
 
-    /// Database reads run on the blocking pool.
-    async fn store_read<T: Send + 'static>(
+    /// Database work runs on the blocking pool.
+    async fn with_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,
     ) -> Result<T, store::StoreError> {
@@ -687,13 +687,7 @@ impl Supervisor {
         &self,
         f: impl FnOnce(&Store) -> Result<(), store::StoreError> + Send + 'static,
     ) -> Result<(), store::StoreError> {
-        let store = self.store.clone();
-        let result = match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(result) => result,
-            Err(e) => Err(store::StoreError::Query(format!(
-                "execution record task failed: {e}"
-            ))),
-        };
+        let result = self.with_store(f).await;
         if let Err(e) = &result {
             tracing::error!(error = %e, "cannot record execution");
         }

@@ -303,7 +303,7 @@ pub async fn call_for_proposals(
             execution_id: Some(loser.execution_id.clone()),
         };
         if let Err(e) = sup
-            .store_read(move |s| s.record_notice(protocol, &notice))
+            .with_store(move |s| s.record_notice(protocol, &notice))
             .await
         {
             tracing::warn!(error = %e, "cannot store a rejection notice");

@@ -400,14 +400,10 @@ impl ToolProvider for DelegationTools {
             }
         }
         if delegation.kind == MessageKind::Notification {
-            let mut sent = Vec::new();
-            for p in prepared {
-                sent.push(json!({"agent": p.grant.agent().name.as_str(), "execution_id": p.execution_id()}));
-                spawn_detached(&sup, p);
-            }
+            let (sent, names) = send_detached(&sup, prepared);
             let value = json!({ "sent": sent });
             return finish(
-                json!({"content": [{"type": "text", "text": format!("notification sent to {}", sent_names(&value))}], "structuredContent": value, "isError": false}),
+                json!({"content": [{"type": "text", "text": format!("notification sent to {names}")}], "structuredContent": value, "isError": false}),
                 "ok",
                 None,
             );
@@ -572,13 +568,9 @@ async fn protocol_call(
                 return Err(not_allowed("topic", &a.topic, &d.topics));
             }
             let prepared = protocols::prepare_publication(sup, &origin, &a.topic, &a.content)?;
-            let mut sent = Vec::new();
-            for p in prepared {
-                sent.push(json!({"agent": p.grant.agent().name.as_str(), "execution_id": p.execution_id()}));
-                spawn_detached(sup, p);
-            }
+            let (sent, names) = send_detached(sup, prepared);
+            let text = format!("published to {}: {names}", a.topic);
             let value = json!({"topic": a.topic, "sent": sent});
-            let text = format!("published to {}: {}", a.topic, sent_names(&value));
             Ok(json!({"text": text, "answer": value}))
         }
     }
@@ -599,16 +591,19 @@ fn spawn_detached(sup: &Arc<Supervisor>, prepared: crate::PreparedRun) {
         }));
 }
 
-fn sent_names(value: &Value) -> String {
-    value["sent"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .filter_map(|e| e["agent"].as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+/// Start each notification without waiting for it: what was sent (agent and execution id)
+/// and the agents' names, for the tool's answer.
+fn send_detached(sup: &Arc<Supervisor>, prepared: Vec<crate::PreparedRun>) -> (Vec<Value>, String) {
+    let mut sent = Vec::with_capacity(prepared.len());
+    let mut names = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        names.push(p.grant.agent().name.to_string());
+        sent.push(
+            json!({"agent": p.grant.agent().name.as_str(), "execution_id": p.execution_id()}),
+        );
+        spawn_detached(sup, p);
+    }
+    (sent, names.join(", "))
 }
 
 /// The children's answers as one tool result: the answer alone for one child, each labelled for
