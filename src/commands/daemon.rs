@@ -57,14 +57,64 @@ type Started = (
     std::sync::Arc<dyn caxton_supervisor::telemetry::LogControl>,
 );
 
-/// Logs go to stderr (journald under systemd). `CAXTON_LOG` filters (default `info`; changed at
-/// run time with `PUT /api/v1/log-filter`); `CAXTON_LOG_FORMAT=json` switches to one JSON object
-/// per line. Spans also go to an OpenTelemetry collector when one is configured
-/// (`caxton_supervisor::telemetry`), whatever the log filter.
+/// Where the daemon's log lines go, from `CAXTON_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogOutput {
+    /// Plain text on stderr.
+    Text,
+    /// One JSON object per line on stderr.
+    Json,
+    /// The journal's native protocol: each field of a line and of the spans it is in becomes a
+    /// journal field (`journalctl TRACE_ID=...`).
+    Journal,
+}
+
+impl LogOutput {
+    /// `CAXTON_LOG_FORMAT` (`text`, `json` or `journald`); unset, the journal when systemd
+    /// connected stderr to it, text otherwise.
+    fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("CAXTON_LOG_FORMAT").ok().as_deref() {
+            Some("text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some("journald") => Ok(Self::Journal),
+            Some(other) => {
+                bail!("CAXTON_LOG_FORMAT = {other:?}: must be \"text\", \"json\" or \"journald\"")
+            }
+            None if stderr_is_the_journal() => Ok(Self::Journal),
+            None => Ok(Self::Text),
+        }
+    }
+}
+
+/// Whether stderr is the stream systemd connected to the journal: systemd names that stream's
+/// device and inode in `JOURNAL_STREAM` (systemd.exec(5)), and a daemon whose stderr is still
+/// it may upgrade to the native protocol. Redirected elsewhere (`caxton serve 2>file` in a unit
+/// shell), it is not.
+fn stderr_is_the_journal() -> bool {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (dev, ino) = v.split_once(':')?;
+        Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| std::fs::File::from(fd).metadata())
+        .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+}
+
+/// Logs go to stderr, or to the journal under systemd ([`LogOutput`]). `CAXTON_LOG` filters
+/// (default `info`; changed at run time with `PUT /api/v1/log-filter`). Spans also go to an
+/// OpenTelemetry collector when one is configured (`caxton_supervisor::telemetry`), whatever the
+/// log filter.
 fn init_daemon_logging(config: &Config) -> anyhow::Result<Started> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    let output = LogOutput::from_env()?;
     let text = std::env::var("CAXTON_LOG").unwrap_or_else(|_| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&text)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -85,16 +135,34 @@ fn init_daemon_logging(config: &Config) -> anyhow::Result<Started> {
             .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
     let registry = tracing_subscriber::registry().with(spans);
+    // Nor does a journal that cannot be reached: the lines go to stderr, saying why.
+    let journal = match output {
+        LogOutput::Journal => Some(tracing_journald::layer()),
+        LogOutput::Text | LogOutput::Json => None,
+    };
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        // journald and log files get plain text; colours only for a person at a terminal.
+        // Log files get plain text; colours only for a person at a terminal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if std::env::var("CAXTON_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        registry
-            .with(fmt.json().flatten_event(true).with_filter(filter))
-            .init();
-    } else {
-        registry.with(fmt.with_filter(filter)).init();
+    let (lines, no_journal) = match (output, journal) {
+        (_, Some(Ok(journal))) => (
+            // Field names as written (`TRACE_ID`, `AGENT`), not behind the layer's `F_` prefix:
+            // none of the daemon's fields is one of the journal's own.
+            journal.with_field_prefix(None).with_filter(filter).boxed(),
+            None,
+        ),
+        (LogOutput::Json, _) => (
+            fmt.json().flatten_event(true).with_filter(filter).boxed(),
+            None,
+        ),
+        (_, journal) => (
+            fmt.with_filter(filter).boxed(),
+            journal.and_then(Result::err),
+        ),
+    };
+    registry.with(lines).init();
+    if let Some(e) = no_journal {
+        tracing::warn!(error = %e, "the journal cannot be reached; logging to stderr");
     }
     if let Some(t) = &tracing {
         tracing::info!(endpoint = t.endpoint(), "exporting traces over OTLP");

@@ -1018,7 +1018,7 @@ impl WorkerServices for Services<'_> {
             "otel.status_code" = tracing::field::Empty,
             "otel.status_description" = tracing::field::Empty,
             "gen_ai.operation.name" = "chat",
-            "gen_ai.provider.name" = provider.name(),
+            "gen_ai.provider.name" = provider.system(),
             "gen_ai.request.model" = %model,
             "gen_ai.request.max_tokens" = request.max_tokens.map(i64::from),
             "gen_ai.request.temperature" = request.temperature.map(f64::from),

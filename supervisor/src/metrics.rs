@@ -196,7 +196,7 @@ impl Metrics {
         let worker_slot_wait = Histogram::new(exponential_buckets(0.0001, 2.0, 20));
         registry.register(
             "trace_spans_not_exported",
-            "Spans the OpenTelemetry collector did not take (refused, down or too slow)",
+            "Spans that never reached the OpenTelemetry collector, by reason (queue_full, export_failed)",
             crate::telemetry::SPANS_NOT_EXPORTED.clone(),
         );
         registry.register(

@@ -12,23 +12,48 @@
 //!
 //! Invariant: a collector that is down or slow never blocks a request. Spans go to the SDK's
 //! bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048) and are exported by its own thread;
-//! when the queue is full they are dropped. Spans the collector did not take are counted in
-//! `caxton_trace_spans_not_exported_total`.
+//! when the queue is full they are dropped. Every span that never reached the collector is
+//! counted in `caxton_trace_spans_not_exported_total{reason}`: `queue_full` or `export_failed`.
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanProcessor,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Spans the collector did not take (it refused them, was down, or timed out), for
-/// `caxton_trace_spans_not_exported_total`; `crate::metrics::Metrics` registers it.
-pub static SPANS_NOT_EXPORTED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
-    std::sync::LazyLock::new(Default::default);
+/// Why a span was not exported, the label of `caxton_trace_spans_not_exported_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct NotExportedLabels {
+    /// `queue_full` (dropped before the queue, the collector being too slow) or `export_failed`
+    /// (the collector refused the batch, was down, or timed out).
+    pub reason: &'static str,
+}
 
-/// The OTLP exporter, counting what it could not deliver.
+/// Spans that never reached the collector, by reason; `crate::metrics::Metrics` registers it.
+pub static SPANS_NOT_EXPORTED: std::sync::LazyLock<
+    prometheus_client::metrics::family::Family<
+        NotExportedLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+> = std::sync::LazyLock::new(Default::default);
+
+fn not_exported(reason: &'static str, spans: u64) {
+    SPANS_NOT_EXPORTED
+        .get_or_create(&NotExportedLabels { reason })
+        .inc_by(spans);
+}
+
+/// The OTLP exporter, counting what it could not deliver and handing back the queue places of
+/// the spans it was given.
 #[derive(Debug)]
-struct Counting<E>(E);
+struct Counting<E> {
+    exporter: E,
+    queued: Arc<AtomicUsize>,
+}
 
 impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
     for Counting<E>
@@ -37,12 +62,14 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
         &self,
         batch: Vec<opentelemetry_sdk::trace::SpanData>,
     ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
-        let spans = batch.len() as u64;
-        let export = self.0.export(batch);
+        let spans = batch.len();
+        // The batch has left the processor's queue: its places are free from now on.
+        self.queued.fetch_sub(spans, Ordering::AcqRel);
+        let export = self.exporter.export(batch);
         async move {
             let result = export.await;
             if result.is_err() {
-                SPANS_NOT_EXPORTED.inc_by(spans);
+                not_exported("export_failed", spans as u64);
             }
             result
         }
@@ -52,16 +79,69 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
         &self,
         timeout: std::time::Duration,
     ) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
+        self.exporter.shutdown_with_timeout(timeout)
     }
 
     fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.force_flush()
+        self.exporter.force_flush()
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
+        self.exporter.set_resource(resource);
     }
+}
+
+/// The SDK's batch processor behind a gate that knows how full its queue is: a span that would
+/// not fit is counted and dropped here, because the SDK drops it without telling anyone.
+/// `queued` counts the spans handed on and not yet taken by an export, so it never exceeds
+/// `capacity`, the queue's size, and the SDK's own queue never overflows.
+#[derive(Debug)]
+struct Gated {
+    batch: BatchSpanProcessor,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl SpanProcessor for Gated {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.batch.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        let taken = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            });
+        if taken.is_ok() {
+            self.batch.on_end(span);
+        } else {
+            not_exported("queue_full", 1);
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.batch.force_flush()
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.batch.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.batch.set_resource(resource);
+    }
+}
+
+/// The export queue's size: `OTEL_BSP_MAX_QUEUE_SIZE` as the SDK reads it, default 2048.
+fn queue_capacity() -> usize {
+    env("OTEL_BSP_MAX_QUEUE_SIZE")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2048)
 }
 
 /// Changes what the daemon logs while it runs; given by whoever built the log subscriber (the
@@ -79,6 +159,16 @@ pub const GENAI_SEMCONV_VERSION: &str = "1.37.0";
 /// Why tracing could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
+    /// The environment asks for an OTLP transport other than HTTP/protobuf.
+    #[error(
+        "{variable} = {value:?}: only \"http/protobuf\" is supported (send to the collector's HTTP port, 4318)"
+    )]
+    Protocol {
+        /// The variable that asked.
+        variable: &'static str,
+        /// What it asked for.
+        value: String,
+    },
     /// The OTLP exporter could not be built (a malformed endpoint, say).
     #[error("OpenTelemetry export to {endpoint}: {detail}")]
     Exporter {
@@ -130,6 +220,14 @@ impl Tracing {
         if env_endpoint.is_none() && config.endpoint.is_none() && !asked {
             return Ok(None);
         }
+        for variable in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Some(value) = env(variable).filter(|v| v != "http/protobuf") {
+                return Err(TelemetryError::Protocol { variable, value });
+            }
+        }
         let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
@@ -159,8 +257,26 @@ impl Tracing {
                     .unwrap_or_else(|| "caxton".into()),
             );
         }
+        // The same size for the gate and the queue behind it (the builder reads the other
+        // OTEL_BSP_* variables itself).
+        let capacity = queue_capacity();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let batch = BatchSpanProcessor::builder(Counting {
+            exporter,
+            queued: queued.clone(),
+        })
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(capacity)
+                .build(),
+        )
+        .build();
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(Counting(exporter))
+            .with_span_processor(Gated {
+                batch,
+                queued,
+                capacity,
+            })
             .with_resource(
                 resource
                     .with_attribute(opentelemetry::KeyValue::new(

@@ -274,9 +274,23 @@ impl Daemon {
     /// `extra_env`), its stderr in `serve.log`; returns once `GET /api/v1/health` answers 200,
     /// and panics with the log if it exits or does not answer first.
     pub fn start_in(env: Env, extra_env: &[(String, String)]) -> Self {
+        Self::start_wrapped(env, extra_env, &[])
+    }
+
+    /// [`Daemon::start_in`] with `caxton serve` run by `wrapper` (a command and its arguments
+    /// that ends by exec'ing the arguments it is given, as `unshare` does, so the PID is the
+    /// daemon's); nothing wraps it when `wrapper` is empty.
+    pub fn start_wrapped(env: Env, extra_env: &[(String, String)], wrapper: &[String]) -> Self {
         let log = std::fs::File::create(Self::log_path(&env))
             .expect("cannot create the daemon's log file");
-        let mut cmd = Command::new(&Binaries::get().caxton);
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(&Binaries::get().caxton),
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&Binaries::get().caxton);
+                cmd
+            }
+        };
         cmd.arg("--config")
             .arg(&env.config)
             .arg("--data-dir")
@@ -304,7 +318,8 @@ impl Daemon {
         daemon
     }
 
-    fn log_path(env: &Env) -> PathBuf {
+    /// The file the daemon started in `env` writes its stderr to (`serve.log`).
+    pub fn log_path(env: &Env) -> PathBuf {
         env.data_dir().join("serve.log")
     }
 

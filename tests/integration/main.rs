@@ -16,6 +16,7 @@ mod delegation;
 mod executions;
 mod faults;
 mod local_model;
+mod logging;
 mod mcp;
 mod memory_api;
 mod metrics;

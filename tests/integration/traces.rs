@@ -175,7 +175,9 @@ fn each_request_is_one_trace_with_genai_spans_and_delegation_nests_in_it() {
         assert_eq!(span[0]["parent_span_id"], invoke["span_id"], "{phase}");
     }
     let attributes = &chat[0]["attributes"];
-    assert_eq!(attributes["gen_ai.provider.name"], "fake");
+    // Who serves the model by the conventions' well-known values; the configured name beside it.
+    assert_eq!(attributes["gen_ai.provider.name"], "openai");
+    assert_eq!(attributes["provider"], "fake");
     assert_eq!(attributes["gen_ai.request.model"], "fake-model");
     assert_eq!(attributes["gen_ai.usage.input_tokens"], 5);
     assert_eq!(attributes["gen_ai.usage.output_tokens"], 2);
@@ -256,16 +258,10 @@ fn a_collector_that_refuses_every_export_costs_requests_nothing() {
     }
     // What the collector refused is counted.
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            let (_, metrics) =
-                caxton_test_kit::api_client::http_text(&d.env.socket, "GET", "/metrics", None)
-                    .unwrap();
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("caxton_trace_spans_not_exported_total "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .is_some_and(|n| n > 0.0)
-        }),
+        wait_until(Duration::from_secs(10), || not_exported(
+            &d,
+            "export_failed"
+        ) > 0.0),
         "no refused span was counted"
     );
     // An endpoint that is not a URL: the daemon runs, says so, and exports nothing.
@@ -281,6 +277,23 @@ fn a_collector_that_refuses_every_export_costs_requests_nothing() {
         "{}",
         untraced.log()
     );
+    // A transport the daemon does not speak is refused the same way, naming the variable.
+    let mut opts = DaemonOptions::new(&llm);
+    opts.env = export_env(crate::support::free_port());
+    opts.env
+        .push(("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "grpc".into()));
+    let grpc = Daemon::start(opts);
+    grpc.deploy("helper", &echo_agent("helper", ""));
+    let (code, body) = grpc.run("helper", "hello");
+    assert_eq!(code, 200, "{body}");
+    assert!(body["trace_id"].is_null(), "{body}");
+    assert!(
+        grpc.log().contains(
+            "OTEL_EXPORTER_OTLP_PROTOCOL = \"grpc\": only \"http/protobuf\" is supported"
+        ),
+        "{}",
+        grpc.log()
+    );
     // Nothing listens on this port at all.
     let unused = crate::support::free_port();
     let d2 = traced_daemon(&llm, unused);
@@ -288,6 +301,49 @@ fn a_collector_that_refuses_every_export_costs_requests_nothing() {
     let (code, body) = d2.run("helper", "hello");
     assert_eq!(code, 200, "{body}");
     assert!(spans(&out).is_empty());
+}
+
+/// `caxton_trace_spans_not_exported_total{reason}` as the daemon's `/metrics` says now.
+fn not_exported(d: &Daemon, reason: &str) -> f64 {
+    let (_, metrics) =
+        caxton_test_kit::api_client::http_text(&d.env.socket, "GET", "/metrics", None).unwrap();
+    let series = format!("caxton_trace_spans_not_exported_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_collector_that_hangs_costs_requests_nothing_and_what_it_could_not_take_is_counted() {
+    // Connections are accepted by the kernel and never answered.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hanging.local_addr().unwrap().port();
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.env = export_env(port);
+    opts.env.extend([
+        // A small queue, and an export that waits a minute: the queue is full after one run.
+        ("OTEL_BSP_MAX_QUEUE_SIZE".to_owned(), "8".to_owned()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT".to_owned(), "60000".to_owned()),
+    ]);
+    let d = Daemon::start(opts);
+    d.deploy("helper", &echo_agent("helper", ""));
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        let (code, body) = d.run("helper", &format!("hello {i}"));
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(code, 200, "{body}");
+    }
+    // No request waited for the export (a minute) or anything like it.
+    assert!(slowest < Duration::from_secs(5), "slowest run {slowest:?}");
+    // Twenty runs of five spans or more, eight places in the queue: the rest were dropped and
+    // counted, none of them as a failed export (the one export still hangs).
+    let dropped = not_exported(&d, "queue_full");
+    assert!(dropped >= 80.0, "{dropped} spans counted as dropped");
+    assert_eq!(not_exported(&d, "export_failed"), 0.0);
 }
 
 /// POST `body` to `path` over the daemon's socket with a `traceparent` header; the JSON answer.

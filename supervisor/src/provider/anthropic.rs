@@ -226,6 +226,10 @@ impl Provider for AnthropicProvider {
         &self.endpoint.name
     }
 
+    fn system(&self) -> &'static str {
+        "anthropic"
+    }
+
     fn default_model(&self) -> &str {
         &self.endpoint.model
     }

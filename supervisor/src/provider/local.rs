@@ -108,6 +108,11 @@ impl Provider for LocalProvider {
         &self.spec.provider
     }
 
+    // Not a well-known value: the model runs inside this daemon.
+    fn system(&self) -> &'static str {
+        "caxton.local"
+    }
+
     fn default_model(&self) -> &str {
         self.spec
             .model_file

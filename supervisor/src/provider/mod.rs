@@ -172,6 +172,8 @@ pub enum ProviderError {
 pub trait Provider: Send + Sync {
     /// The configured name of this provider.
     fn name(&self) -> &str;
+    /// Who serves it, as the OpenTelemetry GenAI conventions' `gen_ai.provider.name` names it.
+    fn system(&self) -> &'static str;
     /// The model used when a request names none.
     fn default_model(&self) -> &str;
     /// Produce one completion.

@@ -198,6 +198,11 @@ impl Provider for OpenAiProvider {
         &self.endpoint.name
     }
 
+    // An OpenAI-compatible server is spoken to as OpenAI, which is how OpenAI's own instrumentations name it.
+    fn system(&self) -> &'static str {
+        "openai"
+    }
+
     fn default_model(&self) -> &str {
         &self.endpoint.model
     }
