@@ -56,16 +56,21 @@ pub enum Party {
     Capability(String),
     /// Every subscriber of this topic (a receiver only).
     Topic(String),
+    /// An agent on another server, reached over A2A: `AGENT@SERVER task TASK` as the message
+    /// that crossed named it.
+    Remote(String),
 }
 
 impl Party {
-    /// `caller`, `agent:NAME`, `capability:NAME` or `topic:NAME`, as the database stores it.
+    /// `caller`, `agent:NAME`, `capability:NAME`, `topic:NAME` or `remote:NAME`, as the
+    /// database stores it.
     pub fn to_key(&self) -> String {
         match self {
             Self::Caller => "caller".into(),
             Self::Agent(n) => format!("agent:{n}"),
             Self::Capability(n) => format!("capability:{n}"),
             Self::Topic(n) => format!("topic:{n}"),
+            Self::Remote(n) => format!("remote:{n}"),
         }
     }
 
@@ -80,6 +85,7 @@ impl Party {
             "agent" => Some(Self::Agent(name)),
             "capability" => Some(Self::Capability(name)),
             "topic" => Some(Self::Topic(name)),
+            "remote" => Some(Self::Remote(name)),
             _ => None,
         }
     }
@@ -100,6 +106,7 @@ impl std::fmt::Display for Party {
             Self::Agent(n) => f.write_str(n),
             Self::Capability(n) => write!(f, "capability {n}"),
             Self::Topic(n) => write!(f, "topic {n}"),
+            Self::Remote(n) => write!(f, "remote {n}"),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! around it.
 #![deny(missing_docs)]
 
+pub mod a2a;
 pub mod agent;
 pub mod api;
 pub mod config;
@@ -74,6 +75,9 @@ pub enum StartError {
         "worker binary {0} not found: build it with `cargo build --release` or set [worker] path"
     )]
     WorkerMissing(String),
+    /// The server's id could not be read or made.
+    #[error("cannot read or write the server id in the data directory: {0}")]
+    ServerId(std::io::Error),
 }
 
 /// Why an agent request could not run at all.
@@ -97,6 +101,10 @@ pub enum RunError {
     /// The conversation the request names cannot be continued.
     #[error(transparent)]
     Conversation(#[from] messaging::ConversationError),
+    /// Another server's request would break the guards of its tree here (a cycle across
+    /// servers, too deep, its budget spent).
+    #[error(transparent)]
+    Refused(#[from] delegation::Refusal),
 }
 
 /// A request that passed every check that can refuse it before a worker exists, with what it
@@ -168,6 +176,8 @@ pub struct Supervisor {
     detached: tokio_util::task::TaskTracker,
     /// Changes the log filter at run time, when the daemon's logging allows it.
     log_control: std::sync::OnceLock<Arc<dyn telemetry::LogControl>>,
+    /// The id this server goes by when a request crosses servers over A2A.
+    server_id: String,
 }
 
 impl Supervisor {
@@ -191,6 +201,7 @@ impl Supervisor {
             None => Providers::from_config(&config)?,
         };
         let store = Store::open_capped(&config.database, config.database_max_bytes)?;
+        let server_id = a2a::server_id(&config.data_dir).map_err(StartError::ServerId)?;
         let registry = AgentRegistry::new(&config.agents_dir);
         let report = registry.reload()?;
         for e in &report.errors {
@@ -234,6 +245,7 @@ impl Supervisor {
                 draining: AtomicBool::new(false),
                 detached: tokio_util::task::TaskTracker::new(),
                 log_control: std::sync::OnceLock::new(),
+                server_id,
             }
         }))
     }
@@ -241,6 +253,11 @@ impl Supervisor {
     /// The resolved configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The id this server goes by across servers ([`a2a::server_id`]).
+    pub fn server_id(&self) -> &str {
+        &self.server_id
     }
 
     /// Deployed agents.
@@ -351,6 +368,35 @@ impl Supervisor {
         .await?)
     }
 
+    /// A request that came over A2A to `agent_name`: a caller's, or, with `delegation`, one that
+    /// an agent on another server delegated, whose tree's guards hold here too.
+    pub async fn prepare_a2a(
+        &self,
+        agent_name: &str,
+        request: RunRequest,
+        delegation: Option<&a2a::Delegation>,
+    ) -> Result<PreparedRun, RunError> {
+        self.check_open()?;
+        let joined = self.join_conversation(request.conversation.clone()).await?;
+        let sender = delegation.map_or(Party::Caller, |d| {
+            let asking = d.ancestry.last();
+            Party::Remote(format!(
+                "{}@{} task {}",
+                asking.map_or("?", |h| h.agent.as_str()),
+                asking.map_or("?", |h| h.server.as_str()),
+                d.parent_task
+            ))
+        });
+        self.prepare_from(
+            agent_name,
+            request,
+            sender,
+            MessageKind::Request,
+            &joined,
+            delegation,
+        )
+    }
+
     /// Prepare a caller's request (or notification, by `kind`) to `agent_name`, addressed to
     /// `receiver`, in `conversation`.
     pub(crate) fn prepare_in(
@@ -360,6 +406,23 @@ impl Supervisor {
         receiver: Party,
         kind: MessageKind,
         conversation: &messaging::Joined,
+    ) -> Result<PreparedRun, RunError> {
+        let mut prepared =
+            self.prepare_from(agent_name, request, Party::Caller, kind, conversation, None)?;
+        prepared.exchange.receiver = receiver;
+        Ok(prepared)
+    }
+
+    /// Prepare `sender`'s request to `agent_name` in `conversation`; `upstream` is what another
+    /// server said of the request's tree, when it came from one.
+    fn prepare_from(
+        &self,
+        agent_name: &str,
+        request: RunRequest,
+        sender: Party,
+        kind: MessageKind,
+        conversation: &messaging::Joined,
+        upstream: Option<&a2a::Delegation>,
     ) -> Result<PreparedRun, RunError> {
         self.check_open()?;
         let agent = self
@@ -372,16 +435,28 @@ impl Supervisor {
             .map_err(RunError::Provider)?;
         let memory_scope = memory::request_scope(&agent, request.workspace.as_deref())?;
         let execution_id = uuid::Uuid::new_v4().to_string();
-        let lineage = Arc::new(delegation::Lineage::root(
-            &execution_id,
-            &conversation.id,
-            &agent,
-            self.deadline_of(&agent),
-            self.config.token_budget,
-            self.config.tool_call_budget,
-        ));
+        let deadline = self.deadline_of(&agent);
+        let lineage = Arc::new(match upstream {
+            None => delegation::Lineage::root(
+                &execution_id,
+                &conversation.id,
+                &agent,
+                deadline,
+                self.config.token_budget,
+                self.config.tool_call_budget,
+            ),
+            Some(asked) => delegation::Lineage::from_remote(
+                &execution_id,
+                &conversation.id,
+                &agent,
+                deadline,
+                asked,
+                &self.server_id,
+            )?,
+        });
+        let receiver = Party::Agent(agent.name.to_string());
         let grant = self.grant(agent, memory_scope, &lineage);
-        let exchange = messaging::from_caller(
+        let mut exchange = messaging::from_caller(
             conversation,
             receiver,
             kind,
@@ -389,6 +464,8 @@ impl Supervisor {
             &execution_id,
             self.config.conversation_expiry,
         );
+        exchange.sender = sender;
+        exchange.depth = lineage.depth();
         // The worker's job: the caller's words; the memories are the supervisor's to add.
         let input = JobInput {
             request: request.request,
@@ -672,7 +749,22 @@ impl Supervisor {
     }
 
     /// Database work runs on the blocking pool.
-    async fn with_store<T: Send + 'static>(
+    /// Run `prepared` without waiting for it (a notification, an A2A task its caller does not
+    /// wait for); it stops with the tree it belongs to, and shutdown waits for it.
+    pub(crate) fn run_detached(self: &Arc<Self>, prepared: PreparedRun) {
+        let stop = prepared.lineage().cancel.clone();
+        let runner = self.clone();
+        // In the caller's span, so the execution is part of the same trace.
+        self.detached
+            .spawn(tracing::Instrument::in_current_span(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = runner.run_prepared(prepared, None) => {}
+                }
+            }));
+    }
+
+    pub(crate) async fn with_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,
     ) -> Result<T, store::StoreError> {

@@ -6,6 +6,7 @@
     reason = "a test that cannot set up should fail loudly"
 )]
 
+mod a2a;
 mod agent_memory;
 mod api;
 mod cli;

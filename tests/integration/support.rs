@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use caxton_test_kit::api_client::{free_port, http, read_response};
+pub use caxton_test_kit::api_client::{free_port, http, http_text, read_response};
 pub use caxton_test_kit::harness::{
     Daemon, DaemonOptions, Env, KillOnDrop, process_alive, text, wait_child, wait_gone, wait_until,
 };

@@ -206,6 +206,7 @@ pub(super) fn run_error(e: RunError) -> ApiError {
             (StatusCode::GONE, "conversation_expired")
         }
         RunError::Conversation(ConversationError::Store(ref e)) => store_status(e),
+        RunError::Refused(_) => (StatusCode::FORBIDDEN, "delegation_refused"),
     };
     ApiError::new(status, kind, e.to_string())
 }

@@ -1,6 +1,7 @@
 //! The management API: HTTP/JSON over the Unix socket (peer credentials checked) and, when
 //! configured, over TCP with a bearer token. The `caxton` CLI is a client of this API only.
 
+mod a2a_handlers;
 mod conversation_handlers;
 mod error;
 mod handlers;
@@ -120,6 +121,21 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
         .route("/api/v1/memory/export", get(mem::export))
         .route("/api/v1/memory/stats", get(mem::stats))
         .route("/metrics", get(handlers::metrics))
+        .route(
+            "/.well-known/agent-card.json",
+            get(a2a_handlers::server_card),
+        )
+        .route("/.well-known/agent.json", get(a2a_handlers::server_card))
+        .route("/a2a", post(a2a_handlers::server_rpc))
+        .route("/a2a/{name}", post(a2a_handlers::agent_rpc))
+        .route(
+            "/a2a/{name}/.well-known/agent-card.json",
+            get(a2a_handlers::agent_card),
+        )
+        .route(
+            "/a2a/{name}/.well-known/agent.json",
+            get(a2a_handlers::agent_card),
+        )
         .merge(
             Router::new()
                 .route("/mcp", post(mcp::post).get(mcp::get).delete(mcp::delete))

@@ -70,6 +70,12 @@ impl TreeBudget {
         Ok(())
     }
 
+    /// Tool calls the tree may still make.
+    pub fn tool_calls_left(&self) -> u64 {
+        self.tool_call_limit
+            .saturating_sub(self.tool_calls_made.load(Ordering::Relaxed))
+    }
+
     /// The message a model call over budget fails with.
     pub fn tokens_spent_message(&self) -> String {
         format!(
@@ -85,6 +91,16 @@ impl TreeBudget {
     }
 }
 
+/// The part of a request's path before it reached this server, for a request another server
+/// delegated over A2A: empty for a request that started here.
+#[derive(Debug, Clone, Default)]
+pub struct Upstream {
+    /// The agents from the root down to the one that asked this server, each with its server.
+    pub hops: Vec<crate::a2a::Hop>,
+    /// This server's own agents among them: asking one again is a cycle across servers.
+    pub here: Vec<AgentName>,
+}
+
 /// Where one execution sits in its tree, and what bounds it.
 #[derive(Debug, Clone)]
 pub struct Lineage {
@@ -94,8 +110,10 @@ pub struct Lineage {
     pub conversation_id: String,
     /// The caller's execution at the root.
     pub root_execution_id: String,
-    /// The agents from the root down to this execution, this one last.
+    /// The agents from the root down to this execution, this one last (on this server).
     pub path: Vec<AgentName>,
+    /// The path before this server, when another server delegated the request.
+    pub upstream: Arc<Upstream>,
     /// The deepest depth any execution below may have: the tightest limit on the path.
     pub depth_limit: u32,
     /// When this execution must end.
@@ -168,6 +186,7 @@ impl Lineage {
             conversation_id: conversation_id.to_owned(),
             root_execution_id: execution_id.to_owned(),
             path: vec![agent.name.clone()],
+            upstream: Arc::default(),
             depth_limit: d.max_depth.unwrap_or(DEFAULT_DELEGATION_DEPTH),
             deadline,
             budget: Arc::new(TreeBudget::new(
@@ -178,9 +197,104 @@ impl Lineage {
         }
     }
 
-    /// Delegations between the root and this execution.
+    /// The lineage of a request another server delegated to `agent` over A2A, bounded by what
+    /// that server said of its tree: refused when `agent` is already on the path (a cycle across
+    /// servers, `here` being this server's id), when the tree is as deep as it may be, or when
+    /// its budget is spent. The tree's budget here is what the asking tree had left.
+    pub fn from_remote(
+        execution_id: &str,
+        conversation_id: &str,
+        agent: &AgentDefinition,
+        own_deadline: Instant,
+        asked: &crate::a2a::Delegation,
+        here: &str,
+    ) -> Result<Self, Refusal> {
+        let upstream = Upstream {
+            hops: asked.ancestry.clone(),
+            here: asked
+                .ancestry
+                .iter()
+                .filter(|h| h.server == here)
+                .filter_map(|h| AgentName::parse(&h.agent).ok())
+                .collect(),
+        };
+        let chain = || {
+            asked
+                .ancestry
+                .iter()
+                .map(|h| h.agent.as_str())
+                .chain([agent.name.as_str()])
+                .collect::<Vec<_>>()
+                .join(" → ")
+        };
+        if upstream.here.contains(&agent.name) {
+            return Err(Refusal::Cycle(format!(
+                "refused: {} is already working on this request on this server, so asking it                  again would make a cycle across servers ({})",
+                agent.name,
+                chain()
+            )));
+        }
+        let depth = u32::try_from(asked.ancestry.len()).unwrap_or(u32::MAX);
+        if depth > asked.max_depth {
+            return Err(Refusal::Depth(format!(
+                "refused: this request would be {depth} delegation(s) deep ({}), more than the                  max_depth of {} its path allows",
+                chain(),
+                asked.max_depth
+            )));
+        }
+        if asked.tokens_left == 0 {
+            return Err(Refusal::Budget(
+                "refused: the token budget of the asking request is spent".into(),
+            ));
+        }
+        let own_limit = agent
+            .delegation
+            .max_depth
+            .map_or(u32::MAX, |d| depth.saturating_add(d));
+        let remote_deadline = Instant::now()
+            .checked_add(Duration::from_millis(asked.deadline_ms))
+            .unwrap_or(own_deadline);
+        Ok(Self {
+            execution_id: execution_id.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+            root_execution_id: execution_id.to_owned(),
+            path: vec![agent.name.clone()],
+            upstream: Arc::new(upstream),
+            depth_limit: asked.max_depth.min(own_limit),
+            deadline: own_deadline.min(remote_deadline),
+            budget: Arc::new(TreeBudget::new(asked.tokens_left, asked.tool_calls_left)),
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// Delegations between the root and this execution, counting those on other servers.
     pub fn depth(&self) -> u32 {
-        u32::try_from(self.path.len().saturating_sub(1)).unwrap_or(u32::MAX)
+        u32::try_from(self.upstream.hops.len() + self.path.len().saturating_sub(1))
+            .unwrap_or(u32::MAX)
+    }
+
+    /// What a server this execution delegates to must know of its tree (`here` being this
+    /// server's id), for the message's metadata.
+    pub fn for_remote(&self, here: &str) -> crate::a2a::Delegation {
+        let mut ancestry = self.upstream.hops.clone();
+        ancestry.extend(self.path.iter().map(|a| crate::a2a::Hop {
+            server: here.to_owned(),
+            agent: a.to_string(),
+        }));
+        crate::a2a::Delegation {
+            ancestry,
+            max_depth: self.depth_limit,
+            deadline_ms: u64::try_from(
+                self.deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+            tokens_left: self.budget.tokens_left(),
+            tool_calls_left: self.budget.tool_calls_left(),
+            conversation: self.conversation_id.clone(),
+            parent_task: self.execution_id.clone(),
+        }
     }
 
     /// The agent of this execution.
@@ -192,8 +306,10 @@ impl Lineage {
     /// and time left. The allowlist is checked by the caller, which knows how the target was
     /// named.
     pub fn check(&self, target: &AgentName) -> Result<(), Refusal> {
-        if self.path.contains(target) {
-            let mut cycle: Vec<&str> = self.path.iter().map(AgentName::as_str).collect();
+        if self.path.contains(target) || self.upstream.here.contains(target) {
+            let mut cycle: Vec<&str> = (self.upstream.hops.iter().map(|h| h.agent.as_str()))
+                .chain(self.path.iter().map(AgentName::as_str))
+                .collect();
             cycle.push(target.as_str());
             return Err(Refusal::Cycle(format!(
                 "refused: asking {target} would make a cycle ({}); an agent already working on \
@@ -206,9 +322,8 @@ impl Lineage {
                 "refused: this request is already {} delegation(s) deep ({}), the most the \
                  [delegation] max_depth of the agents on its path allows ({}); answer yourself",
                 self.depth(),
-                self.path
-                    .iter()
-                    .map(AgentName::as_str)
+                (self.upstream.hops.iter().map(|h| h.agent.as_str()))
+                    .chain(self.path.iter().map(AgentName::as_str))
                     .collect::<Vec<_>>()
                     .join(" → "),
                 self.depth_limit
@@ -238,7 +353,7 @@ impl Lineage {
     ) -> Self {
         let mut path = self.path.clone();
         path.push(agent.name.clone());
-        let depth = u32::try_from(path.len() - 1).unwrap_or(u32::MAX);
+        let depth = self.depth().saturating_add(1);
         let own_limit = agent
             .delegation
             .max_depth
@@ -248,6 +363,7 @@ impl Lineage {
             conversation_id: self.conversation_id.clone(),
             root_execution_id: self.root_execution_id.clone(),
             path,
+            upstream: self.upstream.clone(),
             depth_limit: self.depth_limit.min(own_limit),
             deadline: self.deadline.min(own_deadline),
             budget: self.budget.clone(),

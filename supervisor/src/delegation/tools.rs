@@ -576,21 +576,6 @@ async fn protocol_call(
     }
 }
 
-/// Run a notification's execution without waiting for it; it stops with the tree it belongs
-/// to.
-fn spawn_detached(sup: &Arc<Supervisor>, prepared: crate::PreparedRun) {
-    let stop = prepared.lineage().cancel.clone();
-    let runner = sup.clone();
-    // In the sender's span, so the notification's execution is part of the same trace.
-    sup.detached
-        .spawn(tracing::Instrument::in_current_span(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = runner.run_prepared(prepared, None) => {}
-            }
-        }));
-}
-
 /// Start each notification without waiting for it: what was sent (agent and execution id)
 /// and the agents' names, for the tool's answer.
 fn send_detached(sup: &Arc<Supervisor>, prepared: Vec<crate::PreparedRun>) -> (Vec<Value>, String) {
@@ -601,7 +586,7 @@ fn send_detached(sup: &Arc<Supervisor>, prepared: Vec<crate::PreparedRun>) -> (V
         sent.push(
             json!({"agent": p.grant.agent().name.as_str(), "execution_id": p.execution_id()}),
         );
-        spawn_detached(sup, p);
+        sup.run_detached(p);
     }
     (sent, names.join(", "))
 }

@@ -309,6 +309,23 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The messages that started and answered execution `execution_id` of conversation
+    /// `conversation_id`, oldest first.
+    pub fn execution_messages(
+        &self,
+        conversation_id: &str,
+        execution_id: &str,
+    ) -> Result<Vec<Message>, StoreError> {
+        let conn = self.pool.get()?;
+        let messages = conn
+            .prepare_cached(&format!(
+                "{MESSAGE} WHERE conversation_id = ?1 AND execution_id = ?2 ORDER BY created_at, rowid"
+            ))?
+            .query_map([conversation_id, execution_id], row_to_message)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(messages)
+    }
+
     /// One conversation with its messages and its tree of executions.
     pub fn conversation(
         &self,
@@ -324,23 +341,10 @@ impl Store {
             return Ok(None);
         };
         let messages = conn
-            .prepare_cached(
-                "SELECT message_id, kind, reply_to, sender, receiver, content, created_at, execution_id \
-                 FROM messages WHERE conversation_id = ?1 ORDER BY created_at, rowid",
-            )?
-            .query_map([id], |r| {
-                Ok(Message {
-                    id: r.get(0)?,
-                    kind: parsed(1, &r.get::<_, String>(1)?)?,
-                    conversation_id: id.to_owned(),
-                    reply_to: r.get(2)?,
-                    sender: party(3, &r.get::<_, String>(3)?)?,
-                    receiver: party(4, &r.get::<_, String>(4)?)?,
-                    content: r.get(5)?,
-                    timestamp: r.get(6)?,
-                    execution_id: r.get(7)?,
-                })
-            })?
+            .prepare_cached(&format!(
+                "{MESSAGE} WHERE conversation_id = ?1 ORDER BY created_at, rowid"
+            ))?
+            .query_map([id], row_to_message)?
             .collect::<Result<Vec<_>, _>>()?;
         let rows = conn
             .prepare_cached(
@@ -398,6 +402,24 @@ fn tree(rows: Vec<(ExecutionNode, Option<String>)>) -> Vec<ExecutionNode> {
     }
     roots.reverse();
     roots
+}
+
+/// The columns of a message, for [`row_to_message`].
+const MESSAGE: &str = "SELECT message_id, kind, reply_to, sender, receiver, content, created_at, \
+     execution_id, conversation_id FROM messages";
+
+fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: r.get(0)?,
+        kind: parsed(1, &r.get::<_, String>(1)?)?,
+        reply_to: r.get(2)?,
+        sender: party(3, &r.get::<_, String>(3)?)?,
+        receiver: party(4, &r.get::<_, String>(4)?)?,
+        content: r.get(5)?,
+        timestamp: r.get(6)?,
+        execution_id: r.get(7)?,
+        conversation_id: r.get(8)?,
+    })
 }
 
 #[cfg(test)]
