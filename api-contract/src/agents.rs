@@ -85,13 +85,36 @@ pub struct DelegationSettings {
     /// Tool calls (delegations included) the whole tree may make; unset: the config's.
     #[serde(default)]
     pub tool_call_budget: Option<u64>,
+    /// A2A agents on other servers it may ask by name (`[[delegation.remote]]`).
+    #[serde(default)]
+    pub remote: Vec<RemoteAgent>,
 }
 
 impl DelegationSettings {
     /// Whether the agent may delegate at all.
     pub fn enabled(&self) -> bool {
-        !(self.agents.is_empty() && self.capabilities.is_empty() && self.topics.is_empty())
+        !(self.agents.is_empty()
+            && self.capabilities.is_empty()
+            && self.topics.is_empty()
+            && self.remote.is_empty())
     }
+}
+
+/// `[[delegation.remote]]`: an A2A agent on another server (another Caxton, or any A2A 0.3.0
+/// server) that an agent may ask with `ask_agent`, as it asks a local one.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteAgent {
+    /// The name the agent's model asks it by.
+    pub name: String,
+    /// The URL of its agent card (`https://host/a2a/NAME/.well-known/agent-card.json`). Its
+    /// host and port are the only ones the call may reach, a loopback or private address
+    /// included when written here literally.
+    pub card: String,
+    /// The environment variable of the daemon that holds the bearer token the other server
+    /// asks for; unset, no token is sent.
+    #[serde(default)]
+    pub token_env: Option<String>,
 }
 
 /// `[memory]`

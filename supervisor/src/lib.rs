@@ -764,6 +764,62 @@ impl Supervisor {
             }));
     }
 
+    /// Store what an execution asked an agent on another server and what came back, in the
+    /// execution's conversation: the request to `remote:NAME@CARD task ID`, then its answer or
+    /// the error. A failure to store is logged; the answer still reaches the asking model.
+    pub(crate) async fn record_remote_exchange(
+        &self,
+        lineage: &delegation::Lineage,
+        remote: &caxton_api_contract::agents::RemoteAgent,
+        request: &str,
+        asked: &Result<a2a::remote::RemoteAnswer, a2a::remote::RemoteError>,
+    ) {
+        use caxton_api_contract::conversations::{Message, Protocol};
+        let task = match asked {
+            Ok(answer) => format!(" task {}", answer.task_id),
+            Err(_) => String::new(),
+        };
+        let them = Party::Remote(format!("{}@{}{task}", remote.name, remote.card));
+        let us = lineage
+            .agent()
+            .map_or(Party::Caller, |a| Party::Agent(a.to_string()));
+        let now = store::now_seconds();
+        let question = Message {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: MessageKind::Request,
+            conversation_id: lineage.conversation_id.clone(),
+            reply_to: None,
+            sender: us.clone(),
+            receiver: them.clone(),
+            content: request.to_owned(),
+            timestamp: now,
+            execution_id: None,
+        };
+        let (kind, content) = match asked {
+            Ok(answer) => (MessageKind::Response, answer.text.clone()),
+            Err(e) => (MessageKind::Error, e.to_string()),
+        };
+        let reply = Message {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind,
+            reply_to: Some(question.id.clone()),
+            sender: them,
+            receiver: us,
+            content,
+            timestamp: store::now_seconds(),
+            ..question.clone()
+        };
+        let stored = self
+            .with_store(move |s| {
+                s.record_notice(Protocol::RequestReply, &question)?;
+                s.record_notice(Protocol::RequestReply, &reply)
+            })
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, remote = %remote.name, "the exchange with a remote agent was not stored");
+        }
+    }
+
     pub(crate) async fn with_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,

@@ -7,6 +7,7 @@
 )]
 
 mod a2a;
+mod a2a_remote;
 mod agent_memory;
 mod api;
 mod cli;

@@ -388,6 +388,15 @@ impl HttpAccess {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))
     }
 
+    /// A client for one request to `url` (and the redirects the allowlist accepts), connecting
+    /// only to addresses that pass the same checks as a module's requests; the error says why
+    /// `url` is refused.
+    pub fn client_for(&self, url: &Url) -> Result<reqwest::Client, String> {
+        let dest = Destination::of(url)?;
+        self.allow.check_destination(&dest)?;
+        self.client(Arc::new(Mutex::new(Some(dest))))
+    }
+
     /// Perform one request for a module, ending in time for the module to act on the reply
     /// before `deadline`, its call's; the reply is the ABI's JSON.
     pub async fn request(&self, req: HttpRequest, deadline: Instant) -> serde_json::Value {

@@ -13,6 +13,7 @@
 //! of its own ([`server_id`]), so an agent is named across servers by the pair.
 
 pub mod card;
+pub mod remote;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -125,6 +125,25 @@ fn check_delegation(d: &DelegationSettings) -> Result<(), String> {
         AgentName::parse(agent)
             .map_err(|e| format!("delegation.agents: {agent:?} is not an agent name: {e}"))?;
     }
+    for (i, remote) in d.remote.iter().enumerate() {
+        let field = format!("delegation.remote[{i}]");
+        AgentName::parse(&remote.name)
+            .map_err(|e| format!("{field}.name: {:?} is not an agent name: {e}", remote.name))?;
+        if d.agents.contains(&remote.name) || d.remote[..i].iter().any(|r| r.name == remote.name) {
+            return Err(format!(
+                "{field}.name: {:?} is already the name of an agent this one may ask",
+                remote.name
+            ));
+        }
+        let url = url::Url::parse(&remote.card)
+            .map_err(|e| format!("{field}.card = {:?}: not a URL ({e})", remote.card))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "{field}.card = {:?}: must be an http:// or https:// URL with a host",
+                remote.card
+            ));
+        }
+    }
     if let Some(depth) = d.max_depth
         && !(1..=MAX_DELEGATION_DEPTH).contains(&depth)
     {

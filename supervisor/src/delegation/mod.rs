@@ -317,6 +317,12 @@ impl Lineage {
                 cycle.join(" → ")
             )));
         }
+        self.check_bounds()
+    }
+
+    /// Whether a child of this execution may run at all, whoever it is: not too deep, budget
+    /// and time left. An agent on another server is checked for cycles there.
+    pub fn check_bounds(&self) -> Result<(), Refusal> {
         if self.depth() + 1 > self.depth_limit {
             return Err(Refusal::Depth(format!(
                 "refused: this request is already {} delegation(s) deep ({}), the most the \

@@ -234,6 +234,16 @@ fn parse(tool: &str, arguments: Value) -> Result<Delegation, String> {
     })
 }
 
+/// What a remote agent is asked: the request, and the context after it (a local child gets
+/// them apart, as its template's `request` and `context`).
+fn with_context(request: &str, context: &str) -> String {
+    if context.trim().is_empty() {
+        request.to_owned()
+    } else {
+        format!("{request}\n\nContext:\n{context}")
+    }
+}
+
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "none".into()
@@ -258,14 +268,23 @@ impl ToolProvider for DelegationTools {
                 None => name.to_owned(),
             }
         };
-        let agents: Vec<String> = d.agents.iter().map(|a| describe(a)).collect();
+        let agents: Vec<String> = d
+            .agents
+            .iter()
+            .map(|a| describe(a))
+            .chain(
+                d.remote
+                    .iter()
+                    .map(|r| format!("{} (on another server)", r.name)),
+            )
+            .collect();
         let spec = |name: &str, description: String, schema: &Value| ToolSpec {
             name: name.to_owned(),
             description,
             input_schema_json: schema.to_string(),
         };
         let mut tools = Vec::new();
-        if !d.agents.is_empty() {
+        if !agents.is_empty() {
             tools.push(spec(
                 ASK_AGENT,
                 format!(
@@ -373,6 +392,45 @@ impl ToolProvider for DelegationTools {
             Ok(d) => d,
             Err(message) => return finish(error_result(&message), "invalid", Some(message)),
         };
+        if let Target::Agent(name) = &delegation.target
+            && let Some(remote) = caller.delegation.remote.iter().find(|r| r.name == *name)
+        {
+            if delegation.kind == MessageKind::Notification {
+                return refused(Refusal::NotAllowed(format!(
+                    "refused: {name} is on another server, where it can be asked (ask_agent) \
+                     but not notified"
+                )));
+            }
+            if let Err(refusal) = lineage.check_bounds() {
+                return refused(refusal);
+            }
+            tracing::info!(tool, caller = %caller.name, remote = %remote.name, card = %remote.card, "delegating to another server");
+            let text = with_context(&delegation.text, &delegation.context);
+            let asked = crate::a2a::remote::ask(remote, sup.server_id(), lineage, &text).await;
+            sup.record_remote_exchange(lineage, remote, &text, &asked)
+                .await;
+            return match asked {
+                Ok(answer) => {
+                    lineage.budget.spend_tokens(answer.tokens);
+                    let value = json!({"answers": [{
+                        "agent": remote.name, "server": remote.card, "task_id": answer.task_id,
+                        "context_id": answer.context_id, "outcome": "succeeded", "answer": answer.text,
+                    }]});
+                    finish(
+                        json!({"content": [{"type": "text", "text": answer.text}], "structuredContent": value, "isError": false}),
+                        "ok",
+                        None,
+                    )
+                }
+                Err(e @ crate::a2a::remote::RemoteError::Rejected { .. }) => {
+                    refused(Refusal::Unavailable(format!("refused: {e}")))
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    finish(error_result(&message), e.outcome(), Some(message))
+                }
+            };
+        }
         let targets = match resolve(&sup, caller, lineage, &delegation.target) {
             Ok(t) => t,
             Err(refusal) => return refused(refusal),
