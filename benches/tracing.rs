@@ -17,6 +17,14 @@
 //! 2. Each daemon's VmRSS after 100 runs and after 10,000 (with readings between, run 4 at a
 //!    time on each daemon at once). Goal: the traced daemon grows at most [`ALLOWANCE_MB`] more
 //!    than the untraced one; the export queue is bounded, so anything beyond it is a leak.
+//!    The traced-minus-untraced growth is printed at every reading, so a reader sees whether it
+//!    levels off.
+//!
+//! `CAXTON_TRACING_BENCH_RUNS=N` makes figure 2 a soak of N runs per daemon (at least 2,000):
+//! readings after 100, then at N/k, 2N/k, ... N with k = N/2,500 kept between 4 and 20 (every
+//! 5,000 runs for N = 100,000), and the same goal over the whole. Unset, N is 10,000 (readings
+//! every 2,500). The runs go at some 200 a second on each daemon on 2 cores, so 100,000 take
+//! about 8 minutes.
 //!
 //! Every answer is checked (the echo of its request, a trace id in the traced daemon's reports
 //! and none in the other's), and the receiver's counts prove spans were exported while the
@@ -48,10 +56,19 @@ const ROUNDS: usize = 300;
 const LIMIT_SHARE: f64 = 0.05;
 /// ... or this many milliseconds, whichever is larger.
 const LIMIT_FLOOR_MS: f64 = 0.3;
-/// Runs each daemon has made when its VmRSS is read for figure 2. The first is the baseline,
-/// the last the figure; the ones between show whether growth levels off (a bounded queue) or
-/// keeps climbing (a leak). Figure 1's runs count: it is taken after the first reading.
-const CHECKPOINTS: [usize; 5] = [100, 2_500, 5_000, 7_500, 10_000];
+/// Runs each daemon has made at figure 2's first reading, its baseline. Figure 1 is taken after
+/// it, and its runs count.
+const FIRST_CHECKPOINT: usize = 100;
+/// Figure 2's runs per daemon, unless `CAXTON_TRACING_BENCH_RUNS` says otherwise.
+const DEFAULT_RUNS: usize = 10_000;
+/// Runs between the readings after the first, as near as an even split allows; there are at
+/// least 4 such steps (readings enough to see a trend) and at most 20 (a table one can read).
+const CHECKPOINT_SPACING: usize = 2_500;
+const MIN_STEPS: usize = 4;
+const MAX_STEPS: usize = 20;
+/// The fewest runs a soak may ask for: the first step must reach past the first reading and
+/// figure 1's runs.
+const MIN_RUNS: usize = 2_000;
 /// Runs in flight on each daemon during figure 2 (both daemons at once: 8 in all, the 2-core
 /// machine kept busy without queueing in the daemons).
 const CONCURRENCY: usize = 4;
@@ -76,6 +93,7 @@ const ECHO_AGENT: &str =
     "name = \"echo\"\nversion = \"1\"\nuser_prompt_template = \"{{ request }}\"\n";
 
 fn main() -> anyhow::Result<()> {
+    let checkpoints = checkpoints()?;
     let bins = Binaries::for_bench("tracing");
     println!("caxton:        {}", bins.caxton.display());
     println!("caxton-worker: {}", bins.worker.display());
@@ -115,10 +133,10 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     println!(
         "\n[2] {} runs on each daemon, {CONCURRENCY} at a time ...",
-        CHECKPOINTS[0]
+        checkpoints[0]
     );
-    runtime.block_on(run_both(&on, &off, done, CHECKPOINTS[0]))?;
-    done = CHECKPOINTS[0];
+    runtime.block_on(run_both(&on, &off, done, checkpoints[0]))?;
+    done = checkpoints[0];
     readings.push(Reading::take(done, on_pid, off_pid, &received));
 
     println!(
@@ -157,18 +175,21 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "[2] on to {} runs on each daemon ...",
-        CHECKPOINTS[CHECKPOINTS.len() - 1]
+        checkpoints[checkpoints.len() - 1]
     );
-    for &checkpoint in &CHECKPOINTS[1..] {
+    for &checkpoint in &checkpoints[1..] {
         runtime.block_on(run_both(&on, &off, done, checkpoint))?;
         done = checkpoint;
-        readings.push(Reading::take(done, on_pid, off_pid, &received));
+        let reading = Reading::take(done, on_pid, off_pid, &received);
         println!(
-            "    {done:>6} runs: VmRSS traced {:.1} MB, untraced {:.1} MB ({:.0} s so far)",
-            readings.last().map_or(f64::NAN, |r| r.on_mb),
-            readings.last().map_or(f64::NAN, |r| r.off_mb),
+            "    {done:>6} runs: VmRSS traced {:.1} MB, untraced {:.1} MB, growth traced beyond \
+             untraced {:+.1} MB ({:.0} s so far)",
+            reading.on_mb,
+            reading.off_mb,
+            reading.excess_over(&readings[0]),
             started.elapsed().as_secs_f64()
         );
+        readings.push(reading);
     }
 
     // Stopping the traced daemon exports what its queue still holds, so the receiver's final
@@ -273,15 +294,34 @@ fn main() -> anyhow::Result<()> {
         exported_during.spans,
         exported_during.bytes / 1024
     );
-    println!("\nfigure 2, VmRSS of each daemon (MB) as the runs add up:");
+    // The excess is the traced daemon's growth since the first reading minus the untraced one's;
+    // its step is the change in the excess since the reading before, per span exported
+    // meanwhile: near 0 once the queue is full, a steady positive figure if spans leak. The
+    // anonymous share of VmRSS (heap, stacks) leaves out the binary's and libraries' pages.
+    println!("\nfigure 2, memory of each daemon (MB) as the runs add up:");
     println!(
-        "  {:>6}  {:>8}  {:>8}  {:>14}",
-        "runs", "on", "off", "spans exported"
+        "  {:>7}  {:>8}  {:>8}  {:>8}  {:>12}  {:>8}  {:>8}  {:>14}",
+        "runs", "on", "off", "excess", "step B/span", "on anon", "off anon", "spans exported"
     );
-    for r in &readings {
+    for (i, r) in readings.iter().enumerate() {
+        let step = match i.checked_sub(1).map(|p| &readings[p]) {
+            Some(prev) if r.exported.spans > prev.exported.spans => format!(
+                "{:+.1}",
+                (r.excess_over(first) - prev.excess_over(first)) * 1024.0 * 1024.0
+                    / (r.exported.spans - prev.exported.spans) as f64
+            ),
+            _ => "-".into(),
+        };
         println!(
-            "  {:>6}  {:>8.1}  {:>8.1}  {:>14}",
-            r.runs, r.on_mb, r.off_mb, r.exported.spans
+            "  {:>7}  {:>8.1}  {:>8.1}  {:>+8.1}  {:>12}  {:>8.1}  {:>8.1}  {:>14}",
+            r.runs,
+            r.on_mb,
+            r.off_mb,
+            r.excess_over(first),
+            step,
+            r.on_anon_mb,
+            r.off_anon_mb,
+            r.exported.spans
         );
     }
     // The set-up's API requests (the health check, the deploy) add a few spans to the runs'.
@@ -310,6 +350,32 @@ fn main() -> anyhow::Result<()> {
         verdict(excess <= ALLOWANCE_MB)
     );
     Ok(())
+}
+
+/// Figure 2's readings: after [`FIRST_CHECKPOINT`] runs, then evenly spaced up to the total
+/// (`CAXTON_TRACING_BENCH_RUNS`, else [`DEFAULT_RUNS`]).
+fn checkpoints() -> anyhow::Result<Vec<usize>> {
+    let total = match std::env::var("CAXTON_TRACING_BENCH_RUNS") {
+        Ok(v) => v
+            .trim()
+            .replace(['_', ','], "")
+            .parse::<usize>()
+            .map_err(|e| {
+                anyhow::anyhow!("CAXTON_TRACING_BENCH_RUNS={v:?} is not a number of runs: {e}")
+            })?,
+        Err(std::env::VarError::NotPresent) => DEFAULT_RUNS,
+        Err(e) => anyhow::bail!("CAXTON_TRACING_BENCH_RUNS: {e}"),
+    };
+    anyhow::ensure!(
+        total >= MIN_RUNS,
+        "CAXTON_TRACING_BENCH_RUNS={total}: at least {MIN_RUNS} runs, so that figure 2 has \
+         readings after figure 1's {} runs",
+        FIRST_CHECKPOINT + WARMUP_ROUNDS + ROUNDS
+    );
+    let steps = (total / CHECKPOINT_SPACING).clamp(MIN_STEPS, MAX_STEPS);
+    let mut points = vec![FIRST_CHECKPOINT];
+    points.extend((1..=steps).map(|i| total * i / steps));
+    Ok(points)
 }
 
 /// One daemon as the bench drives it.
@@ -377,6 +443,9 @@ struct Reading {
     runs: usize,
     on_mb: f64,
     off_mb: f64,
+    /// RssAnon: the part of VmRSS that is the process's own (heap, stacks), not file pages.
+    on_anon_mb: f64,
+    off_anon_mb: f64,
     exported: Counts,
 }
 
@@ -388,8 +457,15 @@ impl Reading {
             runs,
             on_mb: procfs::status_mb(on_pid, "VmRSS:"),
             off_mb: procfs::status_mb(off_pid, "VmRSS:"),
+            on_anon_mb: procfs::status_mb(on_pid, "RssAnon:"),
+            off_anon_mb: procfs::status_mb(off_pid, "RssAnon:"),
             exported: received.snapshot(),
         }
+    }
+
+    /// The traced daemon's VmRSS growth since `first` minus the untraced one's (MB).
+    fn excess_over(&self, first: &Reading) -> f64 {
+        (self.on_mb - first.on_mb) - (self.off_mb - first.off_mb)
     }
 }
 
