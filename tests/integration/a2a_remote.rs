@@ -406,3 +406,47 @@ fn a_remote_that_answers_about_a_task_it_was_never_asked_for_is_refused() {
         "{answer}"
     );
 }
+
+#[test]
+fn one_trace_crosses_both_servers() {
+    use crate::traces::{export_env, receiver, span_named};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spans.jsonl");
+    let (_receiver, collector) = receiver(&out, false);
+    let llm = FakeLlm::start();
+    let (port_a, port_b) = (free_port(), free_port());
+    let traced = |port: u16, token: &str, service: &str, others: &[(&str, &str)]| {
+        let mut opts = DaemonOptions::new(&llm);
+        opts.extra_config =
+            format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"OWN_TOKEN\"\n");
+        opts.env = export_env(collector);
+        opts.env.retain(|(k, _)| k != "OTEL_SERVICE_NAME");
+        opts.env.push(("OTEL_SERVICE_NAME".into(), service.into()));
+        opts.env.push(("OWN_TOKEN".into(), token.into()));
+        for (var, value) in others {
+            opts.env.push(((*var).into(), (*value).into()));
+        }
+        Daemon::start(opts)
+    };
+    let a = traced(port_a, "token-of-a-0123456789", "caxton-a", &[("B_TOKEN", "token-of-b-0123456789")]);
+    let b = traced(port_b, "token-of-b-0123456789", "caxton-b", &[]);
+    a.deploy(
+        "boss",
+        &echo_agent(
+            "boss",
+            &format!("[delegation]\n{}", remote("helper", port_b, "helper", "B_TOKEN")),
+        ),
+    );
+    b.deploy("helper", &echo_agent("helper", ""));
+    let report = run(&a, "boss", &ask("helper", "traced"));
+    let trace_id = report["trace_id"].as_str().unwrap();
+    // The asking tool call on a is the parent of the A2A request on b, and b's execution
+    // hangs below that: one trace.
+    let tool = span_named(&out, trace_id, "execute_tool ask_agent");
+    assert_eq!(tool["service"], "caxton-a");
+    let served = span_named(&out, trace_id, "POST /a2a/helper");
+    assert_eq!(served["service"], "caxton-b");
+    assert_eq!(served["parent_span_id"], tool["span_id"], "{served:#}");
+    let invoke = span_named(&out, trace_id, "invoke_agent helper");
+    assert_eq!(invoke["service"], "caxton-b");
+}

@@ -27,7 +27,7 @@ fn otlp_proto() -> PathBuf {
 }
 
 /// Start the receiver writing to `out`; its process and port.
-fn receiver(out: &Path, refuse: bool) -> (KillOnDrop, u16) {
+pub(crate) fn receiver(out: &Path, refuse: bool) -> (KillOnDrop, u16) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp/receiver.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).arg(out).env("PYTHONPATH", otlp_proto());
@@ -48,7 +48,7 @@ fn receiver(out: &Path, refuse: bool) -> (KillOnDrop, u16) {
 }
 
 /// Every span received so far; a line the receiver is still writing is left for the next read.
-fn spans(out: &Path) -> Vec<Value> {
+pub(crate) fn spans(out: &Path) -> Vec<Value> {
     std::fs::read_to_string(out)
         .unwrap_or_default()
         .lines()
@@ -57,7 +57,7 @@ fn spans(out: &Path) -> Vec<Value> {
 }
 
 /// The daemon's environment to export to `port`, quickly (the batch delay is 100 ms).
-fn export_env(port: u16) -> Vec<(String, String)> {
+pub(crate) fn export_env(port: u16) -> Vec<(String, String)> {
     vec![
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
@@ -104,7 +104,7 @@ fn traced_daemon(llm: &FakeLlm, port: u16) -> Daemon {
 }
 
 /// The spans of trace `trace_id`, once `count` of them arrived.
-fn trace(out: &Path, trace_id: &str, count: usize) -> Vec<Value> {
+pub(crate) fn trace(out: &Path, trace_id: &str, count: usize) -> Vec<Value> {
     let of_trace = || -> Vec<Value> {
         spans(out)
             .into_iter()
@@ -120,7 +120,7 @@ fn trace(out: &Path, trace_id: &str, count: usize) -> Vec<Value> {
 }
 
 /// The span of trace `trace_id` named `name`, once it arrived.
-fn span_named(out: &Path, trace_id: &str, name: &str) -> Value {
+pub(crate) fn span_named(out: &Path, trace_id: &str, name: &str) -> Value {
     let find = || {
         spans(out)
             .into_iter()
@@ -134,7 +134,7 @@ fn span_named(out: &Path, trace_id: &str, name: &str) -> Value {
     find().unwrap_or_default()
 }
 
-fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
+pub(crate) fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
     spans.iter().filter(|s| s["name"] == name).collect()
 }
 
