@@ -142,6 +142,14 @@ pub fn print_agent(a: &AgentDetail) {
                 reach.push(format!("{what}={}", items.join(",")));
             }
         }
+        if !d.remote.is_empty() {
+            let remote: Vec<String> = d
+                .remote
+                .iter()
+                .map(|r| format!("{}@{}", r.name, r.card))
+                .collect();
+            reach.push(format!("remote={}", remote.join(",")));
+        }
         if let Some(depth) = d.max_depth {
             reach.push(format!("max_depth={depth}"));
         }

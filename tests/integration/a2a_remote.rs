@@ -428,13 +428,21 @@ fn one_trace_crosses_both_servers() {
         }
         Daemon::start(opts)
     };
-    let a = traced(port_a, "token-of-a-0123456789", "caxton-a", &[("B_TOKEN", "token-of-b-0123456789")]);
+    let a = traced(
+        port_a,
+        "token-of-a-0123456789",
+        "caxton-a",
+        &[("B_TOKEN", "token-of-b-0123456789")],
+    );
     let b = traced(port_b, "token-of-b-0123456789", "caxton-b", &[]);
     a.deploy(
         "boss",
         &echo_agent(
             "boss",
-            &format!("[delegation]\n{}", remote("helper", port_b, "helper", "B_TOKEN")),
+            &format!(
+                "[delegation]\n{}",
+                remote("helper", port_b, "helper", "B_TOKEN")
+            ),
         ),
     );
     b.deploy("helper", &echo_agent("helper", ""));

@@ -639,6 +639,46 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_agent_needs_a_name_of_its_own_and_a_card_url() {
+        let agent = |remote: &str| {
+            parse(&format!(
+                "name = \"hi\"\nversion = \"1\"\nuser_prompt_template = \"x\"\n\n[delegation]\nagents = [\"helper\"]\n{remote}"
+            ))
+        };
+        let ok = agent(
+            "[[delegation.remote]]\nname = \"far\"\ncard = \"http://10.0.0.7:8080/a2a/far/.well-known/agent-card.json\"\ntoken_env = \"FAR_TOKEN\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.delegation.remote[0].name, "far");
+        assert!(ok.delegation.enabled());
+        for (remote, words) in [
+            (
+                "[[delegation.remote]]\nname = \"helper\"\ncard = \"http://x/c\"\n",
+                "delegation.remote[0].name: \"helper\" is already the name",
+            ),
+            (
+                "[[delegation.remote]]\nname = \"far\"\ncard = \"not a url\"\n",
+                "delegation.remote[0].card = \"not a url\": not a URL",
+            ),
+            (
+                "[[delegation.remote]]\nname = \"far\"\ncard = \"file:///etc/passwd\"\n",
+                "must be an http:// or https:// URL",
+            ),
+            (
+                "[[delegation.remote]]\nname = \"Far One\"\ncard = \"http://x/c\"\n",
+                "delegation.remote[0].name",
+            ),
+            (
+                "[[delegation.remote]]\nname = \"far\"\ncard = \"http://x/c\"\n[[delegation.remote]]\nname = \"far\"\ncard = \"http://y/c\"\n",
+                "delegation.remote[1].name: \"far\" is already",
+            ),
+        ] {
+            let err = agent(remote).unwrap_err();
+            assert!(err.reason.contains(words), "{remote}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_names_are_refused_on_their_line() {
         let err = parse("version = \"1\"\nname = \"bad_name\"\nuser_prompt_template = \"x\"\n")
             .unwrap_err();

@@ -418,6 +418,103 @@ mod tests {
         assert!(m.contains("alpha → beta → gamma → alpha"), "{m}");
     }
 
+    fn asked(
+        ancestry: &[(&str, &str)],
+        max_depth: u32,
+        tokens_left: u64,
+    ) -> crate::a2a::Delegation {
+        crate::a2a::Delegation {
+            ancestry: ancestry
+                .iter()
+                .map(|(server, agent)| crate::a2a::Hop {
+                    server: (*server).into(),
+                    agent: (*agent).into(),
+                })
+                .collect(),
+            max_depth,
+            deadline_ms: 1000,
+            tokens_left,
+            tool_calls_left: 5,
+            conversation: "c0".into(),
+            parent_task: "p0".into(),
+        }
+    }
+
+    #[test]
+    fn a_request_from_another_server_carries_its_tree_s_guards_here() {
+        let beta = agent("beta", "");
+        // boss on server A asked beta here (server B): depth 1, the budget what A had left.
+        let l = Lineage::from_remote(
+            "e1",
+            "c",
+            &beta,
+            later(),
+            &asked(&[("A", "boss")], 3, 40),
+            "B",
+        )
+        .unwrap();
+        assert_eq!(l.depth(), 1);
+        assert_eq!(l.budget.tokens_left(), 40);
+        assert_eq!(l.budget.tool_calls_left(), 5);
+        assert!(l.deadline <= Instant::now() + Duration::from_secs(1));
+        // Asking boss back is fine here (boss is on A); asking an agent of this server already
+        // on the path, through A, is a cycle.
+        assert_eq!(l.check(&name("boss")), Ok(()));
+        let through = Lineage::from_remote(
+            "e2",
+            "c",
+            &beta,
+            later(),
+            &asked(&[("B", "gamma"), ("A", "boss")], 3, 40),
+            "B",
+        )
+        .unwrap();
+        let Err(Refusal::Cycle(m)) = through.check(&name("gamma")) else {
+            panic!("gamma (B) → boss (A) → beta (B) → gamma is a cycle")
+        };
+        assert!(m.contains("gamma → boss → beta → gamma"), "{m}");
+        // beta itself already on the path: refused before it runs.
+        let Err(Refusal::Cycle(m)) = Lineage::from_remote(
+            "e3",
+            "c",
+            &beta,
+            later(),
+            &asked(&[("B", "beta"), ("A", "boss")], 3, 40),
+            "B",
+        ) else {
+            panic!("beta (B) → boss (A) → beta is a cycle")
+        };
+        assert!(m.contains("cycle across servers"), "{m}");
+        assert!(matches!(
+            Lineage::from_remote(
+                "e4",
+                "c",
+                &beta,
+                later(),
+                &asked(&[("A", "boss"), ("A", "x")], 1, 40),
+                "B"
+            ),
+            Err(Refusal::Depth(_))
+        ));
+        assert!(matches!(
+            Lineage::from_remote(
+                "e5",
+                "c",
+                &beta,
+                later(),
+                &asked(&[("A", "boss")], 3, 0),
+                "B"
+            ),
+            Err(Refusal::Budget(_))
+        ));
+        // What it tells the next server: the whole path, this server's hops named by its id.
+        let onward = l.for_remote("B");
+        assert_eq!(onward.ancestry.len(), 2);
+        assert_eq!(onward.ancestry[1].server, "B");
+        assert_eq!(onward.ancestry[1].agent, "beta");
+        assert_eq!(onward.parent_task, "e1");
+    }
+
     #[test]
     fn the_tightest_depth_limit_on_the_path_holds() {
         let root = Lineage::root(
