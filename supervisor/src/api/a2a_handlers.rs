@@ -214,7 +214,6 @@ async fn rpc(sup: Arc<Supervisor>, scope: Scope, headers: &HeaderMap, body: &[u8
     if let Scope::Agent(a) = &scope {
         span.record("agent", a.as_str());
     }
-    let _entered = span.enter();
     let asked_version = headers
         .get("a2a-version")
         .and_then(|v| v.to_str().ok())
@@ -222,12 +221,16 @@ async fn rpc(sup: Arc<Supervisor>, scope: Scope, headers: &HeaderMap, body: &[u8
     if let Some(version) = asked_version {
         return answer(&call.id, Err(RpcError::version_not_supported(version)));
     }
+    tracing::Instrument::instrument(dispatch(sup, scope, call), span).await
+}
+
+/// Run one checked call's method.
+async fn dispatch(sup: Arc<Supervisor>, scope: Scope, call: Call) -> Response {
     let Call {
         id,
         method,
         params: p,
     } = call;
-    drop(_entered);
     let result = match method.as_str() {
         "message/send" => match params::<MessageSendParams>(&method, p) {
             Ok(p) => send(&sup, &scope, p).await,
