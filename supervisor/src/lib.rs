@@ -178,6 +178,8 @@ pub struct Supervisor {
     log_control: std::sync::OnceLock<Arc<dyn telemetry::LogControl>>,
     /// The id this server goes by when a request crosses servers over A2A.
     server_id: String,
+    /// The cards of the agents on other servers asked lately.
+    remote_cards: a2a::remote::Cards,
 }
 
 impl Supervisor {
@@ -246,6 +248,7 @@ impl Supervisor {
                 detached: tokio_util::task::TaskTracker::new(),
                 log_control: std::sync::OnceLock::new(),
                 server_id,
+                remote_cards: a2a::remote::Cards::default(),
             }
         }))
     }
@@ -253,6 +256,11 @@ impl Supervisor {
     /// The resolved configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The cards of the agents on other servers this server's agents asked lately.
+    pub fn remote_cards(&self) -> &a2a::remote::Cards {
+        &self.remote_cards
     }
 
     /// The id this server goes by across servers ([`a2a::server_id`]).

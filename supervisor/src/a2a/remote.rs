@@ -80,6 +80,53 @@ pub struct RemoteAnswer {
     pub tokens: u64,
 }
 
+/// How long a fetched card is used before it is fetched again.
+const CARD_TTL: Duration = Duration::from_secs(300);
+
+/// A remote's card and the checked access to its server, as last fetched.
+#[derive(Clone)]
+struct Known {
+    access: HttpAccess,
+    endpoint: Url,
+    streaming: bool,
+    fetched: Instant,
+}
+
+/// The cards of the remote agents asked lately, by card URL, so a call does not fetch its card
+/// (and build its checked HTTP access) every time. An entry is dropped when a call through it
+/// fails, so a moved or restarted remote is looked up afresh.
+#[derive(Default)]
+pub struct Cards {
+    known: std::sync::Mutex<std::collections::HashMap<String, Known>>,
+}
+
+impl Cards {
+    fn get(&self, card: &str) -> Option<Known> {
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        known
+            .get(card)
+            .filter(|k| k.fetched.elapsed() < CARD_TTL)
+            .cloned()
+    }
+
+    fn put(&self, card: &str, known: Known) {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(card.to_owned(), known);
+    }
+
+    fn forget(&self, card: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(card);
+    }
+}
+
 /// Where the call is, for the error of a task that never finished.
 #[derive(Debug, Default)]
 struct Progress {
@@ -94,8 +141,10 @@ struct Progress {
 }
 
 /// Ask `remote` `request` on behalf of the execution `lineage` places (on the server `here`),
-/// waiting for the answer until that execution's deadline.
+/// waiting for the answer until that execution's deadline; `cards` keeps what earlier calls
+/// learnt of the remote.
 pub async fn ask(
+    cards: &Cards,
     remote: &RemoteAgent,
     here: &str,
     lineage: &Lineage,
@@ -106,13 +155,6 @@ pub async fn ask(
         card: remote.card.clone(),
         reason,
     };
-    let card_url = Url::parse(&remote.card).map_err(|e| fail(format!("not a URL: {e}")))?;
-    let host = card_url.host_str().unwrap_or_default();
-    let port = card_url.port_or_known_default().unwrap_or(80);
-    // The card's own host and port, literally: `[::1]` keeps its brackets.
-    let access = HostAllowlist::parse(&[format!("{host}:{port}")])
-        .map_err(|e| fail(e.to_string()))
-        .and_then(|allow| HttpAccess::new(allow).map_err(&fail))?;
     let token = match remote.token_env.as_deref() {
         None => None,
         Some(var) => Some(std::env::var(var).map_err(|_| {
@@ -127,19 +169,73 @@ pub async fn ask(
         let left = lineage.deadline.saturating_duration_since(Instant::now());
         left.saturating_sub((left / 4).min(REPLY_MARGIN))
     };
+    let known = match cards.get(&remote.card) {
+        Some(known) => known,
+        None => {
+            let known = look_up(remote, token.as_deref(), time_left())
+                .await
+                .map_err(&fail)?;
+            cards.put(&remote.card, known.clone());
+            known
+        }
+    };
+    let asked = send(&known, token, here, lineage, request, time_left()).await;
+    if asked.is_err() {
+        cards.forget(&remote.card);
+    }
+    asked.map_err(|reason| match reason {
+        Finish::Failed(r) => fail(r),
+        Finish::Rejected(r) => RemoteError::Rejected {
+            name: remote.name.clone(),
+            reason: r,
+        },
+    })
+}
 
-    let card = fetch_card(&access, &card_url, token.as_deref(), time_left())
-        .await
-        .map_err(&fail)?;
+/// Fetch `remote`'s card and check where it sends: only the card's own host and port may be
+/// reached (a loopback or private address only when written literally), its endpoint included.
+async fn look_up(
+    remote: &RemoteAgent,
+    token: Option<&str>,
+    time_left: Duration,
+) -> Result<Known, String> {
+    let card_url = Url::parse(&remote.card).map_err(|e| format!("not a URL: {e}"))?;
+    let host = card_url.host_str().unwrap_or_default();
+    let port = card_url.port_or_known_default().unwrap_or(80);
+    // The card's own host and port, literally: `[::1]` keeps its brackets.
+    let access = HostAllowlist::parse(&[format!("{host}:{port}")])
+        .map_err(|e| e.to_string())
+        .and_then(HttpAccess::new)?;
+    let card = fetch_card(&access, &card_url, token, time_left).await?;
     let endpoint = Url::parse(&card.url)
-        .map_err(|e| fail(format!("its card's url {:?} is not a URL: {e}", card.url)))?;
-    let client = access.client_for(&endpoint).map_err(|e| {
-        fail(format!(
+        .map_err(|e| format!("its card's url {:?} is not a URL: {e}", card.url))?;
+    access.client_for(&endpoint).map_err(|e| {
+        format!(
             "its card names the endpoint {endpoint}, which the agent file does not let it reach: {e}"
-        ))
+        )
     })?;
-    let streaming = card.capabilities.streaming == Some(true);
-    let method = if streaming {
+    Ok(Known {
+        access,
+        endpoint,
+        streaming: card.capabilities.streaming == Some(true),
+        fetched: Instant::now(),
+    })
+}
+
+/// Send the message to the endpoint `known` names and read the answer, within `timeout`.
+async fn send(
+    known: &Known,
+    token: Option<String>,
+    here: &str,
+    lineage: &Lineage,
+    request: &str,
+    timeout: Duration,
+) -> Result<RemoteAnswer, Finish> {
+    let client = known
+        .access
+        .client_for(&known.endpoint)
+        .map_err(Finish::Failed)?;
+    let method = if known.streaming {
         "message/stream"
     } else {
         "message/send"
@@ -161,10 +257,10 @@ pub async fn ask(
         },
     });
     let mut call = client
-        .post(endpoint.clone())
+        .post(known.endpoint.clone())
         .json(&body)
-        .timeout(time_left());
-    if streaming {
+        .timeout(timeout);
+    if known.streaming {
         call = call.header(reqwest::header::ACCEPT, "text/event-stream");
     }
     if let Some(t) = &token {
@@ -174,29 +270,21 @@ pub async fn ask(
         call = call.header(name, value);
     }
     let mut guard = CancelOnDrop {
-        client: client.clone(),
-        endpoint: endpoint.clone(),
-        token: token.clone(),
+        client,
+        endpoint: known.endpoint.clone(),
+        token,
         task_id: None,
         done: false,
     };
     let mut progress = Progress::default();
-    let exchange = exchange(call, streaming, &mut progress, &mut guard);
+    let exchange = exchange(call, known.streaming, &mut progress, &mut guard);
     let outcome = tokio::select! {
         r = exchange => r,
         () = lineage.cancel.cancelled() => Err("the request that asked it was stopped; its task is canceled".to_owned()),
     };
-    if let Err(reason) = outcome {
-        return Err(fail(reason));
-    }
+    outcome.map_err(Finish::Failed)?;
     guard.done = true;
-    finish(remote, progress).map_err(|reason| match reason {
-        Finish::Failed(r) => fail(r),
-        Finish::Rejected(r) => RemoteError::Rejected {
-            name: remote.name.clone(),
-            reason: r,
-        },
-    })
+    finish(progress)
 }
 
 /// GET the card: refused tokens, HTTP errors, HTML and broken JSON each said as they are.
@@ -433,7 +521,7 @@ enum Finish {
     Rejected(String),
 }
 
-fn finish(remote: &RemoteAgent, p: Progress) -> Result<RemoteAnswer, Finish> {
+fn finish(p: Progress) -> Result<RemoteAnswer, Finish> {
     let why = || {
         p.status_text
             .clone()
@@ -451,7 +539,7 @@ fn finish(remote: &RemoteAgent, p: Progress) -> Result<RemoteAnswer, Finish> {
     Ok(RemoteAnswer {
         task_id: p
             .task_id
-            .unwrap_or_else(|| format!("(a direct answer of {})", remote.name)),
+            .unwrap_or_else(|| "(a direct answer, no task)".to_owned()),
         context_id: p.context_id.unwrap_or_default(),
         text: p.text,
         tokens: p.tokens,
@@ -536,12 +624,7 @@ mod tests {
             take(&event, &mut p, &mut g).unwrap();
         }
         assert!(p.finished);
-        let remote = RemoteAgent {
-            name: "r".into(),
-            card: "http://x/".into(),
-            token_env: None,
-        };
-        let answer = finish(&remote, p).ok().unwrap();
+        let answer = finish(p).ok().unwrap();
         assert_eq!(answer.text, "hello");
         assert_eq!(answer.tokens, 7);
         assert_eq!(answer.task_id, "t1");

@@ -406,7 +406,14 @@ impl ToolProvider for DelegationTools {
             }
             tracing::info!(tool, caller = %caller.name, remote = %remote.name, card = %remote.card, "delegating to another server");
             let text = with_context(&delegation.text, &delegation.context);
-            let asked = crate::a2a::remote::ask(remote, sup.server_id(), lineage, &text).await;
+            let asked = crate::a2a::remote::ask(
+                sup.remote_cards(),
+                remote,
+                sup.server_id(),
+                lineage,
+                &text,
+            )
+            .await;
             sup.record_remote_exchange(lineage, remote, &text, &asked)
                 .await;
             return match asked {
