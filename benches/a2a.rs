@@ -25,7 +25,7 @@ use caxton_test_kit::api_client::{call, deploy_agent, free_port, run_agent};
 use caxton_test_kit::harness::Env;
 use caxton_test_kit::stats::{Samples, ms};
 use caxton_test_kit::table::{Table, verdict};
-use caxton_test_kit::{Binaries, Daemon, FakeLlm};
+use caxton_test_kit::{Binaries, Daemon, FakeLlm, ask, echo_agent};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -37,12 +37,6 @@ const ROUNDS: usize = 200;
 const LIMIT_MS: f64 = 0.5;
 /// `b`'s API token.
 const TOKEN: &str = "bench-token-of-sufficient-length";
-
-fn echo_agent(name: &str, extra: &str) -> String {
-    format!(
-        "name = \"{name}\"\nversion = \"1\"\nuser_prompt_template = \"{{{{ request }}}}\"\n{extra}"
-    )
-}
 
 /// A daemon of the bench's binaries with `llm` as its provider and `extra` config.
 fn daemon(
@@ -245,10 +239,7 @@ async fn send(socket: &Path, request: &str) -> anyhow::Result<()> {
 /// target's answer.
 async fn delegate(socket: &Path, agent: &str, target: &str, round: usize) -> anyhow::Result<Value> {
     let inner = format!("hi {round}");
-    let request = format!(
-        "[call ask_agent {}]",
-        json!({"agent": target, "request": inner})
-    );
+    let request = ask(target, &inner);
     let report = run_agent(socket, agent, &request)
         .await
         .map_err(anyhow::Error::msg)?;

@@ -29,7 +29,7 @@ use std::time::Instant;
 use caxton_test_kit::api_client::{call, deploy_agent, run_agent};
 use caxton_test_kit::stats::{Samples, ms};
 use caxton_test_kit::table::{Table, verdict};
-use caxton_test_kit::{Binaries, Daemon, FakeLlm};
+use caxton_test_kit::{Binaries, Daemon, FakeLlm, ask, echo_agent};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -47,14 +47,6 @@ const BROADCAST_ROUNDS: usize = 100;
 const FANOUT: usize = 16;
 /// The goal of figure 1: delegated at most this many times the plain run, at p50 and at p99.
 const LIMIT_RATIO: f64 = 2.5;
-
-/// An agent whose whole prompt is the request, so the fake LLM echoes it (or follows the
-/// `[call ...]` script in it); `extra` is appended to the file.
-fn echo_agent(name: &str, extra: &str) -> String {
-    format!(
-        "name = \"{name}\"\nversion = \"1\"\nuser_prompt_template = \"{{{{ request }}}}\"\n{extra}"
-    )
-}
 
 /// The reports' own timings of one delegated request, milliseconds.
 struct Breakdown {
@@ -274,10 +266,7 @@ async fn plain_run(socket: &Path, agent: &str, round: usize) -> anyhow::Result<V
 /// child's answer.
 async fn delegate(socket: &Path, round: usize) -> anyhow::Result<Value> {
     let inner = format!("hi {round}");
-    let request = format!(
-        "[call ask_agent {}]",
-        json!({"agent": "child", "request": inner})
-    );
+    let request = ask("child", &inner);
     let report = run_agent(socket, "parent", &request)
         .await
         .map_err(anyhow::Error::msg)?;

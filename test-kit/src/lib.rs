@@ -24,6 +24,7 @@
     reason = "a test or bench that cannot set up should fail loudly"
 )]
 
+pub mod agent_files;
 pub mod api_client;
 pub mod binaries;
 pub mod fake_llm;
@@ -32,6 +33,7 @@ pub mod procfs;
 pub mod stats;
 pub mod table;
 
+pub use agent_files::{ask, echo_agent};
 pub use api_client::{free_port, http, read_response};
 pub use binaries::Binaries;
 pub use fake_llm::FakeLlm;

@@ -11,27 +11,25 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Daemon, DaemonOptions, FakeLlm, echo_agent, free_port, http, wait_gone, wait_until,
+    Daemon, DaemonOptions, FakeLlm, ask, echo_agent, free_port, http, wait_gone, wait_until,
 };
 
-/// A request text that makes the model call `ask_agent` with `agent` and `request`.
-fn ask(agent: &str, request: &str) -> String {
-    format!(
-        "[call ask_agent {}]",
-        json!({"agent": agent, "request": request})
-    )
+/// A daemon listening on `port` with bearer token `token`, its environment `env` besides (the
+/// variables holding the tokens of the remote agents its agents name, say).
+fn server(llm: &FakeLlm, port: u16, token: &str, env: &[(&str, &str)]) -> Daemon {
+    let env = env
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    server_with(llm, port, token, env)
 }
 
-/// A daemon listening on `port` with bearer token `token`, holding `others` (variable, token)
-/// for the remote agents its agents name.
-fn server(llm: &FakeLlm, port: u16, token: &str, others: &[(&str, &str)]) -> Daemon {
+fn server_with(llm: &FakeLlm, port: u16, token: &str, env: Vec<(String, String)>) -> Daemon {
     let mut opts = DaemonOptions::new(llm);
     opts.extra_config =
         format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"OWN_TOKEN\"\n");
+    opts.env = env;
     opts.env.push(("OWN_TOKEN".into(), token.into()));
-    for (var, value) in others {
-        opts.env.push(((*var).into(), (*value).into()));
-    }
     Daemon::start(opts)
 }
 
@@ -415,18 +413,13 @@ fn one_trace_crosses_both_servers() {
     let (_receiver, collector) = receiver(&out, false);
     let llm = FakeLlm::start();
     let (port_a, port_b) = (free_port(), free_port());
+    // Both export to the one collector, each under a service name of its own.
     let traced = |port: u16, token: &str, service: &str, others: &[(&str, &str)]| {
-        let mut opts = DaemonOptions::new(&llm);
-        opts.extra_config =
-            format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"OWN_TOKEN\"\n");
-        opts.env = export_env(collector);
-        opts.env.retain(|(k, _)| k != "OTEL_SERVICE_NAME");
-        opts.env.push(("OTEL_SERVICE_NAME".into(), service.into()));
-        opts.env.push(("OWN_TOKEN".into(), token.into()));
-        for (var, value) in others {
-            opts.env.push(((*var).into(), (*value).into()));
-        }
-        Daemon::start(opts)
+        let mut env = export_env(collector);
+        env.retain(|(k, _)| k != "OTEL_SERVICE_NAME");
+        env.push(("OTEL_SERVICE_NAME".into(), service.into()));
+        env.extend(others.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+        server_with(&llm, port, token, env)
     };
     let a = traced(
         port_a,

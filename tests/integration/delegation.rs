@@ -10,16 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Daemon, DaemonOptions, FakeLlm, echo_agent, http, process_alive, text, wait_until,
+    Daemon, DaemonOptions, FakeLlm, ask, echo_agent, http, process_alive, text, wait_until,
 };
-
-/// A request text that makes the model call `ask_agent` with `agent` and `request`.
-fn ask(agent: &str, request: &str) -> String {
-    format!(
-        "[call ask_agent {}]",
-        json!({"agent": agent, "request": request})
-    )
-}
 
 fn delegating(name: &str, delegation: &str) -> String {
     echo_agent(name, &format!("[delegation]\n{delegation}\n"))

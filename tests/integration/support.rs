@@ -8,7 +8,7 @@ pub use caxton_test_kit::api_client::{free_port, http, http_text, read_response}
 pub use caxton_test_kit::harness::{
     Daemon, DaemonOptions, Env, KillOnDrop, process_alive, text, wait_child, wait_gone, wait_until,
 };
-pub use caxton_test_kit::{FakeLlm, models_dir};
+pub use caxton_test_kit::{FakeLlm, ask, echo_agent, models_dir};
 
 /// The `caxton` binary under test.
 pub fn caxton_bin() -> PathBuf {
@@ -56,11 +56,4 @@ pub fn test_clients_cache() -> PathBuf {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
                 .join(".cache/caxton")
         })
-}
-
-/// A minimal agent whose prompt is the request itself.
-pub fn echo_agent(name: &str, extra: &str) -> String {
-    format!(
-        "name = \"{name}\"\nversion = \"1.0.0\"\nuser_prompt_template = \"{{{{ request }}}}\"\n{extra}"
-    )
 }

@@ -303,10 +303,27 @@ async fn fetch_card(
         .send()
         .await
         .map_err(|e| format!("cannot fetch its card: {}", describe(&e)))?;
+    let (response, content_type) = accepted(response, "its card URL")?;
+    let body = read_limited(response, MAX_CARD_BYTES).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        format!("its card URL answered {content_type} that is not an A2A agent card ({e})")
+    })
+}
+
+/// `response` and its content type when its status is a success; a refused token, or any other
+/// status, said as it is (`what` names what answered: "its card URL", "its endpoint").
+fn accepted(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<(reqwest::Response, String), String> {
     let status = response.status();
-    refused_token(status)?;
+    if matches!(status.as_u16(), 401 | 403) {
+        return Err(format!(
+            "its server refused the token (HTTP {status}): check token_env in [[delegation.remote]]"
+        ));
+    }
     if !status.is_success() {
-        return Err(format!("its card URL answered HTTP {status}"));
+        return Err(format!("{what} answered HTTP {status}"));
     }
     let content_type = response
         .headers()
@@ -314,19 +331,7 @@ async fn fetch_card(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("no content type")
         .to_owned();
-    let body = read_limited(response, MAX_CARD_BYTES).await?;
-    serde_json::from_slice(&body).map_err(|e| {
-        format!("its card URL answered {content_type} that is not an A2A agent card ({e})")
-    })
-}
-
-fn refused_token(status: reqwest::StatusCode) -> Result<(), String> {
-    if matches!(status.as_u16(), 401 | 403) {
-        return Err(format!(
-            "its server refused the token (HTTP {status}): check token_env in [[delegation.remote]]"
-        ));
-    }
-    Ok(())
+    Ok((response, content_type))
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -366,16 +371,8 @@ async fn exchange(
     guard: &mut CancelOnDrop,
 ) -> Result<(), String> {
     let response = call.send().await.map_err(|e| describe(&e))?;
-    let status = response.status();
-    refused_token(status)?;
-    if !status.is_success() {
-        return Err(format!("its endpoint answered HTTP {status}"));
-    }
-    let is_stream = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let (response, content_type) = accepted(response, "its endpoint")?;
+    let is_stream = content_type.starts_with("text/event-stream");
     if !(streaming && is_stream) {
         let body = read_limited(response, MAX_ANSWER_BYTES).await?;
         let answer: Value = serde_json::from_slice(&body)
