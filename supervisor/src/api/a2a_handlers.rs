@@ -649,6 +649,37 @@ fn follow(sup: Arc<Supervisor>, id: Value, first: ExecutionRecord) -> Response {
     sse(rx)
 }
 
+/// The fuzzers' entry (`fuzz/`): what an A2A call is checked for before a supervisor is
+/// involved (the envelope, the method's params, and for `message/*` the request text, the
+/// skill and the delegation a message carries); the JSON-RPC error code that refuses it.
+#[doc(hidden)]
+pub fn fuzz_call(body: &[u8]) -> Result<(), i32> {
+    let call = parse_call(body).map_err(|(id, e)| {
+        assert!(
+            matches!(id, Value::Null | Value::String(_) | Value::Number(_)),
+            "an error answers with a null, string or number id, not {id}"
+        );
+        e.code
+    })?;
+    assert!(matches!(call.id, Value::String(_) | Value::Number(_)));
+    match call.method.as_str() {
+        "message/send" | "message/stream" => {
+            let p: MessageSendParams = params(&call.method, call.params).map_err(|e| e.code)?;
+            let _ = skill_of(&p);
+            a2a::request_text(&p.message).map_err(|e| e.code)?;
+            a2a::Delegation::of(&p.message).map_err(|e| e.code)?;
+        }
+        "tasks/get" => {
+            params::<TaskQueryParams>(&call.method, call.params).map_err(|e| e.code)?;
+        }
+        "tasks/cancel" | "tasks/resubscribe" => {
+            params::<TaskIdParams>(&call.method, call.params).map_err(|e| e.code)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]

@@ -142,37 +142,12 @@ pub async fn post(
             rpc_error(Value::Null, INVALID_REQUEST, "Origin not allowed"),
         );
     }
-    let message: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                rpc_error(Value::Null, PARSE_ERROR, format!("parse error: {e}")),
-            );
-        }
+    let message = match envelope(&body) {
+        Ok(message) => message,
+        Err((status, body)) => return reply(status, body),
     };
-    if message.is_array() {
-        return reply(
-            StatusCode::BAD_REQUEST,
-            rpc_error(
-                Value::Null,
-                INVALID_REQUEST,
-                "batches are not supported by protocol revision 2025-06-18",
-            ),
-        );
-    }
     let id = message.get("id").cloned();
     let method = message.get("method").and_then(Value::as_str);
-    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return reply(
-            StatusCode::BAD_REQUEST,
-            rpc_error(
-                id.unwrap_or(Value::Null),
-                INVALID_REQUEST,
-                "not a JSON-RPC 2.0 message",
-            ),
-        );
-    }
     let session_id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
 
     if method == Some("initialize") {
@@ -266,6 +241,37 @@ pub async fn post(
     }
     let answer = tracing::Instrument::instrument(handle(&sup, id, method, params), span).await;
     reply(StatusCode::OK, answer)
+}
+
+/// One JSON-RPC 2.0 message from a body, or the status and error that refuse it.
+fn envelope(body: &[u8]) -> Result<Value, (StatusCode, Value)> {
+    let message: Value = serde_json::from_slice(body).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            rpc_error(Value::Null, PARSE_ERROR, format!("parse error: {e}")),
+        )
+    })?;
+    if message.is_array() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            rpc_error(
+                Value::Null,
+                INVALID_REQUEST,
+                "batches are not supported by protocol revision 2025-06-18",
+            ),
+        ));
+    }
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            rpc_error(
+                message.get("id").cloned().unwrap_or(Value::Null),
+                INVALID_REQUEST,
+                "not a JSON-RPC 2.0 message",
+            ),
+        ));
+    }
+    Ok(message)
 }
 
 fn initialize(sup: &Supervisor, sessions: &McpSessions, id: Value, message: &Value) -> Response {
@@ -387,4 +393,56 @@ pub async fn get() -> Response {
         [(header::ALLOW, "POST, DELETE")],
     )
         .into_response()
+}
+
+/// The fuzzers' entry (`fuzz/`): what `POST /mcp` decides from one body and its `Origin` header
+/// without a supervisor (the origin, the envelope, the session table, request or notification,
+/// a `params._meta` trace context); the HTTP status it would answer with when that alone
+/// decides, `None` when the supervisor's tools would.
+#[doc(hidden)]
+pub fn fuzz_message(body: &[u8], origin: Option<&[u8]>) -> Option<StatusCode> {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = origin.and_then(|o| HeaderValue::from_bytes(o).ok()) {
+        headers.insert(header::ORIGIN, value);
+    }
+    if !origin_allowed(&headers) {
+        return Some(StatusCode::FORBIDDEN);
+    }
+    let message = match envelope(body) {
+        Ok(message) => message,
+        Err((status, _)) => return Some(status),
+    };
+    let sessions = McpSessions::default();
+    let session = sessions.open(PROTOCOL_VERSION.to_owned());
+    if sessions.touch(&session).is_none() {
+        return Some(StatusCode::NOT_FOUND);
+    }
+    let id = message.get("id").cloned();
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        let answer =
+            id.is_some() && (message.get("result").is_some() || message.get("error").is_some());
+        return Some(if answer {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::BAD_REQUEST
+        });
+    };
+    if method == "initialize" {
+        return id.is_none().then_some(StatusCode::BAD_REQUEST);
+    }
+    if id.is_none() {
+        return Some(StatusCode::ACCEPTED);
+    }
+    let params = message.get("params").cloned().unwrap_or(Value::Null);
+    let meta = params.get("_meta");
+    if let Some(traceparent) = meta
+        .and_then(|m| m.get("traceparent"))
+        .and_then(Value::as_str)
+    {
+        let tracestate = meta
+            .and_then(|m| m.get("tracestate"))
+            .and_then(Value::as_str);
+        crate::telemetry::adopt_trace_context(&tracing::Span::none(), traceparent, tracestate);
+    }
+    None
 }

@@ -20,6 +20,9 @@ use axum::routing::{get, post};
 
 use memory_handlers as mem;
 
+/// The fuzzers' entry to the A2A endpoint's checks (see `fuzz/`).
+#[doc(hidden)]
+pub use a2a_handlers::fuzz_call as fuzz_a2a_call;
 pub use error::ApiError;
 pub use listener::{CheckedUnixListener, bind_unix_socket};
 pub use serve::{ApiListener, ServeLimits, serve};
