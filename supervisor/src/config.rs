@@ -205,6 +205,8 @@ pub struct WorkerSection {
     /// Processes (and threads) a worker and everything it starts may have at once, where the
     /// kernel offers a pids cgroup to enforce it.
     pub processes: Option<u64>,
+    /// How workers confine themselves: "strict", "best-effort" (the default) or "off".
+    pub sandbox: Option<String>,
 }
 
 /// `[shutdown]`
@@ -466,6 +468,8 @@ pub struct Config {
     pub max_concurrent_workers: usize,
     /// Default rlimits.
     pub worker_limits: WorkerLimits,
+    /// `[worker] sandbox`: `strict`, `best-effort` or `off`, as the worker's `--sandbox` takes it.
+    pub worker_sandbox: &'static str,
     /// Drain time on SIGTERM.
     pub shutdown_grace: Duration,
     /// Named providers; always includes a `local` one.
@@ -874,6 +878,19 @@ impl Config {
             WORKER_MEMORY_BOUNDS,
             1024 * 1024 * 1024,
         )?;
+        let worker_sandbox = match file.worker.sandbox.as_deref() {
+            None | Some("best-effort") => "best-effort",
+            Some("strict") => "strict",
+            Some("off") => "off",
+            Some(other) => {
+                return Err(at(
+                    &["worker", "sandbox"],
+                    format!(
+                        "worker.sandbox = {other:?}: must be \"strict\", \"best-effort\" or \"off\""
+                    ),
+                ));
+            }
+        };
         let worker_limits = WorkerLimits {
             address_space,
             cpu_seconds: count(
@@ -1007,6 +1024,7 @@ impl Config {
             kill_grace,
             max_concurrent_workers,
             worker_limits,
+            worker_sandbox,
             shutdown_grace,
             providers,
             models_dir,

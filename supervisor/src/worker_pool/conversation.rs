@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use caxton_ipc_protocol::{
@@ -25,6 +26,10 @@ use super::outcome::{Usage, Verdict};
 use super::process::ExitWatch;
 use crate::agent::AgentDefinition;
 use crate::tools::ToolCallRecord;
+
+/// Whether the daemon has said that workers run without a layer of their sandbox (it says so
+/// once, not for every request).
+static SANDBOX_GAP_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// What the supervisor does for a worker on request. Implemented by the supervisor, which checks
 /// each request against the execution's grant (`crate::grant::ExecutionGrant`).
@@ -266,6 +271,24 @@ impl<'a> Conversation<'a> {
                     )));
                 }
                 *handshaken = true;
+                let missing = hello.sandbox.missing();
+                if !missing.is_empty() && !SANDBOX_GAP_LOGGED.swap(true, Ordering::Relaxed) {
+                    let why: Vec<String> = hello
+                        .sandbox
+                        .layers
+                        .iter()
+                        .filter(|l| !l.applied)
+                        .map(|l| format!("{}: {}", l.name, l.detail))
+                        .collect();
+                    tracing::warn!(
+                        mode = %hello.sandbox.mode,
+                        missing = %why.join("; "),
+                        "workers run without every sandbox layer (logged once)"
+                    );
+                }
+                self.pool
+                    .live
+                    .set_sandbox(self.execution_id, hello.sandbox.summary());
                 self.phase = Some(phase_span("worker render"));
                 let startup = self.spawned_at.elapsed();
                 self.startup = Some(startup);

@@ -50,6 +50,8 @@ pub struct PoolSettings {
     pub limits: WorkerLimits,
     /// Concurrency cap (a delegated request its parent waits for runs beside its parent).
     pub max_concurrent: usize,
+    /// How workers confine themselves (`--sandbox`).
+    pub sandbox: &'static str,
 }
 
 impl From<&Config> for PoolSettings {
@@ -60,6 +62,7 @@ impl From<&Config> for PoolSettings {
             kill_grace: c.kill_grace,
             limits: c.worker_limits,
             max_concurrent: c.max_concurrent_workers,
+            sandbox: c.worker_sandbox,
         }
     }
 }
