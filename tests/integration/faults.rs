@@ -110,6 +110,39 @@ fn garbage_before_the_handshake() {
 }
 
 #[test]
+fn a_worker_silent_before_its_hello_is_ended_at_the_handshake_timeout_not_the_deadline() {
+    let llm = FakeLlm::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.worker_path = Some(fixture_worker(scratch.path(), "silent-first"));
+    opts.worker_config = "handshake_timeout = \"300ms\"\n".into();
+    let daemon = Daemon::start(opts);
+    daemon.deploy(
+        "victim",
+        &echo_agent("victim", "[limits]\ntimeout = \"60s\"\n"),
+    );
+    let started = std::time::Instant::now();
+    let (code, body) = daemon.run("victim", "hi");
+    // The request's deadline is a minute away; the slot is back long before.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, 500, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no Hello within 300ms of its start ([worker] handshake_timeout)"),
+        "{message}"
+    );
+    let pid = body["execution"]["worker_pid"].as_u64().unwrap() as u32;
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "worker {pid} lives on"
+    );
+}
+
+#[test]
 fn a_worker_speaking_another_protocol_version_is_refused_with_both_versions() {
     let (_llm, daemon) = fixture_daemon("bad-version", "");
     let (code, body) = daemon.run("victim", "hi");

@@ -172,6 +172,10 @@ impl<'a> Conversation<'a> {
         exit: Option<&ExitWatch>,
     ) -> Verdict {
         let shutdown = self.pool.shutdown.clone();
+        // A worker silent before its Hello is stuck: it is ended now, not at the request's
+        // deadline, so it cannot hold a slot for the whole of it.
+        let hello_by =
+            tokio::time::Instant::from_std(self.spawned_at + self.pool.settings.handshake_timeout);
         let mut handshaken = false;
         let mut pending: Option<(u32, Pending<'a>)> = None;
         let mut exited = false;
@@ -179,6 +183,10 @@ impl<'a> Conversation<'a> {
             let step = tokio::select! {
                 biased;
                 _ = tokio::time::sleep_until(deadline) => Step::Done(Verdict::Deadline),
+                _ = tokio::time::sleep_until(hello_by), if !handshaken => Step::Done(Verdict::Protocol(format!(
+                    "no Hello within {} of its start ([worker] handshake_timeout): a worker says hello before anything else",
+                    humantime::format_duration(self.pool.settings.handshake_timeout)
+                ))),
                 _ = shutdown.cancelled() => Step::Done(Verdict::ShutDown),
                 result = async { pending.as_mut().map(|(_, f)| f.as_mut()).expect("guarded by pending.is_some()").await }, if pending.is_some() => {
                     let Some((call_id, _)) = pending.take() else { continue };

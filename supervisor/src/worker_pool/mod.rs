@@ -46,6 +46,8 @@ pub struct PoolSettings {
     pub default_timeout: Duration,
     /// Time between TERM and KILL.
     pub kill_grace: Duration,
+    /// Longest wait for a new worker's Hello.
+    pub handshake_timeout: Duration,
     /// Default rlimits.
     pub limits: WorkerLimits,
     /// Concurrency cap (a delegated request its parent waits for runs beside its parent).
@@ -60,6 +62,7 @@ impl From<&Config> for PoolSettings {
             worker_path: c.worker_path.clone(),
             default_timeout: c.default_timeout,
             kill_grace: c.kill_grace,
+            handshake_timeout: c.handshake_timeout,
             limits: c.worker_limits,
             max_concurrent: c.max_concurrent_workers,
             sandbox: c.worker_sandbox,
