@@ -95,6 +95,24 @@ fn a_worker_that_sends_an_oversized_frame() {
 }
 
 #[test]
+fn a_4_gib_length_prefix_before_the_handshake_is_refused_without_reading_it() {
+    // The fixture's first four bytes say u32::MAX: the frame is refused by its length alone,
+    // nothing is allocated for it, and the daemon goes on serving.
+    let (_llm, daemon) = fixture_daemon("oversized-first", "");
+    let (code, body) = daemon.run("victim", "hi");
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(body["error"]["kind"], "protocol_violation", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("frame larger than the 4194304-byte limit"),
+        "{body}"
+    );
+    assert!(daemon.cli(&["health"]).status.success());
+}
+
+#[test]
 fn garbage_before_the_handshake() {
     let (_llm, daemon) = fixture_daemon("garbage-first", "");
     let (code, body) = daemon.run("victim", "hi");
