@@ -23,11 +23,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use caxton_test_kit::api_client::{deploy_agent, run_agent};
-use caxton_test_kit::harness::Env;
 use caxton_test_kit::stats::{Samples, ms};
 use caxton_test_kit::table::{Table, verdict};
 use caxton_test_kit::{Binaries, Daemon, FakeLlm, echo_agent};
-use serde_json::Value;
 
 /// Rounds before the measured ones (page cache, the allocator).
 const WARMUP_ROUNDS: usize = 20;
@@ -37,14 +35,12 @@ const ROUNDS: usize = 300;
 const LIMIT_MS: f64 = 0.3;
 
 fn daemon(bins: &Binaries, llm: &FakeLlm, mode: &str) -> Daemon {
-    let worker = Value::from(bins.worker.to_string_lossy().into_owned());
-    let config = format!(
-        "[worker]\npath = {worker}\nmax_concurrent = 4\nsandbox = \"{mode}\"\n\n\
-         [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
-        llm.base_url()
-    );
-    Daemon::start_in(
-        Env::with_config(&format!("caxton-sandbox-{mode}-"), &config),
+    Daemon::for_bench_configured(
+        bins,
+        llm,
+        &format!("caxton-sandbox-{mode}-"),
+        &format!("max_concurrent = 4\nsandbox = \"{mode}\"\n"),
+        "",
         &[],
     )
 }
