@@ -49,13 +49,7 @@ fn daemon(
 }
 
 fn main() -> anyhow::Result<()> {
-    let bins = Binaries::for_bench("a2a");
-    println!("caxton:        {}", bins.caxton.display());
-    println!("caxton-worker: {}", bins.worker.display());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let llm = FakeLlm::start_in(runtime.handle());
+    let (bins, runtime, llm) = caxton_test_kit::bench_start("a2a")?;
 
     let port_b = free_port();
     let mut b = daemon(

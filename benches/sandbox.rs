@@ -46,13 +46,7 @@ fn daemon(bins: &Binaries, llm: &FakeLlm, mode: &str) -> Daemon {
 }
 
 fn main() -> anyhow::Result<()> {
-    let bins = Binaries::for_bench("sandbox");
-    println!("caxton:        {}", bins.caxton.display());
-    println!("caxton-worker: {}", bins.worker.display());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let llm = FakeLlm::start_in(runtime.handle());
+    let (bins, runtime, llm) = caxton_test_kit::bench_start("sandbox")?;
     let mut strict = daemon(bins, &llm, "strict");
     let mut off = daemon(bins, &llm, "off");
     for d in [&strict, &off] {
