@@ -22,7 +22,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use caxton_test_kit::api_client::{call, deploy_agent, free_port, run_agent};
-use caxton_test_kit::harness::Env;
 use caxton_test_kit::stats::{Samples, ms};
 use caxton_test_kit::table::{Table, verdict};
 use caxton_test_kit::{Binaries, Daemon, FakeLlm, ask, echo_agent};
@@ -46,23 +45,11 @@ fn daemon(
     extra: &str,
     env: &[(String, String)],
 ) -> Daemon {
-    let worker = Value::from(bins.worker.to_string_lossy().into_owned());
-    let config = format!(
-        "[worker]\npath = {worker}\nmax_concurrent = 8\n\n\
-         [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n\n{extra}",
-        llm.base_url()
-    );
-    Daemon::start_in(Env::with_config(prefix, &config), env)
+    Daemon::for_bench_configured(bins, llm, prefix, "max_concurrent = 8\n", extra, env)
 }
 
 fn main() -> anyhow::Result<()> {
-    let bins = Binaries::for_bench("a2a");
-    println!("caxton:        {}", bins.caxton.display());
-    println!("caxton-worker: {}", bins.worker.display());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let llm = FakeLlm::start_in(runtime.handle());
+    let (bins, runtime, llm) = caxton_test_kit::bench_start("a2a")?;
 
     let port_b = free_port();
     let mut b = daemon(

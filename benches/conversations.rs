@@ -23,7 +23,7 @@ use std::time::Instant;
 use caxton_test_kit::api_client::{call, deploy_agent};
 use caxton_test_kit::stats::{Samples, ms};
 use caxton_test_kit::table::{Table, verdict};
-use caxton_test_kit::{Binaries, Daemon, Env, FakeLlm};
+use caxton_test_kit::{Daemon, Env};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -61,14 +61,7 @@ const PROBES: [Probe; 4] = [
 ];
 
 fn main() -> anyhow::Result<()> {
-    let bins = Binaries::for_bench("conversations");
-    println!("caxton:        {}", bins.caxton.display());
-    println!("caxton-worker: {}", bins.worker.display());
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let llm = FakeLlm::start_in(runtime.handle());
+    let (bins, runtime, llm) = caxton_test_kit::bench_start("conversations")?;
     let mut daemon = Daemon::for_bench(bins, &llm, "caxton-conversations-", 16);
     let socket = daemon.env.socket.clone();
     deploy_agent(&socket, "echo", ECHO_AGENT);

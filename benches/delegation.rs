@@ -29,7 +29,7 @@ use std::time::Instant;
 use caxton_test_kit::api_client::{call, deploy_agent, run_agent};
 use caxton_test_kit::stats::{Samples, ms};
 use caxton_test_kit::table::{Table, verdict};
-use caxton_test_kit::{Binaries, Daemon, FakeLlm, ask, echo_agent};
+use caxton_test_kit::{Daemon, ask, echo_agent};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -63,14 +63,7 @@ struct Breakdown {
 }
 
 fn main() -> anyhow::Result<()> {
-    let bins = Binaries::for_bench("delegation");
-    println!("caxton:        {}", bins.caxton.display());
-    println!("caxton-worker: {}", bins.worker.display());
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let llm = FakeLlm::start_in(runtime.handle());
+    let (bins, runtime, llm) = caxton_test_kit::bench_start("delegation")?;
     // The broadcast needs FANOUT workers at once; the delegation two.
     let mut daemon = Daemon::for_bench(bins, &llm, "caxton-delegation-", 2 * FANOUT);
     let socket = daemon.env.socket.clone();

@@ -525,6 +525,7 @@ mod probe {
             protocol_version: PROTOCOL_VERSION,
             worker_version: "tools-bench-probe".into(),
             pid: std::process::id(),
+            sandbox: caxton_ipc_protocol::SandboxReport::default(),
         };
         write_frame(&mut socket, &WorkerMessage::Hello(hello)).map_err(io)?;
         match read_frame(&mut socket).map_err(io)? {

@@ -40,11 +40,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use caxton_test_kit::Daemon;
 use caxton_test_kit::api_client::{deploy_agent, run_agent};
 use caxton_test_kit::procfs;
 use caxton_test_kit::stats::{Samples, ms};
 use caxton_test_kit::table::{Table, verdict};
-use caxton_test_kit::{Binaries, Daemon, FakeLlm};
 
 /// Rounds of figure 1 before the measured ones (page cache, the allocator, the exporter's
 /// connection).
@@ -94,14 +94,7 @@ const ECHO_AGENT: &str =
 
 fn main() -> anyhow::Result<()> {
     let checkpoints = checkpoints()?;
-    let bins = Binaries::for_bench("tracing");
-    println!("caxton:        {}", bins.caxton.display());
-    println!("caxton-worker: {}", bins.worker.display());
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let llm = FakeLlm::start_in(runtime.handle());
+    let (bins, runtime, llm) = caxton_test_kit::bench_start("tracing")?;
     let received = Arc::new(Received::default());
     let receiver = start_receiver(runtime.handle(), received.clone())?;
     let endpoint = format!("http://{receiver}");

@@ -84,6 +84,16 @@ pub fn print_status(status: &StatusReport) {
                     .map(|c| (c, depth + 1)),
             );
         }
+        // How the workers confined themselves: one line per kind (usually one), a missing
+        // layer marked `-`.
+        let sandboxes: std::collections::BTreeSet<&str> = status
+            .workers
+            .iter()
+            .filter_map(|w| w.sandbox.as_deref())
+            .collect();
+        for sandbox in sandboxes {
+            println!("sandbox: {sandbox}");
+        }
     }
 }
 

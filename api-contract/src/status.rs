@@ -76,6 +76,10 @@ pub struct LiveWorker {
     /// The execution that delegated to this one, when one did.
     #[serde(default)]
     pub parent_execution_id: Option<String>,
+    /// How it confined itself: the sandbox mode and its layers, a missing one marked `-`
+    /// (`best-effort: fds no_new_privs -landlock seccomp`); none before its handshake.
+    #[serde(default)]
+    pub sandbox: Option<String>,
 }
 
 /// `GET /api/v1/workers`.

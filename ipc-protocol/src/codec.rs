@@ -145,6 +145,7 @@ mod tests {
             protocol_version: PROTOCOL_VERSION,
             worker_version: "0.1.0".into(),
             pid: 42,
+            sandbox: crate::SandboxReport::default(),
         });
         let frame = encode_frame(&msg).unwrap();
         let back: WorkerMessage = read_frame(&mut &frame[..]).unwrap();

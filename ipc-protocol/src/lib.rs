@@ -24,8 +24,8 @@ pub use codec::{
 };
 pub use messages::{
     ChatMessage, ChatRole, CompletionFailure, CompletionRequest, CompletionResponse, Hello, Job,
-    JobAgent, JobInput, PROTOCOL_VERSION, SupervisorMessage, TEMPLATE_VARIABLES, ToolCall,
-    ToolResult, ToolSpec, Turn, WorkerMessage,
+    JobAgent, JobInput, PROTOCOL_VERSION, SandboxLayer, SandboxReport, SupervisorMessage,
+    TEMPLATE_VARIABLES, ToolCall, ToolResult, ToolSpec, Turn, WorkerMessage,
 };
 #[cfg(feature = "tokio-codec")]
 pub use tokio_codec::{FrameCodec, SupervisorCodec};

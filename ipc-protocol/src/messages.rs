@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the wire format; bump it on any change to a type in this module.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Variables every prompt template may use besides the agent's own `[parameters]` keys.
 ///
@@ -33,6 +33,56 @@ pub struct Hello {
     pub worker_version: String,
     /// The worker's own PID as it sees it.
     pub pid: u32,
+    /// How it confined itself before it said hello.
+    pub sandbox: SandboxReport,
+}
+
+/// How a worker confined itself before it read its job: each layer in the order applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxReport {
+    /// The mode it was started with: `strict`, `best-effort` or `off`.
+    pub mode: String,
+    /// `fds`, `no_new_privs`, `landlock`, `seccomp`, in that order.
+    pub layers: Vec<SandboxLayer>,
+}
+
+/// One layer of a worker's confinement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxLayer {
+    /// Which layer.
+    pub name: String,
+    /// Whether it is in force.
+    pub applied: bool,
+    /// What it does here, or why it is not in force (`landlock: not supported by this kernel`).
+    pub detail: String,
+}
+
+impl SandboxReport {
+    /// The layers not in force, by name.
+    pub fn missing(&self) -> Vec<&str> {
+        self.layers
+            .iter()
+            .filter(|l| !l.applied)
+            .map(|l| l.name.as_str())
+            .collect()
+    }
+
+    /// One line for logs and `caxton status`: `strict: fds no_new_privs landlock seccomp`, with
+    /// a missing layer marked `-landlock`.
+    pub fn summary(&self) -> String {
+        let layers: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| {
+                if l.applied {
+                    l.name.clone()
+                } else {
+                    format!("-{}", l.name)
+                }
+            })
+            .collect();
+        format!("{}: {}", self.mode, layers.join(" "))
+    }
 }
 
 /// Frames a worker sends to the supervisor.

@@ -102,6 +102,7 @@ fn sample_frames() -> Vec<Vec<u8>> {
         protocol_version: PROTOCOL_VERSION,
         worker_version: "0.1.0".into(),
         pid: 1,
+        sandbox: caxton_ipc_protocol::SandboxReport::default(),
     });
     let calls = WorkerMessage::CallTools {
         call_id: 2,

@@ -205,6 +205,10 @@ pub struct WorkerSection {
     /// Processes (and threads) a worker and everything it starts may have at once, where the
     /// kernel offers a pids cgroup to enforce it.
     pub processes: Option<u64>,
+    /// How workers confine themselves: "strict", "best-effort" (the default) or "off".
+    pub sandbox: Option<String>,
+    /// Longest wait for a new worker's Hello, e.g. "5s".
+    pub handshake_timeout: Option<String>,
 }
 
 /// `[shutdown]`
@@ -352,6 +356,12 @@ pub const KILL_GRACE_BOUNDS: Bounds<Duration> = Bounds {
     min: Duration::ZERO,
     max: Duration::from_secs(60),
 };
+/// `[worker] handshake_timeout`: a worker says hello within milliseconds of its start; one
+/// that has not after this is stuck, and holds a slot for nothing.
+pub const HANDSHAKE_TIMEOUT_BOUNDS: Bounds<Duration> = Bounds {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(60),
+};
 /// `[shutdown] grace_period`: zero stops running requests at once; an hour is the most.
 pub const SHUTDOWN_GRACE_BOUNDS: Bounds<Duration> = Bounds {
     min: Duration::ZERO,
@@ -462,10 +472,14 @@ pub struct Config {
     pub default_timeout: Duration,
     /// TERM-to-KILL grace for workers.
     pub kill_grace: Duration,
+    /// Longest wait for a new worker's Hello.
+    pub handshake_timeout: Duration,
     /// Concurrency cap.
     pub max_concurrent_workers: usize,
     /// Default rlimits.
     pub worker_limits: WorkerLimits,
+    /// `[worker] sandbox`: `strict`, `best-effort` or `off`, as the worker's `--sandbox` takes it.
+    pub worker_sandbox: &'static str,
     /// Drain time on SIGTERM.
     pub shutdown_grace: Duration,
     /// Named providers; always includes a `local` one.
@@ -862,6 +876,12 @@ impl Config {
             KILL_GRACE_BOUNDS,
             Duration::from_secs(2),
         )?;
+        let handshake_timeout = duration(
+            ["worker", "handshake_timeout"],
+            &file.worker.handshake_timeout,
+            HANDSHAKE_TIMEOUT_BOUNDS,
+            Duration::from_secs(5),
+        )?;
         let shutdown_grace = duration(
             ["shutdown", "grace_period"],
             &file.shutdown.grace_period,
@@ -874,6 +894,19 @@ impl Config {
             WORKER_MEMORY_BOUNDS,
             1024 * 1024 * 1024,
         )?;
+        let worker_sandbox = match file.worker.sandbox.as_deref() {
+            None | Some("best-effort") => "best-effort",
+            Some("strict") => "strict",
+            Some("off") => "off",
+            Some(other) => {
+                return Err(at(
+                    &["worker", "sandbox"],
+                    format!(
+                        "worker.sandbox = {other:?}: must be \"strict\", \"best-effort\" or \"off\""
+                    ),
+                ));
+            }
+        };
         let worker_limits = WorkerLimits {
             address_space,
             cpu_seconds: count(
@@ -1005,8 +1038,10 @@ impl Config {
             worker_path,
             default_timeout,
             kill_grace,
+            handshake_timeout,
             max_concurrent_workers,
             worker_limits,
+            worker_sandbox,
             shutdown_grace,
             providers,
             models_dir,

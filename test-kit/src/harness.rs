@@ -261,10 +261,31 @@ impl Daemon {
         max_concurrent: usize,
         extra_env: &[(String, String)],
     ) -> Self {
+        Self::for_bench_configured(
+            bins,
+            llm,
+            prefix,
+            &format!("max_concurrent = {max_concurrent}\n"),
+            "",
+            extra_env,
+        )
+    }
+
+    /// A bench's daemon as [`Daemon::for_bench`] makes it, with `worker_lines` in its `[worker]`
+    /// table (`max_concurrent = 8`, `sandbox = "strict"`), `extra` tables after the provider's
+    /// (`[api]`), and `extra_env` for `caxton serve`.
+    pub fn for_bench_configured(
+        bins: &Binaries,
+        llm: &FakeLlm,
+        prefix: &str,
+        worker_lines: &str,
+        extra: &str,
+        extra_env: &[(String, String)],
+    ) -> Self {
         let worker = Value::from(bins.worker.to_string_lossy().into_owned());
         let config = format!(
-            "[worker]\npath = {worker}\nmax_concurrent = {max_concurrent}\n\n\
-             [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
+            "[worker]\npath = {worker}\n{worker_lines}\n\
+             [providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"m\"\n\n{extra}",
             llm.base_url()
         );
         Self::start_in(Env::with_config(prefix, &config), extra_env)

@@ -58,3 +58,19 @@ pub fn models_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("models"))
 }
+
+/// What every bench starts with: the release binaries it measures (printed, so a reader knows
+/// which), a multi-threaded runtime, and the fake LLM server on that runtime, scheduled with
+/// the bench's own clients.
+pub fn bench_start(
+    bench: &str,
+) -> std::io::Result<(&'static Binaries, tokio::runtime::Runtime, FakeLlm)> {
+    let bins = Binaries::for_bench(bench);
+    println!("caxton:        {}", bins.caxton.display());
+    println!("caxton-worker: {}", bins.worker.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let llm = FakeLlm::start_in(runtime.handle());
+    Ok((bins, runtime, llm))
+}

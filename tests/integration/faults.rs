@@ -95,6 +95,24 @@ fn a_worker_that_sends_an_oversized_frame() {
 }
 
 #[test]
+fn a_4_gib_length_prefix_before_the_handshake_is_refused_without_reading_it() {
+    // The fixture's first four bytes say u32::MAX: the frame is refused by its length alone,
+    // nothing is allocated for it, and the daemon goes on serving.
+    let (_llm, daemon) = fixture_daemon("oversized-first", "");
+    let (code, body) = daemon.run("victim", "hi");
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(body["error"]["kind"], "protocol_violation", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("frame larger than the 4194304-byte limit"),
+        "{body}"
+    );
+    assert!(daemon.cli(&["health"]).status.success());
+}
+
+#[test]
 fn garbage_before_the_handshake() {
     let (_llm, daemon) = fixture_daemon("garbage-first", "");
     let (code, body) = daemon.run("victim", "hi");
@@ -107,6 +125,39 @@ fn garbage_before_the_handshake() {
         "{body}"
     );
     assert!(daemon.cli(&["health"]).status.success());
+}
+
+#[test]
+fn a_worker_silent_before_its_hello_is_ended_at_the_handshake_timeout_not_the_deadline() {
+    let llm = FakeLlm::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.worker_path = Some(fixture_worker(scratch.path(), "silent-first"));
+    opts.worker_config = "handshake_timeout = \"300ms\"\n".into();
+    let daemon = Daemon::start(opts);
+    daemon.deploy(
+        "victim",
+        &echo_agent("victim", "[limits]\ntimeout = \"60s\"\n"),
+    );
+    let started = std::time::Instant::now();
+    let (code, body) = daemon.run("victim", "hi");
+    // The request's deadline is a minute away; the slot is back long before.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, 500, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no Hello within 300ms of its start ([worker] handshake_timeout)"),
+        "{message}"
+    );
+    let pid = body["execution"]["worker_pid"].as_u64().unwrap() as u32;
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "worker {pid} lives on"
+    );
 }
 
 #[test]

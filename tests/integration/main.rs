@@ -27,6 +27,7 @@ mod packaging;
 mod protocols;
 mod providers;
 mod routing;
+mod sandbox;
 mod signals;
 mod support;
 mod systemd;

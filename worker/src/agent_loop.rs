@@ -3,7 +3,7 @@
 use std::os::unix::net::UnixStream;
 
 use caxton_ipc_protocol::{
-    ChatMessage, ChatRole, CompletionRequest, SupervisorMessage, WorkerMessage,
+    ChatMessage, ChatRole, CompletionRequest, SandboxReport, SupervisorMessage, WorkerMessage,
 };
 
 use crate::channel::{Channel, ChannelError, describe};
@@ -17,9 +17,9 @@ pub enum Outcome {
     AgentFailed,
 }
 
-/// Run the single job the supervisor hands us.
-pub fn run(socket: UnixStream) -> Result<Outcome, ChannelError> {
-    let mut channel = Channel::handshake(socket)?;
+/// Run the single job the supervisor hands us, having told it how we are confined.
+pub fn run(socket: UnixStream, sandbox: SandboxReport) -> Result<Outcome, ChannelError> {
+    let mut channel = Channel::handshake(socket, sandbox)?;
     let job = match channel.receive()? {
         SupervisorMessage::Job(job) => job,
         other => {

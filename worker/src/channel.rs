@@ -3,8 +3,8 @@
 use std::os::unix::net::UnixStream;
 
 use caxton_ipc_protocol::{
-    Hello, PROTOCOL_VERSION, ProtocolError, SupervisorMessage, WorkerMessage, read_frame,
-    write_frame,
+    Hello, PROTOCOL_VERSION, ProtocolError, SandboxReport, SupervisorMessage, WorkerMessage,
+    read_frame, write_frame,
 };
 
 /// A connection to the supervisor after a successful handshake.
@@ -51,12 +51,13 @@ impl From<ProtocolError> for ChannelError {
 }
 
 impl Channel {
-    /// Send our `Hello` and wait for the supervisor's verdict.
-    pub fn handshake(mut socket: UnixStream) -> Result<Self, ChannelError> {
+    /// Send our `Hello`, with how we confined ourselves, and wait for the supervisor's verdict.
+    pub fn handshake(mut socket: UnixStream, sandbox: SandboxReport) -> Result<Self, ChannelError> {
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
             worker_version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
+            sandbox,
         };
         write_frame(&mut socket, &WorkerMessage::Hello(hello))?;
         match read_frame(&mut socket)? {

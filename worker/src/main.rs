@@ -8,6 +8,8 @@ mod agent_loop;
 mod channel;
 mod prompt;
 
+use caxton_worker::sandbox;
+
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -18,8 +20,8 @@ const EXIT_SETUP: u8 = 3;
 const EXIT_AGENT_FAILED: u8 = 2;
 
 fn main() -> ExitCode {
-    let supervisor_pid = match parse_args() {
-        Ok(pid) => pid,
+    let (supervisor_pid, mode) = match parse_args() {
+        Ok(args) => args,
         Err(message) => {
             eprintln!("caxton-worker: {message}");
             eprintln!(
@@ -32,9 +34,17 @@ fn main() -> ExitCode {
         eprintln!("caxton-worker: {message}");
         return ExitCode::from(EXIT_SETUP);
     }
+    // Confined before a byte of the job is read; strict refuses to go on without every layer.
+    let sandbox = match sandbox::confine(mode) {
+        Ok(report) => report,
+        Err(message) => {
+            eprintln!("caxton-worker: {message}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
     // SAFETY: the supervisor hands us a connected socket as fd 0 and nothing else owns fd 0.
     let socket = UnixStream::from(unsafe { OwnedFd::from_raw_fd(0) });
-    match agent_loop::run(socket) {
+    match agent_loop::run(socket, sandbox) {
         Ok(agent_loop::Outcome::Answered) => ExitCode::SUCCESS,
         Ok(agent_loop::Outcome::AgentFailed) => ExitCode::from(EXIT_AGENT_FAILED),
         Err(e) => {
@@ -44,15 +54,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// `caxton-worker --supervisor-pid PID`
-fn parse_args() -> Result<libc::pid_t, String> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next(), args.next()) {
-        (Some("--supervisor-pid"), Some(pid), None) => pid
-            .parse()
-            .map_err(|_| format!("--supervisor-pid: not a process id: {pid:?}")),
-        _ => Err("usage: caxton-worker --supervisor-pid PID".into()),
-    }
+/// `caxton-worker --supervisor-pid PID [--sandbox strict|best-effort|off]` (no `--sandbox`:
+/// strict).
+fn parse_args() -> Result<(libc::pid_t, sandbox::Mode), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = || "usage: caxton-worker --supervisor-pid PID [--sandbox MODE]".to_owned();
+    let (pid, mode) = match args.as_slice() {
+        [flag, pid] if flag == "--supervisor-pid" => (pid, None),
+        [flag, pid, sandbox, mode] if flag == "--supervisor-pid" && sandbox == "--sandbox" => {
+            (pid, Some(mode))
+        }
+        _ => return Err(usage()),
+    };
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("--supervisor-pid: not a process id: {pid:?}"))?;
+    let mode = match mode {
+        None => sandbox::Mode::Strict,
+        Some(m) => m.parse().map_err(|e| format!("--sandbox: {e}"))?,
+    };
+    Ok((pid, mode))
 }
 
 /// Die with the supervisor. The supervisor may already be gone by the time we get here, so the

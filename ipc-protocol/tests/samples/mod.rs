@@ -5,7 +5,8 @@
 
 use caxton_ipc_protocol::{
     ChatMessage, ChatRole, CompletionFailure, CompletionRequest, CompletionResponse, Hello, Job,
-    JobAgent, JobInput, SupervisorMessage, ToolCall, ToolResult, ToolSpec, Turn, WorkerMessage,
+    JobAgent, JobInput, SandboxLayer, SandboxReport, SupervisorMessage, ToolCall, ToolResult,
+    ToolSpec, Turn, WorkerMessage,
 };
 
 pub fn tool_call() -> ToolCall {
@@ -43,6 +44,21 @@ pub fn worker_samples() -> Vec<(&'static str, WorkerMessage)> {
                 protocol_version: 7,
                 worker_version: "0.1.0".into(),
                 pid: 42,
+                sandbox: SandboxReport {
+                    mode: "strict".into(),
+                    layers: vec![
+                        SandboxLayer {
+                            name: "landlock".into(),
+                            applied: true,
+                            detail: "no file system, no TCP (ABI 7)".into(),
+                        },
+                        SandboxLayer {
+                            name: "seccomp".into(),
+                            applied: false,
+                            detail: "off".into(),
+                        },
+                    ],
+                },
             }),
         ),
         (

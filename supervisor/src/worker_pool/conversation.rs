@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use caxton_ipc_protocol::{
@@ -25,6 +26,10 @@ use super::outcome::{Usage, Verdict};
 use super::process::ExitWatch;
 use crate::agent::AgentDefinition;
 use crate::tools::ToolCallRecord;
+
+/// Whether the daemon has said that workers run without a layer of their sandbox (it says so
+/// once, not for every request).
+static SANDBOX_GAP_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// What the supervisor does for a worker on request. Implemented by the supervisor, which checks
 /// each request against the execution's grant (`crate::grant::ExecutionGrant`).
@@ -167,6 +172,10 @@ impl<'a> Conversation<'a> {
         exit: Option<&ExitWatch>,
     ) -> Verdict {
         let shutdown = self.pool.shutdown.clone();
+        // A worker silent before its Hello is stuck: it is ended now, not at the request's
+        // deadline, so it cannot hold a slot for the whole of it.
+        let hello_by =
+            tokio::time::Instant::from_std(self.spawned_at + self.pool.settings.handshake_timeout);
         let mut handshaken = false;
         let mut pending: Option<(u32, Pending<'a>)> = None;
         let mut exited = false;
@@ -174,6 +183,10 @@ impl<'a> Conversation<'a> {
             let step = tokio::select! {
                 biased;
                 _ = tokio::time::sleep_until(deadline) => Step::Done(Verdict::Deadline),
+                _ = tokio::time::sleep_until(hello_by), if !handshaken => Step::Done(Verdict::Protocol(format!(
+                    "no Hello within {} of its start ([worker] handshake_timeout): a worker says hello before anything else",
+                    humantime::format_duration(self.pool.settings.handshake_timeout)
+                ))),
                 _ = shutdown.cancelled() => Step::Done(Verdict::ShutDown),
                 result = async { pending.as_mut().map(|(_, f)| f.as_mut()).expect("guarded by pending.is_some()").await }, if pending.is_some() => {
                     let Some((call_id, _)) = pending.take() else { continue };
@@ -266,6 +279,24 @@ impl<'a> Conversation<'a> {
                     )));
                 }
                 *handshaken = true;
+                let missing = hello.sandbox.missing();
+                if !missing.is_empty() && !SANDBOX_GAP_LOGGED.swap(true, Ordering::Relaxed) {
+                    let why: Vec<String> = hello
+                        .sandbox
+                        .layers
+                        .iter()
+                        .filter(|l| !l.applied)
+                        .map(|l| format!("{}: {}", l.name, l.detail))
+                        .collect();
+                    tracing::warn!(
+                        mode = %hello.sandbox.mode,
+                        missing = %why.join("; "),
+                        "workers run without every sandbox layer (logged once)"
+                    );
+                }
+                self.pool
+                    .live
+                    .set_sandbox(self.execution_id, hello.sandbox.summary());
                 self.phase = Some(phase_span("worker render"));
                 let startup = self.spawned_at.elapsed();
                 self.startup = Some(startup);

@@ -183,6 +183,7 @@ impl WorkerPool {
                 pidfd: worker.pidfd(),
                 operator_signal: None,
                 parent: start.parent.clone(),
+                sandbox: None,
             },
         );
 

@@ -60,6 +60,8 @@ pub(super) struct Entry {
     pub operator_signal: Option<i32>,
     /// The execution that delegated to this one.
     pub parent: Option<String>,
+    /// How it confined itself, as its Hello said (`SandboxReport::summary`).
+    pub sandbox: Option<String>,
 }
 
 impl Entry {
@@ -76,6 +78,7 @@ impl Entry {
             age_seconds: now.duration_since(self.started).as_secs_f64(),
             state: self.state,
             parent_execution_id: self.parent.clone(),
+            sandbox: self.sandbox.clone(),
         }
     }
 }
@@ -98,6 +101,12 @@ impl LiveTable {
     pub(super) fn set_state(&self, execution_id: &str, state: WorkerState) {
         if let Some(e) = self.lock().get_mut(execution_id) {
             e.state = state;
+        }
+    }
+
+    pub(super) fn set_sandbox(&self, execution_id: &str, summary: String) {
+        if let Some(e) = self.lock().get_mut(execution_id) {
+            e.sandbox = Some(summary);
         }
     }
 

@@ -46,10 +46,14 @@ pub struct PoolSettings {
     pub default_timeout: Duration,
     /// Time between TERM and KILL.
     pub kill_grace: Duration,
+    /// Longest wait for a new worker's Hello.
+    pub handshake_timeout: Duration,
     /// Default rlimits.
     pub limits: WorkerLimits,
     /// Concurrency cap (a delegated request its parent waits for runs beside its parent).
     pub max_concurrent: usize,
+    /// How workers confine themselves (`--sandbox`).
+    pub sandbox: &'static str,
 }
 
 impl From<&Config> for PoolSettings {
@@ -58,8 +62,10 @@ impl From<&Config> for PoolSettings {
             worker_path: c.worker_path.clone(),
             default_timeout: c.default_timeout,
             kill_grace: c.kill_grace,
+            handshake_timeout: c.handshake_timeout,
             limits: c.worker_limits,
             max_concurrent: c.max_concurrent_workers,
+            sandbox: c.worker_sandbox,
         }
     }
 }

@@ -77,6 +77,8 @@ impl WorkerProcess {
         command
             .arg("--supervisor-pid")
             .arg(std::process::id().to_string())
+            .arg("--sandbox")
+            .arg(settings.sandbox)
             // Nothing of ours (NOTIFY_SOCKET, API keys, tokens) reaches a worker.
             .env_clear()
             .process_group(0)
