@@ -49,6 +49,10 @@ fn the_unit_file_keeps_the_settings_the_daemon_relies_on() {
         "RuntimeDirectory=caxton",
         // The exit status of a refused configuration (src/main.rs): no restart loop on it.
         "RestartPreventExitStatus=78",
+        // Each worker's cgroup v2 (tests/integration/cgroups.rs): the subtree is delegated and
+        // writable.
+        "Delegate=memory pids cpu",
+        "ProtectControlGroups=no",
     ] {
         assert!(unit.lines().any(|l| l.trim() == line), "missing {line}");
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::cgroup::{PidsCgroups, WorkerCgroup};
+use super::cgroup::{Cgroups, WorkerCgroup};
 use super::os;
 use crate::config::WorkerLimits;
 
@@ -29,7 +29,8 @@ pub struct Spawned {
 
 enum Order {
     Spawn {
-        command: Command,
+        /// Boxed: a `Command` is most of the order's size, which every other variant would carry.
+        command: Box<Command>,
         limits: WorkerLimits,
         address_space: u64,
         reply: oneshot::Sender<io::Result<Spawned>>,
@@ -53,7 +54,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Spawner {
     orders: mpsc::Sender<Order>,
     adopting: Arc<AtomicBool>,
-    cgroups: Option<Arc<PidsCgroups>>,
+    cgroups: Option<Arc<Cgroups>>,
+    /// Which cgroups workers get, for `caxton status`.
+    cgroup_summary: Arc<str>,
 }
 
 impl Spawner {
@@ -65,31 +68,23 @@ impl Spawner {
         std::thread::Builder::new()
             .name("caxton-spawner".into())
             .spawn(move || run(&rx, &adopt))?;
-        let cgroups = match PidsCgroups::detect() {
-            Ok(c) => {
-                tracing::info!(cgroup = %c.base().display(), "each worker gets a pids cgroup");
-                Some(Arc::new(c))
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    %reason,
-                    "workers get no pids cgroup: their processes are not counted, and \
-                     descendants that leave the worker's process group are found only as \
-                     adopted orphans"
-                );
-                None
-            }
-        };
+        let detected = Cgroups::detect();
         Ok(Self {
             orders,
             adopting,
-            cgroups,
+            cgroups: detected.cgroups.map(Arc::new),
+            cgroup_summary: detected.summary.into(),
         })
     }
 
     /// Where workers' cgroups are made, if they can be.
-    pub fn cgroups(&self) -> Option<Arc<PidsCgroups>> {
+    pub fn cgroups(&self) -> Option<Arc<Cgroups>> {
         self.cgroups.clone()
+    }
+
+    /// Which cgroups workers get, and why no better kind: one line for `caxton status`.
+    pub fn cgroup_summary(&self) -> &str {
+        &self.cgroup_summary
     }
 
     /// Spawn `command` on the spawner thread and apply the limits.
@@ -102,7 +97,7 @@ impl Spawner {
         let (reply, answer) = oneshot::channel();
         self.orders
             .send(Order::Spawn {
-                command,
+                command: Box::new(command),
                 limits,
                 address_space,
                 reply,
@@ -132,11 +127,6 @@ impl Spawner {
         self.adopting.store(true, Ordering::SeqCst);
         Ok(())
     }
-
-    /// Whether workers get a pids cgroup that bounds their processes.
-    pub fn processes_bounded(&self) -> bool {
-        self.cgroups.is_some()
-    }
 }
 
 fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool) {
@@ -159,7 +149,7 @@ fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool) {
                 address_space,
                 reply,
             }) => {
-                let result = spawn(command, &limits, address_space);
+                let result = spawn(*command, &limits, address_space);
                 if let Ok(s) = &result {
                     workers.insert(s.child.id());
                 }
