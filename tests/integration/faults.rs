@@ -448,6 +448,9 @@ fn regression_a_worker_that_runs_out_of_memory_says_it_hit_its_limit() {
     );
     // The worker's own last words are kept.
     assert!(message.contains("memory allocation of"), "{message}");
+    // Only that worker died.
+    let (code, body) = daemon.run("victim", "still here?");
+    assert_eq!(code, 200, "{body}");
 }
 
 #[test]

@@ -839,3 +839,102 @@ fn an_agents_private_memory_is_invisible_from_another_scope() {
         "{body}"
     );
 }
+
+#[test]
+fn a_real_full_disk_refuses_memory_writes_keeps_every_acknowledged_one_and_recovers() {
+    // The memory database on a 1 MiB tmpfs the daemon mounts in a user and mount namespace of
+    // its own (no root needed); the socket and everything else stay on the test's disk.
+    if !std::process::Command::new("unshare")
+        .args(["-Urm", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("SKIPPED: no unprivileged user namespaces here (`unshare -Urm` failed)");
+        return;
+    }
+    let mut opts = DaemonOptions::offline(&models());
+    let scratch = tempfile::tempdir().unwrap();
+    let small = scratch.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    opts.extra_config = format!(
+        "[memory]\ndatabase = \"{}\"\n",
+        small.join("memory.db").display()
+    );
+    let env = Env::new(&opts);
+    let wrapper: Vec<String> = [
+        "unshare",
+        "-Urm",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=1m tmpfs \"$0\" && exec \"$@\"",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([small.display().to_string()])
+    .collect();
+    let d = Daemon::start_wrapped(env, &opts.env, &wrapper);
+
+    let mut acknowledged = Vec::new();
+    let full = loop {
+        assert!(acknowledged.len() < 5000, "1 MiB never filled up");
+        let name = format!("note-{}", acknowledged.len());
+        let fact = format!("{name}: {}", "a fact worth keeping ".repeat(20));
+        let (code, body) = api(
+            &d,
+            "POST",
+            "/api/v1/memory/entities?scope=workspace:disk",
+            Some(json!({"name": name, "entity_type": "note", "observations": [fact]})),
+        );
+        match code {
+            200 | 201 => acknowledged.push(name),
+            _ => break (code, body),
+        }
+    };
+    assert_eq!(full.0, 507, "{}", full.1);
+    assert_eq!(full.1["error"]["kind"], "disk_full", "{}", full.1);
+    assert!(
+        full.1["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no space on the disk"),
+        "{}",
+        full.1
+    );
+    assert!(
+        acknowledged.len() > 10,
+        "only {} writes fit",
+        acknowledged.len()
+    );
+    // Runs do not need the memory disk, and reads still work: every acknowledged write is there.
+    assert_eq!(api(&d, "GET", "/api/v1/health", None).0, 200);
+    let kept: BTreeSet<String> = graph(&d, "workspace:disk")
+        .0
+        .iter()
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .collect();
+    for name in &acknowledged {
+        assert!(kept.contains(name), "{name} was acknowledged and is gone");
+    }
+
+    // Space comes back (the tmpfs grows): writes work again, without a restart.
+    let grown = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &d.pid().to_string(),
+            "-U",
+            "-m",
+            "--preserve-credentials",
+        ])
+        .args(["mount", "-o", "remount,size=8m"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(grown.success(), "could not grow the tmpfs");
+    let (code, body) = api(
+        &d,
+        "POST",
+        "/api/v1/memory/entities?scope=workspace:disk",
+        Some(json!({"name": "after", "entity_type": "note", "observations": ["space again"]})),
+    );
+    assert!(matches!(code, 200 | 201), "{code} {body}");
+}

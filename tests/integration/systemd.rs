@@ -1,7 +1,7 @@
 //! systemd integration: READY=1 once the API answers, STOPPING=1 when draining.
 
 use std::os::unix::net::UnixDatagram;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -36,6 +36,59 @@ fn serve_notifies_ready_then_stopping() {
     assert!(second.lines().any(|l| l == "STOPPING=1"), "{second}");
     let status = wait_child(&mut daemon.child, Duration::from_secs(20)).unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_stopped_daemon_stops_its_watchdog_pings_so_systemd_would_restart_it() {
+    let llm = FakeLlm::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let notify_path = scratch.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.env
+        .push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
+    // As systemd passes WatchdogSec=400ms: a ping every 200 ms.
+    opts.env.push(("WATCHDOG_USEC".into(), "400000".into()));
+    let mut daemon = Daemon::start(opts);
+    assert!(receive(&notify).lines().any(|l| l == "READY=1"));
+    let pings_within = |window: Duration| {
+        let end = Instant::now() + window;
+        let mut pings = 0;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            notify
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            match notify.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    pings += text.lines().filter(|l| *l == "WATCHDOG=1").count();
+                }
+                Err(_) => break,
+            }
+        }
+        pings
+    };
+    let running = pings_within(Duration::from_millis(1100));
+    assert!(running >= 3, "{running} pings in 1.1 s at a 200 ms beat");
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.pid(), libc::SIGSTOP) };
+    // What was sent before the stop took effect, then silence: more than two watchdog periods,
+    // after which systemd would kill and restart the service.
+    let _ = pings_within(Duration::from_millis(100));
+    let stopped = pings_within(Duration::from_millis(1000));
+    assert_eq!(stopped, 0, "a stopped daemon pinged the watchdog");
+
+    // SAFETY: as above.
+    unsafe { libc::kill(daemon.pid(), libc::SIGCONT) };
+    let resumed = pings_within(Duration::from_millis(1100));
+    assert!(resumed >= 2, "{resumed} pings in 1.1 s after SIGCONT");
+    assert!(daemon.cli(&["health"]).status.success());
+    assert_eq!(daemon.stop().and_then(|s| s.code()), Some(0));
 }
 
 #[test]

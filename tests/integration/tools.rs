@@ -232,6 +232,20 @@ const SPINNER: &str = r#"
     (i64.const 0)))
 "#;
 
+/// A tool server with two misbehaving tools, told apart by the name's length: `grow` asks for
+/// memory page after page until refused, `recurse` calls itself without end.
+const HOG: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func $recurse (call $recurse))
+  (func (export "caxton_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "caxton_call") (param $np i32) (param $nl i32) (param i32 i32) (result i64)
+    (if (i32.eq (local.get $nl) (i32.const 4))
+      (then (loop $more (br_if $more (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))))
+      (else (call $recurse)))
+    unreachable))
+"#;
+
 fn package(dir: &Path, name: &str, tool: &str, wat: &str, limits: &str) {
     std::fs::write(dir.join("m.wasm"), wat::parse_str(wat).unwrap()).unwrap();
     std::fs::write(
@@ -242,6 +256,60 @@ fn package(dir: &Path, name: &str, tool: &str, wat: &str, limits: &str) {
         ),
     )
     .unwrap();
+}
+
+#[test]
+fn a_memory_hungry_or_endlessly_recursive_tool_costs_only_its_own_call() {
+    let llm = FakeLlm::start();
+    let d = daemon(&llm);
+    let pkg = tempfile::tempdir().unwrap();
+    package(
+        pkg.path(),
+        "hog",
+        "grow",
+        HOG,
+        "memory = \"4MB\"\ntimeout = \"5s\"",
+    );
+    // The manifest's second tool.
+    let manifest = pkg.path().join("tool.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "\n[limits]",
+        "\n[[tools]]\nname = \"recurse\"\ninput_schema = { type = \"object\" }\n\n[limits]",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    ok(&d.cli(&["tool", "deploy", pkg.path().to_str().unwrap()]));
+    d.deploy(
+        "hog",
+        &echo_agent("hog", "tools = [\"hog\", \"csv_parser\"]\n"),
+    );
+
+    for (call, says) in [
+        (
+            "[call grow {}]",
+            "exceeded its memory limit of 4000000 bytes",
+        ),
+        (
+            "[call recurse {}]",
+            "overflowed its stack (recursion too deep)",
+        ),
+    ] {
+        let (answer, details) = run_verbose(&d, "hog", call);
+        assert!(answer.contains(says), "{call}: {answer}");
+        assert_eq!(
+            execution(&d, &details)["tool_calls"][0]["outcome"],
+            "failed",
+            "{call}"
+        );
+        let (answer, _) = run_verbose(&d, "hog", r#"[call csv_parse {"csv": "x\n1"}]"#);
+        assert!(
+            answer.contains("tool said:"),
+            "after {call}, the next call works: {answer}"
+        );
+    }
+    assert!(
+        d.cli(&["health"]).status.success(),
+        "the supervisor stays healthy"
+    );
 }
 
 #[test]
