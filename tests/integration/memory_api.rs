@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, DaemonOptions, Env, http, models_dir, read_response, text};
+use crate::support::{
+    Daemon, DaemonOptions, Env, FakeLlm, echo_agent, http, models_dir, read_response, text,
+};
 
 /// The file the reference MCP memory server (`@modelcontextprotocol/server-memory`) wrote.
 const MCP_FIXTURE: &str = concat!(
@@ -445,9 +447,35 @@ struct Acked {
     unexpected: Vec<String>,
 }
 
+/// Rows 2 to 4 of the operator's fault list (docs/faults.md) against one kill: a write burst and
+/// a running worker when the daemon is killed; every acknowledged write, no worker left, the
+/// socket bound again by the next daemon.
 #[test]
 fn acknowledged_writes_survive_kill_9_of_the_daemon_in_a_burst() {
-    let mut d = memory_daemon();
+    // A worker waiting on a model that never answers runs through the whole burst.
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::offline(&models());
+    opts.llm_url = llm.base_url();
+    let mut d = Daemon::start(opts);
+    d.deploy(
+        "waiter",
+        &echo_agent(
+            "waiter",
+            "[llm]\nprovider = \"fake\"\n[limits]\ntimeout = \"60s\"\n",
+        ),
+    );
+    let stuck = {
+        let socket = d.env.socket.clone();
+        std::thread::spawn(move || {
+            http(
+                &socket,
+                "POST",
+                "/api/v1/agents/waiter/run",
+                Some(r#"{"request":"[hang]"}"#),
+            )
+        })
+    };
+    let worker = d.wait_for_worker("waiter");
     let socket = d.env.socket.clone();
     let acked = Arc::new(Mutex::new(Acked::default()));
     let clients: Vec<_> = (0..4)
@@ -521,11 +549,27 @@ fn acknowledged_writes_survive_kill_9_of_the_daemon_in_a_burst() {
     for c in clients {
         c.join().unwrap();
     }
+    // The worker died with its supervisor (its parent-death signal), and its caller heard.
+    let gone = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{worker}")).exists() {
+        assert!(
+            Instant::now() < gone,
+            "worker {worker} outlived its supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !matches!(stuck.join().unwrap(), Ok((200, _))),
+        "the killed daemon's request was answered"
+    );
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     assert!(acked.unexpected.is_empty(), "{:?}", acked.unexpected);
 
+    // The next daemon binds the same socket path over the dead one's file, and runs requests.
     let Daemon { env, .. } = d;
     let d = Daemon::start_in(env, &model_env());
+    let (code, body) = d.run("waiter", "after the kill");
+    assert_eq!(code, 200, "{body}");
     let out = ok(&d.cli(&["memory", "stats", "--check", "--scope", "workspace:burst"]));
     assert!(out.contains("integrity:     ok"), "{out}");
     let stats: Value = serde_json::from_str(&ok(&d.cli(&[

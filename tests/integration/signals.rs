@@ -102,6 +102,38 @@ fn start_stuck_request(
     (handle, pid)
 }
 
+/// The kernel sends a worker its parent-death signal when the *thread* that forked it exits,
+/// and the daemon's runtime retires a thread idle for 10 s. A worker waiting on its model past
+/// that must still be alive: workers come from the spawner thread, which lives as long as the
+/// daemon (`worker_pool/spawner.rs`; its unit test shows the hazard itself).
+#[test]
+fn a_worker_outlives_the_idle_daemon_threads_around_its_start() {
+    let (_llm, daemon) = daemon_with_agent("60s");
+    let (stuck, pid) = start_stuck_request(&daemon);
+    std::thread::sleep(Duration::from_secs(12));
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = state
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .next();
+    assert!(
+        matches!(state, Some("S" | "R")),
+        "worker {pid} did not outlive the idle threads: state {state:?}"
+    );
+    let live = daemon.cli(&["status"]);
+    assert!(
+        text(&live.stdout).contains(&pid.to_string()),
+        "{}",
+        text(&live.stdout)
+    );
+    let out = daemon.cli(&["worker", "kill", &pid.to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, _) = stuck.join().unwrap();
+    assert_ne!(code, 200);
+}
+
 #[test]
 fn kill_9_on_a_worker_fails_only_its_request() {
     let (_llm, daemon) = daemon_with_agent("30s");

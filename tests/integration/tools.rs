@@ -246,6 +246,24 @@ const HOG: &str = r#"
     unreachable))
 "#;
 
+/// A tool server whose one tool sleeps 20 ms in WASI, again and again, for ever: every host
+/// call is short and spends almost no fuel.
+const DOZER: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "caxton_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "caxton_call") (param i32 i32 i32 i32) (result i64)
+    ;; One relative monotonic clock subscription of 20 ms at 256, its event at 512.
+    (i32.store8 (i32.const 264) (i32.const 0))
+    (i32.store (i32.const 272) (i32.const 1))
+    (i64.store (i32.const 280) (i64.const 20000000))
+    (loop $again
+      (drop (call $poll (i32.const 256) (i32.const 512) (i32.const 1) (i32.const 600)))
+      (br $again))
+    unreachable))
+"#;
+
 fn package(dir: &Path, name: &str, tool: &str, wat: &str, limits: &str) {
     std::fs::write(dir.join("m.wasm"), wat::parse_str(wat).unwrap()).unwrap();
     std::fs::write(
@@ -309,6 +327,35 @@ fn a_memory_hungry_or_endlessly_recursive_tool_costs_only_its_own_call() {
     assert!(
         d.cli(&["health"]).status.success(),
         "the supervisor stays healthy"
+    );
+}
+
+#[test]
+fn a_tool_looping_on_slow_host_calls_ends_at_its_time_limit() {
+    let llm = FakeLlm::start();
+    let d = daemon(&llm);
+    let pkg = tempfile::tempdir().unwrap();
+    package(pkg.path(), "dozer", "doze", DOZER, "timeout = \"500ms\"");
+    ok(&d.cli(&["tool", "deploy", pkg.path().to_str().unwrap()]));
+    d.deploy(
+        "doze",
+        &echo_agent("doze", "tools = [\"dozer\", \"csv_parser\"]\n"),
+    );
+    let started = std::time::Instant::now();
+    let (answer, details) = run_verbose(&d, "doze", "[call doze {}]");
+    assert!(
+        answer.contains("did not finish within 500ms, its time limit"),
+        "{answer}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        execution(&d, &details)["tool_calls"][0]["outcome"],
+        "failed"
+    );
+    let (answer, _) = run_verbose(&d, "doze", r#"[call csv_parse {"csv": "x\n1"}]"#);
+    assert!(
+        answer.contains("tool said:"),
+        "the next call works: {answer}"
     );
 }
 
