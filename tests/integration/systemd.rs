@@ -13,8 +13,16 @@ fn receive(socket: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-#[test]
-fn serve_notifies_ready_then_stopping() {
+/// The socket systemd would listen on for a service's notifications, and the daemon started
+/// with it as `NOTIFY_SOCKET` and `extra_env`; its first notification is READY=1.
+struct Notified {
+    _llm: FakeLlm,
+    _scratch: tempfile::TempDir,
+    notify: UnixDatagram,
+    daemon: Daemon,
+}
+
+fn notified(extra_env: &[(&str, &str)]) -> Notified {
     let llm = FakeLlm::start();
     let scratch = tempfile::tempdir().unwrap();
     let notify_path = scratch.path().join("notify.sock");
@@ -25,7 +33,27 @@ fn serve_notifies_ready_then_stopping() {
     let mut opts = DaemonOptions::new(&llm);
     opts.env
         .push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
-    let mut daemon = Daemon::start(opts);
+    for (name, value) in extra_env {
+        opts.env.push(((*name).into(), (*value).into()));
+    }
+    let daemon = Daemon::start(opts);
+    Notified {
+        _llm: llm,
+        _scratch: scratch,
+        notify,
+        daemon,
+    }
+}
+
+#[test]
+fn serve_notifies_ready_then_stopping() {
+    // Bound whole: the socket's directory and the fake model live as long as the test.
+    let Notified {
+        notify,
+        mut daemon,
+        _llm,
+        _scratch,
+    } = notified(&[]);
     let first = receive(&notify);
     assert!(first.lines().any(|l| l == "READY=1"), "{first}");
     // READY=1 is only sent once the API answers.
@@ -40,19 +68,14 @@ fn serve_notifies_ready_then_stopping() {
 
 #[test]
 fn a_stopped_daemon_stops_its_watchdog_pings_so_systemd_would_restart_it() {
-    let llm = FakeLlm::start();
-    let scratch = tempfile::tempdir().unwrap();
-    let notify_path = scratch.path().join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut opts = DaemonOptions::new(&llm);
-    opts.env
-        .push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
     // As systemd passes WatchdogSec=400ms: a ping every 200 ms.
-    opts.env.push(("WATCHDOG_USEC".into(), "400000".into()));
-    let mut daemon = Daemon::start(opts);
+    // Bound whole: the socket's directory and the fake model live as long as the test.
+    let Notified {
+        notify,
+        mut daemon,
+        _llm,
+        _scratch,
+    } = notified(&[("WATCHDOG_USEC", "400000")]);
     assert!(receive(&notify).lines().any(|l| l == "READY=1"));
     let pings_within = |window: Duration| {
         let end = Instant::now() + window;
