@@ -38,6 +38,9 @@ pub fn print_status(status: &StatusReport) {
     println!("ready:   {}", status.ready);
     println!("agents:  {}", status.agents);
     println!("workers: {}", status.workers.len());
+    if !status.cgroups.is_empty() {
+        println!("cgroup:  {}", status.cgroups);
+    }
     if !status.workers.is_empty() {
         println!(
             "{:<8} {:<24} {:<38} {:>8}  STATE",

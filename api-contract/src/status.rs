@@ -24,6 +24,10 @@ pub struct StatusReport {
     pub agents: usize,
     /// Live workers.
     pub workers: Vec<LiveWorker>,
+    /// Which cgroups workers get (`v2 PATH (...)`, `v1 pids PATH (...)` or `none (...)`), and
+    /// why no better kind; empty from a daemon that predates it.
+    #[serde(default)]
+    pub cgroups: String,
 }
 
 /// What a live worker is doing.

@@ -172,7 +172,17 @@ impl Db {
                 c.busy_timeout(busy)?;
                 c.pragma_update(None, "query_only", true)
             });
+        // r2d2's default thread pool keeps its three threads until its 30 s reaper job is due,
+        // after the pool is dropped: a process opening stores one after another piled up three
+        // threads an open (found by the memory import fuzzer). One thread that drops its
+        // pending jobs with the pool.
+        let maintenance = scheduled_thread_pool::ScheduledThreadPool::builder()
+            .num_threads(1)
+            .thread_name_pattern("caxton-memory-pool")
+            .on_drop_behavior(scheduled_thread_pool::OnPoolDropBehavior::DiscardPendingScheduled)
+            .build();
         let readers = r2d2::Pool::builder()
+            .thread_pool(std::sync::Arc::new(maintenance))
             .max_size(options.readers.max(1))
             .min_idle(Some(1))
             .connection_timeout(options.busy_timeout)

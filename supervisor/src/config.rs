@@ -205,6 +205,9 @@ pub struct WorkerSection {
     /// Processes (and threads) a worker and everything it starts may have at once, where the
     /// kernel offers a pids cgroup to enforce it.
     pub processes: Option<u64>,
+    /// CPUs a worker and everything it starts may use at once (`cpu.max` of its cgroup, where a
+    /// delegated cgroup v2 subtree offers the cpu controller), e.g. 1 or 0.5.
+    pub cpus: Option<toml::Value>,
     /// How workers confine themselves: "strict", "best-effort" (the default) or "off".
     pub sandbox: Option<String>,
     /// Longest wait for a new worker's Hello, e.g. "5s".
@@ -416,6 +419,12 @@ pub const FD_RESERVE_BOUNDS: Bounds<u64> = Bounds {
     min: 16,
     max: 1_000_000,
 };
+/// `[worker] cpus`, in hundredths of a CPU: a hundredth is the least `cpu.max` quota the kernel
+/// accepts within its 100 ms period (1 ms), and 1024 CPUs is beyond any machine this runs on.
+pub const WORKER_CPUS_BOUNDS: Bounds<u64> = Bounds {
+    min: 1,
+    max: 1024 * 100,
+};
 /// `[worker] processes`: the worker itself is one; the unit's `TasksMax=` bounds the sum.
 pub const WORKER_PROCESSES_BOUNDS: Bounds<u64> = Bounds { min: 1, max: 4096 };
 /// `[executions] max_size`: the schema alone takes five 4 KiB pages.
@@ -440,6 +449,9 @@ pub struct WorkerLimits {
     pub open_files: u64,
     /// `pids.max` of the worker's own cgroup, where one can be made.
     pub processes: u64,
+    /// `[worker] cpus` as microseconds of CPU time per 100 ms period (`cpu.max` of the worker's
+    /// cgroup, where a delegated cgroup v2 subtree offers the cpu controller).
+    pub cpu_quota_micros: u64,
 }
 
 /// Resolved configuration; every path is absolute and every default applied.
@@ -927,6 +939,12 @@ impl Config {
                 WORKER_PROCESSES_BOUNDS,
                 DEFAULT_WORKER_PROCESSES,
             )?,
+            cpu_quota_micros: match &file.worker.cpus {
+                None => CPU_PERIOD_MICROS,
+                Some(value) => {
+                    cpu_quota(value).map_err(|reason| at(&["worker", "cpus"], reason))?
+                }
+            },
         };
         let database_max_bytes = file
             .executions
@@ -1056,6 +1074,32 @@ impl Config {
             },
         })
     }
+}
+
+/// The `cpu.max` period of a worker's cgroup: the kernel's default, 100 ms.
+pub const CPU_PERIOD_MICROS: u64 = 100_000;
+
+/// `[worker] cpus` (an integer or a decimal number of CPUs) as a `cpu.max` quota per
+/// [`CPU_PERIOD_MICROS`].
+fn cpu_quota(value: &toml::Value) -> Result<u64, String> {
+    let cpus = match value {
+        toml::Value::Integer(n) => *n as f64,
+        toml::Value::Float(f) => *f,
+        other => {
+            return Err(format!(
+                "worker.cpus = {other}: must be a number of CPUs, e.g. 1 or 0.5"
+            ));
+        }
+    };
+    let hundredths = (cpus * 100.0).round();
+    let bounds = WORKER_CPUS_BOUNDS;
+    if !cpus.is_finite() || hundredths < bounds.min as f64 || hundredths > bounds.max as f64 {
+        return Err(format!(
+            "worker.cpus = {value}: must be from 0.01 to {} CPUs",
+            bounds.max / 100
+        ));
+    }
+    Ok(hundredths as u64 * (CPU_PERIOD_MICROS / 100))
 }
 
 /// Processes a worker's cgroup may hold when `[worker] processes` is not set: the worker itself
@@ -1418,6 +1462,11 @@ mod tests {
             caxton_memory::DEFAULT_MAX_OBSERVATION_BYTES
         );
         assert_eq!(cfg.memory.synchronous, caxton_memory::Synchronous::Normal);
+        // `cpus = 1`: a whole CPU of the kernel's 100 ms period.
+        assert_eq!(cfg.worker_limits.cpu_quota_micros, 100_000);
+        let file: ConfigFile = toml::from_str("[worker]\ncpus = 0.25").unwrap();
+        let cfg = Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")]));
+        assert_eq!(cfg.unwrap().worker_limits.cpu_quota_micros, 25_000);
 
         let file: ConfigFile = toml::from_str("[memory]\nsynchronous = \"sometimes\"").unwrap();
         let err = Config::resolve(&ConfigSources::default(), file, &env_of(&[("HOME", "/h")]))
@@ -1493,6 +1542,15 @@ mod tests {
             (
                 "[worker]\nopen_files = 2",
                 "c.toml:2: worker.open_files = 2",
+            ),
+            (
+                "[worker]\ncpus = 0",
+                "c.toml:2: worker.cpus = 0: must be from 0.01 to 1024 CPUs",
+            ),
+            ("[worker]\ncpus = 2000.5", "c.toml:2: worker.cpus = 2000.5"),
+            (
+                "[worker]\ncpus = \"two\"",
+                "c.toml:2: worker.cpus = \"two\": must be a number of CPUs",
             ),
             (
                 "[worker]\nmax_concurrent = 0",

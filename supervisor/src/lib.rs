@@ -918,6 +918,7 @@ impl Supervisor {
             ready: !self.draining.load(Ordering::SeqCst),
             agents: self.registry.len(),
             workers: self.pool.live_workers(),
+            cgroups: self.pool.cgroups().to_owned(),
         }
     }
 

@@ -269,6 +269,32 @@ fn tcp_requires_the_bearer_token() {
     let (code, body) = get("Authorization: Bearer s3cret-token-of-sufficient-length\r\n");
     assert_eq!(code, 200);
     assert_eq!(body["pid"], daemon.pid());
+
+    // A body over [api] max_body announced on TCP: refused from its header, without waiting for
+    // the 2 MiB (none is sent), and before authentication with no token.
+    let post = |auth: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            s,
+            "POST /api/v1/agents/any/run HTTP/1.1\r\nHost: x\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n{{\"request\":\""
+        )
+        .unwrap();
+        read_response(&mut s).unwrap()
+    };
+    assert_eq!(post("").0, 401);
+    let (code, body) = post("Authorization: Bearer s3cret-token-of-sufficient-length\r\n");
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(body["error"]["kind"], "body_too_large", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1048576"),
+        "{body}"
+    );
 }
 
 #[test]

@@ -183,6 +183,8 @@ fn settings(data_dir: &Path, description: &str) -> insta::Settings {
     // Which sandbox layers a worker could apply depends on the kernel (tests/integration/
     // sandbox.rs checks them).
     s.add_filter(r"(?m)^sandbox: .*$", "sandbox: [LAYERS]");
+    // Which cgroups workers get depends on the host (tests/integration/cgroups.rs checks them).
+    s.add_filter(r"(?m)^cgroup:  .*$", "cgroup:  [CGROUPS]");
     // An entity's times (RFC 3339), and only those: an error message's example time stays.
     s.add_filter(
         r"(created|updated) \d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})",

@@ -299,14 +299,16 @@ fn regression_a_worker_cannot_start_more_processes_than_its_bound() {
         .filter(|p| !p.is_empty())
         .map(|p| p.parse().unwrap())
         .collect();
-    if daemon.log().contains("each worker gets a pids cgroup") {
+    let (_, status) = http(&daemon.env.socket, "GET", "/api/v1/status", None).unwrap();
+    let cgroups = status["cgroups"].as_str().unwrap_or_default();
+    if cgroups.contains("pids.max") {
         // The worker itself is one of the 8.
         assert!(pids.len() <= 7, "{} children started: {body}", pids.len());
     } else {
+        // Unbounded here: the daemon must say so, and why.
         assert!(
-            daemon.log().contains("workers get no pids cgroup"),
-            "the daemon says nothing about how workers' processes are bounded: {}",
-            daemon.log()
+            cgroups.starts_with("none (") || cgroups.contains("no pids"),
+            "the daemon does not say how workers' processes are bounded: {cgroups:?}"
         );
     }
     for pid in pids {
@@ -446,6 +448,9 @@ fn regression_a_worker_that_runs_out_of_memory_says_it_hit_its_limit() {
     );
     // The worker's own last words are kept.
     assert!(message.contains("memory allocation of"), "{message}");
+    // Only that worker died.
+    let (code, body) = daemon.run("victim", "still here?");
+    assert_eq!(code, 200, "{body}");
 }
 
 #[test]

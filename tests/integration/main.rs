@@ -11,6 +11,7 @@ mod a2a_remote;
 mod a2a_sdk;
 mod agent_memory;
 mod api;
+mod cgroups;
 mod cli;
 mod cli_output;
 mod config_errors;

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, DaemonOptions, Env, http, models_dir, read_response, text};
+use crate::support::{
+    Daemon, DaemonOptions, Env, FakeLlm, echo_agent, http, models_dir, read_response, text,
+};
 
 /// The file the reference MCP memory server (`@modelcontextprotocol/server-memory`) wrote.
 const MCP_FIXTURE: &str = concat!(
@@ -445,9 +447,35 @@ struct Acked {
     unexpected: Vec<String>,
 }
 
+/// Rows 2 to 4 of the operator's fault list (docs/faults.md) against one kill: a write burst and
+/// a running worker when the daemon is killed; every acknowledged write, no worker left, the
+/// socket bound again by the next daemon.
 #[test]
 fn acknowledged_writes_survive_kill_9_of_the_daemon_in_a_burst() {
-    let mut d = memory_daemon();
+    // A worker waiting on a model that never answers runs through the whole burst.
+    let llm = FakeLlm::start();
+    let mut opts = DaemonOptions::offline(&models());
+    opts.llm_url = llm.base_url();
+    let mut d = Daemon::start(opts);
+    d.deploy(
+        "waiter",
+        &echo_agent(
+            "waiter",
+            "[llm]\nprovider = \"fake\"\n[limits]\ntimeout = \"60s\"\n",
+        ),
+    );
+    let stuck = {
+        let socket = d.env.socket.clone();
+        std::thread::spawn(move || {
+            http(
+                &socket,
+                "POST",
+                "/api/v1/agents/waiter/run",
+                Some(r#"{"request":"[hang]"}"#),
+            )
+        })
+    };
+    let worker = d.wait_for_worker("waiter");
     let socket = d.env.socket.clone();
     let acked = Arc::new(Mutex::new(Acked::default()));
     let clients: Vec<_> = (0..4)
@@ -521,11 +549,27 @@ fn acknowledged_writes_survive_kill_9_of_the_daemon_in_a_burst() {
     for c in clients {
         c.join().unwrap();
     }
+    // The worker died with its supervisor (its parent-death signal), and its caller heard.
+    let gone = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{worker}")).exists() {
+        assert!(
+            Instant::now() < gone,
+            "worker {worker} outlived its supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !matches!(stuck.join().unwrap(), Ok((200, _))),
+        "the killed daemon's request was answered"
+    );
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     assert!(acked.unexpected.is_empty(), "{:?}", acked.unexpected);
 
+    // The next daemon binds the same socket path over the dead one's file, and runs requests.
     let Daemon { env, .. } = d;
     let d = Daemon::start_in(env, &model_env());
+    let (code, body) = d.run("waiter", "after the kill");
+    assert_eq!(code, 200, "{body}");
     let out = ok(&d.cli(&["memory", "stats", "--check", "--scope", "workspace:burst"]));
     assert!(out.contains("integrity:     ok"), "{out}");
     let stats: Value = serde_json::from_str(&ok(&d.cli(&[
@@ -838,4 +882,103 @@ fn an_agents_private_memory_is_invisible_from_another_scope() {
             .contains("scope is required"),
         "{body}"
     );
+}
+
+#[test]
+fn a_real_full_disk_refuses_memory_writes_keeps_every_acknowledged_one_and_recovers() {
+    // The memory database on a 1 MiB tmpfs the daemon mounts in a user and mount namespace of
+    // its own (no root needed); the socket and everything else stay on the test's disk.
+    if !std::process::Command::new("unshare")
+        .args(["-Urm", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("SKIPPED: no unprivileged user namespaces here (`unshare -Urm` failed)");
+        return;
+    }
+    let mut opts = DaemonOptions::offline(&models());
+    let scratch = tempfile::tempdir().unwrap();
+    let small = scratch.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    opts.extra_config = format!(
+        "[memory]\ndatabase = \"{}\"\n",
+        small.join("memory.db").display()
+    );
+    let env = Env::new(&opts);
+    let wrapper: Vec<String> = [
+        "unshare",
+        "-Urm",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=1m tmpfs \"$0\" && exec \"$@\"",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([small.display().to_string()])
+    .collect();
+    let d = Daemon::start_wrapped(env, &opts.env, &wrapper);
+
+    let mut acknowledged = Vec::new();
+    let full = loop {
+        assert!(acknowledged.len() < 5000, "1 MiB never filled up");
+        let name = format!("note-{}", acknowledged.len());
+        let fact = format!("{name}: {}", "a fact worth keeping ".repeat(20));
+        let (code, body) = api(
+            &d,
+            "POST",
+            "/api/v1/memory/entities?scope=workspace:disk",
+            Some(json!({"name": name, "entity_type": "note", "observations": [fact]})),
+        );
+        match code {
+            200 | 201 => acknowledged.push(name),
+            _ => break (code, body),
+        }
+    };
+    assert_eq!(full.0, 507, "{}", full.1);
+    assert_eq!(full.1["error"]["kind"], "disk_full", "{}", full.1);
+    assert!(
+        full.1["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no space on the disk"),
+        "{}",
+        full.1
+    );
+    assert!(
+        acknowledged.len() > 10,
+        "only {} writes fit",
+        acknowledged.len()
+    );
+    // Runs do not need the memory disk, and reads still work: every acknowledged write is there.
+    assert_eq!(api(&d, "GET", "/api/v1/health", None).0, 200);
+    let kept: BTreeSet<String> = graph(&d, "workspace:disk")
+        .0
+        .iter()
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .collect();
+    for name in &acknowledged {
+        assert!(kept.contains(name), "{name} was acknowledged and is gone");
+    }
+
+    // Space comes back (the tmpfs grows): writes work again, without a restart.
+    let grown = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &d.pid().to_string(),
+            "-U",
+            "-m",
+            "--preserve-credentials",
+        ])
+        .args(["mount", "-o", "remount,size=8m"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(grown.success(), "could not grow the tmpfs");
+    let (code, body) = api(
+        &d,
+        "POST",
+        "/api/v1/memory/entities?scope=workspace:disk",
+        Some(json!({"name": "after", "entity_type": "note", "observations": ["space again"]})),
+    );
+    assert!(matches!(code, 200 | 201), "{code} {body}");
 }

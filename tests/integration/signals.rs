@@ -5,6 +5,75 @@ use std::time::Duration;
 
 use crate::support::*;
 
+#[test]
+fn a_kill_by_a_pid_recycled_by_another_process_never_reaches_it() {
+    // The kernel hands out the PID after the one written here; only root may write it.
+    let last_pid = std::path::Path::new("/proc/sys/kernel/ns_last_pid");
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .open(last_pid)
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED: {} is not writable here (needs root)",
+            last_pid.display()
+        );
+        return;
+    }
+    let llm = FakeLlm::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut opts = DaemonOptions::new(&llm);
+    opts.worker_path = Some(fixture_worker(scratch.path(), ""));
+    let daemon = Daemon::start(opts);
+    daemon.deploy("victim", &echo_agent("victim", ""));
+    // The worker says its PID and exits; the daemon reaps it.
+    let (code, body) = daemon.run("victim", "pid");
+    assert_eq!(code, 200, "{body}");
+    let pid: u32 = body["answer"].as_str().unwrap().parse().unwrap();
+    let gone = std::time::Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            std::time::Instant::now() < gone,
+            "worker {pid} was not reaped"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // An unrelated process takes the PID (other processes fork too: try a few times).
+    let mut stranger = None;
+    for _ in 0..50 {
+        std::fs::write(last_pid, (pid - 1).to_string()).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        if child.id() == pid {
+            stranger = Some(child);
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let Some(mut stranger) = stranger else {
+        panic!("PID {pid} could not be recycled in 50 tries");
+    };
+    for signal in ["TERM", "KILL"] {
+        let out = daemon.cli(&["worker", "kill", &pid.to_string(), "--signal", signal]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains("no live worker"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "the process that took PID {pid} was signalled"
+    );
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}
+
 fn daemon_with_agent(timeout: &str) -> (FakeLlm, Daemon) {
     let llm = FakeLlm::start();
     let daemon = Daemon::start(DaemonOptions::new(&llm));
@@ -31,6 +100,38 @@ fn start_stuck_request(
     });
     let pid = daemon.wait_for_worker("slowpoke");
     (handle, pid)
+}
+
+/// The kernel sends a worker its parent-death signal when the *thread* that forked it exits,
+/// and the daemon's runtime retires a thread idle for 10 s. A worker waiting on its model past
+/// that must still be alive: workers come from the spawner thread, which lives as long as the
+/// daemon (`worker_pool/spawner.rs`; its unit test shows the hazard itself).
+#[test]
+fn a_worker_outlives_the_idle_daemon_threads_around_its_start() {
+    let (_llm, daemon) = daemon_with_agent("60s");
+    let (stuck, pid) = start_stuck_request(&daemon);
+    std::thread::sleep(Duration::from_secs(12));
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = state
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .next();
+    assert!(
+        matches!(state, Some("S" | "R")),
+        "worker {pid} did not outlive the idle threads: state {state:?}"
+    );
+    let live = daemon.cli(&["status"]);
+    assert!(
+        text(&live.stdout).contains(&pid.to_string()),
+        "{}",
+        text(&live.stdout)
+    );
+    let out = daemon.cli(&["worker", "kill", &pid.to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, _) = stuck.join().unwrap();
+    assert_ne!(code, 200);
 }
 
 #[test]

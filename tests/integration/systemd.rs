@@ -1,7 +1,7 @@
 //! systemd integration: READY=1 once the API answers, STOPPING=1 when draining.
 
 use std::os::unix::net::UnixDatagram;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -13,8 +13,16 @@ fn receive(socket: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-#[test]
-fn serve_notifies_ready_then_stopping() {
+/// The socket systemd would listen on for a service's notifications, and the daemon started
+/// with it as `NOTIFY_SOCKET` and `extra_env`; its first notification is READY=1.
+struct Notified {
+    _llm: FakeLlm,
+    _scratch: tempfile::TempDir,
+    notify: UnixDatagram,
+    daemon: Daemon,
+}
+
+fn notified(extra_env: &[(&str, &str)]) -> Notified {
     let llm = FakeLlm::start();
     let scratch = tempfile::tempdir().unwrap();
     let notify_path = scratch.path().join("notify.sock");
@@ -25,7 +33,27 @@ fn serve_notifies_ready_then_stopping() {
     let mut opts = DaemonOptions::new(&llm);
     opts.env
         .push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
-    let mut daemon = Daemon::start(opts);
+    for (name, value) in extra_env {
+        opts.env.push(((*name).into(), (*value).into()));
+    }
+    let daemon = Daemon::start(opts);
+    Notified {
+        _llm: llm,
+        _scratch: scratch,
+        notify,
+        daemon,
+    }
+}
+
+#[test]
+fn serve_notifies_ready_then_stopping() {
+    // Bound whole: the socket's directory and the fake model live as long as the test.
+    let Notified {
+        notify,
+        mut daemon,
+        _llm,
+        _scratch,
+    } = notified(&[]);
     let first = receive(&notify);
     assert!(first.lines().any(|l| l == "READY=1"), "{first}");
     // READY=1 is only sent once the API answers.
@@ -39,6 +67,54 @@ fn serve_notifies_ready_then_stopping() {
 }
 
 #[test]
+fn a_stopped_daemon_stops_its_watchdog_pings_so_systemd_would_restart_it() {
+    // As systemd passes WatchdogSec=400ms: a ping every 200 ms.
+    // Bound whole: the socket's directory and the fake model live as long as the test.
+    let Notified {
+        notify,
+        mut daemon,
+        _llm,
+        _scratch,
+    } = notified(&[("WATCHDOG_USEC", "400000")]);
+    assert!(receive(&notify).lines().any(|l| l == "READY=1"));
+    let pings_within = |window: Duration| {
+        let end = Instant::now() + window;
+        let mut pings = 0;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            notify
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            match notify.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    pings += text.lines().filter(|l| *l == "WATCHDOG=1").count();
+                }
+                Err(_) => break,
+            }
+        }
+        pings
+    };
+    let running = pings_within(Duration::from_millis(1100));
+    assert!(running >= 3, "{running} pings in 1.1 s at a 200 ms beat");
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.pid(), libc::SIGSTOP) };
+    // What was sent before the stop took effect, then silence: more than two watchdog periods,
+    // after which systemd would kill and restart the service.
+    let _ = pings_within(Duration::from_millis(100));
+    let stopped = pings_within(Duration::from_millis(1000));
+    assert_eq!(stopped, 0, "a stopped daemon pinged the watchdog");
+
+    // SAFETY: as above.
+    unsafe { libc::kill(daemon.pid(), libc::SIGCONT) };
+    let resumed = pings_within(Duration::from_millis(1100));
+    assert!(resumed >= 2, "{resumed} pings in 1.1 s after SIGCONT");
+    assert!(daemon.cli(&["health"]).status.success());
+    assert_eq!(daemon.stop().and_then(|s| s.code()), Some(0));
+}
+
+#[test]
 fn the_unit_file_keeps_the_settings_the_daemon_relies_on() {
     let unit = std::fs::read_to_string(UNIT).unwrap();
     for line in [
@@ -49,6 +125,10 @@ fn the_unit_file_keeps_the_settings_the_daemon_relies_on() {
         "RuntimeDirectory=caxton",
         // The exit status of a refused configuration (src/main.rs): no restart loop on it.
         "RestartPreventExitStatus=78",
+        // Each worker's cgroup v2 (tests/integration/cgroups.rs): the subtree is delegated and
+        // writable.
+        "Delegate=memory pids cpu",
+        "ProtectControlGroups=no",
     ] {
         assert!(unit.lines().any(|l| l.trim() == line), "missing {line}");
     }

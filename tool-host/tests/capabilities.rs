@@ -12,14 +12,18 @@ use caxton_tool_host::{CallLimits, DirGrant, Grants, HostLimits, ToolHost, ToolM
 use serde_json::Value;
 
 /// Opens the path given as raw arguments under preopen fd 3 (following symlinks); tool "read"
-/// opens for reading, tool "create" creates for writing. Returns `{"content":[],"errno":"NN"}`.
+/// opens for reading, tool "create" creates for writing, tool "hardlink" makes `hl` a hard link
+/// to it. Returns `{"content":[],"errno":"NN"}`.
 const OPENER: &str = r#"
 (module
   (import "wasi_snapshot_preview1" "path_open"
     (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_link"
+    (func $path_link (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (global $next (mut i32) (i32.const 4096))
   (data (i32.const 1024) "{\"content\":[],\"errno\":\"00\"}")
+  (data (i32.const 1100) "hl")
   (func (export "caxton_alloc") (param $len i32) (result i32)
     (local $p i32)
     (local.set $p (global.get $next))
@@ -29,10 +33,15 @@ const OPENER: &str = r#"
     (local $create i32) (local $errno i32)
     (local.set $create (i32.eq (local.get $nl) (i32.const 6)))
     (local.set $errno
-      (call $path_open (i32.const 3) (i32.const 1) (local.get $ap) (local.get $al)
-        (local.get $create)
-        (if (result i64) (local.get $create) (then (i64.const 64)) (else (i64.const 2)))
-        (i64.const 0) (i32.const 0) (i32.const 2048)))
+      (if (result i32) (i32.eq (local.get $nl) (i32.const 8))
+        (then
+          (call $path_link (i32.const 3) (i32.const 0) (local.get $ap) (local.get $al)
+            (i32.const 3) (i32.const 1100) (i32.const 2)))
+        (else
+          (call $path_open (i32.const 3) (i32.const 1) (local.get $ap) (local.get $al)
+            (local.get $create)
+            (if (result i64) (local.get $create) (then (i64.const 64)) (else (i64.const 2)))
+            (i64.const 0) (i32.const 0) (i32.const 2048)))))
     (i32.store8 (i32.const 1047) (i32.add (i32.const 48) (i32.div_u (local.get $errno) (i32.const 10))))
     (i32.store8 (i32.const 1048) (i32.add (i32.const 48) (i32.rem_u (local.get $errno) (i32.const 10))))
     (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 27))))
@@ -130,10 +139,44 @@ fn files_are_reachable_only_inside_the_grant() {
         "link".to_owned(),
         "dirlink/secret.txt".to_owned(),
         "a.txt/".to_owned(),
+        // A trailing slash makes the kernel follow a final symlink even where following is
+        // off; out of the grant all the same.
+        "link/".to_owned(),
+        "dirlink/".to_owned(),
+        "dirlink/.".to_owned(),
     ];
     for path in &escapes {
         assert_ne!(errno(&m, "read", path, &rw), 0, "{path} must be refused");
     }
+
+    // A tool cannot make a hard link to a file outside its grant (which would then be a file
+    // inside it), nor through a link that leads out; inside the grant it may.
+    for path in [
+        format!(
+            "../{}/secret.txt",
+            outside.path().file_name().unwrap().to_str().unwrap()
+        ),
+        secret.to_str().unwrap().to_owned(),
+        "dirlink/secret.txt".to_owned(),
+    ] {
+        assert_ne!(
+            errno(&m, "hardlink", &path, &rw),
+            0,
+            "{path} must be refused"
+        );
+        assert!(!grant.path().join("hl").exists(), "{path} was linked");
+    }
+    assert_eq!(errno(&m, "hardlink", "a.txt", &rw), 0);
+    assert_eq!(
+        std::fs::read_to_string(grant.path().join("hl")).unwrap(),
+        "inside"
+    );
+    std::fs::remove_file(grant.path().join("hl")).unwrap();
+    // A hard link the operator made is a file of the grant: the grant is by path, and only the
+    // operator can put another file's inode there.
+    std::fs::hard_link(&secret, grant.path().join("operators-link")).unwrap();
+    assert_eq!(errno(&m, "read", "operators-link", &rw), 0);
+    std::fs::remove_file(grant.path().join("operators-link")).unwrap();
 
     assert_eq!(errno(&m, "create", "new.txt", &rw), 0);
     assert!(
@@ -155,6 +198,12 @@ fn files_are_reachable_only_inside_the_grant() {
     );
     assert!(!grant.path().join("other.txt").exists());
     assert_eq!(errno(&m, "read", "a.txt", &ro), 0);
+    assert_ne!(
+        errno(&m, "hardlink", "a.txt", &ro),
+        0,
+        "a read-only grant refuses links"
+    );
+    assert!(!grant.path().join("hl").exists());
 
     let none = Grants::default();
     assert_ne!(errno(&m, "read", "a.txt", &none), 0, "no grant, no files");
@@ -281,6 +330,43 @@ fn http_goes_only_where_the_allowlist_says() {
             .unwrap()
             .contains("no http_hosts capability"),
         "{none}"
+    );
+}
+
+#[test]
+fn internal_addresses_in_any_literal_form_are_refused() {
+    let cache = tempfile::tempdir().unwrap();
+    let h = host(cache.path());
+    let m = module(&h, "relay", RELAY);
+    let port = http_server(1);
+    // Listed: a public name only. Every form below names this machine's loopback server.
+    let g = http_grants(&["example.com:443".to_owned()]);
+    for url in [
+        format!("http://2130706433:{port}/ok"), // 127.0.0.1 as one decimal number
+        format!("http://0177.0.0.1:{port}/ok"), // octal first byte
+        format!("http://0x7f.1:{port}/ok"),     // hexadecimal, shortened
+        format!("http://127.1:{port}/ok"),      // shortened
+        format!("http://[::1]:{port}/ok"),      // IPv6 loopback
+        format!("http://[::ffff:127.0.0.1]:{port}/ok"), // IPv4-mapped IPv6
+        format!("http://[::ffff:7f00:1]:{port}/ok"), // the same, in hex
+    ] {
+        let error = refused(&m, &g, &url);
+        assert!(error.contains("allowlist"), "{url}: {error}");
+    }
+    // Listed by the operator as a literal loopback address, the other spellings of it are the
+    // same address and reach it; nothing else on loopback does.
+    let listed = http_grants(&[format!("127.0.0.1:{port}")]);
+    let reply = fetch(
+        &m,
+        &listed,
+        &format!("http://2130706433:{port}/ok"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(reply["body"], "hello", "{reply}");
+    let error = refused(&m, &listed, &format!("http://[::1]:{port}/ok"));
+    assert!(
+        error.contains("allowlist") || error.contains("loopback"),
+        "{error}"
     );
 }
 

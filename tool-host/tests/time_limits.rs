@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 
 /// Sleeps through `poll_oneoff` with one clock subscription, chosen by the tool name's first
 /// letter: `relative` (monotonic, 10 s from now), `absolute` (monotonic, absolute time now +
-/// 10 s), `wallclock` (realtime, absolute time now + 10 s), `short` (monotonic, 20 ms from now);
-/// anything else does not sleep. Returns `{"content":[],"errno":"NN"}` with poll_oneoff's errno.
+/// 10 s), `wallclock` (realtime, absolute time now + 10 s), `short` (monotonic, 20 ms from now),
+/// `loop` (20 ms sleeps, one after another, for ever); anything else does not sleep. Returns `{"content":[],"errno":"NN"}` with poll_oneoff's errno.
 const SLEEPER: &str = r#"
 (module
   (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
@@ -53,7 +53,13 @@ const SLEEPER: &str = r#"
               (i64.add (call $now (i32.const 0)) (i64.const 10000000000)) (i32.const 1)))
             (else (if (result i32) (i32.eq (local.get $c) (i32.const 115))
               (then (call $sleep (i32.const 1) (i64.const 20000000) (i32.const 0)))
-              (else (i32.const 0))))))))))
+              (else (if (result i32) (i32.eq (local.get $c) (i32.const 108))
+                (then
+                  (loop $again
+                    (drop (call $sleep (i32.const 1) (i64.const 20000000) (i32.const 0)))
+                    (br $again))
+                  (i32.const 0))
+                (else (i32.const 0))))))))))))
     (i32.store8 (i32.const 1047) (i32.add (i32.const 48) (i32.div_u (local.get $errno) (i32.const 10))))
     (i32.store8 (i32.const 1048) (i32.add (i32.const 48) (i32.rem_u (local.get $errno) (i32.const 10))))
     (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 27))))
@@ -100,6 +106,15 @@ fn a_wasi_sleep_past_the_limit_ends_at_the_deadline() {
             "{tool} took {took:?}"
         );
     }
+    // Short host calls in a loop: each is within the limit and spends almost no fuel, so only
+    // the call's own deadline can end it.
+    let started = Instant::now();
+    let fault = m.call("loop", "{}", limits(wall)).unwrap_err();
+    assert!(
+        matches!(fault, ToolFault::WallClock { limit, .. } if limit == wall),
+        "{fault:?}"
+    );
+    assert!(started.elapsed() < wall + Duration::from_secs(1));
     // A sleep inside the limit is WASI's as before: it sleeps, and succeeds.
     let started = Instant::now();
     let ok = m.call("short", "{}", limits(wall)).unwrap();

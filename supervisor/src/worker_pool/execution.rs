@@ -230,6 +230,7 @@ impl WorkerPool {
                 stderr,
                 timeout,
                 address_space,
+                oom_killed: ending.oom_killed,
             },
         );
         tracing::info!(

@@ -3,10 +3,11 @@
 //!
 //! Architecture invariants:
 //! - every worker is its own process group, and the group is swept with SIGKILL before the
-//!   worker is reaped, so no grandchild outlives its request; where a pids cgroup can be made,
-//!   each worker gets one that bounds its processes and is emptied at the end too, and the
-//!   daemon is the child subreaper, so a descendant that left the group (setsid, double fork)
-//!   is adopted and ended rather than re-parented to PID 1;
+//!   worker is reaped, so no grandchild outlives its request; where a cgroup can be made (a
+//!   delegated cgroup v2 subtree, else a cgroup v1 pids hierarchy), each worker gets one that
+//!   bounds it and is emptied at the end too, and the daemon is the child subreaper, so a
+//!   descendant that left the group (setsid, double fork) is adopted and ended rather than
+//!   re-parented to PID 1;
 //! - a worker is owned by a guard that kills and reaps it when its execution is dropped (a
 //!   caller that went away), so no worker outlives its request's future;
 //! - a worker is signalled only through its pidfd (or its unreaped group), never by a bare PID,
@@ -115,9 +116,10 @@ impl WorkerPool {
         self.spawner.adopt_orphans()
     }
 
-    /// Whether each worker's processes are counted and bounded by a pids cgroup.
-    pub fn processes_bounded(&self) -> bool {
-        self.spawner.processes_bounded()
+    /// Which cgroups workers get (a delegated cgroup v2 subtree, a cgroup v1 pids cgroup, or
+    /// none), and why no better kind.
+    pub fn cgroups(&self) -> &str {
+        self.spawner.cgroup_summary()
     }
 
     /// Stop every running worker now (TERM, grace, KILL); used when draining times out.

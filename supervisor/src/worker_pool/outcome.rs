@@ -56,9 +56,14 @@ pub fn error_message(outcome: &Outcome, pid: Option<u32>) -> Option<String> {
             stderr,
         } => format!(
             "{worker} ran out of memory: it reached its limit of {} ([limits] memory of the \
-             agent, or [worker] memory) and died by {}{}",
+             agent, or [worker] memory) and died by {}{}{}",
             human_bytes(*limit_bytes),
             os::signal_name(*signal),
+            if *signal == libc::SIGKILL {
+                " from the kernel's OOM killer in its cgroup"
+            } else {
+                ""
+            },
             stderr_suffix(stderr)
         ),
         Outcome::WorkerExited { code, stderr } if stderr.is_empty() => {
@@ -188,8 +193,10 @@ pub(super) struct ProcessEnd {
     pub stderr: String,
     /// Its deadline.
     pub timeout: Duration,
-    /// Its address-space limit in bytes.
+    /// Its address-space limit in bytes (also its cgroup's `memory.max`).
     pub address_space: u64,
+    /// Whether the kernel's OOM killer ended a process in its cgroup.
+    pub oom_killed: bool,
 }
 
 /// Record in `report` how the worker's process ended (and the answer, if any) and classify the
@@ -203,8 +210,14 @@ pub(super) fn classify(report: &mut ExecutionReport, verdict: Verdict, end: Proc
         // protocol, whatever its socket said as it went.
         let died_of = this.exit_signal.filter(|_| !end.signalled_by_us);
         let killed = died_of.map(|signal| {
-            if signal != libc::SIGKILL && OUT_OF_MEMORY_MARKS.iter().any(|m| end.stderr.contains(m))
-            {
+            // Out of memory: its cgroup's OOM killer sent the SIGKILL, or an allocation failed
+            // against RLIMIT_AS and the process aborted.
+            let oom = if signal == libc::SIGKILL {
+                end.oom_killed
+            } else {
+                OUT_OF_MEMORY_MARKS.iter().any(|m| end.stderr.contains(m))
+            };
+            if oom {
                 Outcome::MemoryLimit {
                     limit_bytes: end.address_space,
                     signal,
@@ -258,6 +271,7 @@ mod tests {
             stderr: stderr.into(),
             timeout: Duration::from_secs(2),
             address_space: 256 << 20,
+            oom_killed: false,
         }
     }
 
@@ -292,6 +306,30 @@ mod tests {
             matches!(outcome, Outcome::MemoryLimit { limit_bytes, signal, .. } if limit_bytes == 256 << 20 && signal == libc::SIGABRT),
             "{outcome:?}"
         );
+    }
+
+    #[test]
+    fn a_sigkill_from_the_cgroups_oom_killer_is_the_memory_limit() {
+        let mut report = report();
+        let outcome = classify(
+            &mut report,
+            Verdict::Gone,
+            ProcessEnd {
+                oom_killed: true,
+                ..end(ExitStatus::from_raw(libc::SIGKILL), false, "")
+            },
+        );
+        assert!(
+            matches!(outcome, Outcome::MemoryLimit { signal, .. } if signal == libc::SIGKILL),
+            "{outcome:?}"
+        );
+        // The same SIGKILL without an OOM kill in the cgroup is someone else's.
+        let outcome = classify(
+            &mut report,
+            Verdict::Gone,
+            end(ExitStatus::from_raw(libc::SIGKILL), false, ""),
+        );
+        assert_eq!(outcome.label(), "killed");
     }
 
     #[test]

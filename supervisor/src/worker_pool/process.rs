@@ -1,4 +1,4 @@
-//! One worker's process: spawning it (through the spawner thread, into its pids cgroup), watching
+//! One worker's process: spawning it (through the spawner thread, into its cgroup), watching
 //! its exit through its pidfd, draining its stderr, stopping and reaping it.
 //!
 //! Invariant: a [`WorkerProcess`] is reaped exactly once, by [`stop_and_reap`] on the normal path
@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
 
-use super::cgroup::WorkerCgroup;
+use super::cgroup::{CgroupLimits, WorkerCgroup};
 use super::spawner::Spawner;
 use super::{WorkerPool, os};
 
@@ -43,6 +43,8 @@ pub(super) struct Ending {
     pub status: Option<ExitStatus>,
     /// Whether the supervisor signalled it before it exited (deadline, shutdown, protocol).
     pub signalled_by_us: bool,
+    /// Whether the kernel's OOM killer ended a process in its cgroup.
+    pub oom_killed: bool,
 }
 
 /// The worker process of one execution. It is reaped exactly once: by
@@ -65,7 +67,7 @@ pub(super) struct WorkerProcess {
 
 impl WorkerProcess {
     /// Spawn a worker with `socket` as its stdin, within `address_space` bytes and the pool's
-    /// other limits, and move it into its pids cgroup where there is one. The error is why no
+    /// other limits, and move it into its cgroup where there is one. The error is why no
     /// worker could be started.
     pub(super) async fn spawn(
         pool: &WorkerPool,
@@ -116,15 +118,19 @@ impl WorkerProcess {
             exit: None,
             stderr: None,
         };
-        // Into its pids cgroup before the handshake is answered, like the rlimits (the worker
-        // starts nothing before it has its job); done here rather than on the spawner thread,
-        // which every spawn waits for, while the worker is still starting up.
+        // Into its cgroup before the handshake is answered, like the rlimits (the worker starts
+        // nothing before it has its job); done here rather than on the spawner thread, which
+        // every spawn waits for, while the worker is still starting up.
         if let Some(cgroups) = pool.spawner.cgroups() {
-            let max = settings.limits.processes;
-            match tokio::task::spawn_blocking(move || cgroups.enter(pid, max)).await {
+            let limits = CgroupLimits {
+                memory: address_space,
+                processes: settings.limits.processes,
+                cpu_quota_micros: settings.limits.cpu_quota_micros,
+            };
+            match tokio::task::spawn_blocking(move || cgroups.enter(pid, &limits)).await {
                 Ok(Ok(cgroup)) => worker.cgroup = Some(cgroup),
                 Ok(Err(e)) => {
-                    tracing::warn!(pid, error = %e, "worker runs without its pids cgroup");
+                    tracing::warn!(pid, error = %e, "worker runs without its cgroup");
                 }
                 Err(e) => tracing::error!(pid, error = %e, "the cgroup task failed"),
             }
@@ -213,9 +219,11 @@ impl WorkerProcess {
         if !exited {
             wait_exit(exit, grace).await;
         }
+        let oom_killed = self.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0);
         Ending {
             status: self.reap(),
             signalled_by_us,
+            oom_killed,
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::cgroup::{PidsCgroups, WorkerCgroup};
+use super::cgroup::{Cgroups, Detected, WorkerCgroup};
 use super::os;
 use crate::config::WorkerLimits;
 
@@ -29,7 +29,8 @@ pub struct Spawned {
 
 enum Order {
     Spawn {
-        command: Command,
+        /// Boxed: a `Command` is most of the order's size, which every other variant would carry.
+        command: Box<Command>,
         limits: WorkerLimits,
         address_space: u64,
         reply: oneshot::Sender<io::Result<Spawned>>,
@@ -53,43 +54,41 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Spawner {
     orders: mpsc::Sender<Order>,
     adopting: Arc<AtomicBool>,
-    cgroups: Option<Arc<PidsCgroups>>,
+    cgroups: Option<Arc<Cgroups>>,
+    /// Which cgroups workers get, for `caxton status`.
+    cgroup_summary: Arc<str>,
 }
 
 impl Spawner {
-    /// Start the thread.
+    /// Start the thread, with workers' cgroups where the host offers them.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(Cgroups::detect())
+    }
+
+    /// Start the thread, with workers' cgroups as `detected`.
+    fn start_with(detected: Detected) -> io::Result<Self> {
         let (orders, rx) = mpsc::channel::<Order>();
         let adopting = Arc::new(AtomicBool::new(false));
         let adopt = adopting.clone();
         std::thread::Builder::new()
             .name("caxton-spawner".into())
             .spawn(move || run(&rx, &adopt))?;
-        let cgroups = match PidsCgroups::detect() {
-            Ok(c) => {
-                tracing::info!(cgroup = %c.base().display(), "each worker gets a pids cgroup");
-                Some(Arc::new(c))
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    %reason,
-                    "workers get no pids cgroup: their processes are not counted, and \
-                     descendants that leave the worker's process group are found only as \
-                     adopted orphans"
-                );
-                None
-            }
-        };
         Ok(Self {
             orders,
             adopting,
-            cgroups,
+            cgroups: detected.cgroups.map(Arc::new),
+            cgroup_summary: detected.summary.into(),
         })
     }
 
     /// Where workers' cgroups are made, if they can be.
-    pub fn cgroups(&self) -> Option<Arc<PidsCgroups>> {
+    pub fn cgroups(&self) -> Option<Arc<Cgroups>> {
         self.cgroups.clone()
+    }
+
+    /// Which cgroups workers get, and why no better kind: one line for `caxton status`.
+    pub fn cgroup_summary(&self) -> &str {
+        &self.cgroup_summary
     }
 
     /// Spawn `command` on the spawner thread and apply the limits.
@@ -102,7 +101,7 @@ impl Spawner {
         let (reply, answer) = oneshot::channel();
         self.orders
             .send(Order::Spawn {
-                command,
+                command: Box::new(command),
                 limits,
                 address_space,
                 reply,
@@ -132,11 +131,6 @@ impl Spawner {
         self.adopting.store(true, Ordering::SeqCst);
         Ok(())
     }
-
-    /// Whether workers get a pids cgroup that bounds their processes.
-    pub fn processes_bounded(&self) -> bool {
-        self.cgroups.is_some()
-    }
 }
 
 fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool) {
@@ -159,7 +153,7 @@ fn run(rx: &mpsc::Receiver<Order>, adopting: &AtomicBool) {
                 address_space,
                 reply,
             }) => {
-                let result = spawn(command, &limits, address_space);
+                let result = spawn(*command, &limits, address_space);
                 if let Ok(s) = &result {
                     workers.insert(s.child.id());
                 }
@@ -241,5 +235,87 @@ fn spawn(mut command: Command, limits: &WorkerLimits, address_space: u64) -> io:
             let _ = child.wait();
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    /// `sleep 30` with its parent-death signal armed, as the worker arms its own.
+    fn armed_sleep() -> Command {
+        let mut command = Command::new("/usr/bin/setpriv");
+        command.args(["--pdeathsig", "KILL", "--", "sleep", "30"]);
+        command
+    }
+
+    /// Whether `child` is still running after `wait`.
+    fn alive_after(child: &mut Child, wait: Duration) -> bool {
+        let give_up = Instant::now() + wait;
+        while Instant::now() < give_up {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    /// The kernel sends the parent-death signal when the *thread* that forked a child exits,
+    /// and tokio retires idle blocking threads: a worker spawned from such a thread would die
+    /// with it. Every worker comes from the spawner's own thread instead.
+    #[test]
+    fn a_worker_outlives_the_thread_that_asked_for_it() {
+        if !std::path::Path::new("/usr/bin/setpriv").exists() {
+            eprintln!("SKIPPED: no /usr/bin/setpriv to arm a parent-death signal with");
+            return;
+        }
+        // The hazard is real: spawned by a thread that then exits, the child dies with it.
+        let mut direct = std::thread::spawn(|| {
+            let child = armed_sleep().spawn().unwrap();
+            // Long enough for setpriv to arm the signal before this thread exits.
+            std::thread::sleep(Duration::from_millis(300));
+            child
+        })
+        .join()
+        .unwrap();
+        assert!(
+            !alive_after(&mut direct, Duration::from_secs(5)),
+            "the parent-death signal did not fire"
+        );
+
+        let spawner = Spawner::start_with(Detected {
+            cgroups: None,
+            summary: String::new(),
+        })
+        .unwrap();
+        let limits = WorkerLimits {
+            address_space: 1 << 30,
+            cpu_seconds: 60,
+            open_files: 64,
+            processes: 32,
+            cpu_quota_micros: 100_000,
+        };
+        // The pool holds its spawner for as long as the daemon runs.
+        let pool = spawner.clone();
+        let asking = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let spawned = runtime
+                .block_on(spawner.spawn(armed_sleep(), limits, limits.address_space))
+                .unwrap();
+            // As above: had this thread forked it, the signal would be armed before it exits.
+            std::thread::sleep(Duration::from_millis(300));
+            spawned
+        });
+        let mut spawned = asking.join().unwrap();
+        // The asking thread is gone; the worker is not.
+        assert!(alive_after(&mut spawned.child, Duration::from_secs(1)));
+        spawned.child.kill().unwrap();
+        spawned.child.wait().unwrap();
+        drop(pool);
     }
 }

@@ -19,6 +19,8 @@
 //! Invariant: nothing here depends on what the job says; a worker is confined before it reads a
 //! byte of it.
 
+mod filter;
+
 use caxton_ipc_protocol::{SandboxLayer, SandboxReport};
 
 /// How strictly a worker confines itself (`[worker] sandbox`).
@@ -238,22 +240,17 @@ fn allowed_syscalls() -> Vec<libc::c_long> {
 }
 
 fn seccomp() -> Result<String, String> {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
-    let arch: TargetArch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|e| format!("seccomp: {e:?}"))?;
-    let rules = allowed_syscalls()
+    let arch = filter::ARCH.ok_or_else(|| {
+        format!(
+            "seccomp: no filter for {} (x86_64, aarch64 and riscv64 have one)",
+            std::env::consts::ARCH
+        )
+    })?;
+    let allowed: Vec<u32> = allowed_syscalls()
         .into_iter()
-        .map(|call| (call, Vec::new()))
-        .collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Errno(libc::EPERM as u32),
-        SeccompAction::Allow,
-        arch,
-    )
-    .map_err(|e| format!("seccomp: {e}"))?;
-    let program: BpfProgram = filter.try_into().map_err(|e| format!("seccomp: {e:?}"))?;
+        .map(|call| u32::try_from(call).map_err(|_| format!("seccomp: call number {call}")))
+        .collect::<Result<_, _>>()?;
+    let program = filter::allowlist(arch, &allowed, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32)?;
     seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))?;
     Ok(format!(
         "{} system calls allowed, every other refused with EPERM",

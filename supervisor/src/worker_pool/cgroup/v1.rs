@@ -1,15 +1,13 @@
-//! A pids cgroup per worker, where the kernel offers one this process may write to. It bounds
-//! how many processes a worker and its descendants may have at once (`pids.max`), and it lists
-//! every one of them however it detached itself (setsid, setpgid, a double fork), so the end of
-//! a request can end them all. Where no such cgroup can be made, the pool relies on the process
-//! group and on adopting orphans as the child subreaper.
-//!
-//! Only the cgroup v1 `pids` controller is used here; a delegated cgroup v2 subtree is not.
+//! The fallback: a cgroup v1 `pids` cgroup per worker, where the kernel offers one this process
+//! may write to and no delegated cgroup v2 subtree is there. It bounds how many processes a
+//! worker and its descendants may have at once (`pids.max`), and it lists every one of them
+//! however it detached itself (setsid, setpgid, a double fork), so the end of a request can end
+//! them all. Memory and CPU stay bounded by the worker's rlimits.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::os;
+use crate::worker_pool::os;
 
 /// Where per-worker cgroups are made: one directory of this process under the `pids` hierarchy.
 #[derive(Debug)]
@@ -25,8 +23,7 @@ impl PidsCgroups {
     pub fn detect() -> Result<Self, String> {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-        let mount = pids_mount(&mountinfo)
-            .ok_or("no cgroup v1 pids controller is mounted (cgroup v2 delegation is not used)")?;
+        let mount = pids_mount(&mountinfo).ok_or("no cgroup v1 pids controller is mounted")?;
         let own = std::fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
         let own = own_pids_path(&own).ok_or("this process has no pids cgroup")?;
@@ -45,13 +42,13 @@ impl PidsCgroups {
         Ok(Self { base, relative })
     }
 
-    /// The directory under which workers' cgroups are made.
-    pub fn base(&self) -> &Path {
-        &self.base
+    /// The directory under which workers' cgroups are made, relative to the hierarchy's root.
+    pub fn relative(&self) -> &str {
+        &self.relative
     }
 
     /// Move `pid` into a cgroup of its own holding at most `max` processes.
-    pub fn enter(&self, pid: u32, max: u64) -> io::Result<WorkerCgroup> {
+    pub fn enter(&self, pid: u32, max: u64) -> io::Result<PidsCgroup> {
         let name = format!("worker-{pid}");
         let dir = self.base.join(&name);
         match std::fs::create_dir(&dir) {
@@ -61,7 +58,7 @@ impl PidsCgroups {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        let cgroup = WorkerCgroup {
+        let cgroup = PidsCgroup {
             dir,
             relative: format!("{}/{name}", self.relative),
         };
@@ -86,12 +83,12 @@ impl Drop for PidsCgroups {
 
 /// One worker's cgroup.
 #[derive(Debug)]
-pub struct WorkerCgroup {
+pub struct PidsCgroup {
     dir: PathBuf,
     relative: String,
 }
 
-impl WorkerCgroup {
+impl PidsCgroup {
     /// The processes in it now.
     pub fn pids(&self) -> Vec<u32> {
         std::fs::read_to_string(self.dir.join("cgroup.procs"))
