@@ -12,7 +12,9 @@ use caxton_ipc_protocol::{
     HEADER_LEN, MAX_FRAME_LEN, ProtocolError, SupervisorCodec, SupervisorMessage, WorkerMessage,
     decode_payload, encode_frame, read_frame,
 };
-use caxton_memory::{HashEmbedder, ImportOptions, Memory, MemoryOptions, Scope};
+use caxton_memory::{
+    EMBEDDING_DIM, EmbedError, Embedder, ImportOptions, Memory, MemoryOptions, Scope, Vector,
+};
 use caxton_supervisor::config::{Config, ConfigSources, read_config_file};
 use caxton_tool_host::manifest::ToolManifest;
 use tokio_util::bytes::BytesMut;
@@ -149,7 +151,24 @@ pub fn a2a_call(data: &[u8]) {
     }
 }
 
-/// A memory store on a scratch file with the hash embedder (no model to load); a fresh one every
+/// Every text gets the same unit vector: the memory targets check parsing and storage, not
+/// similarity, and the memory crate's test embedder sits behind a feature that building this
+/// workspace member must not switch on for the whole workspace.
+struct FixedEmbedder;
+
+impl Embedder for FixedEmbedder {
+    fn model_id(&self) -> &str {
+        "fuzz/fixed"
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vector>, EmbedError> {
+        let mut unit = [0.0f32; EMBEDDING_DIM];
+        unit[0] = 1.0;
+        Ok(vec![unit; texts.len()])
+    }
+}
+
+/// A memory store on a scratch file with a fixed embedder (no model to load); a fresh one every
 /// few hundred inputs so imports that succeed do not grow one database for the whole run.
 struct Scratch {
     memory: Memory,
@@ -168,7 +187,7 @@ fn with_memory(f: impl FnOnce(&Memory)) {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("scratch directory: {e}"));
             let memory = Memory::open(
                 &dir.path().join("memory.db"),
-                Arc::new(HashEmbedder),
+                Arc::new(FixedEmbedder),
                 MemoryOptions {
                     readers: 1,
                     ..MemoryOptions::default()

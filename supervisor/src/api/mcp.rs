@@ -229,6 +229,13 @@ pub async fn post(
         method,
         session = session_id,
     );
+    adopt_meta_trace_context(&span, &params);
+    let answer = tracing::Instrument::instrument(handle(&sup, id, method, params), span).await;
+    reply(StatusCode::OK, answer)
+}
+
+/// Make the W3C trace context a client sends in `params._meta` (as MCP specifies) `span`'s parent.
+fn adopt_meta_trace_context(span: &tracing::Span, params: &Value) {
     let meta = params.get("_meta");
     if let Some(traceparent) = meta
         .and_then(|m| m.get("traceparent"))
@@ -237,10 +244,8 @@ pub async fn post(
         let tracestate = meta
             .and_then(|m| m.get("tracestate"))
             .and_then(Value::as_str);
-        crate::telemetry::adopt_trace_context(&span, traceparent, tracestate);
+        crate::telemetry::adopt_trace_context(span, traceparent, tracestate);
     }
-    let answer = tracing::Instrument::instrument(handle(&sup, id, method, params), span).await;
-    reply(StatusCode::OK, answer)
 }
 
 /// One JSON-RPC 2.0 message from a body, or the status and error that refuse it.
@@ -395,10 +400,9 @@ pub async fn get() -> Response {
         .into_response()
 }
 
-/// The fuzzers' entry (`fuzz/`): what `POST /mcp` decides from one body and its `Origin` header
-/// without a supervisor (the origin, the envelope, the session table, request or notification,
-/// a `params._meta` trace context); the HTTP status it would answer with when that alone
-/// decides, `None` when the supervisor's tools would.
+/// The fuzzers' entry (`fuzz/`): the checks `POST /mcp` makes of a body and its `Origin`
+/// header before a session or a supervisor is involved (the origin, the JSON-RPC envelope, a
+/// `params._meta` trace context), with the status that refuses it; `None` when they pass.
 #[doc(hidden)]
 pub fn fuzz_message(body: &[u8], origin: Option<&[u8]>) -> Option<StatusCode> {
     let mut headers = HeaderMap::new();
@@ -412,37 +416,7 @@ pub fn fuzz_message(body: &[u8], origin: Option<&[u8]>) -> Option<StatusCode> {
         Ok(message) => message,
         Err((status, _)) => return Some(status),
     };
-    let sessions = McpSessions::default();
-    let session = sessions.open(PROTOCOL_VERSION.to_owned());
-    if sessions.touch(&session).is_none() {
-        return Some(StatusCode::NOT_FOUND);
-    }
-    let id = message.get("id").cloned();
-    let Some(method) = message.get("method").and_then(Value::as_str) else {
-        let answer =
-            id.is_some() && (message.get("result").is_some() || message.get("error").is_some());
-        return Some(if answer {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::BAD_REQUEST
-        });
-    };
-    if method == "initialize" {
-        return id.is_none().then_some(StatusCode::BAD_REQUEST);
-    }
-    if id.is_none() {
-        return Some(StatusCode::ACCEPTED);
-    }
     let params = message.get("params").cloned().unwrap_or(Value::Null);
-    let meta = params.get("_meta");
-    if let Some(traceparent) = meta
-        .and_then(|m| m.get("traceparent"))
-        .and_then(Value::as_str)
-    {
-        let tracestate = meta
-            .and_then(|m| m.get("tracestate"))
-            .and_then(Value::as_str);
-        crate::telemetry::adopt_trace_context(&tracing::Span::none(), traceparent, tracestate);
-    }
+    adopt_meta_trace_context(&tracing::Span::none(), &params);
     None
 }
