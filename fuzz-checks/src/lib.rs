@@ -20,8 +20,11 @@ use caxton_tool_host::manifest::ToolManifest;
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
+/// What a target checks of the fuzzer's bytes; it panics on a fault.
+pub type Check = fn(&[u8]);
+
 /// Every target, by the name of its fuzz target and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("ipc_frames", ipc_frames),
     ("agent_toml", agent_toml),
     ("config", config),
@@ -48,11 +51,8 @@ pub fn ipc_frames(data: &[u8]) {
 
     let mut codec = SupervisorCodec::new();
     let mut buffer = BytesMut::from(data);
-    loop {
-        match codec.decode(&mut buffer) {
-            Ok(Some(message)) => round_trip(&message),
-            Ok(None) | Err(_) => break,
-        }
+    while let Ok(Some(message)) = codec.decode(&mut buffer) {
+        round_trip(&message);
     }
     match codec.decode_eof(&mut buffer) {
         Ok(Some(message)) => round_trip(&message),
