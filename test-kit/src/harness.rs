@@ -426,6 +426,18 @@ impl Daemon {
         .expect("run request")
     }
 
+    /// [`Daemon::run`] on a thread of its own, for a request that will hang or be killed.
+    pub fn run_in_background(
+        &self,
+        agent: &str,
+        request: &str,
+    ) -> std::thread::JoinHandle<std::io::Result<(u16, Value)>> {
+        let socket = self.env.socket.clone();
+        let path = format!("/api/v1/agents/{agent}/run");
+        let body = serde_json::json!({"request": request}).to_string();
+        std::thread::spawn(move || http(&socket, "POST", &path, Some(&body)))
+    }
+
     /// Poll the live table until a worker for `agent` waits on the model; returns its PID.
     pub fn wait_for_worker(&self, agent: &str) -> u32 {
         let mut found = None;

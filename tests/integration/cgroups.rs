@@ -247,15 +247,7 @@ fn in_a_delegated_v2_subtree_each_worker_has_a_cgroup_that_ends_all_it_started()
     );
 
     // A worker that hangs: while it runs it is in its own cgroup, with its limits.
-    let socket = daemon.env.socket.clone();
-    let hanging = std::thread::spawn(move || {
-        http(
-            &socket,
-            "POST",
-            "/api/v1/agents/victim/run",
-            Some(r#"{"request":"hang"}"#),
-        )
-    });
+    let hanging = daemon.run_in_background("victim", "hang");
     let mut pid = 0;
     assert!(
         wait_until(Duration::from_secs(5), || {

@@ -464,17 +464,7 @@ fn acknowledged_writes_survive_kill_9_of_the_daemon_in_a_burst() {
             "[llm]\nprovider = \"fake\"\n[limits]\ntimeout = \"60s\"\n",
         ),
     );
-    let stuck = {
-        let socket = d.env.socket.clone();
-        std::thread::spawn(move || {
-            http(
-                &socket,
-                "POST",
-                "/api/v1/agents/waiter/run",
-                Some(r#"{"request":"[hang]"}"#),
-            )
-        })
-    };
+    let stuck = d.run_in_background("waiter", "[hang]");
     let worker = d.wait_for_worker("waiter");
     let socket = d.env.socket.clone();
     let acked = Arc::new(Mutex::new(Acked::default()));

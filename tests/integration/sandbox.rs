@@ -51,15 +51,7 @@ fn the_real_worker_reports_its_layers_and_status_shows_them() {
     // Strict on this kernel: every layer applies, and the worker still answers.
     let (code, report) = d.run("helper", "hello");
     assert_eq!(code, 200, "{report}");
-    let socket = d.env.socket.clone();
-    let hung = std::thread::spawn(move || {
-        http(
-            &socket,
-            "POST",
-            "/api/v1/agents/helper/run",
-            Some(r#"{"request": "[hang]"}"#),
-        )
-    });
+    let hung = d.run_in_background("helper", "[hang]");
     let pid = d.wait_for_worker("helper");
     let (_, workers) = http(&d.env.socket, "GET", "/api/v1/workers", None).unwrap();
     assert_eq!(

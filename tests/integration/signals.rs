@@ -85,21 +85,20 @@ fn daemon_with_agent(timeout: &str) -> (FakeLlm, Daemon) {
 }
 
 /// Start a request that waits on the hung LLM, in a thread; returns its join handle and PID.
-fn start_stuck_request(
-    daemon: &Daemon,
-) -> (std::thread::JoinHandle<(u16, serde_json::Value)>, u32) {
-    let socket = daemon.env.socket.clone();
-    let handle = std::thread::spawn(move || {
-        http(
-            &socket,
-            "POST",
-            "/api/v1/agents/slowpoke/run",
-            Some(r#"{"request":"[hang]"}"#),
-        )
-        .unwrap()
-    });
+fn start_stuck_request(daemon: &Daemon) -> (StuckRun, u32) {
+    let run = daemon.run_in_background("slowpoke", "[hang]");
     let pid = daemon.wait_for_worker("slowpoke");
-    (handle, pid)
+    (StuckRun(run), pid)
+}
+
+/// A request started by [`start_stuck_request`].
+struct StuckRun(std::thread::JoinHandle<std::io::Result<(u16, serde_json::Value)>>);
+
+impl StuckRun {
+    /// Its answer.
+    fn join(self) -> std::thread::Result<(u16, serde_json::Value)> {
+        self.0.join().map(|answer| answer.unwrap())
+    }
 }
 
 /// The kernel sends a worker its parent-death signal when the *thread* that forked it exits,
