@@ -1,4 +1,6 @@
 //! A cgroup per worker: where each worker's processes are counted, bounded and ended together.
+//! On a hybrid host whose v2 subtree has no pids controller, a worker is also put in a cgroup v1
+//! pids cgroup, so `pids.max` bounds it still.
 //!
 //! The daemon prefers a delegated cgroup v2 subtree ([`v2`]: `Delegate=yes` in its unit), where
 //! a worker's cgroup bounds the memory, processes and CPU of the worker and everything it
@@ -27,8 +29,14 @@ pub struct CgroupLimits {
 /// Where workers' cgroups are made.
 #[derive(Debug)]
 pub enum Cgroups {
-    /// A delegated cgroup v2 subtree.
-    V2(v2::Tree),
+    /// A delegated cgroup v2 subtree, with the cgroup v1 pids hierarchy beside it where the
+    /// subtree has no pids controller (a hybrid host binds it to v1).
+    V2 {
+        /// The subtree.
+        tree: v2::Tree,
+        /// The pids hierarchy, bounding processes in the subtree's stead.
+        pids: Option<v1::PidsCgroups>,
+    },
     /// The cgroup v1 `pids` hierarchy.
     V1(v1::PidsCgroups),
 }
@@ -46,8 +54,16 @@ impl Cgroups {
     pub fn detect() -> Detected {
         let no_v2 = match v2::Tree::detect() {
             Ok(tree) => {
-                let missing = tree.missing_controllers();
-                let summary = tree.summary();
+                let mut missing = tree.missing_controllers();
+                let pids = if missing.contains(&"pids") {
+                    v1::PidsCgroups::detect().ok()
+                } else {
+                    None
+                };
+                if pids.is_some() {
+                    missing.retain(|c| *c != "pids");
+                }
+                let summary = tree.summary(pids.as_ref().map(v1::PidsCgroups::relative));
                 if missing.is_empty() {
                     tracing::info!(cgroup = %tree.workers_relative(), "each worker gets a cgroup v2 of its own");
                 } else {
@@ -59,7 +75,7 @@ impl Cgroups {
                     );
                 }
                 return Detected {
-                    cgroups: Some(Self::V2(tree)),
+                    cgroups: Some(Self::V2 { tree, pids }),
                     summary,
                 };
             }
@@ -102,7 +118,21 @@ impl Cgroups {
     /// Move `pid` into a cgroup of its own under `limits`.
     pub fn enter(&self, pid: u32, limits: &CgroupLimits) -> io::Result<WorkerCgroup> {
         match self {
-            Self::V2(tree) => tree.enter(pid, limits).map(WorkerCgroup::V2),
+            Self::V2 { tree, pids } => {
+                let cgroup = tree.enter(pid, limits)?;
+                let pids = match pids {
+                    Some(hierarchy) => match hierarchy.enter(pid, limits.processes) {
+                        Ok(pids) => Some(pids),
+                        Err(e) => {
+                            // Its v2 cgroup holds it all the same; only the count is unbounded.
+                            tracing::warn!(pid, error = %e, "worker's processes are not counted");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                Ok(WorkerCgroup::V2 { cgroup, pids })
+            }
             Self::V1(pids) => pids.enter(pid, limits.processes).map(WorkerCgroup::V1),
         }
     }
@@ -111,8 +141,14 @@ impl Cgroups {
 /// One worker's cgroup.
 #[derive(Debug)]
 pub enum WorkerCgroup {
-    /// In the delegated cgroup v2 subtree.
-    V2(v2::WorkerCgroup),
+    /// In the delegated cgroup v2 subtree (and the v1 pids hierarchy, where that bounds its
+    /// processes).
+    V2 {
+        /// Its v2 cgroup.
+        cgroup: v2::WorkerCgroup,
+        /// Its v1 pids cgroup.
+        pids: Option<v1::PidsCgroup>,
+    },
     /// In the cgroup v1 `pids` hierarchy.
     V1(v1::PidsCgroup),
 }
@@ -121,7 +157,12 @@ impl WorkerCgroup {
     /// SIGKILL every process in it, however it detached itself.
     pub fn kill_all(&self) {
         match self {
-            Self::V2(c) => c.kill_all(),
+            Self::V2 { cgroup, pids } => {
+                cgroup.kill_all();
+                if let Some(pids) = pids {
+                    pids.kill_all();
+                }
+            }
             Self::V1(c) => {
                 c.kill_all();
             }
@@ -132,7 +173,7 @@ impl WorkerCgroup {
     /// controller).
     pub fn oom_kills(&self) -> u64 {
         match self {
-            Self::V2(c) => c.oom_kills(),
+            Self::V2 { cgroup, .. } => cgroup.oom_kills(),
             Self::V1(_) => 0,
         }
     }
@@ -140,7 +181,15 @@ impl WorkerCgroup {
     /// Remove the directory; fails while a member has not finished exiting.
     pub fn remove(&self) -> io::Result<()> {
         match self {
-            Self::V2(c) => c.remove(),
+            Self::V2 { cgroup, pids } => {
+                // Retried until both are gone, so one already removed is no failure.
+                let gone = |r: io::Result<()>| match r {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                };
+                let pids = pids.as_ref().map_or(Ok(()), |p| gone(p.remove()));
+                gone(cgroup.remove()).and(pids)
+            }
             Self::V1(c) => c.remove(),
         }
     }

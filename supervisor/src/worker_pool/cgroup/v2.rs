@@ -118,8 +118,9 @@ impl Tree {
             .collect()
     }
 
-    /// One line for `caxton status`: where, and the limits in force.
-    pub fn summary(&self) -> String {
+    /// One line for `caxton status`: where, and the limits in force; `v1_pids` is the cgroup v1
+    /// pids hierarchy's directory when it bounds processes in the v2 subtree's stead.
+    pub fn summary(&self, v1_pids: Option<&str>) -> String {
         let mut bounds: Vec<&str> = self
             .enabled
             .iter()
@@ -137,7 +138,10 @@ impl Tree {
                 .iter()
                 .map(|c| match *c {
                     "memory" => "memory by RLIMIT_AS per process",
-                    "pids" => "no pids bound",
+                    "pids" => match v1_pids {
+                        Some(_) => "pids.max from the cgroup v1 pids hierarchy",
+                        None => "no pids bound",
+                    },
                     _ => "CPU time by RLIMIT_CPU per process",
                 })
                 .collect();
