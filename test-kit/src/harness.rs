@@ -62,6 +62,17 @@ impl DaemonOptions {
             env: vec![("CAXTON_MODELS_DIR".into(), models.display().to_string())],
         }
     }
+
+    /// Listen on a free loopback TCP port too, with `token` as its bearer token (passed in
+    /// `CAXTON_TEST_TOKEN`); `api` is more lines for the `[api]` table. Returns the port.
+    pub fn listen_tcp(&mut self, token: &str, api: &str) -> u16 {
+        let port = crate::api_client::free_port();
+        self.extra_config.push_str(&format!(
+            "[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n{api}"
+        ));
+        self.env.push(("CAXTON_TEST_TOKEN".into(), token.into()));
+        port
+    }
 }
 
 /// A data directory with a config file; a daemon may or may not be running on it.
@@ -436,6 +447,26 @@ impl Daemon {
         let path = format!("/api/v1/agents/{agent}/run");
         let body = serde_json::json!({"request": request}).to_string();
         std::thread::spawn(move || http(&socket, "POST", &path, Some(&body)))
+    }
+
+    /// [`Daemon::run`], which must answer 200; the body.
+    pub fn run_ok(&self, agent: &str, request: &str) -> Value {
+        let (code, body) = self.run(agent, request);
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// `GET /api/v1/conversations/ID`, which must answer 200; the body.
+    pub fn conversation(&self, id: &str) -> Value {
+        let (code, body) = http(
+            &self.env.socket,
+            "GET",
+            &format!("/api/v1/conversations/{id}"),
+            None,
+        )
+        .expect("conversation request");
+        assert_eq!(code, 200, "{body}");
+        body
     }
 
     /// Poll the live table until a worker for `agent` waits on the model; returns its PID.

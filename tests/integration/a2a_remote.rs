@@ -40,24 +40,6 @@ fn remote(name: &str, port: u16, agent: &str, token_env: &str) -> String {
     )
 }
 
-fn run(d: &Daemon, agent: &str, request: &str) -> Value {
-    let (code, body) = d.run(agent, request);
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-fn conversation(d: &Daemon, id: &str) -> Value {
-    let (code, body) = http(
-        &d.env.socket,
-        "GET",
-        &format!("/api/v1/conversations/{id}"),
-        None,
-    )
-    .unwrap();
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
 fn executions_of(d: &Daemon, agent: &str) -> Vec<Value> {
     let (_, list) = http(
         &d.env.socket,
@@ -120,7 +102,7 @@ fn pair(boss_timeout: &str) -> Pair {
 #[test]
 fn an_agent_asks_one_on_another_server_that_asks_back_and_both_conversations_link_the_tasks() {
     let p = pair("60s");
-    let report = run(&p.a, "boss", &ask("helper", &ask("finisher", "deep")));
+    let report = p.a.run_ok("boss", &ask("helper", &ask("finisher", "deep")));
     assert_eq!(
         report["answer"], "tool said: tool said: echo: deep",
         "{report}"
@@ -128,7 +110,8 @@ fn an_agent_asks_one_on_another_server_that_asks_back_and_both_conversations_lin
     let boss_execution = report["execution_id"].as_str().unwrap();
 
     // On a: boss's conversation holds the request to the remote task and its answer.
-    let here = conversation(&p.a, report["conversation_id"].as_str().unwrap());
+    let here =
+        p.a.conversation(report["conversation_id"].as_str().unwrap());
     let messages = here["messages"].as_array().unwrap();
     let to_remote = messages
         .iter()
@@ -157,7 +140,7 @@ fn an_agent_asks_one_on_another_server_that_asks_back_and_both_conversations_lin
     .unwrap();
     assert_eq!(task["agent"], "helper", "{task}");
     assert_eq!(task["outcome"], "succeeded", "{task}");
-    let there = conversation(&p.b, task["conversation_id"].as_str().unwrap());
+    let there = p.b.conversation(task["conversation_id"].as_str().unwrap());
     let asked = there["messages"]
         .as_array()
         .unwrap()
@@ -179,7 +162,7 @@ fn an_agent_asks_one_on_another_server_that_asks_back_and_both_conversations_lin
 #[test]
 fn a_cycle_across_the_two_servers_is_refused_where_it_would_close() {
     let p = pair("60s");
-    let report = run(&p.a, "boss", &ask("helper", &ask("boss", "loop")));
+    let report = p.a.run_ok("boss", &ask("helper", &ask("boss", "loop")));
     let answer = report["answer"].as_str().unwrap();
     assert!(answer.contains("cycle across servers"), "{answer}");
     assert!(answer.contains("boss → helper → boss"), "{answer}");
@@ -357,7 +340,7 @@ fn remotes_that_misbehave_are_tool_errors_naming_the_remote_and_the_reason() {
                 ),
             ),
         );
-        let report = run(&a, &name, &ask("far", "anything"));
+        let report = a.run_ok(&name, &ask("far", "anything"));
         let answer = report["answer"].as_str().unwrap();
         assert!(
             answer.contains("remote agent far (http://127.0.0.1:"),
@@ -397,7 +380,7 @@ fn a_remote_that_answers_about_a_task_it_was_never_asked_for_is_refused() {
             &format!("[delegation]\n{}", remote("far", port, "odd", "B_TOKEN")),
         ),
     );
-    let report = run(&a, "asker", &ask("far", "anything"));
+    let report = a.run_ok("asker", &ask("far", "anything"));
     let answer = report["answer"].as_str().unwrap();
     assert!(
         answer.contains("it answered about task \"someone-else\", which it was never asked for"),
@@ -439,7 +422,7 @@ fn one_trace_crosses_both_servers() {
         ),
     );
     b.deploy("helper", &echo_agent("helper", ""));
-    let report = run(&a, "boss", &ask("helper", "traced"));
+    let report = a.run_ok("boss", &ask("helper", "traced"));
     let trace_id = report["trace_id"].as_str().unwrap();
     // The asking tool call on a is the parent of the A2A request on b, and b's execution
     // hangs below that: one trace.

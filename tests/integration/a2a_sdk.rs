@@ -32,11 +32,8 @@ fn a2a_sdk() -> PathBuf {
 /// A daemon whose API listens on TCP with a token, with the echo agent `echo` deployed.
 fn daemon_on_tcp() -> (FakeLlm, Daemon, u16) {
     let llm = FakeLlm::start();
-    let port = crate::support::free_port();
     let mut opts = DaemonOptions::new(&llm);
-    opts.extra_config =
-        format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");
-    opts.env.push(("CAXTON_TEST_TOKEN".into(), TOKEN.into()));
+    let port = opts.listen_tcp(TOKEN, "");
     let daemon = Daemon::start(opts);
     daemon.deploy(
         "echo",

@@ -246,14 +246,8 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
 #[test]
 fn tcp_requires_the_bearer_token() {
     let llm = FakeLlm::start();
-    let port = free_port();
     let mut opts = DaemonOptions::new(&llm);
-    opts.extra_config =
-        format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");
-    opts.env.push((
-        "CAXTON_TEST_TOKEN".into(),
-        "s3cret-token-of-sufficient-length".into(),
-    ));
+    let port = opts.listen_tcp("s3cret-token-of-sufficient-length", "");
     let daemon = Daemon::start(opts);
     let get = |auth: &str| {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -484,14 +478,12 @@ fn open_descriptors(pid: i32) -> usize {
 fn slow_and_idle_clients_are_closed_and_cannot_keep_others_out() {
     use std::time::{Duration, Instant};
     let llm = FakeLlm::start();
-    let port = free_port();
     let token = "s3cret-token-of-sufficient-length";
     let mut opts = DaemonOptions::new(&llm);
-    opts.extra_config = format!(
-        "[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n\
-         header_timeout = \"1s\"\nmax_connections = 16\nmax_unauthenticated = 4\n"
+    let port = opts.listen_tcp(
+        token,
+        "header_timeout = \"1s\"\nmax_connections = 16\nmax_unauthenticated = 4\n",
     );
-    opts.env.push(("CAXTON_TEST_TOKEN".into(), token.into()));
     let daemon = Daemon::start(opts);
     daemon.deploy("echo", &echo_agent("echo", ""));
     let before = open_descriptors(daemon.pid());

@@ -17,24 +17,6 @@ fn delegating(name: &str, delegation: &str) -> String {
     echo_agent(name, &format!("[delegation]\n{delegation}\n"))
 }
 
-fn run(d: &Daemon, agent: &str, request: &str) -> Value {
-    let (code, body) = d.run(agent, request);
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-fn conversation(d: &Daemon, id: &str) -> Value {
-    let (code, body) = http(
-        &d.env.socket,
-        "GET",
-        &format!("/api/v1/conversations/{id}"),
-        None,
-    )
-    .unwrap();
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
 fn metric(d: &Daemon, line_start: &str) -> f64 {
     let out = http_text(d, "/metrics");
     out.lines()
@@ -70,11 +52,7 @@ fn an_agent_asks_another_in_a_worker_of_its_own_and_the_tree_is_recorded() {
         &echo_agent("writer", "capabilities = [\"writing\"]\n"),
     );
 
-    let report = run(
-        &d,
-        "coordinator",
-        &ask("researcher", "find facts about tea"),
-    );
+    let report = d.run_ok("coordinator", &ask("researcher", "find facts about tea"));
     assert_eq!(
         report["answer"], "tool said: echo: find facts about tea",
         "{report}"
@@ -83,7 +61,7 @@ fn an_agent_asks_another_in_a_worker_of_its_own_and_the_tree_is_recorded() {
     assert_eq!(report["tool_calls"][0]["outcome"], "ok");
 
     let id = report["conversation_id"].as_str().unwrap();
-    let shown = conversation(&d, id);
+    let shown = d.conversation(id);
     let root = &shown["executions"][0];
     assert_eq!(root["agent"], "coordinator");
     assert_eq!(root["children"][0]["agent"], "researcher", "{shown}");
@@ -127,8 +105,7 @@ fn an_agent_asks_another_in_a_worker_of_its_own_and_the_tree_is_recorded() {
     );
 
     // By capability, and the human view of the tree.
-    let report = run(
-        &d,
+    let report = d.run_ok(
         "coordinator",
         &format!(
             "[call ask_capability {}]",
@@ -152,8 +129,7 @@ fn an_agent_asks_another_in_a_worker_of_its_own_and_the_tree_is_recorded() {
     );
 
     // A notification is sent without waiting and recorded in the conversation.
-    let report = run(
-        &d,
+    let report = d.run_ok(
         "coordinator",
         &format!(
             "[call notify {}]",
@@ -166,9 +142,9 @@ fn an_agent_asks_another_in_a_worker_of_its_own_and_the_tree_is_recorded() {
     );
     let id = report["conversation_id"].as_str().unwrap().to_owned();
     assert!(wait_until(Duration::from_secs(10), || {
-        conversation(&d, &id)["executions"][0]["children"][0]["status"] == "finished"
+        d.conversation(&id)["executions"][0]["children"][0]["status"] == "finished"
     }));
-    let shown = conversation(&d, &id);
+    let shown = d.conversation(&id);
     assert!(
         shown["messages"]
             .as_array()
@@ -213,7 +189,7 @@ fn cycles_depth_and_the_allowlist_are_refused_as_tool_errors_the_model_reads() {
     d.deploy("delta", &echo_agent("delta", ""));
 
     let executions_of = |report: &Value| {
-        let shown = conversation(&d, report["conversation_id"].as_str().unwrap());
+        let shown = d.conversation(report["conversation_id"].as_str().unwrap());
         fn count(nodes: &Value) -> usize {
             nodes
                 .as_array()
@@ -226,40 +202,32 @@ fn cycles_depth_and_the_allowlist_are_refused_as_tool_errors_the_model_reads() {
     };
 
     // A→B→A: beta's call is refused, beta's model reads why, alpha answers.
-    let report = run(&d, "alpha", &ask("beta", &ask("alpha", "loop")));
+    let report = d.run_ok("alpha", &ask("beta", &ask("alpha", "loop")));
     let answer = report["answer"].as_str().unwrap();
     assert!(answer.contains("cycle (alpha → beta → alpha)"), "{answer}");
     assert_eq!(executions_of(&report), 2, "no worker for the refused call");
 
     // A→B→C→A.
-    let report = run(
-        &d,
-        "alpha",
-        &ask("beta", &ask("gamma", &ask("alpha", "loop"))),
-    );
+    let report = d.run_ok("alpha", &ask("beta", &ask("gamma", &ask("alpha", "loop"))));
     let answer = report["answer"].as_str().unwrap();
     assert!(answer.contains("alpha → beta → gamma → alpha"), "{answer}");
     assert_eq!(executions_of(&report), 3);
 
     // Depth: alpha allows two levels below it; gamma asking delta would be the third.
-    let report = run(
-        &d,
-        "alpha",
-        &ask("beta", &ask("gamma", &ask("delta", "deep"))),
-    );
+    let report = d.run_ok("alpha", &ask("beta", &ask("gamma", &ask("delta", "deep"))));
     let answer = report["answer"].as_str().unwrap();
     assert!(answer.contains("2 delegation(s) deep"), "{answer}");
     assert_eq!(executions_of(&report), 3);
 
     // Outside the allowlist, not deployed, an unknown capability.
-    let answer = run(&d, "alpha", &ask("delta", "hi"))["answer"].clone();
+    let answer = d.run_ok("alpha", &ask("delta", "hi"))["answer"].clone();
     assert!(
         answer.as_str().unwrap().contains(
             "alpha may not ask agent \"delta\"; its [delegation] agents are: beta, ghost"
         ),
         "{answer}"
     );
-    let answer = run(&d, "alpha", &ask("ghost", "hi"))["answer"].clone();
+    let answer = d.run_ok("alpha", &ask("ghost", "hi"))["answer"].clone();
     assert!(
         answer
             .as_str()
@@ -267,8 +235,7 @@ fn cycles_depth_and_the_allowlist_are_refused_as_tool_errors_the_model_reads() {
             .contains("no agent named \"ghost\" is deployed"),
         "{answer}"
     );
-    let answer = run(
-        &d,
+    let answer = d.run_ok(
         "alpha",
         &format!(
             "[call ask_capability {}]",
@@ -285,7 +252,7 @@ fn cycles_depth_and_the_allowlist_are_refused_as_tool_errors_the_model_reads() {
     );
 
     // A malformed call: the model reads what is wrong with it.
-    let report = run(&d, "alpha", "[call ask_agent {\"agent\": \"beta\"}]");
+    let report = d.run_ok("alpha", "[call ask_agent {\"agent\": \"beta\"}]");
     assert_eq!(report["tool_calls"][0]["outcome"], "invalid", "{report}");
     assert!(
         report["answer"].as_str().unwrap().contains("request"),
@@ -318,8 +285,7 @@ fn a_budget_spent_in_the_middle_of_a_tree_refuses_the_remaining_children() {
     for n in ["one", "two", "three"] {
         d.deploy(n, &echo_agent(n, ""));
     }
-    let report = run(
-        &d,
+    let report = d.run_ok(
         "boss",
         &format!(
             "{} {} {}",
@@ -437,11 +403,11 @@ fn killing_a_parent_ends_its_running_children_and_a_killed_child_is_its_parents_
         .unwrap()
         .to_owned();
     assert!(wait_until(Duration::from_secs(5), || {
-        conversation(&d, &id)["executions"][0]["children"]
+        d.conversation(&id)["executions"][0]["children"]
             .as_array()
             .is_some_and(|c| c.len() == 3 && c.iter().all(|n| n["status"] == "finished"))
     }));
-    let shown = conversation(&d, &id);
+    let shown = d.conversation(&id);
     assert_eq!(shown["executions"][0]["outcome"], "killed", "{shown}");
     for child in shown["executions"][0]["children"].as_array().unwrap() {
         assert_eq!(child["outcome"], "cancelled", "{child}");
@@ -491,7 +457,7 @@ fn a_child_ends_when_its_parent_must_and_a_full_pool_does_not_starve_children() 
         &echo_agent("patient", "[limits]\ntimeout = \"60s\"\n"),
     );
     // The child answers at once although the pool's only slot is taken.
-    let report = run(&d, "hurried", &ask("patient", "quick"));
+    let report = d.run_ok("hurried", &ask("patient", "quick"));
     assert_eq!(report["answer"], "tool said: echo: quick", "{report}");
 
     // A child that would take a minute ends with its parent's 1.5 s.
@@ -511,9 +477,9 @@ fn a_child_ends_when_its_parent_must_and_a_full_pool_does_not_starve_children() 
         .unwrap()
         .to_owned();
     assert!(wait_until(Duration::from_secs(5), || {
-        conversation(&d, &id)["executions"][0]["children"][0]["status"] == "finished"
+        d.conversation(&id)["executions"][0]["children"][0]["status"] == "finished"
     }));
-    let child = &conversation(&d, &id)["executions"][0]["children"][0];
+    let child = &d.conversation(&id)["executions"][0]["children"][0];
     assert!(
         child["duration_ms"].as_f64().unwrap() < 2500.0,
         "the child outlived its parent's deadline: {child}"

@@ -25,11 +25,8 @@ fn mcp_sdk() -> PathBuf {
 fn daemon_on_tcp() -> (FakeLlm, Daemon, u16) {
     crate::support::builtin_tools_dir();
     let llm = FakeLlm::start();
-    let port = crate::support::free_port();
     let mut opts = DaemonOptions::new(&llm);
-    opts.extra_config =
-        format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");
-    opts.env.push(("CAXTON_TEST_TOKEN".into(), TOKEN.into()));
+    let port = opts.listen_tcp(TOKEN, "");
     let daemon = Daemon::start(opts);
     (llm, daemon, port)
 }

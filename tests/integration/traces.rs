@@ -435,15 +435,9 @@ fn an_mcp_call_with_a_traceparent_in_its_meta_joins_the_caller_s_trace() {
     let out = dir.path().join("spans.jsonl");
     let (_receiver, otlp_port) = receiver(&out, false);
     let llm = FakeLlm::start();
-    let port = crate::support::free_port();
     let mut opts = DaemonOptions::new(&llm);
-    opts.extra_config =
-        format!("[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntoken_env = \"CAXTON_TEST_TOKEN\"\n");
     opts.env = export_env(otlp_port);
-    opts.env.push((
-        "CAXTON_TEST_TOKEN".into(),
-        "trace-token-of-16-or-more".into(),
-    ));
+    let port = opts.listen_tcp("trace-token-of-16-or-more", "");
     let _d = Daemon::start(opts);
     let (status, raw) = mcp_post(
         port,
